@@ -1,0 +1,171 @@
+"""The Microsoft identity platform stand-in: TLS certificate, signing key, tokens, discovery.
+
+azure-identity only talks to an https authority, so these routes run on their own TLS
+listener with a self-signed certificate (CN/SAN ``localhost`` and 127.0.0.1) written to
+``<state-dir>/ca.pem`` for clients to trust.  Tokens are RS256 JWTs shaped like Entra ID
+v1 app-only access tokens for Graph.  Token lifetimes use the real wall clock, not the
+simulator's shiftable clock, because azure-identity caches tokens by real time.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import hashlib
+import ipaddress
+import secrets
+import ssl
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import jwt
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from .config import SimConfig
+
+GRAPH_AUDIENCES = ("https://graph.microsoft.com", "00000003-0000-0000-c000-000000000000")
+APP_ROLES = ["Files.ReadWrite.All", "Sites.ReadWrite.All"]
+
+
+def _b64url_uint(value: int) -> str:
+    raw = value.to_bytes((value.bit_length() + 7) // 8, "big")
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+def make_tls_files(state_dir: Path) -> tuple[Path, Path]:
+    """Create a self-signed localhost certificate; return (cert/CA pem, key pem) paths."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = dt.datetime.now(dt.UTC)
+    ski = x509.SubjectKeyIdentifier.from_public_key(key.public_key())
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=30))
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [
+                    x509.DNSName("localhost"),
+                    x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
+                    x509.IPAddress(ipaddress.ip_address("::1")),
+                ]
+            ),
+            critical=False,
+        )
+        # CA:TRUE so the same file can be trusted as a CA bundle by requests and aiohttp.
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                key_encipherment=True,
+                key_cert_sign=True,
+                content_commitment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                crl_sign=True,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .add_extension(ski, critical=False)
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = state_dir / "ca.pem", state_dir / "tls-key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL, serialization.NoEncryption()
+        )
+    )
+    key_path.chmod(0o600)
+    return cert_path, key_path
+
+
+def server_ssl_context(cert_path: Path, key_path: Path) -> ssl.SSLContext:
+    """TLS context for the identity listener."""
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(str(cert_path), str(key_path))
+    return ctx
+
+
+class TokenIssuer:
+    """Signs and verifies app-only access tokens with a key generated at start-up."""
+
+    def __init__(self, config: SimConfig) -> None:
+        self.config = config
+        self._key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        self.kid = secrets.token_urlsafe(16)
+        # The app's service principal object id: stable per client id, used as creatorId.
+        self.service_principal_id = str(uuid.uuid5(uuid.NAMESPACE_URL, config.client_id))
+
+    def issue(self) -> str:
+        """A signed JWT for Microsoft Graph, app-only."""
+        now = int(time.time())
+        tenant = self.config.tenant_id
+        claims: dict[str, Any] = {
+            "aud": "https://graph.microsoft.com",
+            "iss": f"https://sts.windows.net/{tenant}/",
+            "iat": now,
+            "nbf": now,
+            "exp": now + self.config.token_lifetime_seconds,
+            "app_displayname": "graphsim-client",
+            "appid": self.config.client_id,
+            "azp": self.config.client_id,
+            "appidacr": "1",
+            "idp": f"https://sts.windows.net/{tenant}/",
+            "idtyp": "app",
+            "oid": self.service_principal_id,
+            "sub": self.service_principal_id,
+            "roles": APP_ROLES,
+            "tid": tenant,
+            "uti": secrets.token_urlsafe(16),
+            "ver": "1.0",
+        }
+        return jwt.encode(claims, self._key, algorithm="RS256", headers={"kid": self.kid})
+
+    def verify(self, token: str) -> dict[str, Any]:
+        """Return the claims of a token this simulator issued, or raise ``jwt.PyJWTError``."""
+        claims: dict[str, Any] = jwt.decode(
+            token,
+            self._key.public_key(),
+            algorithms=["RS256"],
+            audience=list(GRAPH_AUDIENCES),
+            issuer=f"https://sts.windows.net/{self.config.tenant_id}/",
+            options={"require": ["exp", "iat", "aud", "iss"]},
+        )
+        if claims.get("tid") != self.config.tenant_id:
+            raise jwt.InvalidTokenError("wrong tenant")
+        return claims
+
+    def jwks(self) -> dict[str, Any]:
+        """The public signing key as a JWKS document."""
+        pub = self._key.public_key().public_numbers()
+        der = self._key.public_key().public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+        x5t = base64.urlsafe_b64encode(hashlib.sha1(der).digest()).rstrip(b"=").decode()
+        return {
+            "keys": [
+                {
+                    "kty": "RSA",
+                    "use": "sig",
+                    "kid": self.kid,
+                    "x5t": x5t,
+                    "n": _b64url_uint(pub.n),
+                    "e": _b64url_uint(pub.e),
+                    "issuer": f"https://sts.windows.net/{self.config.tenant_id}/",
+                }
+            ]
+        }

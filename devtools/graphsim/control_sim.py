@@ -1,0 +1,145 @@
+"""Control API, part two: stats, subscriptions, faults, delivery, clock, reset."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from .control import LIFECYCLE_EVENTS, _err, _json, _state
+from .subscriptions import Subscription
+
+routes = web.RouteTableDef()
+
+
+def _sub_out(sub: Subscription) -> dict[str, Any]:
+    return {**sub.to_json(), "driveId": sub.drive_id}
+
+
+@routes.get("/_sim/stats")
+async def stats(request: web.Request) -> web.Response:
+    """Counters: delta runs/requests per drive, delivery, writes, faults."""
+    state = _state(request)
+    now = state.clock.now()
+    return web.json_response(
+        {
+            "drives": {
+                d.id: {"deltaRuns": d.delta_runs, "deltaRequests": d.delta_requests, "seq": d.seq}
+                for d in state.drives.drives.values()
+            },
+            "delivery": state.deliverer.stats.as_json(state.deliverer.pending()),
+            "deliveryPaused": state.deliverer.paused,
+            "duplicates": state.deliverer.duplicates,
+            "subscriptionWrites": state.subscription_writes,
+            "subscriptionsActive": len(state.subs.for_app(state.config.client_id, now)),
+            "throttled": state.throttle.throttled,
+            "faultsInjected": state.faults.injected,
+            "graphRequests": state.graph_requests,
+            "authFailures": state.auth_failures,
+            "clockOffsetSeconds": state.clock.offset.total_seconds(),
+        }
+    )
+
+
+@routes.post("/_sim/stats/reset")
+async def stats_reset(request: web.Request) -> web.Response:
+    """Zero all counters."""
+    _state(request).reset_stats()
+    return web.json_response({"ok": True})
+
+
+@routes.get("/_sim/subscriptions")
+async def list_subscriptions(request: web.Request) -> web.Response:
+    """All active subscriptions, clientState included."""
+    state = _state(request)
+    state.subs.prune(state.clock.now())
+    return web.json_response({"value": [_sub_out(s) for s in state.subs.subs.values()]})
+
+
+@routes.delete("/_sim/subscriptions/{id}")
+async def drop_subscription(request: web.Request) -> web.Response:
+    """Remove a subscription on the Graph side without telling anyone."""
+    state = _state(request)
+    if state.subs.subs.pop(request.match_info["id"], None) is None:
+        return _err(404, "no such subscription")
+    return web.json_response({"deleted": True})
+
+
+@routes.post("/_sim/subscriptions/{id}/lifecycle")
+async def lifecycle(request: web.Request) -> web.Response:
+    """Send a lifecycle event: {"event": reauthorizationRequired|subscriptionRemoved|missed}."""
+    state, body = _state(request), await _json(request)
+    event = body.get("event")
+    if event not in LIFECYCLE_EVENTS:
+        return _err(400, f"event must be one of {', '.join(LIFECYCLE_EVENTS)}")
+    state.subs.prune(state.clock.now())
+    sub = state.subs.subs.get(request.match_info["id"])
+    if sub is None:
+        return _err(404, "no such subscription")
+    queued = state.lifecycle(sub, str(event))
+    return web.json_response({"queued": queued, "event": event, "removed": event == "subscriptionRemoved"})
+
+
+@routes.post("/_sim/faults")
+async def add_fault(request: web.Request) -> web.Response:
+    """Inject: {"method"?, "path": regex, "status", "count"?: 1, "retryAfter"?}."""
+    body = await _json(request)
+    if "path" not in body or "status" not in body:
+        return _err(400, "path and status are required")
+    retry_after = body.get("retryAfter")
+    fault = _state(request).faults.add(
+        str(body["path"]),
+        int(body["status"]),
+        int(body.get("count", 1)),
+        body.get("method"),
+        None if retry_after is None else int(retry_after),
+    )
+    return web.json_response(fault.as_json(), status=201)
+
+
+@routes.get("/_sim/faults")
+async def list_faults(request: web.Request) -> web.Response:
+    """Faults with requests left to hit."""
+    return web.json_response({"value": [f.as_json() for f in _state(request).faults.faults]})
+
+
+@routes.delete("/_sim/faults")
+async def clear_faults(request: web.Request) -> web.Response:
+    """Remove all faults."""
+    _state(request).faults.clear()
+    return web.json_response({"ok": True})
+
+
+@routes.post("/_sim/delivery")
+async def delivery(request: web.Request) -> web.Response:
+    """Steer delivery: {"duplicates"?: N, "paused"?: bool}."""
+    state, body = _state(request), await _json(request)
+    if "duplicates" in body:
+        state.deliverer.duplicates = max(1, int(body["duplicates"]))
+    if "paused" in body:
+        state.deliverer.set_paused(bool(body["paused"]))
+    return web.json_response(
+        {
+            "duplicates": state.deliverer.duplicates,
+            "paused": state.deliverer.paused,
+            "pending": state.deliverer.pending(),
+        }
+    )
+
+
+@routes.post("/_sim/clock")
+async def clock(request: web.Request) -> web.Response:
+    """Shift the simulator's clock: {"advanceSeconds": s}."""
+    state, body = _state(request), await _json(request)
+    state.clock.advance(float(body.get("advanceSeconds", 0)))
+    state.subs.prune(state.clock.now())
+    return web.json_response(
+        {"now": state.clock.now().isoformat(), "offsetSeconds": state.clock.offset.total_seconds()}
+    )
+
+
+@routes.post("/_sim/reset")
+async def reset(request: web.Request) -> web.Response:
+    """Forget all drives, subscriptions, faults, queued notifications and counters."""
+    _state(request).reset()
+    return web.json_response({"ok": True})

@@ -1,0 +1,143 @@
+"""``driveItem: delta`` on a drive's root: full enumeration, ``token=latest``, changes, paging.
+
+A *run* is a delta request that starts a sync (no token, ``latest`` or a deltaLink
+token); following an ``@odata.nextLink`` is part of the same run.  Runs and page
+requests are counted per drive for the control API.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+from urllib.parse import unquote
+
+from aiohttp import web
+
+from .delta_tokens import DeltaToken
+from .drives import Drive
+from .errors import GraphError, json_response
+from .render import item_json
+from .state import SimState
+
+RESYNC_MESSAGE = (
+    "Resync required. Replace any local items with the server's version "
+    "(including deletes) if you're sure that the service was up to date with "
+    "your local changes when you last sync'd. Upload any local changes that "
+    "the server doesn't know about."
+)
+_FUNCTION_TOKEN = re.compile(r"^delta\((?:token=)?'?(?P<token>[^')]*)'?\)$")
+
+
+def token_from(request: web.Request, fn: str) -> str | None:
+    """The token from ``?token=`` or from ``delta(token='...')`` function syntax."""
+    if "token" in request.query:
+        return request.query["token"]
+    m = _FUNCTION_TOKEN.match(unquote(fn))
+    if m and m.group("token"):
+        return m.group("token")
+    return None
+
+
+def _page_size(request: web.Request, state: SimState) -> tuple[int, str | None]:
+    prefer = request.headers.get("Prefer", "")
+    m = re.search(r"odata\.maxpagesize=(\d+)", prefer)
+    if m and int(m.group(1)) > 0:
+        return int(m.group(1)), f"odata.maxpagesize={m.group(1)}"
+    top = request.query.get("$top")
+    if top and top.isdigit() and int(top) > 0:
+        return int(top), None
+    return state.config.page_size, None
+
+
+def delta_url(state: SimState, drive: Drive, token: str | None = None) -> str:
+    """Absolute delta URL of a drive, with a token or for a fresh full enumeration."""
+    base = f"{state.graph_url}/drives/{drive.id}/root/delta"
+    return f"{base}?token={token}" if token else base
+
+
+def _stale(state: SimState, drive: Drive, tok: DeltaToken) -> bool:
+    if tok.epoch != drive.token_epoch:
+        return True
+    lifetime = state.config.delta_token_lifetime_seconds
+    return bool(lifetime) and state.clock.now().timestamp() - tok.issued > lifetime
+
+
+def _ordered_ids(state: SimState, drive: Drive, after: int | None) -> list[str]:
+    """Ids in the run: live items (full) or items changed after ``after``, parents first."""
+    store = state.drives
+    if after is None:
+        chosen = [i for i in drive.items.values() if not i.deleted]
+    else:
+        chosen = [i for i in drive.items.values() if i.seq > after]
+    chosen.sort(key=lambda i: (store.depth(drive, i), i.seq))
+    return [i.id for i in chosen]
+
+
+async def handle_delta(request: web.Request, state: SimState, drive: Drive, raw_token: str | None) -> web.Response:
+    """Serve one delta page."""
+    drive.delta_requests += 1
+    now = state.clock.now().timestamp()
+    if raw_token == "latest":
+        drive.delta_runs += 1
+        link = DeltaToken("d", drive.id, drive.seq, drive.token_epoch, now).encode()
+        return _page(request, state, drive, [], None, delta_url(state, drive, link), None)
+    ids: list[str] | None
+    offset, snapshot = 0, drive.seq
+    if raw_token is None:
+        ids = _ordered_ids(state, drive, None)
+        cursor = state.cursors.put(ids)
+        drive.delta_runs += 1
+    else:
+        tok = DeltaToken.decode(raw_token)
+        if tok is None or tok.drive_id != drive.id or tok.kind not in ("d", "p"):
+            raise GraphError(400, "invalidRequest", "Invalid delta token.")
+        if _stale(state, drive, tok):
+            raise GraphError(
+                410,
+                "resyncRequired",
+                RESYNC_MESSAGE,
+                {"Location": delta_url(state, drive)},
+                inner_code="resyncChangesApplyDifferences",
+            )
+        if tok.kind == "d":
+            ids = _ordered_ids(state, drive, tok.seq)
+            cursor = state.cursors.put(ids)
+            drive.delta_runs += 1
+        else:
+            ids, cursor, offset, snapshot = state.cursors.get(tok.cursor), tok.cursor, tok.offset, tok.seq
+            if ids is None:
+                # The run's cursor was evicted: like an expired token, start over.
+                raise GraphError(
+                    410,
+                    "resyncRequired",
+                    RESYNC_MESSAGE,
+                    {"Location": delta_url(state, drive)},
+                    inner_code="resyncChangesApplyDifferences",
+                )
+    size, applied = _page_size(request, state)
+    page_ids = ids[offset : offset + size]
+    items = [state.drives.render_source(drive, i) for i in page_ids]
+    values = [item_json(state.drives, drive, it, in_delta=True) for it in items if it]
+    if offset + size < len(ids):
+        nxt = DeltaToken("p", drive.id, snapshot, drive.token_epoch, now, cursor, offset + size).encode()
+        return _page(request, state, drive, values, delta_url(state, drive, nxt), None, applied)
+    link = DeltaToken("d", drive.id, snapshot, drive.token_epoch, now).encode()
+    return _page(request, state, drive, values, None, delta_url(state, drive, link), applied)
+
+
+def _page(
+    request: web.Request,
+    state: SimState,
+    drive: Drive,
+    values: list[dict[str, Any]],
+    next_link: str | None,
+    delta_link: str | None,
+    applied: str | None,
+) -> web.Response:
+    body: dict[str, Any] = {"@odata.context": f"{state.graph_url}/$metadata#Collection(driveItem)", "value": values}
+    if next_link:
+        body["@odata.nextLink"] = next_link
+    if delta_link:
+        body["@odata.deltaLink"] = delta_link
+    headers = {"Preference-Applied": applied} if applied else None
+    return json_response(request, body, headers=headers)

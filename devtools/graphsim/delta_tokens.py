@@ -1,0 +1,84 @@
+"""Opaque delta tokens: a deltaLink position or a nextLink page cursor, base64url JSON."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import secrets
+from collections import OrderedDict
+from dataclasses import dataclass
+
+
+@dataclass
+class DeltaToken:
+    """A decoded token: ``kind`` is ``d`` (deltaLink) or ``p`` (a page of a run)."""
+
+    kind: str
+    drive_id: str
+    seq: int
+    epoch: int
+    issued: float
+    cursor: str = ""
+    offset: int = 0
+
+    def encode(self) -> str:
+        """Serialise to the opaque URL-safe form."""
+        raw = json.dumps(
+            {
+                "k": self.kind,
+                "d": self.drive_id,
+                "s": self.seq,
+                "e": self.epoch,
+                "t": round(self.issued, 3),
+                "c": self.cursor,
+                "o": self.offset,
+            },
+            separators=(",", ":"),
+        ).encode()
+        return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+    @classmethod
+    def decode(cls, text: str) -> DeltaToken | None:
+        """Parse a token, or ``None`` if it is not one of ours."""
+        try:
+            raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+            data = json.loads(raw)
+            return cls(
+                kind=str(data["k"]),
+                drive_id=str(data["d"]),
+                seq=int(data["s"]),
+                epoch=int(data["e"]),
+                issued=float(data["t"]),
+                cursor=str(data.get("c", "")),
+                offset=int(data.get("o", 0)),
+            )
+        except (ValueError, KeyError, TypeError, binascii.Error, UnicodeDecodeError):
+            return None
+
+
+class CursorCache:
+    """Item-id lists of delta runs in progress, so later pages stay consistent."""
+
+    def __init__(self, capacity: int = 2000) -> None:
+        self.capacity = capacity
+        self._runs: OrderedDict[str, list[str]] = OrderedDict()
+
+    def put(self, ids: list[str]) -> str:
+        """Store a run's ordered ids; returns the cursor id."""
+        cid = secrets.token_urlsafe(9)
+        self._runs[cid] = ids
+        while len(self._runs) > self.capacity:
+            self._runs.popitem(last=False)
+        return cid
+
+    def get(self, cid: str) -> list[str] | None:
+        """The ids of a run, or ``None`` if it has been evicted."""
+        ids = self._runs.get(cid)
+        if ids is not None:
+            self._runs.move_to_end(cid)
+        return ids
+
+    def clear(self) -> None:
+        """Forget all runs."""
+        self._runs.clear()

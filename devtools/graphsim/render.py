@@ -1,0 +1,92 @@
+"""JSON shapes of drives and driveItems, as OneDrive for Business returns them."""
+
+from __future__ import annotations
+
+import mimetypes
+from typing import Any
+from urllib.parse import quote
+
+from .clock import item_time
+from .drives import Drive, DriveStore, Item, content_hash
+
+WEB_BASE = "https://contoso.sharepoint.com"
+
+
+def drive_json(drive: Drive, graph_url: str) -> dict[str, Any]:
+    """A drive resource."""
+    owner: dict[str, Any]
+    if drive.user_id:
+        owner = {"user": {"id": drive.user_id, "displayName": drive.user_id}}
+    else:
+        owner = {"group": {"id": drive.site_id or drive.id, "displayName": "Site owners"}}
+    web = (
+        f"{WEB_BASE}/personal/{drive.user_id}/Documents"
+        if drive.user_id
+        else f"{WEB_BASE}/sites/{drive.site_id or 'root'}/Shared%20Documents"
+    )
+    body: dict[str, Any] = {
+        "@odata.context": f"{graph_url}/$metadata#drives/$entity",
+        "createdDateTime": item_time(drive.created),
+        "description": "",
+        "id": drive.id,
+        "lastModifiedDateTime": item_time(drive.created),
+        "name": "Documents",
+        "webUrl": web,
+        "driveType": "business",
+        "createdBy": {"user": {"displayName": "System Account"}},
+        "owner": owner,
+        "quota": {"deleted": 0, "remaining": 1099511627776, "state": "normal", "total": 1099511627776, "used": 0},
+    }
+    return body
+
+
+def _parent_ref(store: DriveStore, drive: Drive, item: Item, with_path: bool) -> dict[str, Any]:
+    ref: dict[str, Any] = {"driveType": "business", "driveId": drive.id}
+    if item.parent_id is None:
+        return ref
+    ref["id"] = item.parent_id
+    if drive.site_id:
+        ref["siteId"] = drive.site_id
+    if with_path:
+        ref["path"] = store.path_of(drive, item)
+    return ref
+
+
+def item_json(store: DriveStore, drive: Drive, item: Item, *, in_delta: bool = False) -> dict[str, Any]:
+    """A driveItem; ``in_delta`` applies delta's omissions (no cTag, no path; tombstones)."""
+    tag = f"{{{item.guid}}}"
+    body: dict[str, Any] = {
+        "@odata.type": "#microsoft.graph.driveItem",
+        "createdDateTime": item_time(item.created),
+        "eTag": f'"{tag},{item.version}"',
+        "id": item.id,
+        "lastModifiedDateTime": item_time(item.modified),
+        "name": item.name,
+        "parentReference": _parent_ref(store, drive, item, with_path=not in_delta),
+        "fileSystemInfo": {
+            "createdDateTime": item_time(item.created),
+            "lastModifiedDateTime": item_time(item.modified),
+        },
+    }
+    if item.deleted:
+        # OneDrive for Business omits name and cTag on deleted items in delta.
+        del body["name"]
+        body["deleted"] = {"state": "deleted"}
+        body["file" if not item.is_folder else "folder"] = {}
+        return body
+    if not in_delta:
+        body["cTag"] = f'"c:{tag},{item.content_version}"'
+    if item.parent_id is None:
+        body["webUrl"] = f"{WEB_BASE}/Shared%20Documents"
+        body["root"] = {}
+    else:
+        path = store.path_of(drive, item).removeprefix("/drive/root:")
+        body["webUrl"] = f"{WEB_BASE}/Shared%20Documents{quote(path)}/{quote(item.name)}"
+    if item.is_folder:
+        body["folder"] = {"childCount": store.children_count(drive, item)}
+        body["size"] = sum(len(c.content) for c in drive.items.values() if not c.deleted and c.parent_id == item.id)
+    else:
+        mime = mimetypes.guess_type(item.name)[0] or "application/octet-stream"
+        body["file"] = {"mimeType": mime, "hashes": {"quickXorHash": content_hash(item.content)}}
+        body["size"] = len(item.content)
+    return body

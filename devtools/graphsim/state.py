@@ -1,0 +1,109 @@
+"""Everything one simulator instance holds, shared by the Graph and control handlers."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+from .auth import TokenIssuer
+from .clock import SimClock, graph_time
+from .config import SimConfig
+from .delivery import Deliverer, DeliveryStats
+from .delta_tokens import CursorCache
+from .drives import Drive, DriveStore
+from .faults import FaultInjector, WriteThrottle
+from .subscriptions import Subscription, SubscriptionStore
+
+
+@dataclass
+class SimState:
+    """The simulator's in-memory world."""
+
+    config: SimConfig
+    issuer: TokenIssuer
+    clock: SimClock = field(default_factory=SimClock)
+    subs: SubscriptionStore = field(default_factory=SubscriptionStore)
+    faults: FaultInjector = field(default_factory=FaultInjector)
+    cursors: CursorCache = field(default_factory=CursorCache)
+    graph_url: str = ""
+    subscription_writes: int = 0
+    graph_requests: int = 0
+    auth_failures: int = 0
+    drives: DriveStore = field(init=False)
+    deliverer: Deliverer = field(init=False)
+    throttle: WriteThrottle = field(init=False)
+    http: aiohttp.ClientSession | None = None
+
+    def __post_init__(self) -> None:
+        self.drives = DriveStore(self.clock)
+        self.drives.listeners.append(self.on_drive_change)
+        self.deliverer = Deliverer(self.config)
+        self.throttle = WriteThrottle(self.config.write_limit, self.config.write_window_seconds)
+
+    def session(self) -> aiohttp.ClientSession:
+        """HTTP client for validation handshakes."""
+        if self.http is None or self.http.closed:
+            self.http = aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=False))
+        return self.http
+
+    def notification(self, sub: Subscription) -> dict[str, Any]:
+        """A driveItem change notification: no resource data, as OneDrive sends."""
+        return {
+            "subscriptionId": sub.id,
+            "subscriptionExpirationDateTime": graph_time(sub.expiration),
+            "changeType": "updated",
+            "resource": sub.resource,
+            "clientState": sub.client_state,
+            "tenantId": self.config.tenant_id,
+        }
+
+    def on_drive_change(self, drive: Drive, changes: int) -> None:
+        """Queue one notification per changed item for each subscription on the drive."""
+        for sub in self.subs.for_drive(drive.id, self.clock.now()):
+            self.deliverer.enqueue(sub.notification_url, [self.notification(sub) for _ in range(changes)])
+
+    def lifecycle(self, sub: Subscription, event: str) -> bool:
+        """Send a lifecycle notification; ``subscriptionRemoved`` also deletes the sub."""
+        if event == "subscriptionRemoved":
+            self.subs.subs.pop(sub.id, None)
+        if not sub.lifecycle_url:
+            return False
+        self.deliverer.enqueue(
+            sub.lifecycle_url,
+            [
+                {
+                    "subscriptionId": sub.id,
+                    "subscriptionExpirationDateTime": graph_time(sub.expiration),
+                    "tenantId": self.config.tenant_id,
+                    "clientState": sub.client_state,
+                    "lifecycleEvent": event,
+                }
+            ],
+        )
+        return True
+
+    def reset(self) -> None:
+        """Forget drives, subscriptions, faults, queues and counters."""
+        self.drives.drives.clear()
+        self.subs.subs.clear()
+        self.faults.clear()
+        self.cursors.clear()
+        self.deliverer.clear()
+        self.throttle.reset()
+        self.clock.offset = type(self.clock.offset)()
+        self.reset_stats()
+
+    def reset_stats(self) -> None:
+        """Zero the counters."""
+        self.deliverer.stats = DeliveryStats()
+        self.subscription_writes = self.graph_requests = self.auth_failures = 0
+        self.faults.injected = 0
+        self.throttle.throttled = 0
+        for d in self.drives.drives.values():
+            d.delta_runs = d.delta_requests = 0
+
+
+STATE = web.AppKey("graphsim_state", SimState)

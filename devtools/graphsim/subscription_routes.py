@@ -1,0 +1,117 @@
+"""Graph's ``/subscriptions`` endpoints."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import re
+from typing import Any
+
+from aiohttp import web
+
+from . import handshake
+from .errors import GraphError, empty_response, json_response
+from .state import SimState
+from .subscriptions import build, check_expiration
+
+log = logging.getLogger("graphsim.subscriptions")
+LIST_PAGE = 100
+
+
+async def _body(request: web.Request) -> Any:
+    raw = await request.read()
+    if not raw:
+        return None
+    try:
+        return json.loads(raw)
+    except ValueError as exc:
+        raise GraphError(
+            400,
+            "BadRequest",
+            "Unable to read JSON request payload. Please "
+            "ensure Content-Type header is set and payload is of valid JSON "
+            "format.",
+        ) from exc
+
+
+async def _write(state: SimState) -> None:
+    """Throttle, count and delay a subscription write as Graph's latency would."""
+    state.throttle.hit()
+    state.subscription_writes += 1
+    if state.config.write_latency_ms:
+        await asyncio.sleep(state.config.write_latency_ms / 1000)
+
+
+async def create(request: web.Request, state: SimState, m: re.Match[str], claims: dict[str, Any]) -> web.Response:
+    """POST /subscriptions: validate, handshake, store, 201."""
+    await _write(state)
+    now = state.clock.now()
+    sub, kind, key = build(await _body(request), now, claims["appid"], claims["oid"])
+    drive = state.drives.find(kind, key)
+    if drive is None:
+        raise GraphError(404, "itemNotFound", "The resource could not be found.")
+    sub.drive_id = drive.id
+    if len(state.subs.for_app(sub.application_id, now)) >= state.config.subscription_quota:
+        raise GraphError(403, "Forbidden", "The number of subscriptions for this application has reached the limit.")
+    dup = state.subs.duplicate_of(sub, now)
+    if dup is not None:
+        raise GraphError(409, "Conflict", f"Subscription Id {dup.id} already exists for the requested combination")
+    timeout = state.config.validation_timeout_seconds
+    await handshake.validate(state.session(), sub.notification_url, timeout)
+    if sub.lifecycle_url:
+        # Graph validates the lifecycle URL separately, even when it equals notificationUrl.
+        await handshake.validate(state.session(), sub.lifecycle_url, timeout)
+    dup = state.subs.duplicate_of(sub, state.clock.now())
+    if dup is not None:  # a concurrent create won while we were validating
+        raise GraphError(409, "Conflict", f"Subscription Id {dup.id} already exists for the requested combination")
+    state.subs.subs[sub.id] = sub
+    log.info("created subscription %s on drive %s", sub.id, drive.id)
+    return json_response(request, sub.to_json(state.graph_url), status=201)
+
+
+async def list_subs(request: web.Request, state: SimState, m: re.Match[str], claims: dict[str, Any]) -> web.Response:
+    """GET /subscriptions, 100 per page with ``@odata.nextLink``."""
+    subs = state.subs.for_app(claims["appid"], state.clock.now())
+    skip_text = request.query.get("$skiptoken", "0")
+    skip = int(skip_text) if skip_text.isdigit() else 0
+    page = subs[skip : skip + LIST_PAGE]
+    body: dict[str, Any] = {
+        "@odata.context": f"{state.graph_url}/$metadata#subscriptions",
+        "value": [s.to_json() for s in page],
+    }
+    if skip + LIST_PAGE < len(subs):
+        body["@odata.nextLink"] = f"{state.graph_url}/subscriptions?$skiptoken={skip + LIST_PAGE}"
+    return json_response(request, body)
+
+
+async def get_sub(request: web.Request, state: SimState, m: re.Match[str], claims: dict[str, Any]) -> web.Response:
+    """GET /subscriptions/{id}."""
+    sub = state.subs.get(m["id"], state.clock.now(), claims["appid"])
+    return json_response(request, sub.to_json(state.graph_url))
+
+
+async def patch_sub(request: web.Request, state: SimState, m: re.Match[str], claims: dict[str, Any]) -> web.Response:
+    """PATCH /subscriptions/{id}: only expirationDateTime changes."""
+    await _write(state)
+    now = state.clock.now()
+    sub = state.subs.get(m["id"], now, claims["appid"])
+    body = await _body(request)
+    if not isinstance(body, dict) or "expirationDateTime" not in body:
+        raise GraphError(400, "InvalidRequest", "expirationDateTime is a required property.")
+    sub.expiration = check_expiration(body["expirationDateTime"], now)
+    return json_response(request, sub.to_json(state.graph_url))
+
+
+async def delete_sub(request: web.Request, state: SimState, m: re.Match[str], claims: dict[str, Any]) -> web.Response:
+    """DELETE /subscriptions/{id} -> 204."""
+    await _write(state)
+    sub = state.subs.get(m["id"], state.clock.now(), claims["appid"])
+    del state.subs.subs[sub.id]
+    return empty_response(request)
+
+
+async def reauthorize(request: web.Request, state: SimState, m: re.Match[str], claims: dict[str, Any]) -> web.Response:
+    """POST /subscriptions/{id}/reauthorize -> 204, expiry unchanged."""
+    state.subs.get(m["id"], state.clock.now(), claims["appid"])
+    return empty_response(request)

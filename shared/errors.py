@@ -1,0 +1,92 @@
+"""Every error this package raises, under one root.
+
+HTTP-facing errors carry the status the endpoint answers with, so the
+mapping from cause to status lives in one place.
+"""
+
+from __future__ import annotations
+
+
+class GraphWebhookError(Exception):
+    """The root of every error raised by this package."""
+
+    status: int = 500
+
+
+class SettingsError(GraphWebhookError):
+    """A setting is missing or unusable."""
+
+
+class MissingSettingError(SettingsError):
+    """A required setting is absent or empty; the message names it."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__(f"missing setting {key}")
+        self.key = key
+
+
+class InvalidSettingError(SettingsError):
+    """A setting is present but cannot be used; the message names it."""
+
+    def __init__(self, key: str, reason: str) -> None:
+        super().__init__(f"invalid setting {key}: {reason}")
+        self.key = key
+
+
+class MalformedBodyError(GraphWebhookError):
+    """The request body is not a notification batch."""
+
+    status = 400
+
+
+class BodyTooLargeError(GraphWebhookError):
+    """The request body, or one notification in it, exceeds what can be stored."""
+
+    status = 413
+
+
+class StorageUnavailableError(GraphWebhookError):
+    """Storage could not be reached or refused the write: nothing was stored."""
+
+    status = 503
+
+
+class GraphRequestError(GraphWebhookError):
+    """Microsoft Graph answered with an error that no retry will fix."""
+
+    def __init__(self, message: str, status: int = 0, code: str = "") -> None:
+        super().__init__(message)
+        self.graph_status = status
+        self.code = code
+
+
+class TransientGraphError(GraphRequestError):
+    """Graph throttled (429) or failed (5xx); the same call may succeed later."""
+
+    def __init__(self, message: str, status: int, code: str = "", retry_after: float | None = None) -> None:
+        super().__init__(message, status, code)
+        self.retry_after = retry_after
+
+
+class SubscriptionNotFoundError(GraphRequestError):
+    """Graph no longer has the subscription (404 ResourceNotFound)."""
+
+
+class SubscriptionConflictError(GraphRequestError):
+    """Graph already has a subscription for this resource, changeType and URL (409)."""
+
+
+class ResyncRequiredError(GraphRequestError):
+    """A delta cursor is stale (410 Gone): the resource must be enumerated again."""
+
+    def __init__(self, message: str, location: str | None) -> None:
+        super().__init__(message, 410, "resyncRequired")
+        self.location = location
+
+
+class UnsupportedResourceError(GraphWebhookError):
+    """No change source knows how to read this subscription's resource."""
+
+
+class CursorConflictError(GraphWebhookError):
+    """Another instance changed the delta cursor first (ETag mismatch)."""

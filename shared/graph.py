@@ -1,0 +1,251 @@
+"""The Microsoft Graph adapter: msgraph-sdk calls behind a small interface.
+
+Only this module knows the SDK's request builders and error types; callers see
+plain dicts and this package's errors.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime
+from functools import partial
+from typing import TYPE_CHECKING, Any, TypeVar
+from urllib.parse import urlsplit
+
+from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential
+
+from .clock import parse_time
+from .errors import (
+    GraphRequestError,
+    ResyncRequiredError,
+    SubscriptionConflictError,
+    SubscriptionNotFoundError,
+    TransientGraphError,
+)
+
+if TYPE_CHECKING:
+    from kiota_abstractions.request_information import RequestInformation
+    from msgraph.graph_service_client import GraphServiceClient
+    from tenacity import RetryCallState
+
+    from .settings import Settings
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+_LOOPBACK = {"localhost", "127.0.0.1", "::1"}
+
+
+def graph_scope(base_url: str) -> str:
+    """The token scope for a Graph base URL (national clouds use their own host)."""
+    host = urlsplit(base_url).hostname or "graph.microsoft.com"
+    if host in _LOOPBACK:
+        host = "graph.microsoft.com"
+    return f"https://{host}/.default"
+
+
+def build_client(settings: Settings) -> tuple[GraphServiceClient, Any]:
+    """A GraphServiceClient pointed at GRAPH_BASE_URL, and its azure-identity credential."""
+    from msgraph.graph_service_client import GraphServiceClient
+
+    options: dict[str, Any] = {}
+    if settings.authority_host:
+        options["authority"] = settings.authority_host
+    if settings.authority_ca_file:
+        options["connection_verify"] = settings.authority_ca_file
+    credential: Any
+    if settings.client_secret:
+        from azure.identity.aio import ClientSecretCredential
+
+        if settings.custom_authority:
+            # Discovery would ask the public cloud about this authority, which fails.
+            options["disable_instance_discovery"] = True
+        credential = ClientSecretCredential(settings.tenant_id, settings.client_id, settings.client_secret, **options)
+    else:
+        from azure.identity.aio import DefaultAzureCredential
+
+        credential = DefaultAzureCredential(**options)
+    client = GraphServiceClient(credentials=credential, scopes=[graph_scope(settings.graph_base_url)])
+    client.request_adapter.base_url = settings.graph_base_url
+    return client, credential
+
+
+@dataclass(frozen=True)
+class RemoteSubscription:
+    """A subscription as Graph reports it."""
+
+    id: str
+    resource: str
+    change_type: str
+    notification_url: str
+    expires_at: datetime | None
+
+
+def _retry_wait(state: RetryCallState) -> float:
+    error = state.outcome.exception() if state.outcome else None
+    if isinstance(error, TransientGraphError) and error.retry_after is not None:
+        return min(error.retry_after, 60.0)
+    return float(wait_exponential(multiplier=0.5, max=8)(state))
+
+
+def _convert(exc: Exception) -> Exception:
+    from kiota_abstractions.api_error import APIError
+
+    if not isinstance(exc, APIError):
+        return exc
+    status = exc.response_status_code or 0
+    main = getattr(exc, "error", None)
+    code = str(getattr(main, "code", "") or "")
+    message = f"Graph answered {status} {code}".strip()
+    headers = {k.lower(): v for k, v in (exc.response_headers or {}).items()}
+    if status == 404:
+        return SubscriptionNotFoundError(message, status, code)
+    if status == 409:
+        return SubscriptionConflictError(message, status, code)
+    if status == 410:
+        return ResyncRequiredError(message, headers.get("location"))
+    if status == 429 or status >= 500:
+        retry_after = headers.get("retry-after")
+        seconds = float(retry_after) if retry_after and retry_after.isdigit() else None
+        return TransientGraphError(message, status, code, seconds)
+    return GraphRequestError(message, status, code)
+
+
+class GraphGateway:
+    """The Graph calls this app makes, with errors translated and transient ones retried."""
+
+    def __init__(self, client: GraphServiceClient, attempts: int = 4) -> None:
+        self._client = client
+        self._attempts = attempts
+
+    async def _call(self, action: Callable[[], Awaitable[T]]) -> T:
+        import httpx
+
+        retrying = AsyncRetrying(
+            retry=retry_if_exception_type((TransientGraphError, httpx.TransportError)),
+            stop=stop_after_attempt(self._attempts),
+            wait=_retry_wait,
+            reraise=True,
+        )
+        async for attempt in retrying:
+            with attempt:
+                try:
+                    return await action()
+                except Exception as exc:
+                    converted = _convert(exc)
+                    if converted is exc:
+                        raise
+                    raise converted from exc
+        raise AssertionError("unreachable: tenacity reraises")
+
+    async def _fetch(self, info: RequestInformation) -> dict[str, Any]:
+        from msgraph.generated.models.o_data_errors.o_data_error import ODataError
+
+        adapter: Any = self._client.request_adapter
+
+        async def send() -> bytes | None:
+            raw: bytes | None = await adapter.send_primitive_async(info, "bytes", {"XXX": ODataError})
+            return raw
+
+        raw = await self._call(send)
+        return dict(json.loads(raw or b"{}"))
+
+    async def fetch_url(self, url: str) -> dict[str, Any]:
+        """GET an absolute Graph URL (a nextLink or deltaLink) and return its JSON."""
+        from kiota_abstractions.method import Method
+        from kiota_abstractions.request_information import RequestInformation
+
+        info = RequestInformation()
+        info.http_method = Method.GET
+        info.url = url
+        info.headers.try_add("Accept", "application/json")
+        return await self._fetch(info)
+
+    async def drive_delta(self, drive_id: str, token: str | None = None) -> dict[str, Any]:
+        """The first page of a drive's delta: from scratch, or from ``token`` ('latest')."""
+        root = self._client.drives.by_drive_id(drive_id).items.by_drive_item_id("root")
+        if token is None:
+            return await self._fetch(root.delta.to_get_request_information())
+        return await self._fetch(root.delta_with_token(token).to_get_request_information())
+
+    async def drive_id(self, owner: str, owner_id: str) -> str:
+        """The id of a user's, group's or site's default drive."""
+        builders = {"users": self._client.users, "groups": self._client.groups, "sites": self._client.sites}
+        collection: Any = builders[owner]
+        by_id = {"users": "by_user_id", "groups": "by_group_id", "sites": "by_site_id"}[owner]
+        drive = await self._call(lambda: getattr(collection, by_id)(owner_id).drive.get())
+        if drive is None or not drive.id:
+            raise GraphRequestError(f"{owner} has no default drive")
+        return str(drive.id)
+
+    async def create_subscription(
+        self,
+        resource: str,
+        change_type: str,
+        notification_url: str,
+        lifecycle_url: str,
+        client_state: str,
+        expires_at: datetime,
+    ) -> RemoteSubscription:
+        """POST /subscriptions; Graph runs the validation handshake before answering."""
+        from msgraph.generated.models.subscription import Subscription
+
+        body = Subscription(
+            change_type=change_type,
+            notification_url=notification_url,
+            lifecycle_notification_url=lifecycle_url,
+            resource=resource,
+            expiration_date_time=expires_at,
+            client_state=client_state,
+        )
+        created = await self._call(lambda: self._client.subscriptions.post(body))
+        return _remote(created)
+
+    async def renew_subscription(self, subscription_id: str, expires_at: datetime) -> datetime:
+        """PATCH the expiry; returns the expiry Graph granted."""
+        from msgraph.generated.models.subscription import Subscription
+
+        body = Subscription(expiration_date_time=expires_at)
+        updated = await self._call(lambda: self._client.subscriptions.by_subscription_id(subscription_id).patch(body))
+        granted = getattr(updated, "expiration_date_time", None)
+        return granted or expires_at
+
+    async def reauthorize_subscription(self, subscription_id: str) -> None:
+        """POST /subscriptions/{id}/reauthorize."""
+        await self._call(lambda: self._client.subscriptions.by_subscription_id(subscription_id).reauthorize.post())
+
+    async def delete_subscription(self, subscription_id: str) -> None:
+        """DELETE a subscription; one Graph no longer has counts as deleted."""
+        try:
+            await self._call(lambda: self._client.subscriptions.by_subscription_id(subscription_id).delete())
+        except SubscriptionNotFoundError:
+            log.info("subscription %s was already gone", subscription_id)
+
+    async def list_subscriptions(self) -> list[RemoteSubscription]:
+        """Every subscription this app has at Graph, following nextLinks."""
+        page = await self._call(lambda: self._client.subscriptions.get())
+        found: list[RemoteSubscription] = []
+        while page is not None:
+            found.extend(_remote(item) for item in page.value or [])
+            link = page.odata_next_link
+            if not link:
+                break
+            page = await self._call(partial(self._client.subscriptions.with_url(link).get))
+        return found
+
+
+def _remote(subscription: Any) -> RemoteSubscription:
+    if subscription is None or not subscription.id:
+        raise GraphRequestError("Graph returned no subscription")
+    expires = subscription.expiration_date_time
+    if isinstance(expires, str):
+        expires = parse_time(expires)
+    return RemoteSubscription(
+        id=str(subscription.id),
+        resource=str(subscription.resource or "").strip("/"),
+        change_type=str(subscription.change_type or ""),
+        notification_url=str(subscription.notification_url or ""),
+        expires_at=expires,
+    )

@@ -1,0 +1,58 @@
+"""The queue adapter: text messages on an Azure Storage queue."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+from .errors import StorageUnavailableError
+
+if TYPE_CHECKING:
+    from azure.storage.queue.aio import QueueClient
+
+
+class MessageQueue:
+    """Send text messages to one queue; the client decides the encoding."""
+
+    def __init__(self, client: QueueClient, concurrency: int = 16) -> None:
+        self._client = client
+        self._concurrency = concurrency
+
+    @property
+    def name(self) -> str:
+        """The queue's name."""
+        return self._client.queue_name
+
+    async def send(self, text: str, delay_seconds: float = 0) -> None:
+        """Store one message, creating the queue on first use; raise StorageUnavailableError."""
+        from azure.core.exceptions import AzureError, ResourceNotFoundError
+
+        visibility = math.ceil(delay_seconds) if delay_seconds > 0 else None
+        try:
+            try:
+                await self._client.send_message(text, visibility_timeout=visibility)
+            except ResourceNotFoundError:
+                # Creating only on a miss keeps the common path to one round trip.
+                await self._create()
+                await self._client.send_message(text, visibility_timeout=visibility)
+        except AzureError as exc:
+            raise StorageUnavailableError(f"queue {self.name} write failed: {type(exc).__name__}") from exc
+
+    async def send_all(self, texts: Iterable[str]) -> None:
+        """Store many messages with bounded concurrency; raise if any write failed."""
+        gate = asyncio.Semaphore(self._concurrency)
+
+        async def one(text: str) -> None:
+            async with gate:
+                await self.send(text)
+
+        await asyncio.gather(*(one(text) for text in texts))
+
+    async def _create(self) -> None:
+        from azure.core.exceptions import ResourceExistsError
+
+        with contextlib.suppress(ResourceExistsError):
+            await self._client.create_queue()

@@ -1,0 +1,368 @@
+"""The local host (devtools/host) run as a subprocess against Azurite, with tests/functional/hostapp.
+
+Each test starts its own host with its own queue names; Azurite is shared by the module.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from azure.core.exceptions import ResourceExistsError
+from azure.storage.queue import QueueClient
+
+ROOT = Path(__file__).resolve().parents[2]
+APP = ROOT / "tests" / "functional" / "hostapp"
+AZURITE = ROOT / "node_modules" / ".bin" / "azurite"
+ACCOUNT = "devstoreaccount1"
+# Azurite's well-known public development key.
+KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+
+pytestmark = [
+    pytest.mark.timeout(90),
+    pytest.mark.skipif(not AZURITE.exists(), reason="azurite is not installed (npm install)"),
+]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_until(check: Callable[[], Any], timeout: float, what: str, interval: float = 0.1) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+@dataclass
+class Azurite:
+    queue_port: int
+    proc: subprocess.Popen[bytes]
+
+    @property
+    def connection_string(self) -> str:
+        return (
+            f"DefaultEndpointsProtocol=http;AccountName={ACCOUNT};AccountKey={KEY};"
+            f"QueueEndpoint=http://127.0.0.1:{self.queue_port}/{ACCOUNT};"
+        )
+
+    def queue(self, name: str) -> QueueClient:
+        client = QueueClient.from_connection_string(self.connection_string, name)
+        with contextlib.suppress(ResourceExistsError):
+            client.create_queue()
+        return client
+
+
+@pytest.fixture(scope="module")
+def azurite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Azurite]:
+    blob, queue, table = free_port(), free_port(), free_port()
+    workdir = tmp_path_factory.mktemp("azurite")
+    proc = subprocess.Popen(
+        [
+            str(AZURITE),
+            "--silent",
+            "--inMemoryPersistence",
+            "--skipApiVersionCheck",
+            "--loose",
+            "--disableTelemetry",
+            "--blobHost",
+            "127.0.0.1",
+            "--queueHost",
+            "127.0.0.1",
+            "--tableHost",
+            "127.0.0.1",
+            "--blobPort",
+            str(blob),
+            "--queuePort",
+            str(queue),
+            "--tablePort",
+            str(table),
+        ],
+        cwd=workdir,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+    def listening() -> bool:
+        try:
+            socket.create_connection(("127.0.0.1", queue), timeout=0.2).close()
+        except OSError:
+            return False
+        return True
+
+    try:
+        wait_until(listening, 20, "azurite")
+        yield Azurite(queue, proc)
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+@dataclass
+class Host:
+    proc: subprocess.Popen[bytes]
+    url: str
+    stdout: Path
+    stderr: Path
+    queues: dict[str, str]
+
+    def log(self) -> str:
+        return self.stderr.read_text(errors="replace")
+
+    def request(
+        self, path: str, method: str = "GET", body: bytes | None = None, headers: dict[str, str] | None = None
+    ) -> tuple[int, dict[str, str], bytes]:
+        req = urllib.request.Request(self.url + path, data=body, method=method, headers=headers or {})
+        try:
+            with urllib.request.urlopen(req, timeout=10) as resp:
+                return resp.status, dict(resp.headers.items()), resp.read()
+        except urllib.error.HTTPError as err:
+            return err.code, dict(err.headers.items()), err.read()
+
+
+@pytest.fixture
+def start_host(azurite: Azurite, tmp_path: Path) -> Iterator[Callable[..., Host]]:
+    """Factory: start the host on the sample app with fresh queue names; stopped afterwards."""
+    started: list[Host] = []
+
+    def start(env: dict[str, str] | None = None, args: list[str] | None = None) -> Host:
+        prefix = f"t{uuid.uuid4().hex[:10]}"
+        queues = {k: f"{prefix}-{k[2:].lower()}" for k in ("Q_IN", "Q_OUT", "Q_FAIL", "Q_SLOW", "Q_RECORD")}
+        azurite.queue(queues["Q_RECORD"])  # the sample app writes records there from its first run
+        port = free_port()
+        full_env = {k: v for k, v in os.environ.items() if k != "FUNCTIONS_HOST_KEY"}
+        full_env.update(queues)
+        full_env["AzureWebJobsStorage"] = azurite.connection_string
+        full_env.update(env or {})
+        n = len(started)
+        out, err = tmp_path / f"host{n}.out", tmp_path / f"host{n}.err"
+        with out.open("wb") as fout, err.open("wb") as ferr:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "devtools.host", "--port", str(port), "--script-root", str(APP), *(args or [])],
+                cwd=ROOT,
+                env=full_env,
+                stdout=fout,
+                stderr=ferr,
+            )
+        host = Host(proc, f"http://127.0.0.1:{port}", out, err, queues)
+        started.append(host)
+
+        def ready() -> bool:
+            if proc.poll() is not None:
+                raise AssertionError(f"host exited with {proc.returncode}:\n{host.log()}")
+            return f"Host started: {host.url}" in out.read_text(errors="replace")
+
+        wait_until(ready, 30, "the host's start-up line")
+        return host
+
+    yield start
+    for host in started:
+        if host.proc.poll() is None:
+            host.proc.send_signal(signal.SIGTERM)
+            try:
+                host.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                host.proc.kill()
+                host.proc.wait(5)
+
+
+@dataclass
+class Records:
+    """Reads the JSON records the sample app writes, keeping all of them."""
+
+    client: QueueClient
+    events: list[dict[str, Any]] = field(default_factory=list)
+
+    def poll(self) -> list[dict[str, Any]]:
+        for msg in self.client.receive_messages(max_messages=32, visibility_timeout=30):
+            self.events.append(json.loads(msg.content))
+            self.client.delete_message(msg)
+        return self.events
+
+    def of(self, event: str) -> list[dict[str, Any]]:
+        return [e for e in self.poll() if e["event"] == event]
+
+    def wait_for(self, event: str, count: int = 1, timeout: float = 15) -> list[dict[str, Any]]:
+        wait_until(lambda: len(self.of(event)) >= count, timeout, f"{count} {event!r} record(s)")
+        return self.of(event)
+
+
+def send_b64(client: QueueClient, text: str) -> None:
+    client.send_message(base64.b64encode(text.encode()).decode())
+
+
+def receive_texts(client: QueueClient, count: int, timeout: float = 15, b64: bool = True) -> list[str]:
+    got: list[str] = []
+
+    def enough() -> bool:
+        for msg in client.receive_messages(max_messages=32, visibility_timeout=30):
+            got.append(base64.b64decode(msg.content).decode() if b64 else msg.content)
+            client.delete_message(msg)
+        return len(got) >= count
+
+    wait_until(enough, timeout, f"{count} message(s) on {client.queue_name}")
+    return got
+
+
+def test_http_route_params_and_query_decoding(start_host: Callable[..., Host]) -> None:
+    host = start_host()
+    status, headers, body = host.request(
+        "/api/items/42/caf%C3%A9?q=a+b&plus=%2B&sp=%20x&u=%C3%A9t%C3%A9&multi=1&Multi=2&empty=",
+        headers={"X-Test": "yes"},
+    )
+    assert status == 200
+    assert headers["Content-Type"] == "application/json"
+    assert headers["X-Served-By"] == "hostapp"
+    data = json.loads(body)
+    assert data["route"] == {"id": "42", "name": "café"}
+    assert data["params"] == {"q": "a b", "plus": "+", "sp": " x", "u": "été", "multi": "1,2"}
+    assert data["header"] == "yes"
+
+    status, _, body = host.request("/api/items/7", method="POST", body=b"x" * 1000)
+    assert status == 200
+    assert json.loads(body)["route"] == {"id": "7"}
+    assert json.loads(body)["body_length"] == 1000
+
+
+def test_http_wrong_method_or_constraint_is_404(start_host: Callable[..., Host]) -> None:
+    host = start_host()
+    assert host.request("/api/items/1", method="DELETE")[0] == 404
+    assert host.request("/api/items/abc")[0] == 404
+    assert host.request("/api/nothing-here")[0] == 404
+
+
+def test_http_unhandled_exception_is_500_and_logged(start_host: Callable[..., Host]) -> None:
+    host = start_host()
+    assert host.request("/api/boom")[0] == 500
+    wait_until(lambda: "RuntimeError: boom" in host.log(), 5, "the traceback in the log")
+    assert "Executed 'Functions.boom' (Failed" in host.log()
+
+
+def test_function_key_enforced_when_configured(start_host: Callable[..., Host]) -> None:
+    open_host = start_host()
+    assert open_host.request("/api/secret")[0] == 200  # like func start: keys not enforced
+
+    host = start_host(args=["--enforce-keys", "sekrit"])
+    assert host.request("/api/secret")[0] == 401
+    assert host.request("/api/secret?code=wrong")[0] == 401
+    assert host.request("/api/secret?code=sekrit")[0] == 200
+    assert host.request("/api/secret", headers={"x-functions-key": "sekrit"})[0] == 200
+    assert host.request("/api/items/1")[0] == 200  # anonymous
+    assert host.request("/admin/functions/manual", method="POST", body=b"{}")[0] == 401
+
+
+def test_queue_message_processed_and_output_written(start_host: Callable[..., Host], azurite: Azurite) -> None:
+    host = start_host()
+    inbox, outbox = azurite.queue(host.queues["Q_IN"]), azurite.queue(host.queues["Q_OUT"])
+    for word in ("alpha", "beta", "gamma"):
+        send_b64(inbox, word)
+    assert sorted(receive_texts(outbox, 3)) == ["ALPHA", "BETA", "GAMMA"]
+    wait_until(lambda: not list(inbox.peek_messages()), 10, "the input queue to empty")
+    assert host.log().count("Executed 'Functions.relay' (Succeeded") == 3
+
+
+def test_failing_message_retried_then_moved_to_poison(start_host: Callable[..., Host], azurite: Azurite) -> None:
+    host = start_host()
+    records = Records(azurite.queue(host.queues["Q_RECORD"]))
+    failing = azurite.queue(host.queues["Q_FAIL"])
+    send_b64(failing, "payload")
+    poison = azurite.queue(host.queues["Q_FAIL"] + "-poison")
+    assert receive_texts(poison, 1, timeout=20) == ["payload"]  # same content, still base64
+    attempts = records.wait_for("attempt", 2)
+    assert [a["dequeue_count"] for a in attempts] == [1, 2]  # maxDequeueCount 2 in host.json
+    time.sleep(1.5)
+    assert len(records.of("attempt")) == 2
+    assert not list(failing.peek_messages())
+
+
+def test_non_base64_message_goes_straight_to_poison(start_host: Callable[..., Host], azurite: Azurite) -> None:
+    host = start_host()
+    inbox = azurite.queue(host.queues["Q_IN"])
+    inbox.send_message("not base64 at all!")
+    poison = azurite.queue(host.queues["Q_IN"] + "-poison")
+    assert receive_texts(poison, 1, b64=False) == ["not base64 at all!"]
+    assert "Functions.relay" not in host.log()
+    assert not list(azurite.queue(host.queues["Q_OUT"]).peek_messages())
+
+
+def test_timer_runs_on_startup_once(start_host: Callable[..., Host], azurite: Azurite) -> None:
+    host = start_host()  # TICK_SCHEDULE from local.settings.example.json: once a year
+    records = Records(azurite.queue(host.queues["Q_RECORD"]))
+    ticks = records.wait_for("tick", 1)
+    assert ticks[0]["past_due"] is False
+    time.sleep(2)
+    assert len(records.of("tick")) == 1
+
+
+def test_timer_schedule_from_app_setting(start_host: Callable[..., Host], azurite: Azurite) -> None:
+    host = start_host(env={"TICK_SCHEDULE": "*/1 * * * * *"})  # the environment beats local settings
+    records = Records(azurite.queue(host.queues["Q_RECORD"]))
+    ticks = records.wait_for("tick", 4, timeout=10)  # run_on_startup plus one a second
+    assert all(t["past_due"] is False for t in ticks)
+
+
+def test_admin_runs_timer_and_queue_functions(start_host: Callable[..., Host], azurite: Azurite) -> None:
+    host = start_host()
+    records = Records(azurite.queue(host.queues["Q_RECORD"]))
+    status, _, body = host.request("/admin/host/status")
+    assert (status, json.loads(body)) == (200, {"state": "Running"})
+
+    headers = {"Content-Type": "application/json"}
+    assert host.request("/admin/functions/manual", "POST", b"{}", headers)[0] == 202
+    assert records.wait_for("manual")[0]["past_due"] is False
+
+    assert host.request("/admin/functions/relay", "POST", json.dumps({"input": "hello"}).encode(), headers)[0] == 202
+    assert receive_texts(azurite.queue(host.queues["Q_OUT"]), 1) == ["HELLO"]
+
+    assert host.request("/admin/functions/missing", "POST", b"{}", headers)[0] == 404
+
+
+def test_sigint_waits_for_in_flight_invocation(start_host: Callable[..., Host], azurite: Azurite) -> None:
+    host = start_host(env={"SLOW_SECONDS": "2"})
+    records = Records(azurite.queue(host.queues["Q_RECORD"]))
+    slow = azurite.queue(host.queues["Q_SLOW"])
+    send_b64(slow, "first")
+    records.wait_for("started")
+    host.proc.send_signal(signal.SIGINT)
+    wait_until(lambda: "Host shutting down" in host.log(), 5, "the shutdown log line")
+    send_b64(slow, "second")  # arrives after shutdown began: must not start
+
+    assert host.proc.wait(20) == 0
+    assert [r["body"] for r in records.of("finished")] == ["first"]
+    left = [base64.b64decode(m.content).decode() for m in slow.peek_messages(max_messages=32)]
+    assert left == ["second"]
+    assert "Host stopped cleanly" in host.log()
+
+
+def test_shutdown_gives_up_after_the_timeout(start_host: Callable[..., Host], azurite: Azurite) -> None:
+    host = start_host(env={"SLOW_SECONDS": "30"}, args=["--shutdown-timeout", "1"])
+    records = Records(azurite.queue(host.queues["Q_RECORD"]))
+    send_b64(azurite.queue(host.queues["Q_SLOW"]), "long")
+    records.wait_for("started")
+    started = time.monotonic()
+    host.proc.send_signal(signal.SIGTERM)
+    assert host.proc.wait(15) == 0
+    assert time.monotonic() - started < 10
+    assert "abandoned" in host.log()
+    assert not records.of("finished")

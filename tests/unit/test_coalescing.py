@@ -1,0 +1,117 @@
+"""Coalescing: one delta run covers every notification received before it started."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from shared.coalescing import MAX_DEFER, Action, CursorState, decide
+
+NOW = datetime(2026, 1, 15, 12, 0, tzinfo=UTC)
+LINK = "https://graph.microsoft.com/v1.0/drives/b!x/root/delta?token=abc"
+
+
+def test_a_notification_received_before_the_last_run_started_is_skipped():
+    state = CursorState(delta_link=LINK, synced_from=NOW - timedelta(seconds=5))
+
+    decision = decide(state, received_at=NOW - timedelta(seconds=6), now=NOW)
+
+    assert decision.action is Action.SKIP
+
+
+def test_a_notification_received_as_the_last_run_started_is_skipped():
+    started = NOW - timedelta(seconds=5)
+
+    decision = decide(CursorState(delta_link=LINK, synced_from=started), received_at=started, now=NOW)
+
+    assert decision.action is Action.SKIP
+
+
+def test_a_covered_notification_is_skipped_even_while_a_run_holds_the_lease():
+    state = CursorState(LINK, synced_from=NOW - timedelta(seconds=5), lease_until=NOW + timedelta(minutes=5))
+
+    assert decide(state, NOW - timedelta(seconds=10), NOW).action is Action.SKIP
+
+
+def test_a_notification_waits_while_another_run_holds_the_lease():
+    state = CursorState(LINK, synced_from=NOW - timedelta(minutes=1), lease_until=NOW + timedelta(minutes=4))
+
+    decision = decide(state, received_at=NOW - timedelta(seconds=1), now=NOW)
+
+    assert decision.action is Action.DEFER
+    assert decision.delay == timedelta(seconds=1)
+
+
+@pytest.mark.parametrize(("deferrals", "seconds"), [(0, 1), (1, 2), (2, 4), (3, 8), (4, 16)])
+def test_the_wait_for_a_held_lease_doubles_with_each_deferral(deferrals, seconds):
+    state = CursorState(LINK, lease_until=NOW + timedelta(minutes=5))
+
+    decision = decide(state, NOW, NOW, deferrals=deferrals)
+
+    assert decision.action is Action.DEFER
+    assert decision.delay == timedelta(seconds=seconds)
+
+
+@pytest.mark.parametrize("deferrals", [5, 6, 10, 30, 47, 100])
+def test_the_wait_for_a_held_lease_is_capped_at_thirty_seconds(deferrals):
+    state = CursorState(LINK, lease_until=NOW + timedelta(minutes=5))
+
+    decision = decide(state, NOW, NOW, deferrals=deferrals)
+
+    assert decision.action is Action.DEFER
+    assert decision.delay == MAX_DEFER == timedelta(seconds=30)
+
+
+def test_the_wait_scales_with_the_minimum_interval():
+    state = CursorState(LINK, lease_until=NOW + timedelta(minutes=5))
+
+    decision = decide(state, NOW, NOW, deferrals=2, min_interval=timedelta(milliseconds=250))
+
+    assert decision.delay == timedelta(seconds=1)
+
+
+def test_an_expired_lease_does_not_hold_anyone_back():
+    state = CursorState(LINK, synced_from=NOW - timedelta(minutes=10), lease_until=NOW - timedelta(minutes=5))
+
+    assert decide(state, NOW - timedelta(seconds=1), NOW).action is Action.RUN
+
+
+def test_a_lease_ending_right_now_has_expired():
+    state = CursorState(LINK, synced_from=NOW - timedelta(minutes=10), lease_until=NOW)
+
+    assert decide(state, NOW - timedelta(seconds=1), NOW).action is Action.RUN
+
+
+def test_a_run_started_too_recently_defers_until_the_minimum_interval_has_passed():
+    state = CursorState(LINK, synced_from=NOW - timedelta(milliseconds=300))
+
+    decision = decide(state, received_at=NOW - timedelta(milliseconds=100), now=NOW, min_interval=timedelta(seconds=1))
+
+    assert decision.action is Action.DEFER
+    assert decision.delay == timedelta(milliseconds=700)
+
+
+def test_a_run_too_recent_defers_by_at_least_fifty_milliseconds():
+    state = CursorState(LINK, synced_from=NOW - timedelta(milliseconds=999))
+
+    decision = decide(state, received_at=NOW, now=NOW, min_interval=timedelta(seconds=1))
+
+    assert decision.action is Action.DEFER
+    assert decision.delay == timedelta(milliseconds=50)
+
+
+def test_a_notification_after_a_run_older_than_the_interval_runs():
+    state = CursorState(LINK, synced_from=NOW - timedelta(seconds=1))
+
+    decision = decide(state, received_at=NOW - timedelta(milliseconds=10), now=NOW, min_interval=timedelta(seconds=1))
+
+    assert decision.action is Action.RUN
+
+
+def test_a_resource_never_synced_runs():
+    assert decide(CursorState(), NOW, NOW).action is Action.RUN
+
+
+def test_a_cursor_started_from_latest_but_never_run_runs():
+    assert decide(CursorState(delta_link=LINK), NOW - timedelta(hours=1), NOW).action is Action.RUN

@@ -1,0 +1,179 @@
+"""reconciliation.plan: what the renew timer changes so GRAPH_SUBSCRIPTIONS, the table and Graph agree."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from shared.reconciliation import CREATING_GRACE, plan
+from shared.settings import DesiredSubscription
+from shared.subscriptions import CREATING
+
+NOW = datetime(2026, 1, 15, 12, 0, tzinfo=UTC)
+OUR_URL = "https://webhooks.example.com/api/notifications?code=function-key"
+DRIVE = "drives/b!dGVzdC1kcml2ZS1vbmU/root"
+OTHER_DRIVE = "drives/b!b3RoZXItZHJpdmU/root"
+WANT = DesiredSubscription(DRIVE, "updated")
+
+
+def test_a_desired_subscription_with_no_record_is_created():
+    result = plan([WANT], [], [], NOW, OUR_URL)
+
+    assert result.create == [WANT]
+    assert (result.renew, result.recreate, result.delete, result.delete_remote) == ([], [], [], [])
+
+
+def test_a_fresh_subscription_is_left_alone(make_record, make_remote):
+    result = plan([WANT], [make_record()], [make_remote()], NOW, OUR_URL)
+
+    assert result.empty
+
+
+def test_a_subscription_past_half_its_lifetime_is_renewed(make_record, make_remote):
+    record = make_record(expires_at=NOW + timedelta(days=10))
+
+    result = plan([WANT], [record], [make_remote()], NOW, OUR_URL)
+
+    assert result.renew == [record]
+    assert (result.create, result.recreate, result.delete, result.delete_remote) == ([], [], [], [])
+
+
+def test_a_record_without_an_expiry_is_renewed(make_record, make_remote):
+    record = make_record(expires_at=None)
+
+    assert plan([WANT], [record], [make_remote()], NOW, OUR_URL).renew == [record]
+
+
+def test_a_subscription_graph_no_longer_has_is_recreated(make_record):
+    record = make_record()
+
+    result = plan([WANT], [record], [], NOW, OUR_URL)
+
+    assert result.recreate == [record]
+    assert (result.create, result.renew, result.delete) == ([], [], [])
+
+
+def test_a_subscription_listed_only_under_another_url_is_recreated(make_record, make_remote):
+    record = make_record()
+    moved = make_remote(notification_url="https://old-host.example.com/api/notifications")
+
+    assert plan([WANT], [record], [moved], NOW, OUR_URL).recreate == [record]
+
+
+def test_a_record_no_longer_desired_is_deleted(make_record, make_remote):
+    record = make_record()
+
+    result = plan([], [record], [make_remote()], NOW, OUR_URL)
+
+    assert result.delete == [record]
+    # Deleting the record deletes its subscription; it is not listed twice.
+    assert result.delete_remote == []
+    assert result.create == []
+
+
+def test_a_remote_orphan_with_our_url_is_deleted(make_remote):
+    orphan = make_remote(id="11111111-0000-0000-0000-000000000001", resource=OTHER_DRIVE)
+
+    result = plan([], [], [orphan], NOW, OUR_URL)
+
+    assert result.delete_remote == [orphan.id]
+
+
+def test_another_apps_subscriptions_are_never_touched(make_remote):
+    theirs = [
+        make_remote(id="22222222-0000-0000-0000-000000000001", notification_url="https://other-app.example.com/hook"),
+        make_remote(
+            id="22222222-0000-0000-0000-000000000002",
+            resource=OTHER_DRIVE,
+            notification_url="https://other-app.example.com/hook",
+        ),
+    ]
+
+    result = plan([WANT], [], theirs, NOW, OUR_URL)
+
+    assert result.create == [WANT]
+    assert result.delete_remote == []
+
+
+def test_a_creating_record_younger_than_the_grace_period_is_left_to_its_run(make_record, make_remote):
+    record = make_record(status=CREATING, subscription_id="", expires_at=None, updated_at=NOW - timedelta(minutes=9))
+    just_created = make_remote(id="33333333-0000-0000-0000-000000000001")
+
+    result = plan([WANT], [record], [just_created], NOW, OUR_URL)
+
+    assert result.empty
+
+
+def test_a_creating_record_older_than_the_grace_period_is_created_again(make_record):
+    record = make_record(
+        status=CREATING, subscription_id="", expires_at=None, updated_at=NOW - CREATING_GRACE - timedelta(seconds=1)
+    )
+
+    result = plan([WANT], [record], [], NOW, OUR_URL)
+
+    assert result.create == [WANT]
+    assert result.recreate == []
+
+
+def test_the_creating_grace_period_is_ten_minutes(make_record):
+    def creating(age):
+        return make_record(status=CREATING, subscription_id="", expires_at=None, updated_at=NOW - age)
+
+    assert plan([WANT], [creating(timedelta(minutes=9, seconds=59))], [], NOW, OUR_URL).create == []
+    assert plan([WANT], [creating(timedelta(minutes=10))], [], NOW, OUR_URL).create == [WANT]
+
+
+def test_a_stray_subscription_that_would_make_creation_fail_with_409_is_deleted(make_remote):
+    stray = make_remote(id="44444444-0000-0000-0000-000000000001")
+
+    result = plan([WANT], [], [stray], NOW, OUR_URL)
+
+    assert result.create == [WANT]
+    assert result.delete_remote == [stray.id]
+
+
+def test_a_stray_left_by_a_dead_creating_run_is_deleted_before_creating_again(make_record, make_remote):
+    record = make_record(status=CREATING, subscription_id="", expires_at=None, updated_at=NOW - timedelta(hours=1))
+    stray = make_remote(id="55555555-0000-0000-0000-000000000001")
+
+    result = plan([WANT], [record], [stray], NOW, OUR_URL)
+
+    assert result.create == [WANT]
+    assert result.delete_remote == [stray.id]
+
+
+def test_a_duplicate_of_a_recorded_subscription_is_deleted_and_the_recorded_one_kept(make_record, make_remote):
+    record = make_record()
+    duplicate = make_remote(id="66666666-0000-0000-0000-000000000001")
+
+    result = plan([WANT], [record], [make_remote(), duplicate], NOW, OUR_URL)
+
+    assert result.delete_remote == [duplicate.id]
+    assert (result.create, result.renew, result.recreate, result.delete) == ([], [], [], [])
+
+
+def test_a_stray_listed_with_a_leading_slash_is_still_recognised(make_remote):
+    stray = make_remote(id="77777777-0000-0000-0000-000000000001", resource=f"/{DRIVE}")
+
+    assert plan([WANT], [], [stray], NOW, OUR_URL).delete_remote == [stray.id]
+
+
+def test_several_subscriptions_are_planned_independently(make_record, make_remote):
+    fresh = make_record()
+    due_want = DesiredSubscription(OTHER_DRIVE, "updated")
+    due = make_record(
+        resource=OTHER_DRIVE, subscription_id="88888888-0000-0000-0000-000000000001", expires_at=NOW + timedelta(days=1)
+    )
+    new_want = DesiredSubscription("sites/contoso.sharepoint.com,1,2/lists/3c4d5e6f", "updated")
+    unwanted = make_record(resource="drives/b!dW53YW50ZWQ/root", subscription_id="99999999-0000-0000-0000-000000000001")
+    remote = [
+        make_remote(),
+        make_remote(id=due.subscription_id, resource=OTHER_DRIVE),
+        make_remote(id=unwanted.subscription_id, resource=unwanted.resource),
+    ]
+
+    result = plan([WANT, due_want, new_want], [fresh, due, unwanted], remote, NOW, OUR_URL)
+
+    assert result.create == [new_want]
+    assert result.renew == [due]
+    assert result.delete == [unwanted]
+    assert (result.recreate, result.delete_remote) == ([], [])
