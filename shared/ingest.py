@@ -103,7 +103,7 @@ class Ingest:
             items = parse_batch(body)
         except (MalformedBodyError, BodyTooLargeError) as exc:
             return Reply(exc.status, str(exc))
-        ids = {str(item.get("subscriptionId")) for item in items}
+        ids = {sid for item in items if isinstance(sid := item.get("subscriptionId"), str)}
         try:
             lookup = await asyncio.wait_for(self._secrets.view(ids), SECRETS_DEADLINE_SECONDS)
         except Exception as exc:  # noqa: BLE001 - any storage failure means "try again later"

@@ -79,8 +79,9 @@ class Processor:
             return Summary(unknown=len(items))
         events = {str(item["lifecycleEvent"]) for item in items if item.get("lifecycleEvent")}
         if "subscriptionRemoved" in events:
-            record = await self._renewer.recreate(record, self._clock())
-            return Summary(runs=1)  # re-creating requests a resync of its own
+            # Re-creating requests a resync of its own, which covers these items too.
+            await self._renewer.recreate(record, self._clock())
+            return Summary()
         if "reauthorizationRequired" in events:
             await self._renewer.reauthorize(record, self._clock())
             if events == {"reauthorizationRequired"}:

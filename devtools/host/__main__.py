@@ -10,8 +10,11 @@ import sys
 from pathlib import Path
 
 from devtools.host.invoker import invocation_id_var
+from devtools.host.listener import LEASE_SECONDS
 from devtools.host.runtime import HostOptions, serve
 from devtools.host.settings import HostConfigError, load_local_settings, local_http_port
+
+HOLD_ENV = "LOCALHOST_MESSAGE_HOLD_SECONDS"
 
 
 class _InvocationFilter(logging.Filter):
@@ -61,8 +64,29 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=30.0,
         help="seconds to wait for in-flight invocations on SIGINT/SIGTERM (default 30)",
     )
+    parser.add_argument(
+        "--message-hold-seconds",
+        type=int,
+        default=_env_int(HOLD_ENV, LEASE_SECONDS),
+        help="how long a running queue message stays invisible, renewed at half of it "
+        f"(default {LEASE_SECONDS}, as the real host; env {HOLD_ENV}); tests shorten it to see "
+        "a message come back soon after a crash",
+    )
     parser.add_argument("--log-level", default="INFO", help="root log level (default INFO)")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.message_hold_seconds < 1:
+        parser.error("--message-hold-seconds must be at least 1")
+    return args
+
+
+def _env_int(name: str, default: int) -> int:
+    value = os.environ.get(name, "").strip()
+    if not value:
+        return default
+    try:
+        return int(value)
+    except ValueError:
+        raise SystemExit(f"{name} must be a whole number of seconds, not {value!r}") from None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -80,7 +104,12 @@ def main(argv: list[str] | None = None) -> int:
     port = args.port if args.port is not None else (local_http_port(root) or 7071)
     key = args.enforce_keys or os.environ.get("FUNCTIONS_HOST_KEY") or None
     options = HostOptions(
-        script_root=root, host=args.host, port=port, function_key=key, shutdown_timeout=args.shutdown_timeout
+        script_root=root,
+        host=args.host,
+        port=port,
+        function_key=key,
+        shutdown_timeout=args.shutdown_timeout,
+        message_hold_seconds=args.message_hold_seconds,
     )
     try:
         return asyncio.run(serve(options))

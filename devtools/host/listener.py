@@ -58,8 +58,10 @@ class QueueListener:
         clients: QueueClients,
         invoker: Invoker,
         options: QueueOptions,
+        lease_seconds: int = LEASE_SECONDS,
     ) -> None:
         self.spec = spec
+        self._lease_seconds = max(1, lease_seconds)
         self._queue = queue
         self._poison = poison
         self._clients = clients
@@ -124,7 +126,7 @@ class QueueListener:
             async for m in self._queue.receive_messages(
                 messages_per_page=self._options.batch_size,
                 max_messages=self._options.batch_size,
-                visibility_timeout=LEASE_SECONDS,
+                visibility_timeout=self._lease_seconds,
             )
         ]
 
@@ -164,7 +166,7 @@ class QueueListener:
             log.warning("Message decoding has failed! Check MessageEncoding settings. MessageId=%s.", msg.id)
             await self._to_poison(msg)
             return
-        lease = _Lease(self._queue, msg)
+        lease = _Lease(self._queue, msg, self._lease_seconds)
         renew = asyncio.create_task(lease.keep_alive())
         try:
             result = await self._invoker.invoke(
@@ -212,16 +214,17 @@ class QueueListener:
 class _Lease:
     """Keeps a running message invisible, renewing at half the lease as the host does."""
 
-    def __init__(self, queue: QueueClient, msg: StorageMessage) -> None:
+    def __init__(self, queue: QueueClient, msg: StorageMessage, seconds: int = LEASE_SECONDS) -> None:
         self._queue = queue
         self._id = msg.id
+        self._seconds = seconds
         self.pop_receipt: str | None = msg.pop_receipt
 
     async def keep_alive(self) -> None:
         while True:
-            await asyncio.sleep(LEASE_SECONDS / 2)
+            await asyncio.sleep(self._seconds / 2)
             try:
-                updated = await self._queue.update_message(self._id, self.pop_receipt, visibility_timeout=LEASE_SECONDS)
+                updated = await self._queue.update_message(self._id, self.pop_receipt, visibility_timeout=self._seconds)
                 self.pop_receipt = updated.pop_receipt
             except HttpResponseError as exc:
                 log.warning(

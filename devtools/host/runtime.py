@@ -20,7 +20,7 @@ from devtools.host.http import (
     http_function,
 )
 from devtools.host.invoker import Invoker
-from devtools.host.listener import QueueListener, poison_queue_name
+from devtools.host.listener import LEASE_SECONDS, QueueListener, poison_queue_name
 from devtools.host.loader import FunctionSpec, import_app, index_functions
 from devtools.host.queues import QueueClients, QueueOutputSink
 from devtools.host.settings import HostConfig, load_host_json, resolve_setting_refs
@@ -43,6 +43,7 @@ class HostOptions:
     port: int = 7071
     function_key: str | None = None
     shutdown_timeout: float = 30.0
+    message_hold_seconds: int = LEASE_SECONDS
 
 
 class LocalHost:
@@ -89,7 +90,9 @@ class LocalHost:
         queue = self.clients.queue(connection, name)
         poison_name = poison_queue_name(name)
         poison = self.clients.queue(connection, poison_name) if poison_name else None
-        listener = QueueListener(spec, queue, poison, self.clients, self.invoker, self.config.queues)
+        listener = QueueListener(
+            spec, queue, poison, self.clients, self.invoker, self.config.queues, self.options.message_hold_seconds
+        )
         self.sink.watch(name, listener.notify)
         return listener
 

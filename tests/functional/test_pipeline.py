@@ -203,6 +203,7 @@ async def test_burst_of_200_notifications_costs_at_most_three_delta_runs(stack_f
     stack = await subscribed(stack_factory)
     await stack.control.reset_stats()
     await stack.control.create_items(DRIVE, 200, prefix="burst")
+
     def created() -> int:
         return sum(1 for e in stack.events if e["changeType"] == "created" and e["item"]["name"].startswith("burst-"))
 

@@ -178,3 +178,64 @@ def test_host_json_queue_options(tmp_path: Path) -> None:
     assert q.threshold() == 4 * (os.cpu_count() or 1)
     defaults = load_host_json(tmp_path / "missing")
     assert (defaults.route_prefix, defaults.queues.batch_size, defaults.queues.max_dequeue_count) == ("api", 16, 5)
+
+
+def test_message_hold_defaults_to_ten_minutes_and_can_be_shortened(monkeypatch: pytest.MonkeyPatch) -> None:
+    from devtools.host.__main__ import HOLD_ENV, parse_args
+
+    monkeypatch.delenv(HOLD_ENV, raising=False)
+    assert parse_args([]).message_hold_seconds == 600
+    monkeypatch.setenv(HOLD_ENV, "7")
+    assert parse_args([]).message_hold_seconds == 7
+    assert parse_args(["--message-hold-seconds", "3"]).message_hold_seconds == 3  # the flag wins
+    with pytest.raises(SystemExit):
+        parse_args(["--message-hold-seconds", "0"])
+
+
+async def test_listener_holds_and_renews_a_running_message_for_the_given_seconds() -> None:
+    import asyncio
+    from types import SimpleNamespace
+    from typing import Any
+
+    from devtools.host.listener import QueueListener, _Lease
+    from devtools.host.settings import QueueOptions
+
+    class FakeQueue:
+        queue_name = "q"
+        url = "http://fake/q"
+
+        def __init__(self) -> None:
+            self.received: list[int] = []
+            self.updated: list[int] = []
+
+        async def create_queue(self) -> None:
+            return None
+
+        def receive_messages(self, **kwargs: Any) -> Any:
+            self.received.append(kwargs["visibility_timeout"])
+
+            async def empty() -> Any:
+                for item in ():
+                    yield item
+
+            return empty()
+
+        async def update_message(self, msg_id: str, pop_receipt: str | None, visibility_timeout: int) -> Any:
+            self.updated.append(visibility_timeout)
+            return SimpleNamespace(pop_receipt="next")
+
+    class FakeClients:
+        async def ensure(self, client: Any) -> None:
+            return None
+
+    queue = FakeQueue()
+    spec: Any = SimpleNamespace(name="f")
+    listener = QueueListener(spec, queue, None, FakeClients(), None, QueueOptions(), lease_seconds=2)  # type: ignore[arg-type]
+    assert await listener._receive() == []
+    assert queue.received == [2]
+    lease = _Lease(queue, SimpleNamespace(id="m", pop_receipt="first"), 2)  # type: ignore[arg-type]
+    task = asyncio.create_task(lease.keep_alive())
+    await asyncio.sleep(1.3)  # one renewal at half the hold
+    task.cancel()
+    assert queue.updated == [2]
+    assert lease.pop_receipt == "next"

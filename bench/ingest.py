@@ -1,0 +1,175 @@
+"""Ingest: POST /api/notifications throughput and latency against raw queue writes to Azurite."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+
+from devtools.messages import peek_count
+from devtools.simclient import SimControl
+from devtools.stack import DEMO_DRIVE
+from shared.clock import utcnow
+from shared.notifications import Envelope, check_items
+from shared.storage import queue_client
+
+from .harness import NOTIFICATIONS_QUEUE, PROCESS_DISABLED, running_stack, subscribe_via_host
+from .report import Row, ms, percentile, rate, ratio, say
+
+NAME = "ingest"
+LEVELS = (1, 8, 32)
+SHAPES = (1, 10)  # notifications per POST: one, and a batch as Graph sends under load
+P99_GOAL = 0.100
+SINGLE_GOAL = 0.80  # of the raw enqueue rate
+
+
+@dataclass(frozen=True)
+class Level:
+    """One run of ``requests`` POSTs by ``senders`` concurrent senders."""
+
+    senders: int
+    batch: int
+    requests: int
+    seconds: float
+    latencies: list[float]
+    failures: int
+
+    @property
+    def posts_per_second(self) -> float:
+        """Accepted requests per second."""
+        return (self.requests - self.failures) / self.seconds
+
+    @property
+    def notifications_per_second(self) -> float:
+        """Accepted notifications per second."""
+        return self.posts_per_second * self.batch
+
+
+def notification(sub: dict[str, Any]) -> dict[str, Any]:
+    """A valid notification for ``sub``, shaped as the simulator (and OneDrive) sends one."""
+    return {
+        "subscriptionId": sub["id"],
+        "subscriptionExpirationDateTime": sub["expirationDateTime"],
+        "changeType": "updated",
+        "resource": sub["resource"],
+        "clientState": sub["clientState"],
+        "tenantId": "11111111-1111-1111-1111-111111111111",
+    }
+
+
+def queued_text(item: dict[str, Any], batch: int) -> str:
+    """The queue message the app writes for a batch: the baseline sends the same bytes."""
+    verdict = check_items([item] * batch, lambda _sid: item["clientState"], lifecycle=False)
+    return Envelope("notifications", utcnow(), verdict.accepted).to_json()
+
+
+async def raw_enqueue(connection: str, text: str, count: int) -> float:
+    """Messages per second of sequential send_message calls from this process (after a warm-up)."""
+    async with queue_client(connection, "bench-raw") as client:
+        await client.create_queue()
+        for _ in range(max(count // 20, 20)):
+            await client.send_message(text)
+        started = time.perf_counter()
+        for _ in range(count):
+            await client.send_message(text)
+        seconds = time.perf_counter() - started
+        await client.delete_queue()
+    return count / seconds
+
+
+async def post_level(url: str, body: bytes, senders: int, requests: int, batch: int) -> Level:
+    """``requests`` POSTs shared among ``senders`` workers, each timed on its own."""
+    latencies: list[float] = []
+    failures = 0
+    left = requests
+    connector = aiohttp.TCPConnector(limit=senders)
+    headers = {"Content-Type": "application/json"}
+    async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=30)) as session:
+
+        async def sender() -> None:
+            nonlocal left, failures
+            while left > 0:
+                left -= 1
+                started = time.perf_counter()
+                async with session.post(url, data=body, headers=headers) as response:
+                    await response.read()
+                    latencies.append(time.perf_counter() - started)
+                    failures += response.status != 202
+
+        started = time.perf_counter()
+        await asyncio.gather(*(sender() for _ in range(senders)))
+        seconds = time.perf_counter() - started
+    return Level(senders, batch, requests, seconds, latencies, failures)
+
+
+async def run(quick: bool) -> list[Row]:
+    """Every shape at every concurrency level, then the raw baseline, on one stack."""
+    requests = 400 if quick else 2000
+    rows: list[Row] = []
+    async with running_stack(NAME, extra_env=PROCESS_DISABLED) as stack, SimControl(stack.sim.control_url) as control:
+        await control.create_drive(DEMO_DRIVE)
+        sub = (await subscribe_via_host(stack, control, 1))[0]
+        url = f"{stack.base_url}/api/notifications"
+        connection = stack.azurite.connection_string
+        item = notification(sub)
+        # Warm-up: the host's first requests build the storage clients and load the secrets.
+        await post_level(url, json.dumps({"value": [item]}).encode(), 8, 200, 1)
+        before = await peek_count(connection, NOTIFICATIONS_QUEUE)
+        results: dict[int, list[Level]] = {}
+        for batch in SHAPES:
+            body = json.dumps({"value": [item] * batch}).encode()
+            for senders in LEVELS:
+                level = await post_level(url, body, senders, requests, batch)
+                results.setdefault(batch, []).append(level)
+                say(
+                    f"  ingest {batch:>2}/POST x{senders:<2} senders: {level.notifications_per_second:8.0f} notif/s, "
+                    f"p50 {ms(percentile(level.latencies, 50))}, p99 {ms(percentile(level.latencies, 99))}, "
+                    f"{level.failures} not 202"
+                )
+        # Every accepted POST must have written exactly one message: the real path ran.
+        queued = await peek_count(connection, NOTIFICATIONS_QUEUE) - before
+        expected = len(SHAPES) * len(LEVELS) * requests
+        raw = {batch: await raw_enqueue(connection, queued_text(item, batch), requests) for batch in SHAPES}
+        for batch, text in ((b, queued_text(item, b)) for b in SHAPES):
+            say(f"  raw send_message, {len(text)} B JSON ({batch}/msg): {raw[batch]:.0f} msg/s")
+    rows.append(
+        Row(NAME, "queue messages written / POSTs", f"{queued} / {expected}", goal="equal", met=queued == expected)
+    )
+    for batch in SHAPES:
+        shape = "1 notif/POST" if batch == 1 else f"{batch} notif/POST"
+        rows.append(Row(NAME, f"raw send_message ({shape} size)", rate(raw[batch], "msg/s")))
+        for level in results[batch]:
+            p99 = percentile(level.latencies, 99)
+            at_goal_level = level.senders == LEVELS[-1]
+            rows.append(
+                Row(
+                    NAME,
+                    f"{shape}, {level.senders} senders",
+                    f"{rate(level.notifications_per_second, 'notif/s')}; p50 {ms(percentile(level.latencies, 50))}"
+                    f", p99 {ms(p99)}",
+                    rate(raw[batch], "msg/s"),
+                    ratio(level.notifications_per_second, raw[batch]),
+                    f"p99 < {ms(P99_GOAL)}" if at_goal_level else "",
+                    p99 < P99_GOAL if at_goal_level else None,
+                )
+            )
+        best = max(results[batch], key=lambda lv: lv.notifications_per_second)
+        target = SINGLE_GOAL if batch == 1 else 1.0
+        rows.append(
+            Row(
+                NAME,
+                f"{shape}: best throughput ({best.senders} senders)",
+                rate(best.notifications_per_second, "notif/s"),
+                rate(raw[batch], "msg/s"),
+                ratio(best.notifications_per_second, raw[batch]),
+                f">= {target:.0%} of raw" if batch == 1 else "> raw",
+                best.notifications_per_second >= target * raw[batch]
+                if batch == 1
+                else best.notifications_per_second > raw[batch],
+            )
+        )
+    return rows

@@ -1,0 +1,136 @@
+"""`make demo`: the whole pipeline on one machine, in one command.
+
+Starts Azurite, the Graph simulator and the local host; creates the subscription
+through the `renew` function (so the validation handshake runs over real HTTP);
+changes a file in a simulated drive; and prints the change events as they
+arrive on the graph-changes queue. Ctrl-C stops everything it started.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import signal
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from .azurite import ROOT
+from .messages import receive_json
+from .simclient import SimControl
+from .stack import DEMO_DRIVE, LocalStack, seed_demo_drive, start_stack
+
+CHANGES_QUEUE = "graph-changes"
+# The app runs at most one delta query per drive per second: spacing the steps shows each as its own event.
+STEP_PAUSE = 1.5
+
+
+def describe(event: dict[str, Any]) -> str:
+    """One readable line for a change event."""
+    item = event.get("item") or {}
+    kind = "folder" if "folder" in item or "root" in item else "file"
+    name = item.get("name", "(deleted)")
+    when = datetime.now().strftime("%H:%M:%S")
+    return (
+        f"[{when}] {event['changeType']:<8} {kind:<6} {name!s:<34} "
+        f"item {event['itemId'][:16]:<16} event {event['id'][:12]}"
+    )
+
+
+async def print_events(stack: LocalStack, seen: dict[str, dict[str, Any]], stop: asyncio.Event) -> None:
+    """Print events from graph-changes until ``stop`` is set."""
+    while not stop.is_set():
+        for event in await receive_json(stack.azurite.connection_string, CHANGES_QUEUE):
+            seen[event["id"]] = event
+            print(describe(event), flush=True)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), 0.2)
+
+
+async def wait_for_subscription(control: SimControl, timeout: float = 30) -> dict[str, Any]:
+    """The subscription `renew` created, once Graph (the simulator) has it."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        subscriptions = await control.subscriptions()
+        if subscriptions:
+            return subscriptions[0]
+        await asyncio.sleep(0.2)
+    raise TimeoutError("renew created no subscription; see the host log")
+
+
+async def script(stack: LocalStack, control: SimControl, seen: dict[str, dict[str, Any]]) -> str:
+    """Create, rename, update and delete a file; return its item id."""
+    steps: list[tuple[str, Any]] = []
+    item = await control.create_item(DEMO_DRIVE, "Quarterly report.docx", "draft")
+    steps.append(("created", item["name"]))
+    print(f"  > created 'Quarterly report.docx' in {DEMO_DRIVE}", flush=True)
+    await asyncio.sleep(STEP_PAUSE)
+    await control.rename_item(DEMO_DRIVE, item["id"], "Quarterly report (final).docx")
+    print("  > renamed it to 'Quarterly report (final).docx'", flush=True)
+    await asyncio.sleep(STEP_PAUSE)
+    await control.update_item(DEMO_DRIVE, item["id"], "final figures")
+    print("  > updated its content", flush=True)
+    await asyncio.sleep(STEP_PAUSE)
+    await control.delete_item(DEMO_DRIVE, item["id"])
+    print("  > deleted it", flush=True)
+    return str(item["id"])
+
+
+async def run(once: bool, run_dir: Path) -> int:
+    """Run the demo; with ``once``, stop after the scripted changes' events arrived."""
+    print("Starting Azurite, the Graph simulator and the local host ...", flush=True)
+    stack = await asyncio.to_thread(start_stack, run_dir)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    seen: dict[str, dict[str, Any]] = {}
+    try:
+        print(f"  local host      {stack.base_url}/api/notifications (log: {run_dir / 'host.log'})")
+        print(f"  Graph simulator {stack.sim.info['graph_url']}")
+        print(f"  Azurite         queue :{stack.azurite.queue_port}  table :{stack.azurite.table_port}")
+        await seed_demo_drive(stack.sim.control_url)
+        await asyncio.to_thread(stack.run_function, "renew")
+        async with SimControl(stack.sim.control_url) as control:
+            subscription = await wait_for_subscription(control)
+            print(f"Subscribed to {subscription['resource']}: the handshake was answered; id {subscription['id']}")
+            printer = asyncio.create_task(print_events(stack, seen, stop))
+            await asyncio.sleep(STEP_PAUSE)
+            item_id = await script(stack, control, seen)
+            if once:
+                deadline = time.monotonic() + 60
+                while time.monotonic() < deadline and not _complete(seen, item_id) and not stop.is_set():
+                    await asyncio.sleep(0.2)
+                stop.set()
+            else:
+                print("Waiting for more changes (the simulator's control API is at", stack.sim.control_url + ").")
+                print("Press Ctrl-C to stop.", flush=True)
+            await printer
+        if once and not _complete(seen, item_id):
+            print("the file's four events did not all arrive; see the host log", file=sys.stderr)
+            return 1
+        return 0
+    finally:
+        print("Stopping ...", flush=True)
+        await asyncio.to_thread(stack.stop)
+
+
+def _complete(seen: dict[str, dict[str, Any]], item_id: str) -> bool:
+    kinds = [e["changeType"] for e in seen.values() if e["itemId"] == item_id]
+    return kinds.count("created") == 1 and kinds.count("updated") == 2 and kinds.count("deleted") == 1
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point for `python -m devtools.demo`."""
+    parser = argparse.ArgumentParser(prog="python -m devtools.demo", description=__doc__)
+    parser.add_argument("--once", action="store_true", help="exit once the scripted changes' events arrived")
+    parser.add_argument("--run-dir", type=Path, default=ROOT / ".run" / "demo", help="logs and state")
+    args = parser.parse_args(argv)
+    sys.exit(asyncio.run(run(args.once, args.run_dir)))
+
+
+if __name__ == "__main__":
+    main()
