@@ -50,9 +50,9 @@ async def print_events(stack: LocalStack, seen: dict[str, dict[str, Any]], stop:
             await asyncio.wait_for(stop.wait(), 0.2)
 
 
-async def wait_for_subscription(control: SimControl, timeout: float = 30) -> dict[str, Any]:
+async def wait_for_subscription(control: SimControl, within: float = 30) -> dict[str, Any]:
     """The subscription `renew` created, once Graph (the simulator) has it."""
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + within
     while time.monotonic() < deadline:
         subscriptions = await control.subscriptions()
         if subscriptions:
@@ -102,8 +102,11 @@ async def run(once: bool, run_dir: Path) -> int:
             item_id = await script(stack, control, seen)
             if once:
                 deadline = time.monotonic() + 60
-                while time.monotonic() < deadline and not _complete(seen, item_id) and not stop.is_set():
-                    await asyncio.sleep(0.2)
+                while time.monotonic() < deadline and not _complete(seen, item_id):
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(stop.wait(), 0.2)  # Ctrl-C ends the wait early
+                    if stop.is_set():
+                        break
                 stop.set()
             else:
                 print("Waiting for more changes (the simulator's control API is at", stack.sim.control_url + ").")

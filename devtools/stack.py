@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .azurite import ROOT, Azurite, free_ports, start_azurite
+from .azurite import ROOT, Azurite, free_ports
 from .launch import Child, Simulator, start_host, start_simulator
 
 DEMO_DRIVE = "demo-drive"
