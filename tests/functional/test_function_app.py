@@ -1,0 +1,73 @@
+"""The function app's wiring, called the way the Python worker calls it."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import azure.functions as func
+import pytest
+
+import function_app
+
+FUNCTIONS = {f.get_function_name(): f for f in function_app.app.get_functions()}
+
+
+def user_function(name: str):
+    return FUNCTIONS[name].get_user_function()
+
+
+def post(route: str, body: bytes = b"", **params: str) -> func.HttpRequest:
+    return func.HttpRequest("POST", f"http://localhost/api/{route}", params=params, body=body)
+
+
+def test_the_app_declares_the_four_functions_with_their_bindings():
+    assert set(FUNCTIONS) == {"notifications", "lifecycle", "process", "renew"}
+    triggers = {name: f.get_trigger() for name, f in FUNCTIONS.items()}
+    assert triggers["process"].queue_name == "graph-notifications"
+    assert triggers["process"].connection == "AzureWebJobsStorage"
+    assert triggers["notifications"].route == "notifications"
+    assert triggers["lifecycle"].route == "lifecycle"
+    assert triggers["renew"].schedule == "0 */30 * * * *"
+
+
+@pytest.mark.parametrize("route", ["notifications", "lifecycle"])
+async def test_handshake_answers_without_any_setting_or_storage(route, monkeypatch):
+    # A cold start answers the handshake before reading settings or touching storage.
+    monkeypatch.delenv("AzureWebJobsStorage", raising=False)
+    token = "Validation: Testing client application reachability for subscription Request-Id: 1 +%/&é✓"
+    response = await user_function(route)(post(route, validationToken=token))
+    assert response.status_code == 200
+    assert response.mimetype == "text/plain"
+    assert response.get_body().decode("utf-8") == token
+
+
+async def test_notification_without_storage_setting_fails_loudly_naming_it(monkeypatch):
+    monkeypatch.delenv("AzureWebJobsStorage", raising=False)
+    with pytest.raises(Exception, match="AzureWebJobsStorage"):
+        await user_function("notifications")(post("notifications", b'{"value": []}'))
+
+
+async def test_malformed_notification_gets_400_through_the_app(azurite, monkeypatch):
+    monkeypatch.setenv("AzureWebJobsStorage", azurite.connection_string)
+    response = await user_function("notifications")(post("notifications", b"{not json"))
+    assert response.status_code == 400
+    assert b"JSON" in response.get_body()
+
+
+async def test_notification_for_an_unknown_subscription_is_accepted_and_dropped(azurite, monkeypatch):
+    monkeypatch.setenv("AzureWebJobsStorage", azurite.connection_string)
+    body = json.dumps({"value": [{"subscriptionId": "nobody", "changeType": "updated", "clientState": "x"}]})
+    response = await user_function("notifications")(post("notifications", body.encode()))
+    assert response.status_code == 202
+
+
+def test_importing_the_app_stays_light():
+    # The SDKs load on first use, so a cold start can answer Graph's handshake in time.
+    code = (
+        "import sys, function_app; heavy = ['msgraph', 'azure.identity', 'azure.storage.queue', "
+        "'azure.data.tables', 'aiohttp']; print([m for m in heavy if m in sys.modules])"
+    )
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert loaded.stdout.strip() == "[]"
