@@ -34,7 +34,7 @@ async def run(quick: bool) -> list[Row]:
                 async def all_arrived(ids: set[str] = ids) -> bool:
                     return watcher.count("created", ids) >= len(ids)
 
-                await wait_until(all_arrived, timeout=120, what=f"{size} created events")
+                await wait_until(all_arrived, limit=120, what=f"{size} created events")
                 took = time.monotonic() - started
                 # Late notifications of the burst must be handled too: a run they cause counts.
                 await quiet(stack, control)

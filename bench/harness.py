@@ -42,12 +42,12 @@ async def running_stack(name: str, **options: Any) -> AsyncIterator[LocalStack]:
         shutil.rmtree(run_dir, ignore_errors=True)
 
 
-async def wait_until(check: Callable[[], Awaitable[bool]], timeout: float, what: str, every: float = 0.1) -> float:
-    """Poll ``check`` until it holds; return the seconds it took, raise TimeoutError after ``timeout``."""
+async def wait_until(check: Callable[[], Awaitable[bool]], limit: float, what: str, every: float = 0.1) -> float:
+    """Poll ``check`` until it holds; return the seconds it took, raise TimeoutError after ``limit`` s."""
     started = time.monotonic()
     while not await check():
-        if time.monotonic() - started > timeout:
-            raise TimeoutError(f"gave up after {timeout:.0f} s waiting for {what}")
+        if time.monotonic() - started > limit:
+            raise TimeoutError(f"gave up after {limit:.0f} s waiting for {what}")
         await asyncio.sleep(every)
     return time.monotonic() - started
 
@@ -75,11 +75,11 @@ async def subscribe_via_host(stack: LocalStack, control: SimControl, count: int)
             return len(await active_secrets(connection)) >= count and len(await control.subscriptions()) >= count
         return False
 
-    await wait_until(ready, timeout=90, what=f"{count} subscriptions", every=0.2)
+    await wait_until(ready, limit=90, what=f"{count} subscriptions", every=0.2)
     return await control.subscriptions()
 
 
-async def quiet(stack: LocalStack, control: SimControl, timeout: float = 60) -> None:
+async def quiet(stack: LocalStack, control: SimControl, limit: float = 60) -> None:
     """Wait until the simulator has nothing left to deliver and the notifications queue is empty."""
     from devtools.messages import peek_count
 
@@ -89,7 +89,7 @@ async def quiet(stack: LocalStack, control: SimControl, timeout: float = 60) -> 
         pending = (await control.stats())["delivery"].get("pending", 0)
         return not pending and await peek_count(connection, NOTIFICATIONS_QUEUE) == 0
 
-    await wait_until(settled, timeout, "the pipeline to settle", every=0.2)
+    await wait_until(settled, limit, "the pipeline to settle", every=0.2)
 
 
 class ChangeWatcher:

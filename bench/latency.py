@@ -43,7 +43,7 @@ async def run(quick: bool) -> list[Row]:
             async def all_arrived() -> bool:
                 return watcher.count("created", set(made)) >= len(made)
 
-            await wait_until(all_arrived, timeout=60, what=f"{len(made)} created events")
+            await wait_until(all_arrived, limit=60, what=f"{len(made)} created events")
             arrived = {e["itemId"]: t for t, e in watcher.arrivals if e.get("changeType") == "created"}
     delays = [arrived[item] - made[item] for item in made]
     p50, p99 = percentile(delays, 50), percentile(delays, 99)
