@@ -10,8 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from aiolimiter import AsyncLimiter
-
+from .budget import WriteBudget
 from .clock import utcnow
 from .errors import SubscriptionConflictError, SubscriptionNotFoundError
 from .graph import GraphGateway
@@ -24,9 +23,9 @@ from .subscriptions import CREATING, SubscriptionRecord, SubscriptionStore
 from .synchronizer import Synchronizer
 
 log = logging.getLogger(__name__)
-# Graph allows 500 subscription writes per 20 s per app and tenant; keep a margin.
-WRITES_PER_WINDOW = 480
-WINDOW_SECONDS = 20
+# Writes in flight at once: enough to use Graph's whole budget of 500 per 20 s
+# when each write takes a few hundred milliseconds.
+CONCURRENCY = 32
 
 
 @dataclass(frozen=True)
@@ -59,8 +58,8 @@ class Renewer:
         notifications: MessageQueue,
         endpoints: Endpoints,
         full_initial_sync: bool = False,
-        concurrency: int = 16,
-        limiter: AsyncLimiter | None = None,
+        concurrency: int = CONCURRENCY,
+        budget: WriteBudget | None = None,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self._graph = graph
@@ -70,7 +69,7 @@ class Renewer:
         self._endpoints = endpoints
         self._full = full_initial_sync
         self._gate = asyncio.Semaphore(concurrency)
-        self._limiter = limiter or AsyncLimiter(WRITES_PER_WINDOW, WINDOW_SECONDS)
+        self._budget = budget or WriteBudget()
         self._clock = clock
 
     async def reconcile(self, desired: Sequence[DesiredSubscription], now: datetime | None = None) -> Report:
@@ -179,7 +178,7 @@ class Renewer:
         await self._notifications.send(Envelope("renew", self._clock(), [item]).to_json())
 
     async def _write(self, call: Callable[[], Awaitable[Any]]) -> Any:
-        async with self._limiter:
+        async with self._budget.slot():
             return await call()
 
     async def _each(self, items: Sequence[Any], action: Callable[[Any], Awaitable[Any]]) -> tuple[int, int]:

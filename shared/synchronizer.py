@@ -7,6 +7,7 @@ repeated events carry the ids they had the first time.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -25,6 +26,7 @@ from .subscriptions import SubscriptionRecord
 
 log = logging.getLogger(__name__)
 LEASE = timedelta(minutes=5)
+IN_PLACE_WAIT = timedelta(seconds=1)
 
 
 @dataclass(frozen=True)
@@ -76,10 +78,16 @@ class Synchronizer:
     async def sync(self, record: SubscriptionRecord, received_at: datetime, deferrals: int = 0) -> SyncOutcome:
         """Bring a subscription's resource up to date for a notification received at ``received_at``."""
         key = resource_key(record.resource)
-        for _ in range(3):
+        waited = False
+        for _ in range(4):
             cursor = await self._cursors.load(key)
             now = self._clock()
             decision = decide(cursor.state, received_at, now, deferrals, self._min_interval)
+            if decision.action is Action.DEFER and not waited and decision.delay <= IN_PLACE_WAIT:
+                # A queue delay has whole-second granularity: a short wait is cheaper here.
+                waited = True
+                await asyncio.sleep(decision.delay.total_seconds())
+                continue
             if decision.action is not Action.RUN:
                 return SyncOutcome(decision)
             try:
