@@ -18,8 +18,10 @@ from datetime import timedelta
 from aiohttp import web
 
 from devtools.simclient import SimControl
+from shared.budget import GRAPH_SUBSCRIPTION_WRITES
+from shared.budget import GRAPH_WINDOW_SECONDS as WINDOW_SECONDS
 from shared.clock import utcnow
-from shared.renewer import WINDOW_SECONDS, WRITES_PER_WINDOW
+from shared.renewer import CONCURRENCY
 from shared.services import SUBSCRIPTIONS_TABLE, build_worker
 from shared.storage import table_client
 from shared.subscriptions import ACTIVE, SubscriptionRecord, SubscriptionStore
@@ -106,7 +108,7 @@ def floor_seconds(count: int, latency: float, concurrency: int, limit: int = GRA
 
 
 async def settle(needed: bool) -> None:
-    """Let the simulator's 20 s window and the renewer's bucket empty, so phases do not share a window."""
+    """Let the simulator's 20 s window and the renewer's budget empty, so phases do not share a window."""
     if needed:
         say(f"  waiting {WINDOW_SECONDS + 1} s for the write window to clear")
         await asyncio.sleep(WINDOW_SECONDS + 1)
@@ -117,7 +119,7 @@ async def run(quick: bool) -> list[Row]:
     count, sequential = (200, 30) if quick else (1000, 100)
     drives = [f"ren-{n:04d}" for n in range(count)]
     # Phases are kept apart whenever two of them could together exceed one window's writes.
-    spaced = count + sequential > WRITES_PER_WINDOW // 2
+    spaced = count + sequential > GRAPH_SUBSCRIPTION_WRITES // 2
     log = WriteLog()
     options = {"subscriptions": drive_subscriptions(drives), "with_host": False}
     async with (
@@ -172,11 +174,11 @@ async def run(quick: bool) -> list[Row]:
     concurrent_rate = renewed.renewed / (t3 - t2)
     single_rate = len(subset) / (t5 - t4)
     speedup = concurrent_rate / single_rate
-    floor = floor_seconds(count, WRITE_LATENCY_MS / 1000, 16)
+    floor = floor_seconds(count, WRITE_LATENCY_MS / 1000, CONCURRENCY)
     for text in (
         f"  peak writes per 20 s: creation {log.peak(t0, t1)}, renewal {log.peak(t2, t3)}; "
         f"throttled: creation {create_throttled}, renewal {renew_throttled}, one by one {single_throttled}",
-        f"  least possible time for {count} writes at 16 x {WRITE_LATENCY_MS} ms under {GRAPH_LIMIT}/20 s: "
+        f"  least possible time for {count} writes at {CONCURRENCY} x {WRITE_LATENCY_MS} ms under {GRAPH_LIMIT}/20 s: "
         f"{floor:.1f} s, i.e. at most {count / floor / single_rate:.1f}x the one-by-one rate measured here",
     ):
         say(text)
@@ -187,7 +189,7 @@ async def run(quick: bool) -> list[Row]:
         Row(NAME, "  creation: throttled (429) / peak writes per 20 s (sampled)",
             f"{create_throttled} / {log.peak(t0, t1)}", goal=f"0 / <= {GRAPH_LIMIT}",
             met=create_throttled == 0 and log.peak(t0, t1) <= GRAPH_LIMIT),
-        Row(NAME, f"renew {count} via reconcile (concurrency 16)",
+        Row(NAME, f"renew {count} via reconcile (concurrency {CONCURRENCY})",
             f"{t3 - t2:.1f} s = {rate(concurrent_rate, 'subs/s')}; {renewed.failed} failed, {renew_writes} writes"),
         Row(NAME, f"renew {len(subset)} one by one (subset)", f"{t5 - t4:.1f} s = {rate(single_rate, 'subs/s')}"),
         Row(NAME, "renewal speed-up (per-subscription rate)", rate(concurrent_rate, "subs/s"),
