@@ -1,8 +1,9 @@
 """The HTTP path: answer the handshake, check a batch, store it with one queue write.
 
 Graph counts an answer slower than 3 s against the endpoint, so nothing here
-calls Graph, and storage is touched once per request: the queue write (plus a
-cached read of the subscription secrets, refreshed at most once a minute).
+calls Graph, and storage is touched at most once per request: the queue write,
+which concurrent requests share (see writer.py), plus a cached read of the
+subscription secrets, refreshed at most once a minute.
 """
 
 from __future__ import annotations
@@ -16,13 +17,16 @@ from datetime import datetime
 
 from .clock import utcnow
 from .errors import BodyTooLargeError, MalformedBodyError, StorageUnavailableError
-from .notifications import Envelope, check_items, handshake_token, parse_batch, split_envelope
+from .notifications import MAX_MESSAGE_JSON_BYTES, Envelope, check_items, handshake_token, parse_batch, split_envelope
 from .queues import MessageQueue
+from .writer import GroupWriter
 
 log = logging.getLogger(__name__)
 # Leaves room inside Graph's 3 s budget for the host and the network.
 WRITE_DEADLINE_SECONDS = 2.0
 SECRETS_DEADLINE_SECONDS = 0.8
+# An envelope's own fields, beyond the items: a generous bound.
+ENVELOPE_OVERHEAD = 512
 
 
 @dataclass(frozen=True)
@@ -93,7 +97,7 @@ class Ingest:
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self._secrets = secrets
-        self._queue = queue
+        self._writer = GroupWriter(queue)
         self._clock = clock
 
     async def accept(self, body: bytes, lifecycle: bool = False) -> Reply:
@@ -119,18 +123,16 @@ class Ingest:
             )
         if not verdict.accepted:
             return Reply(202)
-        source = "lifecycle" if lifecycle else "notifications"
+        envelope = Envelope("lifecycle" if lifecycle else "notifications", received_at, verdict.accepted)
+        if len(body) + ENVELOPE_OVERHEAD > MAX_MESSAGE_JSON_BYTES:
+            # Only a body this large can hold an item too large for any queue message.
+            try:
+                split_envelope(envelope)
+            except BodyTooLargeError as exc:
+                return Reply(exc.status, str(exc))
         try:
-            texts = split_envelope(Envelope(source, received_at, verdict.accepted))
-        except BodyTooLargeError as exc:
-            return Reply(exc.status, str(exc))
-        try:
-            await asyncio.wait_for(self._store(texts), WRITE_DEADLINE_SECONDS)
+            await asyncio.wait_for(self._writer.store(envelope), WRITE_DEADLINE_SECONDS)
         except (StorageUnavailableError, TimeoutError) as exc:
             log.error("queue write failed (%s): answering 503 so Graph retries", type(exc).__name__)
             return Reply(503, "storage unavailable, retry later")
         return Reply(202)
-
-    async def _store(self, texts: list[str]) -> None:
-        for text in texts:
-            await self._queue.send(text)

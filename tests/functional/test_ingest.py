@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import time
@@ -183,3 +184,23 @@ async def _stop_and_restart(emulator: Azurite, tables: Any, queues: Any, queue: 
     emulator.start()
     assert (await ingest.accept(batch(notification()))).status == 202
     assert len(await read_all(emulator.connection_string, queue)) == 2
+
+
+async def test_concurrent_requests_share_queue_writes_and_all_are_stored(azurite, ingest_factory):
+    ingest, queue = await ingest_factory()
+    replies = await asyncio.gather(*(ingest.accept(batch(notification(resource=f"r{i}"))) for i in range(40)))
+    assert [r.status for r in replies] == [202] * 40
+    messages = await read_all(azurite.connection_string, queue)
+    assert sorted(item["resource"] for m in messages for item in m["value"]) == sorted(f"r{i}" for i in range(40))
+    assert len(messages) < 40  # requests that waited for the same write went in it together
+
+
+async def test_concurrent_requests_all_get_503_when_the_shared_write_fails(ingest_factory):
+    dead = free_port()
+    connection = (
+        "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey=a2V5;"
+        f"QueueEndpoint=http://127.0.0.1:{dead}/devstoreaccount1;"
+    )
+    ingest, _ = await ingest_factory(connection)
+    replies = await asyncio.gather(*(ingest.accept(batch(notification())) for _ in range(10)))
+    assert [r.status for r in replies] == [503] * 10
