@@ -14,7 +14,7 @@ from typing import Any
 
 from .errors import GraphRequestError, ResyncRequiredError
 from .graph import GraphGateway
-from .sources import Delta, SourceChange
+from .sources import Delta, KeepAlive, SourceChange
 
 log = logging.getLogger(__name__)
 
@@ -44,16 +44,18 @@ class DriveSource:
             raise GraphRequestError("delta with token=latest returned no deltaLink")
         return link
 
-    async def read(self, resource: str, delta_link: str | None) -> Delta:
+    async def read(self, resource: str, delta_link: str | None, keep_alive: KeepAlive | None = None) -> Delta:
         """Every change after ``delta_link``; on 410, the full enumeration instead."""
         drive_id = await self._drive_id(resource)
         try:
-            return await self._pages(drive_id, delta_link)
+            return await self._pages(drive_id, delta_link, keep_alive)
         except ResyncRequiredError as stale:
             log.warning("delta cursor for %s is stale: enumerating the drive again", resource)
-            return await self._pages(drive_id, None, restart_url=stale.location)
+            return await self._pages(drive_id, None, keep_alive, restart_url=stale.location)
 
-    async def _pages(self, drive_id: str, delta_link: str | None, restart_url: str | None = None) -> Delta:
+    async def _pages(
+        self, drive_id: str, delta_link: str | None, keep_alive: KeepAlive | None, restart_url: str | None = None
+    ) -> Delta:
         complete = delta_link is None
         if delta_link:
             page = await self._graph.fetch_url(delta_link)
@@ -71,6 +73,8 @@ class DriveSource:
                     latest[change.item_id] = change
             next_link = page.get("@odata.nextLink")
             if isinstance(next_link, str) and next_link:
+                if keep_alive is not None:
+                    await keep_alive()
                 page = await self._graph.fetch_url(next_link)
                 continue
             final = page.get("@odata.deltaLink")

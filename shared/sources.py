@@ -6,11 +6,13 @@ ChangeSource; nothing else needs a new branch.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from .errors import UnsupportedResourceError
+
+KeepAlive = Callable[[], Awaitable[None]]
 
 
 @dataclass(frozen=True)
@@ -49,8 +51,11 @@ class ChangeSource(Protocol):
         """A cursor for 'now': later reads return only later changes."""
         ...
 
-    async def read(self, resource: str, delta_link: str | None) -> Delta:
-        """Every change after ``delta_link`` (or every item, when it is None)."""
+    async def read(self, resource: str, delta_link: str | None, keep_alive: KeepAlive | None = None) -> Delta:
+        """Every change after ``delta_link`` (or every item, when it is None).
+
+        ``keep_alive`` is awaited between pages, so a long run can extend its lease.
+        """
         ...
 
 

@@ -25,7 +25,8 @@ from .sources import SourceRegistry
 from .subscriptions import SubscriptionRecord
 
 log = logging.getLogger(__name__)
-LEASE = timedelta(minutes=5)
+# Short, and extended while a run pages on: a crashed instance blocks its drive briefly.
+LEASE = timedelta(seconds=60)
 IN_PLACE_WAIT = timedelta(seconds=1)
 
 
@@ -99,8 +100,18 @@ class Synchronizer:
 
     async def _run(self, record: SubscriptionRecord, cursor: StoredCursor, started: datetime) -> int:
         source = self._sources.for_resource(record.resource)
+        held = cursor
+
+        async def keep_alive() -> None:
+            nonlocal held
+            now = self._clock()
+            lease_until = held.state.lease_until
+            if lease_until is not None and lease_until - now < LEASE / 2:
+                # Raises CursorConflictError if another run took the lease: this run must stop.
+                held = await self._cursors.write(held, replace(held.state, lease_until=now + LEASE))
+
         try:
-            delta = await source.read(record.resource, cursor.state.delta_link)
+            delta = await source.read(record.resource, cursor.state.delta_link, keep_alive)
             ids = [change.item_id for change in delta.changes]
             known = await (
                 self._index.all_versions(cursor.key) if delta.complete else self._index.versions(cursor.key, ids)
@@ -116,14 +127,16 @@ class Synchronizer:
                 observed_at=self._clock(),
                 since=cursor.state.synced_from,
             )
+            await keep_alive()
             await self._changes.send_all(fit_event(event, MAX_EVENT_BYTES) for event in result.events)
+            await keep_alive()
             await self._index.apply(cursor.key, result.upserts, result.deletes)
         except BaseException:
-            await self._release(cursor)
+            await self._release(held)
             raise
         done = CursorState(delta_link=delta.delta_link, synced_from=started, lease_until=None)
         try:
-            await self._cursors.write(cursor, done)
+            await self._cursors.write(held, done)
         except CursorConflictError:
             # Our lease expired and another run took over; its cursor wins, our events stand.
             log.warning("cursor %s was taken over during a run; keeping the newer cursor", cursor.key)

@@ -356,3 +356,65 @@ async def test_two_instances_on_one_notification_run_delta_once(stack_factory):
     assert actions.count("run") == 1, actions
     stats = await stack.control.stats()
     assert stats["drives"][DRIVE]["deltaRuns"] == 1
+
+
+class SteppedClock:
+    """A clock that moves only when told to, so a test can make a run look long."""
+
+    def __init__(self) -> None:
+        self.now = utcnow()
+
+    def __call__(self) -> Any:
+        return self.now
+
+
+class Interleaved:
+    """A drive source that lets another instance try its luck between the pages of a run."""
+
+    kind = "driveItem"
+
+    def __init__(self, inner: Any, clock: SteppedClock, competitor: Callable[[], Awaitable[Any]]) -> None:
+        self.inner, self.clock, self.competitor = inner, clock, competitor
+        self.decisions: list[str] = []
+
+    def handles(self, resource: str) -> bool:
+        return self.inner.handles(resource)
+
+    async def latest(self, resource: str) -> str:
+        return await self.inner.latest(resource)
+
+    async def read(self, resource: str, delta_link: str | None, keep_alive: Any = None) -> Any:
+        async def between_pages() -> None:
+            self.clock.now += timedelta(seconds=40)  # each page seems to take 40 s
+            await keep_alive()
+            outcome = await self.competitor()
+            self.decisions.append(outcome.decision.action.value)
+
+        return await self.inner.read(resource, delta_link, between_pages)
+
+
+async def test_a_long_run_keeps_its_lease_so_no_other_instance_runs_meanwhile(stack_factory):
+    from shared.sources import SourceRegistry
+    from shared.synchronizer import LEASE, Synchronizer
+
+    stack = await subscribed(stack_factory, "--page-size", "2")
+    await stack.control.delivery(paused=True)  # only this test's runs read the drive
+    for n in range(6):
+        await stack.control.create_item(DRIVE, f"page-{n}.txt")
+    parts = stack.worker.renewer._sync
+    record = await _record(stack)
+    clock = SteppedClock()
+    clock.now += timedelta(seconds=5)  # past the coalescing interval of the run after subscribing
+    competitor = Synchronizer(parts._cursors, parts._index, parts._sources, parts._changes, clock=clock)
+    received = clock.now
+    source = Interleaved(parts._sources.for_resource(RESOURCE), clock, lambda: competitor.sync(record, received))
+    runner = Synchronizer(parts._cursors, parts._index, SourceRegistry([source]), parts._changes, clock=clock)
+
+    outcome = await runner.sync(record, received)
+
+    assert outcome.decision.action.value == "run"
+    assert len(source.decisions) >= 3, "the delta should span several pages"
+    assert clock.now - received > LEASE  # longer than one lease: only extensions kept it
+    assert set(source.decisions) == {"defer"}
+    cursor = await parts._cursors.load(resource_key(RESOURCE))
+    assert cursor.state.lease_until is None and cursor.state.synced_from == received
