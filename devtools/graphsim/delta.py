@@ -92,13 +92,7 @@ async def handle_delta(request: web.Request, state: SimState, drive: Drive, raw_
         if tok is None or tok.drive_id != drive.id or tok.kind not in ("d", "p"):
             raise GraphError(400, "invalidRequest", "Invalid delta token.")
         if _stale(state, drive, tok):
-            raise GraphError(
-                410,
-                "resyncRequired",
-                RESYNC_MESSAGE,
-                {"Location": delta_url(state, drive)},
-                inner_code="resyncChangesApplyDifferences",
-            )
+            raise _resync(state, drive)
         if tok.kind == "d":
             ids = _ordered_ids(state, drive, tok.seq)
             cursor = state.cursors.put(ids)
@@ -107,13 +101,7 @@ async def handle_delta(request: web.Request, state: SimState, drive: Drive, raw_
             ids, cursor, offset, snapshot = state.cursors.get(tok.cursor), tok.cursor, tok.offset, tok.seq
             if ids is None:
                 # The run's cursor was evicted: like an expired token, start over.
-                raise GraphError(
-                    410,
-                    "resyncRequired",
-                    RESYNC_MESSAGE,
-                    {"Location": delta_url(state, drive)},
-                    inner_code="resyncChangesApplyDifferences",
-                )
+                raise _resync(state, drive)
     size, applied = _page_size(request, state)
     page_ids = ids[offset : offset + size]
     items = [state.drives.render_source(drive, i) for i in page_ids]
@@ -141,3 +129,14 @@ def _page(
         body["@odata.deltaLink"] = delta_link
     headers = {"Preference-Applied": applied} if applied else None
     return json_response(request, body, headers=headers)
+
+
+def _resync(state: SimState, drive: Drive) -> GraphError:
+    """410 Gone: the token is stale; Location restarts a full enumeration."""
+    return GraphError(
+        410,
+        "resyncRequired",
+        RESYNC_MESSAGE,
+        {"Location": delta_url(state, drive)},
+        inner_code="resyncChangesApplyDifferences",
+    )

@@ -168,13 +168,19 @@ def credential(sim: SimHandle, secret: str | None = None) -> ClientSecretCredent
     )
 
 
-@pytest_asyncio.fixture
-async def graph(sim: SimHandle) -> AsyncIterator[GraphServiceClient]:
-    """A msgraph-sdk client pointed at the simulator."""
+def sdk_client(sim: SimHandle) -> tuple[GraphServiceClient, ClientSecretCredential]:
+    """A msgraph-sdk client pointed at the simulator, and its credential (close it)."""
     cred = credential(sim)
     auth = AzureIdentityAuthenticationProvider(cred, scopes=[GRAPH_SCOPE], allowed_hosts=["127.0.0.1"])
     client = GraphServiceClient(request_adapter=GraphRequestAdapter(auth))
     client.request_adapter.base_url = sim.graph_url
+    return client, cred
+
+
+@pytest_asyncio.fixture
+async def graph(sim: SimHandle) -> AsyncIterator[GraphServiceClient]:
+    """A msgraph-sdk client pointed at the simulator."""
+    client, cred = sdk_client(sim)
     yield client
     await cred.close()
 
@@ -746,10 +752,7 @@ async def test_delivery_retries_after_503(
 async def test_delivery_gives_up_after_retry_window(make_sim: SimFactory, make_receiver: ReceiverFactory) -> None:
     sim = await make_sim(retry_for_seconds=0.3)
     receiver = await make_receiver()
-    cred = credential(sim)
-    auth = AzureIdentityAuthenticationProvider(cred, scopes=[GRAPH_SCOPE], allowed_hosts=["127.0.0.1"])
-    graph = GraphServiceClient(request_adapter=GraphRequestAdapter(auth))
-    graph.request_adapter.base_url = sim.graph_url
+    graph, cred = sdk_client(sim)
     drive = await make_drive(sim)
     await subscribe(sim, graph, drive["id"], receiver.url)
     await cred.close()
@@ -767,10 +770,7 @@ async def test_delivery_gives_up_after_retry_window(make_sim: SimFactory, make_r
 async def test_burst_is_batched_and_duplicated(make_sim: SimFactory, make_receiver: ReceiverFactory) -> None:
     sim = await make_sim(delivery_max_batch=10)
     receiver = await make_receiver()
-    cred = credential(sim)
-    auth = AzureIdentityAuthenticationProvider(cred, scopes=[GRAPH_SCOPE], allowed_hosts=["127.0.0.1"])
-    graph = GraphServiceClient(request_adapter=GraphRequestAdapter(auth))
-    graph.request_adapter.base_url = sim.graph_url
+    graph, cred = sdk_client(sim)
     drive = await make_drive(sim)
     await subscribe(sim, graph, drive["id"], receiver.url)
     await cred.close()

@@ -38,6 +38,14 @@ def notification(subscription_id: str = SUBSCRIPTION_ID, client_state: str = SEC
     return item
 
 
+def unreachable_queue() -> str:
+    """A connection string whose queue endpoint has nothing listening."""
+    return (
+        "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey=a2V5;"
+        f"QueueEndpoint=http://127.0.0.1:{free_port()}/devstoreaccount1;"
+    )
+
+
 def batch(*items: dict[str, Any]) -> bytes:
     return json.dumps({"value": list(items)}).encode()
 
@@ -151,12 +159,7 @@ async def test_large_batch_is_split_into_messages_that_fit_and_lose_nothing(azur
 
 
 async def test_unreachable_queue_answers_503_within_graphs_budget(ingest_factory):
-    dead = free_port()
-    connection = (
-        "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey=a2V5;"
-        f"QueueEndpoint=http://127.0.0.1:{dead}/devstoreaccount1;"
-    )
-    ingest, _ = await ingest_factory(connection)
+    ingest, _ = await ingest_factory(unreachable_queue())
     started = time.monotonic()
     reply = await ingest.accept(batch(notification()))
     assert reply.status == 503
@@ -196,11 +199,6 @@ async def test_concurrent_requests_share_queue_writes_and_all_are_stored(azurite
 
 
 async def test_concurrent_requests_all_get_503_when_the_shared_write_fails(ingest_factory):
-    dead = free_port()
-    connection = (
-        "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey=a2V5;"
-        f"QueueEndpoint=http://127.0.0.1:{dead}/devstoreaccount1;"
-    )
-    ingest, _ = await ingest_factory(connection)
+    ingest, _ = await ingest_factory(unreachable_queue())
     replies = await asyncio.gather(*(ingest.accept(batch(notification())) for _ in range(10)))
     assert [r.status for r in replies] == [503] * 10
