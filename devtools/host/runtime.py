@@ -188,4 +188,7 @@ async def serve(options: HostOptions) -> int:
     await host.start()
     await stop.wait()
     await host.stop()
+    # The app's SDK clients live as long as the process, as in the real worker, which is
+    # simply ended: their "unclosed session" complaints at loop close are noise, not news.
+    logging.getLogger("asyncio").setLevel(logging.CRITICAL)
     return 0
