@@ -309,14 +309,7 @@ async def test_subscription_removed_event_recreates_it(stack_factory):
     stack = await subscribed(stack_factory)
     old = await stack.subscription()
     await stack.control.lifecycle(old["id"], "subscriptionRemoved")
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        await stack.pump(lambda: True, within=5)
-        subs = await stack.control.subscriptions()
-        if subs and subs[0]["id"] != old["id"]:
-            break
-        await asyncio.sleep(0.2)
-    [new] = await stack.control.subscriptions()
+    new = await pump_until_subscription_changes(stack, old["id"])
     assert new["id"] != old["id"]
     item = await stack.control.create_item(DRIVE, "after-removal.txt")
     await stack.pump(lambda: len(stack.for_item(item["id"])) == 1)
@@ -418,3 +411,37 @@ async def test_a_long_run_keeps_its_lease_so_no_other_instance_runs_meanwhile(st
     assert set(source.decisions) == {"defer"}
     cursor = await parts._cursors.load(resource_key(RESOURCE))
     assert cursor.state.lease_until is None and cursor.state.synced_from == received
+
+
+async def pump_until_subscription_changes(stack: Stack, old_id: str, within: float = 20) -> dict[str, Any]:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        await stack.pump(lambda: True, within=5)
+        subs = await stack.control.subscriptions()
+        if subs and subs[0]["id"] != old_id:
+            return subs[0]
+        await asyncio.sleep(0.2)
+    raise TimeoutError("the subscription was not re-created")
+
+
+async def test_reauthorization_required_calls_reauthorize(stack_factory):
+    stack = await subscribed(stack_factory)
+    sub = await stack.subscription()
+    # The first reauthorize call fails once with 503 (retried): the fault counter proves the call was made.
+    await stack.control.fault("/reauthorize$", 503, count=1, method="POST")
+    await stack.control.lifecycle(sub["id"], "reauthorizationRequired")
+    deadline = time.monotonic() + 20
+    while (await stack.control.stats())["faultsInjected"] < 1 and time.monotonic() < deadline:
+        await stack.pump(lambda: True, within=5)
+    await stack.pump(lambda: True, within=5)
+    assert (await stack.control.stats())["faultsInjected"] == 1
+    assert (await stack.subscription())["id"] == sub["id"]
+
+
+async def test_reauthorization_for_a_subscription_graph_lost_recreates_it(stack_factory):
+    stack = await subscribed(stack_factory)
+    sub = await stack.subscription()
+    await stack.control.fault("/reauthorize$", 404, count=1, method="POST")
+    await stack.control.lifecycle(sub["id"], "reauthorizationRequired")
+    new = await pump_until_subscription_changes(stack, sub["id"])
+    assert new["clientState"] != sub["clientState"]
