@@ -20,6 +20,17 @@ DEADLINE = 30.0
 LOG_TAIL_LINES = 60
 
 
+def notification_for(subscription: dict[str, Any]) -> dict[str, Any]:
+    """A change notification as Graph sends it for ``subscription`` (as the simulator lists it)."""
+    return {
+        "subscriptionId": subscription["id"],
+        "clientState": subscription["clientState"],
+        "changeType": "updated",
+        "resource": subscription["resource"],
+        "tenantId": "11111111-1111-1111-1111-111111111111",
+    }
+
+
 async def eventually(check: Callable[[], Awaitable[Any]], within: float = DEADLINE, what: str = "condition") -> Any:
     """Poll ``check`` until it returns something truthy; fail with ``what`` after ``within`` seconds."""
     deadline = time.monotonic() + within

@@ -31,7 +31,7 @@ from devtools.stack import DEMO_DRIVE
 from shared.coalescing import DEFAULT_MIN_INTERVAL
 from shared.settings import NOTIFICATIONS_QUEUE
 from shared.synchronizer import LEASE
-from tests.e2e.support import E2E, RESOURCE, eventually
+from tests.e2e.support import E2E, RESOURCE, eventually, notification_for
 
 pytestmark = pytest.mark.e2e
 
@@ -148,13 +148,7 @@ async def test_duplicate_and_repeated_notifications_lose_nothing_and_keep_one_id
         target = ids[0]
         for n in range(3):
             final = await shared.control.update_item(DEMO_DRIVE, target, f"content {n}")
-        extra = {
-            "subscriptionId": sub["id"],
-            "clientState": sub["clientState"],
-            "changeType": "updated",
-            "resource": sub["resource"],
-            "tenantId": "11111111-1111-1111-1111-111111111111",
-        }
+        extra = notification_for(sub)
         status, _, body = await asyncio.to_thread(
             post, f"{shared.stack.base_url}/api/notifications", json.dumps({"value": [extra] * 3}).encode()
         )
@@ -307,17 +301,7 @@ async def test_storage_down_answers_503_and_every_change_arrives_after_it_return
     items = [await e2e.control.create_item(DEMO_DRIVE, name, "1") for name in names]
     renamed = await e2e.control.rename_item(DEMO_DRIVE, items[0]["id"], "while-down-1-renamed.txt")
 
-    batch = {
-        "value": [
-            {
-                "subscriptionId": sub["id"],
-                "clientState": sub["clientState"],
-                "changeType": "updated",
-                "resource": sub["resource"],
-                "tenantId": "11111111-1111-1111-1111-111111111111",
-            }
-        ]
-    }
+    batch = {"value": [notification_for(sub)]}
     status, _, body = await asyncio.to_thread(
         post, f"{e2e.stack.base_url}/api/notifications", json.dumps(batch).encode()
     )

@@ -177,6 +177,15 @@ def sdk_client(sim: SimHandle) -> tuple[GraphServiceClient, ClientSecretCredenti
     return client, cred
 
 
+async def subscribed_drive(sim: SimHandle, url: str) -> dict[str, Any]:
+    """A new drive with a subscription that notifies ``url``."""
+    graph, cred = sdk_client(sim)
+    drive = await make_drive(sim)
+    await subscribe(sim, graph, drive["id"], url)
+    await cred.close()
+    return drive
+
+
 @pytest_asyncio.fixture
 async def graph(sim: SimHandle) -> AsyncIterator[GraphServiceClient]:
     """A msgraph-sdk client pointed at the simulator."""
@@ -752,10 +761,7 @@ async def test_delivery_retries_after_503(
 async def test_delivery_gives_up_after_retry_window(make_sim: SimFactory, make_receiver: ReceiverFactory) -> None:
     sim = await make_sim(retry_for_seconds=0.3)
     receiver = await make_receiver()
-    graph, cred = sdk_client(sim)
-    drive = await make_drive(sim)
-    await subscribe(sim, graph, drive["id"], receiver.url)
-    await cred.close()
+    drive = await subscribed_drive(sim, receiver.url)
     receiver.fail_next = 1000
     await control(sim, "POST", f"/drives/{drive['id']}/items", {"name": "a.txt"})
     for _ in range(50):
@@ -770,10 +776,7 @@ async def test_delivery_gives_up_after_retry_window(make_sim: SimFactory, make_r
 async def test_burst_is_batched_and_duplicated(make_sim: SimFactory, make_receiver: ReceiverFactory) -> None:
     sim = await make_sim(delivery_max_batch=10)
     receiver = await make_receiver()
-    graph, cred = sdk_client(sim)
-    drive = await make_drive(sim)
-    await subscribe(sim, graph, drive["id"], receiver.url)
-    await cred.close()
+    drive = await subscribed_drive(sim, receiver.url)
     await control(sim, "POST", "/delivery", {"duplicates": 2, "paused": True})
     await control(sim, "POST", f"/drives/{drive['id']}/items:bulk", {"count": 25})
     assert (await control(sim, "GET", "/stats"))["delivery"]["pending"] == 25

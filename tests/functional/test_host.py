@@ -1,6 +1,6 @@
 """The local host (devtools/host) run as a subprocess against Azurite, with tests/functional/hostapp.
 
-Each test starts its own host with its own queue names; Azurite is shared by the module.
+Each test starts its own host with its own queue names; Azurite is shared by the session.
 """
 
 from __future__ import annotations
@@ -10,7 +10,6 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -26,23 +25,12 @@ import pytest
 from azure.core.exceptions import ResourceExistsError
 from azure.storage.queue import QueueClient
 
+from devtools.azurite import Azurite, free_port
+
 ROOT = Path(__file__).resolve().parents[2]
 APP = ROOT / "tests" / "functional" / "hostapp"
-AZURITE = ROOT / "node_modules" / ".bin" / "azurite"
-ACCOUNT = "devstoreaccount1"
-# Azurite's well-known public development key.
-KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
 
-pytestmark = [
-    pytest.mark.timeout(90),
-    pytest.mark.skipif(not AZURITE.exists(), reason="azurite is not installed (npm install)"),
-]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+pytestmark = [pytest.mark.timeout(90)]
 
 
 def wait_until(check: Callable[[], Any], timeout: float, what: str, interval: float = 0.1) -> Any:
@@ -55,68 +43,12 @@ def wait_until(check: Callable[[], Any], timeout: float, what: str, interval: fl
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
-@dataclass
-class Azurite:
-    queue_port: int
-    proc: subprocess.Popen[bytes]
-
-    @property
-    def connection_string(self) -> str:
-        return (
-            f"DefaultEndpointsProtocol=http;AccountName={ACCOUNT};AccountKey={KEY};"
-            f"QueueEndpoint=http://127.0.0.1:{self.queue_port}/{ACCOUNT};"
-        )
-
-    def queue(self, name: str) -> QueueClient:
-        client = QueueClient.from_connection_string(self.connection_string, name)
-        with contextlib.suppress(ResourceExistsError):
-            client.create_queue()
-        return client
-
-
-@pytest.fixture(scope="module")
-def azurite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Azurite]:
-    blob, queue, table = free_port(), free_port(), free_port()
-    workdir = tmp_path_factory.mktemp("azurite")
-    proc = subprocess.Popen(
-        [
-            str(AZURITE),
-            "--silent",
-            "--inMemoryPersistence",
-            "--skipApiVersionCheck",
-            "--loose",
-            "--disableTelemetry",
-            "--blobHost",
-            "127.0.0.1",
-            "--queueHost",
-            "127.0.0.1",
-            "--tableHost",
-            "127.0.0.1",
-            "--blobPort",
-            str(blob),
-            "--queuePort",
-            str(queue),
-            "--tablePort",
-            str(table),
-        ],
-        cwd=workdir,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-
-    def listening() -> bool:
-        try:
-            socket.create_connection(("127.0.0.1", queue), timeout=0.2).close()
-        except OSError:
-            return False
-        return True
-
-    try:
-        wait_until(listening, 20, "azurite")
-        yield Azurite(queue, proc)
-    finally:
-        proc.terminate()
-        proc.wait(10)
+def queue(azurite: Azurite, name: str) -> QueueClient:
+    """A (sync) client for queue ``name``, created if missing; no message encoding."""
+    client = QueueClient.from_connection_string(azurite.connection_string, name)
+    with contextlib.suppress(ResourceExistsError):
+        client.create_queue()
+    return client
 
 
 @dataclass
@@ -149,7 +81,7 @@ def start_host(azurite: Azurite, tmp_path: Path) -> Iterator[Callable[..., Host]
     def start(env: dict[str, str] | None = None, args: list[str] | None = None) -> Host:
         prefix = f"t{uuid.uuid4().hex[:10]}"
         queues = {k: f"{prefix}-{k[2:].lower()}" for k in ("Q_IN", "Q_OUT", "Q_FAIL", "Q_SLOW", "Q_RECORD")}
-        azurite.queue(queues["Q_RECORD"])  # the sample app writes records there from its first run
+        queue(azurite, queues["Q_RECORD"])  # the sample app writes records there from its first run
         port = free_port()
         full_env = {k: v for k, v in os.environ.items() if k != "FUNCTIONS_HOST_KEY"}
         full_env.update(queues)
@@ -274,7 +206,7 @@ def test_function_key_enforced_when_configured(start_host: Callable[..., Host]) 
 
 def test_queue_message_processed_and_output_written(start_host: Callable[..., Host], azurite: Azurite) -> None:
     host = start_host()
-    inbox, outbox = azurite.queue(host.queues["Q_IN"]), azurite.queue(host.queues["Q_OUT"])
+    inbox, outbox = queue(azurite, host.queues["Q_IN"]), queue(azurite, host.queues["Q_OUT"])
     for word in ("alpha", "beta", "gamma"):
         send_b64(inbox, word)
     assert sorted(receive_texts(outbox, 3)) == ["ALPHA", "BETA", "GAMMA"]
@@ -284,10 +216,10 @@ def test_queue_message_processed_and_output_written(start_host: Callable[..., Ho
 
 def test_failing_message_retried_then_moved_to_poison(start_host: Callable[..., Host], azurite: Azurite) -> None:
     host = start_host()
-    records = Records(azurite.queue(host.queues["Q_RECORD"]))
-    failing = azurite.queue(host.queues["Q_FAIL"])
+    records = Records(queue(azurite, host.queues["Q_RECORD"]))
+    failing = queue(azurite, host.queues["Q_FAIL"])
     send_b64(failing, "payload")
-    poison = azurite.queue(host.queues["Q_FAIL"] + "-poison")
+    poison = queue(azurite, host.queues["Q_FAIL"] + "-poison")
     assert receive_texts(poison, 1, timeout=20) == ["payload"]  # same content, still base64
     attempts = records.wait_for("attempt", 2)
     assert [a["dequeue_count"] for a in attempts] == [1, 2]  # maxDequeueCount 2 in host.json
@@ -298,17 +230,17 @@ def test_failing_message_retried_then_moved_to_poison(start_host: Callable[..., 
 
 def test_non_base64_message_goes_straight_to_poison(start_host: Callable[..., Host], azurite: Azurite) -> None:
     host = start_host()
-    inbox = azurite.queue(host.queues["Q_IN"])
+    inbox = queue(azurite, host.queues["Q_IN"])
     inbox.send_message("not base64 at all!")
-    poison = azurite.queue(host.queues["Q_IN"] + "-poison")
+    poison = queue(azurite, host.queues["Q_IN"] + "-poison")
     assert receive_texts(poison, 1, b64=False) == ["not base64 at all!"]
     assert "Functions.relay" not in host.log()
-    assert not list(azurite.queue(host.queues["Q_OUT"]).peek_messages())
+    assert not list(queue(azurite, host.queues["Q_OUT"]).peek_messages())
 
 
 def test_timer_runs_on_startup_once(start_host: Callable[..., Host], azurite: Azurite) -> None:
     host = start_host()  # TICK_SCHEDULE from local.settings.example.json: once a year
-    records = Records(azurite.queue(host.queues["Q_RECORD"]))
+    records = Records(queue(azurite, host.queues["Q_RECORD"]))
     ticks = records.wait_for("tick", 1)
     assert ticks[0]["past_due"] is False
     time.sleep(2)
@@ -317,14 +249,14 @@ def test_timer_runs_on_startup_once(start_host: Callable[..., Host], azurite: Az
 
 def test_timer_schedule_from_app_setting(start_host: Callable[..., Host], azurite: Azurite) -> None:
     host = start_host(env={"TICK_SCHEDULE": "*/1 * * * * *"})  # the environment beats local settings
-    records = Records(azurite.queue(host.queues["Q_RECORD"]))
+    records = Records(queue(azurite, host.queues["Q_RECORD"]))
     ticks = records.wait_for("tick", 4, timeout=10)  # run_on_startup plus one a second
     assert all(t["past_due"] is False for t in ticks)
 
 
 def test_admin_runs_timer_and_queue_functions(start_host: Callable[..., Host], azurite: Azurite) -> None:
     host = start_host()
-    records = Records(azurite.queue(host.queues["Q_RECORD"]))
+    records = Records(queue(azurite, host.queues["Q_RECORD"]))
     status, _, body = host.request("/admin/host/status")
     assert (status, json.loads(body)) == (200, {"state": "Running"})
 
@@ -333,15 +265,15 @@ def test_admin_runs_timer_and_queue_functions(start_host: Callable[..., Host], a
     assert records.wait_for("manual")[0]["past_due"] is False
 
     assert host.request("/admin/functions/relay", "POST", json.dumps({"input": "hello"}).encode(), headers)[0] == 202
-    assert receive_texts(azurite.queue(host.queues["Q_OUT"]), 1) == ["HELLO"]
+    assert receive_texts(queue(azurite, host.queues["Q_OUT"]), 1) == ["HELLO"]
 
     assert host.request("/admin/functions/missing", "POST", b"{}", headers)[0] == 404
 
 
 def test_sigint_waits_for_in_flight_invocation(start_host: Callable[..., Host], azurite: Azurite) -> None:
     host = start_host(env={"SLOW_SECONDS": "2"})
-    records = Records(azurite.queue(host.queues["Q_RECORD"]))
-    slow = azurite.queue(host.queues["Q_SLOW"])
+    records = Records(queue(azurite, host.queues["Q_RECORD"]))
+    slow = queue(azurite, host.queues["Q_SLOW"])
     send_b64(slow, "first")
     records.wait_for("started")
     host.proc.send_signal(signal.SIGINT)
@@ -357,8 +289,8 @@ def test_sigint_waits_for_in_flight_invocation(start_host: Callable[..., Host], 
 
 def test_shutdown_gives_up_after_the_timeout(start_host: Callable[..., Host], azurite: Azurite) -> None:
     host = start_host(env={"SLOW_SECONDS": "30"}, args=["--shutdown-timeout", "1"])
-    records = Records(azurite.queue(host.queues["Q_RECORD"]))
-    send_b64(azurite.queue(host.queues["Q_SLOW"]), "long")
+    records = Records(queue(azurite, host.queues["Q_RECORD"]))
+    send_b64(queue(azurite, host.queues["Q_SLOW"]), "long")
     records.wait_for("started")
     started = time.monotonic()
     host.proc.send_signal(signal.SIGTERM)
