@@ -13,7 +13,6 @@ from typing import Any
 
 from .clock import format_time, parse_time
 
-CHANGE_TYPES = ("created", "updated", "deleted")
 SCHEMA_VERSION = 1
 # A queue message holds 64 KiB once base64-encoded.
 MAX_EVENT_BYTES = (64 * 1024 // 4) * 3

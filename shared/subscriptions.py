@@ -101,15 +101,6 @@ class SubscriptionStore:
             return _from_entity(entity)
         return None
 
-    async def get(self, key: str) -> SubscriptionRecord | None:
-        """The record for a desired subscription key, if any."""
-        from azure.core.exceptions import ResourceNotFoundError
-
-        try:
-            return _from_entity(await self._client.get_entity(PARTITION, key))
-        except ResourceNotFoundError:
-            return None
-
     async def save(self, record: SubscriptionRecord) -> None:
         """Insert or replace a record."""
         from azure.data.tables import UpdateMode
