@@ -221,6 +221,17 @@ async def raw_graph(
         return r.status, dict(r.headers), json.loads(text) if text else None
 
 
+def subscription_body(drive_id: str, url: str, **fields: Any) -> dict[str, Any]:
+    """A raw POST /subscriptions body for a drive root, expiring in an hour."""
+    body = {
+        "changeType": "updated",
+        "notificationUrl": url,
+        "resource": f"drives/{drive_id}/root",
+        "expirationDateTime": future(60).isoformat(),
+    }
+    return body | fields
+
+
 def future(minutes: float) -> datetime:
     """A UTC time ``minutes`` from now."""
     return datetime.now(UTC) + timedelta(minutes=minutes)
@@ -368,19 +379,7 @@ async def test_handshake_needs_text_plain(
 async def test_handshake_timeout(make_sim: SimFactory, make_receiver: ReceiverFactory) -> None:
     sim = await make_sim(validation_timeout_seconds=0.5)
     drive, receiver, token = await make_drive(sim), await make_receiver("slow"), await token_for(sim)
-    body = new_subscription(drive["id"], receiver.url)
-    status, _, err = await raw_graph(
-        sim,
-        "POST",
-        "/subscriptions",
-        token,
-        {
-            "changeType": "updated",
-            "notificationUrl": receiver.url,
-            "resource": body.resource,
-            "expirationDateTime": future(60).isoformat(),
-        },
-    )
+    status, _, err = await raw_graph(sim, "POST", "/subscriptions", token, subscription_body(drive["id"], receiver.url))
     assert status == 400
     assert err["error"]["code"] == "ValidationError"
     assert err["error"]["message"] == "Subscription validation request timed out."
@@ -426,13 +425,7 @@ async def test_invalid_subscription_requests(
     sim: SimHandle, make_receiver: ReceiverFactory, field: str, value: str, status: int
 ) -> None:
     drive, receiver, token = await make_drive(sim), await make_receiver(), await token_for(sim)
-    body = {
-        "changeType": "updated",
-        "notificationUrl": receiver.url,
-        "resource": f"drives/{drive['id']}/root",
-        "expirationDateTime": future(60).isoformat(),
-        field: value,
-    }
+    body = subscription_body(drive["id"], receiver.url, **{field: value})
     got, _, err = await raw_graph(sim, "POST", "/subscriptions", token, body)
     assert got == status, err
     assert set(err["error"]) == {"code", "message", "innerError"}
@@ -498,18 +491,7 @@ async def test_subscription_list_pages(make_sim: SimFactory, make_receiver: Rece
     receiver = await make_receiver()
     drives = [await make_drive(sim) for _ in range(101)]
     for d in drives:
-        status, _, err = await raw_graph(
-            sim,
-            "POST",
-            "/subscriptions",
-            token,
-            {
-                "changeType": "updated",
-                "notificationUrl": receiver.url,
-                "resource": f"drives/{d['id']}/root",
-                "expirationDateTime": future(60).isoformat(),
-            },
-        )
+        status, _, err = await raw_graph(sim, "POST", "/subscriptions", token, subscription_body(d["id"], receiver.url))
         assert status == 201, err
     _, _, page1 = await raw_graph(sim, "GET", "/subscriptions", token)
     assert len(page1["value"]) == 100
