@@ -36,6 +36,7 @@ class SimConfig:
     write_limit: int = 500
     write_window_seconds: float = 20.0
     delta_token_lifetime_seconds: float = 0.0  # 0 = tokens never go stale by age
+    delta_lag_seconds: float = 0.0  # changes reach delta this long after their notification
     token_lifetime_seconds: int = 3599
 
 
@@ -79,6 +80,7 @@ def parse_args(argv: list[str] | None = None) -> SimConfig:
     p.add_argument("--write-limit", type=int, default=_env("write_limit", d.write_limit))
     p.add_argument("--write-window-seconds", type=float, default=_env("write_window_seconds", d.write_window_seconds))
     p.add_argument("--delta-token-lifetime-seconds", type=float, default=_env("delta_token_lifetime_seconds", 0.0))
+    p.add_argument("--delta-lag-seconds", type=float, default=_env("delta_lag_seconds", 0.0))
     a = p.parse_args(argv)
     return SimConfig(
         host=a.host,
@@ -101,4 +103,5 @@ def parse_args(argv: list[str] | None = None) -> SimConfig:
         write_limit=a.write_limit,
         write_window_seconds=a.write_window_seconds,
         delta_token_lifetime_seconds=a.delta_token_lifetime_seconds,
+        delta_lag_seconds=a.delta_lag_seconds,
     )

@@ -7,10 +7,12 @@ JSON in, JSON out, no authentication (loopback only).  Unlike Graph, this API re
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from typing import Any
 
 from aiohttp import web
 
+from .clock import parse_time
 from .drives import Drive, Item
 from .render import drive_json, item_json
 from .state import STATE, SimState
@@ -90,7 +92,7 @@ async def list_drives(request: web.Request) -> web.Response:
                     "userId": d.user_id,
                     "siteId": d.site_id,
                     "seq": d.seq,
-                    "items": sum(1 for i in d.items.values() if not i.deleted),
+                    "items": d.live,
                 }
                 for d in state.drives.drives.values()
             ]
@@ -98,19 +100,67 @@ async def list_drives(request: web.Request) -> web.Response:
     )
 
 
+def _time(body: dict[str, Any], key: str) -> datetime | None:
+    value = body.get(key)
+    if value is None:
+        return None
+    try:
+        return parse_time(str(value))
+    except ValueError as exc:
+        raise web.HTTPBadRequest(
+            text=json.dumps({"error": f"{key} is not an ISO 8601 time"}), content_type="application/json"
+        ) from exc
+
+
 @routes.post("/_sim/drives/{d}/items")
 async def create_item(request: web.Request) -> web.Response:
-    """Create a file or folder: {"name", "parentId"?, "folder"?, "content"?}."""
+    """Create a file or folder: {"name", "parentId"?, "folder"?, "content"?, "createdDateTime"?, ...}.
+
+    ``createdDateTime`` and ``lastModifiedDateTime`` (ISO 8601) stand for a file moved in
+    or migrated with its original times.
+    """
     state, drive, body = _state(request), _drive(request), await _json(request)
     if not body.get("name"):
         return _err(400, "name is required")
+    created, modified = _time(body, "createdDateTime"), _time(body, "lastModifiedDateTime")
     try:
         item = state.drives.add_item(
-            drive, str(body["name"]), body.get("parentId"), bool(body.get("folder")), body.get("content") or ""
+            drive,
+            str(body["name"]),
+            body.get("parentId"),
+            bool(body.get("folder")),
+            body.get("content") or "",
+            created=created,
+            modified=modified,
         )
     except KeyError:
         return _err(404, "parent folder not found")
     return web.json_response(_item_out(state, drive, item), status=201)
+
+
+@routes.post("/_sim/drives/{d}/items:generate")
+async def generate_items(request: web.Request) -> web.Response:
+    """Create a large drive fast: {"count", "folders"?, "prefix"?, "sizeBytes"?, "notify"?: false}.
+
+    ``count`` files spread over ``folders`` new folders under the root (default
+    max(1, count // 1000); 0 puts them in the root), as one change.  Answers
+    {"count", "folders", "seq", "sampleIds", "folderIds"} (at most 10 of each).
+    """
+    state, drive, body = _state(request), _drive(request), await _json(request)
+    try:
+        count = int(body.get("count", 0))
+        folders = body.get("folders")
+        folders = max(1, count // 1000) if folders is None else int(folders)
+        size = int(body.get("sizeBytes", 0))
+        folder_ids, sample = state.drives.generate(drive, count, folders, str(body.get("prefix", "gen")), size)
+    except (TypeError, ValueError) as exc:
+        return _err(400, str(exc))
+    if body.get("notify"):
+        state.on_drive_change(drive, count + folders)
+    return web.json_response(
+        {"count": count, "folders": folders, "seq": drive.seq, "sampleIds": sample, "folderIds": folder_ids[:10]},
+        status=201,
+    )
 
 
 @routes.post("/_sim/drives/{d}/items:bulk")
@@ -140,10 +190,18 @@ async def get_item(request: web.Request) -> web.Response:
 
 @routes.patch("/_sim/drives/{d}/items/{i}")
 async def update_item(request: web.Request) -> web.Response:
-    """Rename and/or change content: {"name"?, "content"?}."""
+    """Rename, change content and/or move: {"name"?, "content"?, "parentId"?} (one change)."""
     state, drive, body = _state(request), _drive(request), await _json(request)
     item = _item(request, drive)
-    state.drives.update_item(drive, item, body.get("name"), body.get("content"))
+    parent_id = body.get("parentId")
+    try:
+        state.drives.update_item(
+            drive, item, body.get("name"), body.get("content"), None if parent_id is None else str(parent_id)
+        )
+    except KeyError:
+        return _err(404, "parent folder not found")
+    except ValueError as exc:
+        return _err(400, str(exc))
     return web.json_response(_item_out(state, drive, item))
 
 
@@ -156,6 +214,24 @@ async def delete_item(request: web.Request) -> web.Response:
     except ValueError as exc:
         return _err(400, str(exc))
     return web.json_response({"deleted": n})
+
+
+@routes.post("/_sim/drives/{d}/items/{i}/restore")
+async def restore_item(request: web.Request) -> web.Response:
+    """Restore a deleted item (with what its deletion took) -> the item plus {"restored": n}.
+
+    Control API only: Graph documents ``POST .../items/{id}/restore`` for OneDrive
+    Personal alone, and this simulator is OneDrive for Business.
+    """
+    state, drive = _state(request), _drive(request)
+    item = state.drives.render_source(drive, request.match_info["i"])
+    if item is None:
+        return _err(404, "no such item")
+    try:
+        n = state.drives.restore_item(drive, item)
+    except (ValueError, LookupError) as exc:
+        return _err(409, str(exc))
+    return web.json_response({**_item_out(state, drive, item), "restored": n})
 
 
 @routes.post("/_sim/drives/{d}/expire-tokens")

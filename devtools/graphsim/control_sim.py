@@ -7,6 +7,7 @@ from typing import Any
 from aiohttp import web
 
 from .control import LIFECYCLE_EVENTS, _err, _json, _state
+from .state import SimState
 from .subscriptions import Subscription
 
 routes = web.RouteTableDef()
@@ -30,6 +31,7 @@ async def stats(request: web.Request) -> web.Response:
             "delivery": state.deliverer.stats.as_json(state.deliverer.pending()),
             "deliveryPaused": state.deliverer.paused,
             "duplicates": state.deliverer.duplicates,
+            "deliveryFaults": _delivery_out(state),
             "subscriptionWrites": state.subscription_writes,
             "subscriptionsActive": len(state.subs.for_app(state.config.client_id, now)),
             "throttled": state.throttle.throttled,
@@ -112,19 +114,39 @@ async def clear_faults(request: web.Request) -> web.Response:
 
 @routes.post("/_sim/delivery")
 async def delivery(request: web.Request) -> web.Response:
-    """Steer delivery: {"duplicates"?: N, "paused"?: bool}."""
+    """Steer delivery: {"duplicates"?: N, "paused"?: bool, "drop"?: bool, "delaySeconds"?: s, "deltaLagSeconds"?: s}.
+
+    ``drop``: new change notifications are counted as dropped and never sent (delta still
+    shows the changes).  ``delaySeconds``: each batch waits that long before its first
+    attempt.  ``deltaLagSeconds``: changes show in delta only that long after their
+    notification is sent.  Reset clears all three.
+    """
     state, body = _state(request), await _json(request)
-    if "duplicates" in body:
-        state.deliverer.duplicates = max(1, int(body["duplicates"]))
-    if "paused" in body:
-        state.deliverer.set_paused(bool(body["paused"]))
-    return web.json_response(
-        {
-            "duplicates": state.deliverer.duplicates,
-            "paused": state.deliverer.paused,
-            "pending": state.deliverer.pending(),
-        }
-    )
+    try:
+        if "duplicates" in body:
+            state.deliverer.duplicates = max(1, int(body["duplicates"]))
+        if "paused" in body:
+            state.deliverer.set_paused(bool(body["paused"]))
+        if "drop" in body:
+            state.deliverer.drop = bool(body["drop"])
+        if "delaySeconds" in body:
+            state.deliverer.delay_seconds = max(0.0, float(body["delaySeconds"]))
+        if "deltaLagSeconds" in body:
+            state.drives.delta_lag_seconds = max(0.0, float(body["deltaLagSeconds"]))
+    except (TypeError, ValueError):
+        return _err(400, "duplicates, delaySeconds and deltaLagSeconds must be numbers")
+    return web.json_response(_delivery_out(state))
+
+
+def _delivery_out(state: SimState) -> dict[str, Any]:
+    return {
+        "duplicates": state.deliverer.duplicates,
+        "paused": state.deliverer.paused,
+        "drop": state.deliverer.drop,
+        "delaySeconds": state.deliverer.delay_seconds,
+        "deltaLagSeconds": state.drives.delta_lag_seconds,
+        "pending": state.deliverer.pending(),
+    }
 
 
 @routes.post("/_sim/clock")

@@ -7,6 +7,11 @@ and retries it with exponential back-off (base doubling, capped, with jitter) un
 ``retry_for_seconds`` have passed since its first attempt; then the batch is dropped, as
 Graph drops notifications after 4 hours.  ``duplicates`` > 1 re-sends each delivered
 batch, because Graph delivers at least once and duplicates are normal.
+
+Outage faults: ``drop`` discards new change notifications for every URL (counted as
+dropped), as Graph does for an endpoint it considers slow; lifecycle notifications still
+go, since they are how Graph reports such losses.  ``delay_seconds`` holds each batch
+that long before its first attempt, for late delivery.
 """
 
 from __future__ import annotations
@@ -58,6 +63,8 @@ class Deliverer:
     def __init__(self, config: SimConfig) -> None:
         self.config = config
         self.duplicates = max(1, config.duplicates)
+        self.drop = False
+        self.delay_seconds = 0.0
         self.stats = DeliveryStats()
         self.queues: dict[str, deque[dict[str, Any]]] = {}
         self.in_flight: dict[str, int] = {}
@@ -85,6 +92,10 @@ class Deliverer:
 
     def enqueue(self, url: str, items: list[dict[str, Any]]) -> None:
         """Queue notifications for ``url`` and make sure its sender runs."""
+        if self.drop:
+            kept = [n for n in items if "lifecycleEvent" in n]
+            self.stats.items_dropped += len(items) - len(kept)
+            items = kept
         if not items:
             return
         self.queues.setdefault(url, deque()).extend(items)
@@ -94,9 +105,11 @@ class Deliverer:
             self._tasks[url] = asyncio.get_running_loop().create_task(self._sender(url))
 
     def clear(self) -> None:
-        """Forget everything queued (reset)."""
+        """Forget everything queued and the outage faults (reset)."""
         for q in self.queues.values():
             q.clear()
+        self.drop = False
+        self.delay_seconds = 0.0
 
     async def close(self) -> None:
         """Stop senders and the HTTP session."""
@@ -123,6 +136,9 @@ class Deliverer:
             batch = [queue.popleft() for _ in range(min(len(queue), self.config.delivery_max_batch))]
             self.in_flight[url] = len(batch)
             try:
+                if self.delay_seconds > 0:
+                    await asyncio.sleep(self.delay_seconds)
+                    await self._resume.wait()
                 await self._deliver(url, batch)
             finally:
                 self.in_flight[url] = 0

@@ -8,13 +8,14 @@ requests are counted per drive for the control API.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from typing import Any
 from urllib.parse import unquote
 
 from aiohttp import web
 
 from .delta_tokens import DeltaToken
-from .drives import Drive
+from .drives import Drive, Item
 from .errors import GraphError, json_response
 from .render import item_json
 from .state import SimState
@@ -62,29 +63,74 @@ def _stale(state: SimState, drive: Drive, tok: DeltaToken) -> bool:
     return bool(lifetime) and state.clock.now().timestamp() - tok.issued > lifetime
 
 
-def _ordered_ids(state: SimState, drive: Drive, after: int | None) -> list[str]:
-    """Ids in the run: live items (full) or items changed after ``after``, parents first."""
-    store = state.drives
-    if after is None:
-        chosen = [i for i in drive.items.values() if not i.deleted]
-    else:
-        chosen = [i for i in drive.items.values() if i.seq > after]
-    chosen.sort(key=lambda i: (store.depth(drive, i), i.seq))
-    return [i.id for i in chosen]
+def _by_depth(drive: Drive, items: Iterable[Item]) -> list[str]:
+    """Ids of ``items``, parents first: grouped by depth, each group in the given order."""
+    depths: dict[str | None, int] = {None: -1}  # folder id -> depth; the root's parent is None
+    buckets: list[list[str]] = []
+    for it in items:
+        pid = it.parent_id
+        parent_depth = depths.get(pid)
+        if parent_depth is None:
+            parent_depth = _folder_depth(drive, depths, pid)
+        d = parent_depth + 1
+        while len(buckets) <= d:
+            buckets.append([])
+        buckets[d].append(it.id)
+    return [i for bucket in buckets for i in bucket]
+
+
+def _folder_depth(drive: Drive, depths: dict[str | None, int], folder_id: str | None) -> int:
+    chain: list[str] = []
+    fid = folder_id
+    while fid not in depths:
+        assert fid is not None
+        chain.append(fid)
+        folder = drive.items.get(fid)
+        fid = folder.parent_id if folder else None
+    d = depths[fid]
+    for f in reversed(chain):
+        d += 1
+        depths[f] = d
+    return d
+
+
+def _full_ids(drive: Drive) -> list[str]:
+    """Every live item, parents first; one list per drive sequence, shared by its runs."""
+    if drive.full_order is None or drive.full_order[0] != drive.seq:
+        # ``drive.items`` is in sequence order, so each depth comes out ordered by sequence.
+        ids = _by_depth(drive, (i for i in drive.items.values() if not i.deleted))
+        drive.full_order = (drive.seq, ids)
+    return drive.full_order[1]
+
+
+def _changed_ids(drive: Drive, after: int, upto: int) -> list[str]:
+    """Items stamped in ``(after, upto]``, parents first: a walk back from the newest."""
+    changed: list[Item] = []
+    for it in reversed(drive.items.values()):
+        if it.seq <= after:
+            break
+        if it.seq <= upto:
+            changed.append(it)
+    changed.reverse()
+    return _by_depth(drive, changed)
 
 
 async def handle_delta(request: web.Request, state: SimState, drive: Drive, raw_token: str | None) -> web.Response:
     """Serve one delta page."""
     drive.delta_requests += 1
     now = state.clock.now().timestamp()
+    # With a delta lag, changes younger than the lag are not reported yet (Graph may
+    # notify before its delta shows a change); a full enumeration shows the current state
+    # but its deltaLink still starts before them, so they come again in the next run.
+    visible = state.drives.visible_seq(drive)
     if raw_token == "latest":
         drive.delta_runs += 1
-        link = DeltaToken("d", drive.id, drive.seq, drive.token_epoch, now).encode()
+        link = DeltaToken("d", drive.id, visible, drive.token_epoch, now).encode()
         return _page(request, state, drive, [], None, delta_url(state, drive, link), None)
     ids: list[str] | None
-    offset, snapshot = 0, drive.seq
+    offset, snapshot = 0, visible
     if raw_token is None:
-        ids = _ordered_ids(state, drive, None)
+        ids = _full_ids(drive)
         cursor = state.cursors.put(ids)
         drive.delta_runs += 1
     else:
@@ -94,7 +140,8 @@ async def handle_delta(request: web.Request, state: SimState, drive: Drive, raw_
         if _stale(state, drive, tok):
             raise _resync(state, drive)
         if tok.kind == "d":
-            ids = _ordered_ids(state, drive, tok.seq)
+            snapshot = max(visible, tok.seq)
+            ids = _changed_ids(drive, tok.seq, snapshot)
             cursor = state.cursors.put(ids)
             drive.delta_runs += 1
         else:

@@ -58,19 +58,46 @@ class DeltaToken:
 
 
 class CursorCache:
-    """Item-id lists of delta runs in progress, so later pages stay consistent."""
+    """Item-id lists of delta runs in progress, so later pages stay consistent.
 
-    def __init__(self, capacity: int = 2000) -> None:
+    Bounded by runs (``capacity``) and by ids held (``max_ids``, a list shared by several
+    runs counted once): the least recently used runs go first, and an evicted run's next
+    page answers 410 like an expired token.  The newest run's list is always kept.
+    """
+
+    def __init__(self, capacity: int = 2000, max_ids: int = 5_000_000) -> None:
         self.capacity = capacity
+        self.max_ids = max_ids
+        self.held = 0
         self._runs: OrderedDict[str, list[str]] = OrderedDict()
+        self._refs: dict[int, int] = {}  # id() of a held list -> runs holding it
 
     def put(self, ids: list[str]) -> str:
         """Store a run's ordered ids; returns the cursor id."""
         cid = secrets.token_urlsafe(9)
         self._runs[cid] = ids
+        refs = self._refs.get(id(ids), 0)
+        if not refs:
+            self.held += len(ids)
+        self._refs[id(ids)] = refs + 1
         while len(self._runs) > self.capacity:
-            self._runs.popitem(last=False)
+            _, old = self._runs.popitem(last=False)
+            self._release(old)
+        if self.held > self.max_ids:
+            for old_cid, old in list(self._runs.items()):
+                if self.held <= self.max_ids:
+                    break
+                if old is not ids:  # runs sharing the newest list would free nothing
+                    del self._runs[old_cid]
+                    self._release(old)
         return cid
+
+    def _release(self, ids: list[str]) -> None:
+        refs = self._refs.pop(id(ids)) - 1
+        if refs:
+            self._refs[id(ids)] = refs
+        else:
+            self.held -= len(ids)
 
     def get(self, cid: str) -> list[str] | None:
         """The ids of a run, or ``None`` if it has been evicted."""
@@ -79,6 +106,11 @@ class CursorCache:
             self._runs.move_to_end(cid)
         return ids
 
+    def __len__(self) -> int:
+        return len(self._runs)
+
     def clear(self) -> None:
         """Forget all runs."""
         self._runs.clear()
+        self._refs.clear()
+        self.held = 0

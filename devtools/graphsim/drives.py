@@ -2,7 +2,14 @@
 
 Every mutation takes the next sequence number; the changed item and all its ancestor
 folders are stamped with it, because OneDrive reports ancestors of a changed item in
-``delta`` too.  Deleted items stay as tombstones so ``delta`` can report them.
+``delta`` too.  Deleted items stay as tombstones so ``delta`` can report them (and so a
+restore can bring them back).
+
+Scale: ``Drive.items`` is kept in sequence order (a stamped item moves to the end), so a
+delta run finds the items changed since a token by walking back from the end; folders
+carry their live child count and the total size of their live content, updated on each
+change, and a children index replaces scans of the whole drive.  Generated files keep a
+size instead of content bytes; their content hash is derived from the id.
 """
 
 from __future__ import annotations
@@ -11,13 +18,15 @@ import base64
 import hashlib
 import secrets
 import uuid
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 
 from .clock import SimClock, item_time
 
 _B32 = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"
+SAMPLE_IDS = 10
 
 
 def new_item_id() -> str:
@@ -25,14 +34,20 @@ def new_item_id() -> str:
     return "01" + "".join(secrets.choice(_B32) for _ in range(32))
 
 
+def new_item_ids(count: int) -> list[str]:
+    """``count`` item ids at once: 20 random bytes are exactly 32 base32 characters."""
+    text = base64.b32encode(secrets.token_bytes(20 * count)).decode()
+    return ["01" + text[i : i + 32] for i in range(0, 32 * count, 32)]
+
+
 def new_drive_id() -> str:
     """An id shaped like a SharePoint drive id (``b!`` + 64 url-safe characters)."""
     return "b!" + base64.urlsafe_b64encode(secrets.token_bytes(48)).decode()
 
 
-@dataclass
+@dataclass(slots=True)
 class Item:
-    """One driveItem, live or tombstoned."""
+    """One driveItem, live or tombstoned (slots: a million of them must stay small)."""
 
     id: str
     name: str
@@ -41,11 +56,33 @@ class Item:
     created: datetime
     modified: datetime
     content: bytes = b""
-    guid: str = field(default_factory=lambda: str(uuid.uuid4()).upper())
     version: int = 1  # bumps on every change: the eTag
     content_version: int = 1  # bumps on content changes: the cTag
     seq: int = 0  # the drive's change sequence when last touched
     deleted: bool = False
+    size: int = 0  # a file's bytes; a folder's total of its live content
+    child_count: int = 0  # a folder's live children
+    synthetic: bool = False  # generated: ``size`` bytes derived from the id, none stored
+    deleted_by: str | None = None  # the item whose deletion took this one (restored together)
+
+    @property
+    def guid(self) -> str:
+        """The eTag's GUID, derived from the id so that none has to be stored."""
+        return str(uuid.UUID(bytes=hashlib.blake2b(self.id.encode(), digest_size=16).digest())).upper()
+
+    def data(self) -> bytes:
+        """The file's content; for a generated file, deterministic bytes made from its id."""
+        if not self.synthetic:
+            return self.content
+        block = hashlib.sha256(self.id.encode()).digest()
+        return (block * (self.size // len(block) + 1))[: self.size]
+
+
+def item_hash(item: Item) -> str:
+    """The content hash; a generated file's is derived from its id without building content."""
+    if item.synthetic:
+        return content_hash(f"{item.id}:{item.size}".encode())
+    return content_hash(item.content)
 
 
 @dataclass
@@ -57,11 +94,15 @@ class Drive:
     site_id: str | None
     root_id: str
     created: datetime
-    items: dict[str, Item] = field(default_factory=dict)
+    items: dict[str, Item] = field(default_factory=dict)  # in sequence order
+    children: dict[str, list[str]] = field(default_factory=dict)  # folder -> children, tombstones too
+    live: int = 1  # live items, the root included
     seq: int = 0
     token_epoch: int = 0  # bumped by expire-tokens: older delta tokens answer 410
     delta_runs: int = 0
     delta_requests: int = 0
+    change_times: deque[tuple[int, float]] = field(default_factory=deque)  # (seq, time) while lagging
+    full_order: tuple[int, list[str]] | None = None  # (seq, ids) of the last full enumeration
 
 
 class DriveStore:
@@ -71,6 +112,7 @@ class DriveStore:
         self.clock = clock
         self.drives: dict[str, Drive] = {}
         self.listeners: list[Callable[[Drive, int], None]] = []
+        self.delta_lag_seconds = 0.0
 
     def create_drive(
         self, drive_id: str | None = None, user_id: str | None = None, site_id: str | None = None
@@ -83,6 +125,7 @@ class DriveStore:
         root = Item(id=new_item_id(), name="root", parent_id=None, is_folder=True, created=now, modified=now)
         drive = Drive(id=drive_id, user_id=user_id, site_id=site_id, root_id=root.id, created=now)
         drive.items[root.id] = root
+        drive.children[root.id] = []
         self.drives[drive_id] = drive
         return drive
 
@@ -102,17 +145,70 @@ class DriveStore:
         it = drive.items.get(drive.root_id if item_id == "root" else item_id)
         return None if it is None or it.deleted else it
 
-    def _touch(self, drive: Drive, item: Item) -> None:
+    # ------------------------------------------------------------------ bookkeeping
+
+    def _next_seq(self, drive: Drive) -> int:
         drive.seq += 1
-        item.seq = drive.seq
+        if self.delta_lag_seconds > 0:
+            drive.change_times.append((drive.seq, self.clock.now().timestamp()))
+        return drive.seq
+
+    @staticmethod
+    def _stamp(drive: Drive, item: Item, seq: int) -> None:
+        # Moving the entry to the end keeps ``drive.items`` in sequence order.
+        item.seq = seq
+        drive.items[item.id] = drive.items.pop(item.id)
+
+    def _ancestors(self, drive: Drive, parent_id: str | None) -> Iterator[Item]:
+        while parent_id is not None:
+            parent = drive.items.get(parent_id)
+            if parent is None:
+                return
+            yield parent
+            parent_id = parent.parent_id
+
+    def _touch(self, drive: Drive, item: Item, old_parent_id: str | None = None) -> None:
+        """Stamp an item and its ancestors (and, after a move, its old ancestors)."""
+        seq = self._next_seq(drive)
+        self._stamp(drive, item, seq)
+        for parent in self._ancestors(drive, item.parent_id):
+            self._stamp(drive, parent, seq)
+        for parent in self._ancestors(drive, old_parent_id):
+            if parent.seq != seq:
+                self._stamp(drive, parent, seq)
+
+    def _attach(self, drive: Drive, item: Item, sign: int) -> None:
+        """Count a live item in (``sign`` 1) or out of (-1) its parent and ancestors' sizes."""
         parent = drive.items.get(item.parent_id) if item.parent_id else None
-        while parent is not None:
-            parent.seq = drive.seq
-            parent = drive.items.get(parent.parent_id) if parent.parent_id else None
+        if parent is None:
+            return
+        parent.child_count += sign
+        for ancestor in self._ancestors(drive, parent.id):
+            ancestor.size += sign * item.size
+        drive.live += sign
 
     def _notify(self, drive: Drive, changes: int) -> None:
         for listener in self.listeners:
             listener(drive, changes)
+
+    def visible_seq(self, drive: Drive) -> int:
+        """The newest sequence delta may report: changes younger than the lag are not yet visible."""
+        if self.delta_lag_seconds <= 0:
+            drive.change_times.clear()
+            return drive.seq
+        cutoff = self.clock.now().timestamp() - self.delta_lag_seconds
+        log = drive.change_times
+        while log and log[0][1] <= cutoff:
+            log.popleft()
+        return log[0][0] - 1 if log else drive.seq
+
+    # ------------------------------------------------------------------ mutations
+
+    def _parent_folder(self, drive: Drive, parent_id: str | None) -> Item:
+        parent = self.item(drive, parent_id or "root")
+        if parent is None or not parent.is_folder:
+            raise KeyError("parent not found")
+        return parent
 
     def add_item(
         self,
@@ -122,60 +218,181 @@ class DriveStore:
         folder: bool = False,
         content: str | bytes = b"",
         notify: bool = True,
+        created: datetime | None = None,
+        modified: datetime | None = None,
     ) -> Item:
-        """Create a file or folder under ``parent_id`` (default: the root)."""
-        parent = self.item(drive, parent_id or "root")
-        if parent is None or not parent.is_folder:
-            raise KeyError("parent not found")
+        """Create a file or folder under ``parent_id`` (default: the root).
+
+        ``created``/``modified`` stand for a file moved in or migrated with its original
+        timestamps; ``modified`` defaults to now and ``created`` to the earlier of now and it.
+        """
+        parent = self._parent_folder(drive, parent_id)
         now = self.clock.now()
-        data = content.encode() if isinstance(content, str) else content
+        modified = modified or now
+        data = b"" if folder else content.encode() if isinstance(content, str) else content
         item = Item(
             id=new_item_id(),
             name=name,
             parent_id=parent.id,
             is_folder=folder,
-            created=now,
-            modified=now,
-            content=b"" if folder else data,
+            created=created or min(now, modified),
+            modified=modified,
+            content=data,
+            size=len(data),
         )
         drive.items[item.id] = item
+        drive.children[parent.id].append(item.id)
+        if folder:
+            drive.children[item.id] = []
+        self._attach(drive, item, 1)
         self._touch(drive, item)
         if notify:
             self._notify(drive, 1)
         return item
 
+    def generate(
+        self, drive: Drive, count: int, folders: int, prefix: str = "gen", size_bytes: int = 0
+    ) -> tuple[list[str], list[str]]:
+        """Create ``count`` files over ``folders`` new folders under the root (0: in the root).
+
+        One change: every new item and the root share one sequence number.  Files store
+        no content.  Returns (folder ids, a few file ids).  Does not notify.
+        """
+        if count < 0 or folders < 0 or size_bytes < 0:
+            raise ValueError("count, folders and sizeBytes must not be negative")
+        root = drive.items[drive.root_id]
+        now = self.clock.now()
+        seq = self._next_seq(drive)
+        ids = new_item_ids(folders + count)
+        folder_ids, file_ids = ids[:folders], ids[folders:]
+        items, children = drive.items, drive.children
+        for n, fid in enumerate(folder_ids):
+            items[fid] = Item(fid, f"{prefix}-folder-{n:05d}", root.id, True, now, now, seq=seq)
+            children[fid] = []
+        children[root.id].extend(folder_ids)
+        homes = [items[fid] for fid in folder_ids] or [root]
+        per, extra = divmod(count, len(homes))
+        start = 0
+        for h, home in enumerate(homes):
+            # Contiguous blocks: the first ``extra`` folders take one file more.
+            end = start + per + (1 if h < extra else 0)
+            block = file_ids[start:end]
+            hid = home.id
+            for n, iid in enumerate(block, start):
+                items[iid] = Item(
+                    iid, f"{prefix}-{n:07d}.txt", hid, False, now, now, seq=seq, size=size_bytes, synthetic=True
+                )
+            children[hid].extend(block)
+            home.child_count += len(block)
+            home.size += len(block) * size_bytes
+            start = end
+        root.child_count += len(folder_ids)
+        if folder_ids:
+            root.size += count * size_bytes
+        drive.live += folders + count
+        self._stamp(drive, root, seq)
+        return folder_ids, file_ids[:SAMPLE_IDS]
+
     def update_item(
-        self, drive: Drive, item: Item, name: str | None = None, content: str | bytes | None = None
+        self,
+        drive: Drive,
+        item: Item,
+        name: str | None = None,
+        content: str | bytes | None = None,
+        parent_id: str | None = None,
     ) -> Item:
-        """Rename and/or replace content; eTag always changes, cTag on content."""
+        """Rename, replace content and/or move; eTag always changes, cTag on content.
+
+        A move alone keeps ``lastModifiedDateTime``, as SharePoint keeps a moved file's
+        Modified; the old and the new parent folders are both stamped.
+        """
+        old_parent = None
+        target = None if parent_id is None else self._parent_folder(drive, parent_id)
+        if target is not None and target.id != item.parent_id:
+            if item.parent_id is None or target.id == item.id or self._is_under(drive, target, item.id):
+                raise ValueError("cannot move an item into itself, its descendants, or move the root")
+            old_parent = item.parent_id
+            self._attach(drive, item, -1)
+            drive.children[old_parent].remove(item.id)
+            item.parent_id = target.id
+            drive.children[target.id].append(item.id)
+            self._attach(drive, item, 1)
         if name is not None:
             item.name = name
         if content is not None and not item.is_folder:
-            item.content = content.encode() if isinstance(content, str) else content
+            data = content.encode() if isinstance(content, str) else content
+            self._attach(drive, item, -1)
+            item.content, item.size, item.synthetic = data, len(data), False
+            self._attach(drive, item, 1)
             item.content_version += 1
         item.version += 1
-        item.modified = self.clock.now()
-        self._touch(drive, item)
+        if name is not None or content is not None:
+            item.modified = self.clock.now()
+        self._touch(drive, item, old_parent)
         self._notify(drive, 1)
         return item
+
+    def move_item(self, drive: Drive, item: Item, parent_id: str) -> Item:
+        """Move an item to another folder (see :meth:`update_item`)."""
+        return self.update_item(drive, item, parent_id=parent_id)
+
+    def _subtree(self, drive: Drive, item: Item, keep: Callable[[Item], bool]) -> list[Item]:
+        """``item`` and the descendants ``keep`` accepts (a rejected one hides its subtree)."""
+        found, stack = [item], [item.id]
+        while stack:
+            for cid in drive.children.get(stack.pop(), ()):
+                child = drive.items[cid]
+                if keep(child):
+                    found.append(child)
+                    if child.is_folder:
+                        stack.append(cid)
+        return found
 
     def delete_item(self, drive: Drive, item: Item) -> int:
         """Tombstone an item and its descendants; returns how many were deleted."""
         if item.id == drive.root_id:
             raise ValueError("cannot delete the root")
-        victims = [item]
-        for candidate in list(drive.items.values()):
-            if not candidate.deleted and self._is_under(drive, candidate, item.id):
-                victims.append(candidate)
+        victims = self._subtree(drive, item, lambda c: not c.deleted)
+        # Only the top item leaves its parent; descendants keep their folders' counters
+        # so that a restore of the whole group needs no recount.
+        self._attach(drive, item, -1)
+        drive.live -= len(victims) - 1
+        now = self.clock.now()
         for v in victims:
             v.deleted = True
+            v.deleted_by = item.id
             v.version += 1
-            v.modified = self.clock.now()
+            v.modified = now
         # Stamp children first so the folder's ancestors carry the newest sequence.
         for v in reversed(victims):
             self._touch(drive, v)
         self._notify(drive, len(victims))
         return len(victims)
+
+    def restore_item(self, drive: Drive, item: Item) -> int:
+        """Bring a tombstone back with what was deleted with it; returns how many came back.
+
+        Like restoring from the recycle bin: the item is live again with a new eTag.  Its
+        parent folder must be live (restore that first).
+        """
+        if not item.deleted:
+            raise ValueError("item is not deleted")
+        parent = drive.items.get(item.parent_id) if item.parent_id else None
+        if parent is None or parent.deleted:
+            raise LookupError("the parent folder is deleted: restore it first")
+        group = self._subtree(drive, item, lambda c: c.deleted and c.deleted_by == item.id)
+        now = self.clock.now()
+        for r in group:
+            r.deleted = False
+            r.deleted_by = None
+            r.version += 1
+            r.modified = now
+        drive.live += len(group) - 1
+        self._attach(drive, item, 1)
+        for r in group:
+            self._touch(drive, r)
+        self._notify(drive, len(group))
+        return len(group)
 
     @staticmethod
     def _is_under(drive: Drive, item: Item, ancestor_id: str) -> bool:
@@ -187,32 +404,24 @@ class DriveStore:
             pid = parent.parent_id if parent else None
         return False
 
+    # ------------------------------------------------------------------ reads
+
     def render_source(self, drive: Drive, item_id: str) -> Item | None:
         """An item by id, tombstones included (delta reports deletions)."""
         return drive.items.get(item_id)
 
     def depth(self, drive: Drive, item: Item) -> int:
-        """Distance from the root (root = 0)."""
-        n, pid = 0, item.parent_id
-        while pid is not None:
-            n += 1
-            parent = drive.items.get(pid)
-            pid = parent.parent_id if parent else None
-        return n
+        """Distance from the root (root = 0): a walk up, as deep as the tree, not as wide."""
+        return sum(1 for _ in self._ancestors(drive, item.parent_id))
 
     def path_of(self, drive: Drive, item: Item) -> str:
         """``/drive/root:`` style path of an item's folder."""
-        names: list[str] = []
-        pid = item.parent_id
-        while pid is not None and pid != drive.root_id:
-            parent = drive.items[pid]
-            names.append(parent.name)
-            pid = parent.parent_id
+        names = [p.name for p in self._ancestors(drive, item.parent_id) if p.id != drive.root_id]
         return "/drive/root:" + "".join("/" + n for n in reversed(names))
 
     def children_count(self, drive: Drive, item: Item) -> int:
         """Live children of a folder."""
-        return sum(1 for c in drive.items.values() if c.parent_id == item.id and not c.deleted)
+        return item.child_count
 
 
 def content_hash(data: bytes) -> str:
@@ -220,4 +429,4 @@ def content_hash(data: bytes) -> str:
     return base64.b64encode(hashlib.sha1(data).digest()).decode()
 
 
-__all__ = ["Drive", "DriveStore", "Item", "content_hash", "item_time", "new_item_id"]
+__all__ = ["Drive", "DriveStore", "Item", "content_hash", "item_hash", "item_time", "new_item_id"]

@@ -7,7 +7,7 @@ from typing import Any
 from urllib.parse import quote
 
 from .clock import item_time
-from .drives import Drive, DriveStore, Item, content_hash
+from .drives import Drive, DriveStore, Item, item_hash
 
 WEB_BASE = "https://contoso.sharepoint.com"
 
@@ -82,11 +82,12 @@ def item_json(store: DriveStore, drive: Drive, item: Item, *, in_delta: bool = F
     else:
         path = store.path_of(drive, item).removeprefix("/drive/root:")
         body["webUrl"] = f"{WEB_BASE}/Shared%20Documents{quote(path)}/{quote(item.name)}"
+    # Counters kept up to date by the store: rendering a folder never scans the drive.
+    # A folder's size is the total of its live content, at any depth, as OneDrive reports.
     if item.is_folder:
-        body["folder"] = {"childCount": store.children_count(drive, item)}
-        body["size"] = sum(len(c.content) for c in drive.items.values() if not c.deleted and c.parent_id == item.id)
+        body["folder"] = {"childCount": item.child_count}
     else:
         mime = mimetypes.guess_type(item.name)[0] or "application/octet-stream"
-        body["file"] = {"mimeType": mime, "hashes": {"quickXorHash": content_hash(item.content)}}
-        body["size"] = len(item.content)
+        body["file"] = {"mimeType": mime, "hashes": {"quickXorHash": item_hash(item)}}
+    body["size"] = item.size
     return body

@@ -40,6 +40,7 @@ class SimState:
     def __post_init__(self) -> None:
         self.drives = DriveStore(self.clock)
         self.drives.listeners.append(self.on_drive_change)
+        self.drives.delta_lag_seconds = self.config.delta_lag_seconds
         self.deliverer = Deliverer(self.config)
         self.throttle = WriteThrottle(self.config.write_limit, self.config.write_window_seconds)
 
@@ -86,8 +87,9 @@ class SimState:
         return True
 
     def reset(self) -> None:
-        """Forget drives, subscriptions, faults, queues and counters."""
+        """Forget drives, subscriptions, faults (delivery drop, delay and delta lag too), queues and counters."""
         self.drives.drives.clear()
+        self.drives.delta_lag_seconds = self.config.delta_lag_seconds
         self.subs.subs.clear()
         self.faults.clear()
         self.cursors.clear()

@@ -36,6 +36,7 @@ from msgraph.graph_service_client import GraphServiceClient
 
 from devtools.graphsim.config import SimConfig
 from devtools.graphsim.server import SimHandle, start
+from devtools.simclient import SimControl
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -828,6 +829,254 @@ async def test_sdk_retries_injected_503(sim: SimHandle, graph: GraphServiceClien
     assert [i.id for i in items] == [drive["rootId"]]
     stats = await control(sim, "GET", "/stats")
     assert stats["faultsInjected"] == 1
+
+
+# --------------------------------------------------------------------------- large drives, restore, moves
+
+
+async def raw_delta_all(sim: SimHandle, token: str, url: str | None = None) -> tuple[list[dict[str, Any]], str, int]:
+    """Follow nextLinks with aiohttp: (items, deltaLink, pages)."""
+    link: str | None = url
+    items: list[dict[str, Any]] = []
+    pages = 0
+    while True:
+        status, _, page = await raw_graph(sim, "GET", link or "", token)
+        assert status == 200, page
+        pages += 1
+        items += page["value"]
+        link = page.get("@odata.nextLink")
+        if link is None:
+            return items, page["@odata.deltaLink"], pages
+
+
+@pytest.mark.asyncio
+async def test_generated_drive_pages_each_item_once(sim: SimHandle) -> None:
+    drive, token = await make_drive(sim), await token_for(sim)
+    base = f"/drives/{drive['id']}"
+    _, _, latest = await raw_graph(sim, "GET", f"{base}/root/delta?token=latest", token)
+    made = await control(sim, "POST", f"{base}/items:generate", {"count": 5000, "sizeBytes": 10})
+    assert made["count"] == 5000 and made["folders"] == 5 and "ids" not in made
+    assert len(made["sampleIds"]) == 10 and len(made["folderIds"]) == 5
+    items, link, pages = await raw_delta_all(sim, token, f"{base}/root/delta")
+    ids = [i["id"] for i in items]
+    assert pages == 26 and len(ids) == len(set(ids)) == 5006  # files, folders and the root
+    files = [i for i in items if "file" in i]
+    folders = [i for i in items if "folder" in i and "root" not in i]
+    assert len(files) == 5000 and {f["id"] for f in folders} == set(made["folderIds"])
+    assert ids[0] == drive["rootId"] and set(ids[1:6]) == set(made["folderIds"])  # parents first
+    assert {f["folder"]["childCount"] for f in folders} == {1000} and {f["size"] for f in folders} == {10000}
+    assert all(f["size"] == 10 and f["file"]["hashes"]["quickXorHash"] for f in files)
+    root = await control(sim, "GET", f"{base}/items/root")
+    assert root["folder"]["childCount"] == 5 and root["size"] == 50000
+    # The token from before the generation sees all of it; the next change is small again.
+    changed, _, _ = await raw_delta_all(sim, token, latest["@odata.deltaLink"])
+    assert len(changed) == 5006
+    await control(sim, "PATCH", f"{base}/items/{made['sampleIds'][0]}", {"name": "renamed.txt"})
+    changed, _, _ = await raw_delta_all(sim, token, link)
+    assert [i["id"] for i in changed] == [drive["rootId"], made["folderIds"][0], made["sampleIds"][0]]
+    listed = await control(sim, "GET", "/drives")
+    assert [d["items"] for d in listed["value"]] == [5006]
+
+
+@pytest.mark.asyncio
+async def test_generate_notifies_only_when_asked(make_sim: SimFactory, make_receiver: ReceiverFactory) -> None:
+    sim = await make_sim()
+    receiver = await make_receiver()
+    drive = await subscribed_drive(sim, receiver.url)
+    made = await control(sim, "POST", f"/drives/{drive['id']}/items:generate", {"count": 30, "folders": 0})
+    assert made["folders"] == 0 and made["folderIds"] == []
+    await asyncio.sleep(0.2)
+    assert receiver.notifications == []
+    await control(sim, "POST", f"/drives/{drive['id']}/items:generate", {"count": 20, "folders": 2, "notify": True})
+    await receiver.wait_for(22)
+    root = await control(sim, "GET", f"/drives/{drive['id']}/items/root")
+    assert root["folder"]["childCount"] == 32
+
+
+@pytest.mark.asyncio
+async def test_simcontrol_generate_move_restore(sim: SimHandle) -> None:
+    async with SimControl(sim.control_url) as ctl:
+        drive = await ctl.create_drive()
+        made = await ctl.generate_items(drive["id"], 50, folders=2)
+        assert made["count"] == 50 and made["folders"] == 2
+        moved = await ctl.move_item(drive["id"], made["sampleIds"][0], made["folderIds"][1])
+        assert moved["parentReference"]["id"] == made["folderIds"][1]
+        await ctl.delete_item(drive["id"], made["folderIds"][0])
+        restored = await ctl.restore_item(drive["id"], made["folderIds"][0])
+        assert restored["restored"] == 25 and restored["folder"]["childCount"] == 24
+        year_ago = datetime.now(UTC) - timedelta(days=365)
+        old = await ctl.create_item(drive["id"], "old.txt", "x", created=year_ago, parent_id=made["folderIds"][1])
+        assert old["createdDateTime"] == year_ago.strftime("%Y-%m-%dT%H:%M:%SZ")
+        assert old["parentReference"]["id"] == made["folderIds"][1]
+
+
+@pytest.mark.asyncio
+async def test_restore_shows_deleted_then_live(sim: SimHandle) -> None:
+    drive, token = await make_drive(sim), await token_for(sim)
+    base = f"/drives/{drive['id']}/items"
+    folder = await control(sim, "POST", base, {"name": "docs", "folder": True})
+    doc = await control(sim, "POST", base, {"name": "a.txt", "parentId": folder["id"], "content": "abc"})
+    _, link, _ = await raw_delta_all(sim, token, f"/drives/{drive['id']}/root/delta")
+    assert (await control(sim, "DELETE", f"{base}/{folder['id']}")) == {"deleted": 2}
+    gone, link, _ = await raw_delta_all(sim, token, link)
+    tombs = {i["id"]: i for i in gone if "deleted" in i}
+    assert set(tombs) == {folder["id"], doc["id"]}
+    restored = await control(sim, "POST", f"{base}/{folder['id']}/restore")
+    assert restored["restored"] == 2 and restored["folder"]["childCount"] == 1 and restored["size"] == 3
+    back, _, _ = await raw_delta_all(sim, token, link)
+    live = {i["id"]: i for i in back}
+    for original in (folder, doc):
+        item = live[original["id"]]
+        assert "deleted" not in item and item["name"] == original["name"]
+        assert item["eTag"] not in (original["eTag"], tombs[original["id"]]["eTag"])
+    assert (await control(sim, "GET", f"{base}/{doc['id']}"))["name"] == "a.txt"
+    async with aiohttp.ClientSession() as s:
+        async with s.post(f"{sim.control_url}{base}/{doc['id']}/restore") as r:
+            assert r.status == 409  # not deleted
+        await control(sim, "DELETE", f"{base}/{doc['id']}")
+        await control(sim, "DELETE", f"{base}/{folder['id']}")
+        async with s.post(f"{sim.control_url}{base}/{doc['id']}/restore") as r:
+            assert r.status == 409  # its folder is deleted: restore that first
+        async with s.post(f"{sim.control_url}{base}/nope/restore") as r:
+            assert r.status == 404
+    # The folder comes back alone: the file was deleted on its own, before it.
+    assert (await control(sim, "POST", f"{base}/{folder['id']}/restore"))["restored"] == 1
+
+
+@pytest.mark.asyncio
+async def test_move_bumps_etag_and_touches_both_folders(sim: SimHandle) -> None:
+    drive, token = await make_drive(sim), await token_for(sim)
+    base = f"/drives/{drive['id']}/items"
+    src = await control(sim, "POST", base, {"name": "src", "folder": True})
+    dst = await control(sim, "POST", base, {"name": "dst", "folder": True})
+    doc = await control(sim, "POST", base, {"name": "a.txt", "parentId": src["id"], "content": "abcd"})
+    _, link, _ = await raw_delta_all(sim, token, f"/drives/{drive['id']}/root/delta")
+    moved = await control(sim, "PATCH", f"{base}/{doc['id']}", {"parentId": dst["id"]})
+    assert moved["eTag"] != doc["eTag"] and moved["cTag"] == doc["cTag"]
+    assert moved["parentReference"]["id"] == dst["id"] and moved["parentReference"]["path"] == "/drive/root:/dst"
+    assert moved["lastModifiedDateTime"] == doc["lastModifiedDateTime"]
+    changed, _, _ = await raw_delta_all(sim, token, link)
+    assert changed[0]["id"] == drive["rootId"]
+    assert {i["id"] for i in changed} == {drive["rootId"], src["id"], dst["id"], doc["id"]}
+    by_id = {i["id"]: i for i in changed}
+    assert by_id[doc["id"]]["parentReference"]["id"] == dst["id"]
+    assert by_id[src["id"]]["folder"]["childCount"] == 0 and by_id[src["id"]]["size"] == 0
+    assert by_id[dst["id"]]["folder"]["childCount"] == 1 and by_id[dst["id"]]["size"] == 4
+    async with aiohttp.ClientSession() as s:
+        async with s.patch(f"{sim.control_url}{base}/{dst['id']}", json={"parentId": dst["id"]}) as r:
+            assert r.status == 400  # into itself
+        async with s.patch(f"{sim.control_url}{base}/{doc['id']}", json={"parentId": "nope"}) as r:
+            assert r.status == 404
+
+
+@pytest.mark.asyncio
+async def test_created_date_time_is_honoured(sim: SimHandle, graph: GraphServiceClient) -> None:
+    drive = await make_drive(sim)
+    base = f"/drives/{drive['id']}/items"
+    created = await control(
+        sim,
+        "POST",
+        base,
+        {
+            "name": "old.docx",
+            "createdDateTime": "2025-01-02T03:04:05.1234567Z",
+            "lastModifiedDateTime": "2025-02-03T04:05:06Z",
+        },
+    )
+    assert created["createdDateTime"] == created["fileSystemInfo"]["createdDateTime"] == "2025-01-02T03:04:05Z"
+    assert created["lastModifiedDateTime"] == "2025-02-03T04:05:06Z"
+    only_created = await control(sim, "POST", base, {"name": "b.txt", "createdDateTime": "2024-06-01T00:00:00+02:00"})
+    assert only_created["createdDateTime"] == "2024-05-31T22:00:00Z"
+    assert only_created["lastModifiedDateTime"] > "2025"
+    items, _ = await delta_all(graph, drive["id"])
+    [seen] = [i for i in items if i.id == created["id"]]
+    assert seen.created_date_time == datetime(2025, 1, 2, 3, 4, 5, tzinfo=UTC)
+    async with (
+        aiohttp.ClientSession() as s,
+        s.post(f"{sim.control_url}{base}", json={"name": "x", "createdDateTime": "yesterday"}) as r,
+    ):
+        assert r.status == 400
+
+
+@pytest.mark.asyncio
+async def test_evicted_run_answers_410(sim: SimHandle) -> None:
+    sim.state.cursors.max_ids = 30
+    drive, token = await make_drive(sim), await token_for(sim)
+    await control(sim, "POST", f"/drives/{drive['id']}/items:generate", {"count": 20, "folders": 0})
+    url = f"/drives/{drive['id']}/root/delta?$top=5"
+    _, _, first = await raw_graph(sim, "GET", url, token)
+    await raw_graph(sim, "GET", url, token)  # same drive state: the id list is shared
+    assert sim.state.cursors.held == 21 and len(sim.state.cursors) == 2
+    await control(sim, "POST", f"/drives/{drive['id']}/items", {"name": "one-more.txt"})
+    _, _, newer = await raw_graph(sim, "GET", url, token)
+    assert sim.state.cursors.held == 22 and len(sim.state.cursors) == 1
+    status, headers, _ = await raw_graph(sim, "GET", first["@odata.nextLink"], token)
+    assert status == 410 and headers["Location"].endswith("/root/delta")
+    status, _, page = await raw_graph(sim, "GET", newer["@odata.nextLink"], token)
+    assert status == 200 and len(page["value"]) == 17  # the rest: $top is not carried over
+
+
+# --------------------------------------------------------------------------- outage faults
+
+
+@pytest.mark.asyncio
+async def test_drop_discards_notifications_but_delta_shows_changes(
+    sim: SimHandle, graph: GraphServiceClient, make_receiver: ReceiverFactory
+) -> None:
+    drive, hooks, life = await make_drive(sim), await make_receiver(), await make_receiver(query="")
+    sub = await subscribe(sim, graph, drive["id"], hooks.url, life.url)
+    _, link = await delta_all(graph, drive["id"])
+    answer = await control(sim, "POST", "/delivery", {"drop": True})
+    assert answer["drop"] is True
+    item = await control(sim, "POST", f"/drives/{drive['id']}/items", {"name": "lost.txt"})
+    await control(sim, "POST", f"/drives/{drive['id']}/items:bulk", {"count": 3})
+    await control(sim, "POST", f"/subscriptions/{sub.id}/lifecycle", {"event": "missed"})
+    await life.wait_for(1)  # lifecycle notifications still go: they report the loss
+    await asyncio.sleep(0.2)
+    assert hooks.notifications == []
+    stats = (await control(sim, "GET", "/stats"))["delivery"]
+    assert stats["itemsDropped"] == 4 and stats["itemsDelivered"] == 1 and stats["pending"] == 0
+    items, _ = await delta_all(graph, drive["id"], link)
+    assert item["id"] in [i.id for i in items]
+    await control(sim, "POST", "/delivery", {"drop": False})
+    await control(sim, "POST", f"/drives/{drive['id']}/items", {"name": "kept.txt"})
+    await hooks.wait_for(1)
+
+
+@pytest.mark.asyncio
+async def test_delay_holds_each_batch(make_sim: SimFactory, make_receiver: ReceiverFactory) -> None:
+    sim = await make_sim()
+    receiver = await make_receiver()
+    drive = await subscribed_drive(sim, receiver.url)
+    await control(sim, "POST", "/delivery", {"delaySeconds": 0.6})
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    await control(sim, "POST", f"/drives/{drive['id']}/items", {"name": "late.txt"})
+    await asyncio.sleep(0.3)
+    assert receiver.notifications == [] and (await control(sim, "GET", "/stats"))["delivery"]["pending"] == 1
+    await receiver.wait_for(1)
+    assert loop.time() - started >= 0.6
+    await control(sim, "POST", "/reset")
+    assert (await control(sim, "POST", "/delivery", {}))["delaySeconds"] == 0
+
+
+@pytest.mark.asyncio
+async def test_delta_lag_hides_fresh_changes(
+    sim: SimHandle, graph: GraphServiceClient, make_receiver: ReceiverFactory
+) -> None:
+    drive, receiver = await make_drive(sim), await make_receiver()
+    await subscribe(sim, graph, drive["id"], receiver.url)
+    _, link = await delta_all(graph, drive["id"])
+    await control(sim, "POST", "/delivery", {"deltaLagSeconds": 30})
+    item = await control(sim, "POST", f"/drives/{drive['id']}/items", {"name": "early-news.txt"})
+    await receiver.wait_for(1)  # the notification goes at once
+    items, same = await delta_all(graph, drive["id"], link)
+    assert items == []
+    full, _ = await delta_all(graph, drive["id"])
+    assert item["id"] in [i.id for i in full]  # a full enumeration shows the current state
+    await control(sim, "POST", "/clock", {"advanceSeconds": 31})
+    items, _ = await delta_all(graph, drive["id"], same)
+    assert [i.id for i in items] == [drive["rootId"], item["id"]]
 
 
 # --------------------------------------------------------------------------- process
