@@ -1,23 +1,28 @@
 """The HTTP path: answer the handshake, check a batch, store it with one queue write.
 
 Graph counts an answer slower than 3 s against the endpoint, so nothing here
-calls Graph, and storage is touched at most once per request: the queue write,
-which concurrent requests share (see writer.py), plus a cached read of the
-subscription secrets, refreshed at most once a minute.
+calls Graph, and storage is touched little per request: the queue write, which
+concurrent requests share (see writer.py), plus a cached read of the
+subscription secrets, refreshed in the background at most once a minute, and a
+point read for an id the cache does not know yet.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
+import re
 import time
-from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from collections import Counter
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass, field
 from datetime import datetime
+from types import MappingProxyType
 
 from .clock import utcnow
 from .errors import BodyTooLargeError, MalformedBodyError, StorageUnavailableError
-from .notifications import MAX_MESSAGE_JSON_BYTES, Envelope, check_items, handshake_token, parse_batch, split_envelope
+from .notifications import Envelope, Rejection, check_items, handshake_token, parse_batch
 from .queues import MessageQueue
 from .writer import GroupWriter
 
@@ -25,8 +30,14 @@ log = logging.getLogger(__name__)
 # Leaves room inside Graph's 3 s budget for the host and the network.
 WRITE_DEADLINE_SECONDS = 2.0
 SECRETS_DEADLINE_SECONDS = 0.8
-# An envelope's own fields, beyond the items: a generous bound.
-ENVELOPE_OVERHEAD = 512
+# Point reads one request may cause; ids beyond count as unknown, so forged ids cannot force unbounded reads.
+MAX_FINDS_PER_REQUEST = 10
+# Graph's subscription ids are GUIDs: an id of other characters, or longer, cannot be one and is never read.
+_READABLE_ID = re.compile(r"[0-9A-Za-z-]{1,64}")
+# Ids storage said it does not hold, remembered for ``miss_interval``: beyond this many, the expired ones go.
+_ABSENT_LIMIT = 10_000
+# Every answer is text; nosniff keeps a browser from reading an echoed token as HTML.
+SAFE_HEADERS: Mapping[str, str] = MappingProxyType({"X-Content-Type-Options": "nosniff"})
 
 
 @dataclass(frozen=True)
@@ -36,6 +47,7 @@ class Reply:
     status: int
     body: str = ""
     mimetype: str = "text/plain"
+    headers: Mapping[str, str] = field(default_factory=lambda: SAFE_HEADERS)
 
 
 def answer_handshake(params: Mapping[str, str]) -> Reply | None:
@@ -51,40 +63,157 @@ def answer_handshake(params: Mapping[str, str]) -> Reply | None:
 class SecretBook:
     """Subscription id → clientState, cached from the subscriptions table.
 
-    Refreshed when older than ``ttl`` and, for an id it does not know, at most
-    once per ``miss_interval``: a subscription created a moment ago by another
-    instance is found, and unknown ids cannot force a read per request.
+    The whole table is loaded once (``load``), then reloaded in the background once
+    older than ``ttl``: requests get the last good values meanwhile, and no request
+    that gives up cancels a load, so a slow table cannot turn into a run of 503s.
+    Only the first load is waited for, up to ``deadline``.
+
+    An id the cache does not know gets a point read (``find``), so a subscription
+    created a moment ago is found. When storage cannot answer in time, ``view``
+    raises (the caller answers 503); it never drops silently. The reads are bounded:
+    an id storage says it does not hold is not read again for ``miss_interval``, and
+    at most ``max_finds`` ids are read per request (the others count as unknown).
     """
 
     def __init__(
         self,
         load: Callable[[], Awaitable[dict[str, str]]],
+        find: Callable[[str], Awaitable[str | None]],
         ttl: float = 60.0,
         miss_interval: float = 1.0,
+        max_finds: int = MAX_FINDS_PER_REQUEST,
+        deadline: float = SECRETS_DEADLINE_SECONDS,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._load = load
+        self._find = find
         self._ttl = ttl
         self._miss_interval = miss_interval
+        self._max_finds = max_finds
+        self._deadline = deadline
         self._clock = clock
         self._secrets: dict[str, str] = {}
-        self._loaded_at: float | None = None
-        self._lock = asyncio.Lock()
+        self._loaded_at: float | None = None  # when the load that gave ``_secrets`` began
+        self._attempted_at: float | None = None
+        self._loading: asyncio.Task[None] | None = None
+        self._found: dict[str, str] = {}  # found by point reads since the current load began
+        self._absent: dict[str, float] = {}  # id -> when storage said it holds no such id
+        self._finding: dict[str, asyncio.Task[None]] = {}
 
-    async def view(self, subscription_ids: set[str]) -> Callable[[str], str | None]:
-        """A lookup function that knows every id in ``subscription_ids`` that exists."""
-        if self._needs_load(subscription_ids):
-            async with self._lock:
-                if self._needs_load(subscription_ids):  # a concurrent request may have loaded it
-                    self._secrets = await self._load()
-                    self._loaded_at = self._clock()
+    async def view(self, subscription_ids: Iterable[str]) -> Callable[[str], str | None]:
+        """A lookup function that knows every id in ``subscription_ids`` that exists.
+
+        Raise when storage has not answered within the deadline, or failed.
+        """
+        deadline = asyncio.get_running_loop().time() + self._deadline
+        if self._loaded_at is None:
+            await _wait([self._start_load()], deadline)
+        elif self._due(self._loaded_at):
+            self._start_load()  # not awaited: this request gets the values it has
+        missing = self._missing(subscription_ids)
+        if missing:
+            await _wait([self._start_find(sid) for sid in missing], deadline)
         return self._secrets.get
 
-    def _needs_load(self, subscription_ids: set[str]) -> bool:
-        if self._loaded_at is None:
-            return True
-        age = self._clock() - self._loaded_at
-        return age >= self._ttl or (age >= self._miss_interval and bool(subscription_ids - self._secrets.keys()))
+    async def settle(self) -> None:
+        """Wait for the loads and point reads in flight (their errors are not raised)."""
+        tasks = [task for task in (self._loading, *self._finding.values()) if task is not None]
+        if tasks:
+            await asyncio.wait(tasks)
+
+    def _due(self, loaded_at: float) -> bool:
+        now = self._clock()
+        # After a failed reload, the next try waits ``miss_interval``: the cached values serve meanwhile.
+        retry_ok = self._attempted_at is None or now - self._attempted_at >= self._miss_interval
+        return now - loaded_at >= self._ttl and retry_ok
+
+    def _start_load(self) -> asyncio.Task[None]:
+        if self._loading is None or self._loading.done():
+            self._loading = asyncio.create_task(self._reload())
+            self._loading.add_done_callback(_retrieve)
+        return self._loading
+
+    async def _reload(self) -> None:
+        started = self._clock()
+        self._attempted_at = started
+        self._found = {}
+        try:
+            loaded = await self._load()
+        except Exception as exc:
+            if self._loaded_at is not None:
+                log.warning("subscription secrets reload failed (%s): serving the cached ones", type(exc).__name__)
+            raise
+        # A point read that finished during the load may have found an id the load began too early to see.
+        self._secrets = {**self._found, **loaded}
+        self._loaded_at = started
+
+    def _missing(self, subscription_ids: Iterable[str]) -> list[str]:
+        now = self._clock()
+        missing: list[str] = []
+        for sid in subscription_ids:
+            if len(missing) == self._max_finds:
+                break
+            if sid in self._secrets or sid in missing or not _READABLE_ID.fullmatch(sid):
+                continue
+            absent_since = self._absent.get(sid)
+            if absent_since is None or now - absent_since >= self._miss_interval:
+                missing.append(sid)
+        return missing
+
+    def _start_find(self, subscription_id: str) -> asyncio.Task[None]:
+        task = self._finding.get(subscription_id)
+        if task is None:
+            # One read per id however many requests name it meanwhile.
+            task = asyncio.create_task(self._find_one(subscription_id))
+            self._finding[subscription_id] = task
+            task.add_done_callback(functools.partial(self._found_one, subscription_id))
+        return task
+
+    async def _find_one(self, subscription_id: str) -> None:
+        secret = await self._find(subscription_id)
+        if secret is None:
+            self._absent.pop(subscription_id, None)  # re-inserted last: the dict stays in time order
+            self._absent[subscription_id] = self._clock()
+            if len(self._absent) > _ABSENT_LIMIT:
+                self._forget_old_absences()
+        else:
+            self._secrets[subscription_id] = secret
+            self._found[subscription_id] = secret
+
+    def _found_one(self, subscription_id: str, task: asyncio.Task[None]) -> None:
+        self._finding.pop(subscription_id, None)
+        _retrieve(task)
+
+    def _forget_old_absences(self) -> None:
+        now = self._clock()
+        self._absent = {sid: at for sid, at in self._absent.items() if now - at < self._miss_interval}
+        if len(self._absent) > _ABSENT_LIMIT // 2:
+            # A flood of forged ids: forgetting them all costs at most a read each, bounded per request,
+            # where rescanning on every miss would cost a scan of the whole map.
+            self._absent.clear()
+
+
+def _retrieve(task: asyncio.Task[None]) -> None:
+    # A background task's error is raised to whoever waits for it; none may go unseen.
+    if not task.cancelled():
+        task.exception()
+
+
+async def _wait(tasks: list[asyncio.Task[None]], deadline: float) -> None:
+    """Wait for ``tasks`` until ``deadline`` without cancelling them; raise their first error."""
+    timeout = max(0.0, deadline - asyncio.get_running_loop().time())
+    done, pending = await asyncio.wait(tasks, timeout=timeout)
+    if pending:
+        raise TimeoutError("subscription secrets not read in time")
+    for task in done:
+        task.result()
+
+
+def _summary(rejected: list[Rejection], total: int) -> str:
+    """Counts by reason: no subscription id, no clientState, nothing a sender chose."""
+    counts = Counter(rejection.reason for rejection in rejected)
+    reasons = ", ".join(f"{reason}: {count}" for reason, count in counts.most_common())
+    return f"dropped {len(rejected)} of {total} notifications ({reasons})"
 
 
 class Ingest:
@@ -101,38 +230,39 @@ class Ingest:
         self._clock = clock
 
     async def accept(self, body: bytes, lifecycle: bool = False) -> Reply:
-        """Check a batch and store its valid items; 202 only once they are stored."""
+        """Check a batch and store its valid items; 202 only once they are stored.
+
+        Logs at most one line per request: why the body was refused, or how many items
+        were dropped for which reasons (never a clientState).
+        """
+        source = "lifecycle" if lifecycle else "notifications"
         received_at = self._clock()
         try:
             items = parse_batch(body)
         except (MalformedBodyError, BodyTooLargeError) as exc:
+            log.warning("%s: refused a body of %d bytes with %d: %s", source, len(body), exc.status, exc)
             return Reply(exc.status, str(exc))
-        ids = {sid for item in items if isinstance(sid := item.get("subscriptionId"), str)}
+        # In order of appearance, so the ids read first (see SecretBook) are the batch's first.
+        ids = dict.fromkeys(sid for item in items if isinstance(sid := item.get("subscriptionId"), str) and sid)
         try:
-            lookup = await asyncio.wait_for(self._secrets.view(ids), SECRETS_DEADLINE_SECONDS)
+            lookup = await self._secrets.view(ids)
         except Exception as exc:  # noqa: BLE001 - any storage failure means "try again later"
-            log.error("subscription secrets unavailable (%s): answering 503", type(exc).__name__)
+            log.error("%s: subscription secrets unavailable (%s): answering 503", source, type(exc).__name__)
             return Reply(503, "storage unavailable, retry later")
         verdict = check_items(items, lookup, lifecycle)
-        for rejection in verdict.rejected:
-            log.warning(
-                "dropped notification %d for subscription %r: %s",
-                rejection.index,
-                rejection.subscription_id,
-                rejection.reason,
-            )
+        if verdict.rejected:
+            log.warning("%s: %s", source, _summary(verdict.rejected, len(items)))
         if not verdict.accepted:
             return Reply(202)
-        envelope = Envelope("lifecycle" if lifecycle else "notifications", received_at, verdict.accepted)
-        if len(body) + ENVELOPE_OVERHEAD > MAX_MESSAGE_JSON_BYTES:
-            # Only a body this large can hold an item too large for any queue message.
-            try:
-                split_envelope(envelope)
-            except BodyTooLargeError as exc:
-                return Reply(exc.status, str(exc))
         try:
-            await asyncio.wait_for(self._writer.store(envelope), WRITE_DEADLINE_SECONDS)
+            await asyncio.wait_for(
+                self._writer.store(Envelope(source, received_at, verdict.accepted)), WRITE_DEADLINE_SECONDS
+            )
+        except (MalformedBodyError, BodyTooLargeError) as exc:
+            # Only this request's items: the checks above make this rare (a nesting depth the encoder refuses).
+            log.warning("%s: refused a batch with %d: %s", source, exc.status, exc)
+            return Reply(exc.status, str(exc))
         except (StorageUnavailableError, TimeoutError) as exc:
-            log.error("queue write failed (%s): answering 503 so Graph retries", type(exc).__name__)
+            log.error("%s: queue write failed (%s): answering 503 so Graph retries", source, type(exc).__name__)
             return Reply(503, "storage unavailable, retry later")
         return Reply(202)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import hmac
 import json
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -16,6 +16,9 @@ from .clock import format_time, parse_time
 from .errors import BodyTooLargeError, MalformedBodyError
 
 MAX_BODY_BYTES = 1024 * 1024
+# Graph sends at most a few hundred notifications per POST; a bound keeps each request's
+# work small, whatever the sender packs into 1 MiB (some 349,000 empty objects fit).
+MAX_ITEMS_PER_BATCH = 1000
 # A queue message holds 64 KiB once base64-encoded, so 48 KiB of JSON.
 MAX_MESSAGE_JSON_BYTES = (64 * 1024 // 4) * 3
 LIFECYCLE_EVENTS = frozenset({"reauthorizationRequired", "subscriptionRemoved", "missed"})
@@ -32,13 +35,20 @@ def handshake_token(params: Mapping[str, str]) -> str | None:
 
 
 def parse_batch(body: bytes) -> list[dict[str, Any]]:
-    """Parse a notification batch body into its items, or raise with a short reason."""
+    """Parse a notification batch body into its items, or raise with a short reason.
+
+    A body over MAX_BODY_BYTES, or a batch of more than MAX_ITEMS_PER_BATCH items, raises
+    BodyTooLargeError (413 Content Too Large: more content than this endpoint processes in
+    one request). Graph never sends either; the sender should send less, and a 400 would
+    wrongly say the content itself is malformed. Anything else that is not a batch of
+    objects in strict JSON raises MalformedBodyError (400).
+    """
     if len(body) > MAX_BODY_BYTES:
         raise BodyTooLargeError(f"body exceeds {MAX_BODY_BYTES} bytes")
     if not body.strip():
         raise MalformedBodyError("empty body")
     try:
-        document = json.loads(body)
+        document = json.loads(body, parse_constant=_refuse_constant)
     except (ValueError, RecursionError) as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
         raise MalformedBodyError("body is not JSON") from exc
     if not isinstance(document, dict) or not isinstance(document.get("value"), list):
@@ -46,9 +56,16 @@ def parse_batch(body: bytes) -> list[dict[str, Any]]:
     items: list[dict[str, Any]] = document["value"]
     if not items:
         raise MalformedBodyError("notification batch is empty")
+    if len(items) > MAX_ITEMS_PER_BATCH:
+        raise BodyTooLargeError(f"batch of {len(items)} notifications exceeds {MAX_ITEMS_PER_BATCH}")
     if not all(isinstance(item, dict) for item in items):
         raise MalformedBodyError("notification batch holds a non-object item")
     return items
+
+
+def _refuse_constant(name: str) -> Any:
+    # NaN and Infinity are not JSON (RFC 8259), although Python's parser accepts them.
+    raise ValueError(f"{name} is not JSON")
 
 
 @dataclass(frozen=True)
@@ -76,7 +93,9 @@ def check_items(
     """Keep the items whose clientState matches their subscription's secret.
 
     ``secret_of`` maps a subscription id to its clientState, or None when unknown.
-    The comparison is constant-time, so a caller learns nothing from timing.
+    The comparison is constant-time, so a caller learns nothing from timing. An item
+    is kept only if it can be written to a queue message, so one bad item never fails
+    a write that carries others (see writer.py).
     """
     accepted: list[dict[str, Any]] = []
     rejected: list[Rejection] = []
@@ -99,19 +118,40 @@ def check_items(
         if not isinstance(given, str) or not hmac.compare_digest(encoded, expected.encode("utf-8")):
             rejected.append(Rejection(index, subscription_id, "clientState mismatch"))
             continue
-        accepted.append({k: v for k, v in item.items() if k not in _DROPPED_FIELDS})
+        kept = {k: v for k, v in item.items() if k not in _DROPPED_FIELDS}
+        try:
+            encode_item(kept)
+        except MalformedBodyError as exc:
+            rejected.append(Rejection(index, subscription_id, str(exc)))
+            continue
+        accepted.append(kept)
     return Verdict(accepted, rejected)
 
 
 def _shape_problem(item: Mapping[str, Any], lifecycle: bool) -> str | None:
     event = item.get("lifecycleEvent")
     if lifecycle or event is not None:
-        if event not in LIFECYCLE_EVENTS:
+        # A list or an object is unhashable: test the type before looking it up in the set.
+        if not isinstance(event, str) or event not in LIFECYCLE_EVENTS:
             return "unknown lifecycleEvent"
         return None
     if not isinstance(item.get("changeType"), str):
         return "no changeType"
     return None
+
+
+def encode_item(item: Mapping[str, Any]) -> bytes:
+    """The item's compact UTF-8 JSON, as a queue message carries it.
+
+    Raise MalformedBodyError when it has none: text with a lone surrogate (valid as a
+    JSON escape, "\\ud800", but not in UTF-8), or nesting deeper than the encoder goes.
+    """
+    try:
+        return json.dumps(item, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise MalformedBodyError("text not valid Unicode") from exc
+    except (RecursionError, ValueError) as exc:
+        raise MalformedBodyError("not storable as JSON") from exc
 
 
 @dataclass(frozen=True)
@@ -154,24 +194,36 @@ class Envelope:
 
 def split_envelope(envelope: Envelope, limit: int = MAX_MESSAGE_JSON_BYTES) -> list[str]:
     """Split an envelope into queue-message texts that each fit ``limit`` UTF-8 bytes."""
-    whole = envelope.to_json()
-    if len(whole.encode("utf-8")) <= limit:
-        return [whole]
-    overhead = len(_with_items(envelope, []).encode("utf-8"))
+    return pack_items(envelope, [encode_item(item) for item in envelope.items], limit)
+
+
+def item_room(envelope: Envelope, limit: int = MAX_MESSAGE_JSON_BYTES) -> int:
+    """The most UTF-8 bytes one encoded item may take in a message with ``envelope``'s fields."""
+    return limit - len(_with_items(envelope, []).encode("utf-8"))
+
+
+def pack_items(envelope: Envelope, encoded: Sequence[bytes], limit: int = MAX_MESSAGE_JSON_BYTES) -> list[str]:
+    """Queue-message texts of at most ``limit`` UTF-8 bytes carrying ``encoded`` items in order.
+
+    ``encoded`` are items as ``encode_item`` gives them; the envelope supplies the other
+    fields (its own items are ignored). The text equals ``Envelope.to_json`` of each part.
+    """
+    empty = _with_items(envelope, []).encode("utf-8")
+    head, tail = empty[: -len(b"]}")], b"]}"  # the items go inside the trailing "value":[]
+    overhead = len(empty)
     messages: list[str] = []
-    chunk: list[dict[str, Any]] = []
+    chunk: list[bytes] = []
     size = overhead
-    for item in envelope.items:
-        # Measuring each item once keeps the split linear; a comma joins it to the one before.
-        item_size = len(json.dumps(item, separators=(",", ":"), ensure_ascii=False).encode())
-        if overhead + item_size > limit:
+    for item in encoded:
+        # A comma joins each item to the one before.
+        if overhead + len(item) > limit:
             raise BodyTooLargeError("one notification exceeds the queue message limit")
-        if chunk and size + 1 + item_size > limit:
-            messages.append(_with_items(envelope, chunk))
+        if chunk and size + 1 + len(item) > limit:
+            messages.append((head + b",".join(chunk) + tail).decode("utf-8"))
             chunk, size = [], overhead
-        size += item_size + (1 if chunk else 0)
+        size += len(item) + (1 if chunk else 0)
         chunk.append(item)
-    messages.append(_with_items(envelope, chunk))
+    messages.append((head + b",".join(chunk) + tail).decode("utf-8"))
     return messages
 
 

@@ -5,6 +5,10 @@ has succeeded; a failed write fails every request it carried (503). While one
 write is in flight, the requests that arrive meanwhile wait and go together in
 the next one, so under load there is less than one write per request, and at
 rest exactly one.
+
+Each request's items are encoded before it joins a group, in the request
+itself: an item that cannot be stored fails that request only, never a write
+that carries others.
 """
 
 from __future__ import annotations
@@ -12,13 +16,15 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 
-from .notifications import Envelope, split_envelope
+from .errors import BodyTooLargeError
+from .notifications import Envelope, encode_item, item_room, pack_items
 from .queues import MessageQueue
 
 
 @dataclass
 class _Waiting:
     envelope: Envelope
+    encoded: list[bytes]
     done: asyncio.Future[None]
 
 
@@ -31,11 +37,19 @@ class GroupWriter:
         self._flusher: asyncio.Task[None] | None = None
 
     async def store(self, envelope: Envelope) -> None:
-        """Return once the envelope's items are stored; raise what the write raised."""
+        """Return once the envelope's items are stored; raise what the write raised.
+
+        Raise MalformedBodyError or BodyTooLargeError, before joining any write, for
+        an item that has no UTF-8 JSON form or fits no queue message.
+        """
+        encoded = [encode_item(item) for item in envelope.items]
+        room = item_room(envelope)
+        if any(len(item) > room for item in encoded):
+            raise BodyTooLargeError("one notification exceeds the queue message limit")
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         # A request that timed out no longer reads its outcome; retrieve it so none goes unseen.
         done.add_done_callback(lambda future: future.cancelled() or future.exception())
-        self._waiting.append(_Waiting(envelope, done))
+        self._waiting.append(_Waiting(envelope, encoded, done))
         if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.create_task(self._flush())
         # Shielded: a request that gives up must not cancel a write that carries others.
@@ -45,7 +59,7 @@ class GroupWriter:
         while self._waiting:
             group, self._waiting = self._waiting, []
             try:
-                for text in split_envelope(_merge(group)):
+                for text in pack_items(_header(group), [item for w in group for item in w.encoded]):
                     await self._queue.send(text)
             except Exception as exc:  # noqa: BLE001 - handed to every request it carried
                 for waiting in group:
@@ -57,9 +71,9 @@ class GroupWriter:
                         waiting.done.set_result(None)
 
 
-def _merge(group: list[_Waiting]) -> Envelope:
+def _header(group: list[_Waiting]) -> Envelope:
+    """The merged envelope's fields; its items travel already encoded."""
     first = group[0].envelope
     # The earliest receipt keeps coalescing conservative: no item looks newer than it is.
     received_at = min(w.envelope.received_at for w in group)
-    items = [item for w in group for item in w.envelope.items]
-    return Envelope(first.source, received_at, items, first.deferrals)
+    return Envelope(first.source, received_at, [], first.deferrals)

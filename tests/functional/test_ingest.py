@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -15,11 +17,13 @@ import pytest
 
 from devtools.azurite import Azurite, free_port
 from devtools.messages import receive_json
-from shared.ingest import Ingest, SecretBook
-from shared.notifications import MAX_MESSAGE_JSON_BYTES
+from shared.errors import MalformedBodyError
+from shared.ingest import SECRETS_DEADLINE_SECONDS, Ingest, SecretBook
+from shared.notifications import MAX_BODY_BYTES, MAX_ITEMS_PER_BATCH, MAX_MESSAGE_JSON_BYTES, Envelope
 from shared.queues import MessageQueue
 from shared.storage import queue_client, table_client
 from shared.subscriptions import ACTIVE, SubscriptionRecord, SubscriptionStore
+from shared.writer import GroupWriter
 
 SUBSCRIPTION_ID = "0f3b1b6e-3b35-4a3e-8b3e-6f1d2a1c9f01"
 SECRET = "s3cret-client-state"
@@ -55,30 +59,53 @@ async def read_all(connection: str, queue: str) -> list[dict[str, Any]]:
     return await receive_json(connection, queue)
 
 
+@dataclass
+class Storage:
+    """A fresh subscriptions table holding one subscription, and a fresh queue."""
+
+    store: SubscriptionStore
+    queue: MessageQueue
+    queue_name: str
+
+
 @pytest.fixture
-async def ingest_factory(
+async def storage_factory(
     azurite: Azurite, unique_name: Callable[[str], str]
-) -> AsyncIterator[Callable[..., Awaitable[tuple[Ingest, str]]]]:
-    """Build an Ingest over a fresh table (holding one subscription) and a fresh queue."""
+) -> AsyncIterator[Callable[..., Awaitable[Storage]]]:
+    """Build a table (holding one subscription) and a queue, on Azurite or an unreachable queue endpoint."""
     clients = AsyncExitStack()
 
-    async def make(connection: str | None = None) -> tuple[Ingest, str]:
+    async def make(connection: str | None = None) -> Storage:
         table, queue = unique_name("subs"), unique_name("notes")
         store = SubscriptionStore(await clients.enter_async_context(table_client(azurite.connection_string, table)))
         await store.setup()
-        now = datetime.now(UTC)
-        await store.save(
-            SubscriptionRecord(
-                "drives:x:root|updated", "drives/x/root", "updated", SECRET, ACTIVE, now, SUBSCRIPTION_ID
-            )
-        )
+        await store.save(record(SUBSCRIPTION_ID, SECRET))
         target = await clients.enter_async_context(
             queue_client(connection or azurite.connection_string, queue, retry_total=0)
         )
-        return Ingest(SecretBook(store.secrets), MessageQueue(target)), queue
+        return Storage(store, MessageQueue(target), queue)
 
     async with clients:
         yield make
+
+
+@pytest.fixture
+def ingest_factory(
+    storage_factory: Callable[..., Awaitable[Storage]],
+) -> Callable[..., Awaitable[tuple[Ingest, str]]]:
+    """Build an Ingest over a fresh table (holding one subscription) and a fresh queue."""
+
+    async def make(connection: str | None = None) -> tuple[Ingest, str]:
+        storage = await storage_factory(connection)
+        return Ingest(SecretBook(storage.store.secrets, storage.store.secret), storage.queue), storage.queue_name
+
+    return make
+
+
+def record(subscription_id: str, secret: str, resource: str = "drives/x/root") -> SubscriptionRecord:
+    """An active subscription record as the renewer stores it."""
+    key = f"{resource.replace('/', ':')}|updated"
+    return SubscriptionRecord(key, resource, "updated", secret, ACTIVE, datetime.now(UTC), subscription_id)
 
 
 async def test_valid_notification_is_stored_once_without_its_client_state(azurite, ingest_factory):
@@ -180,7 +207,7 @@ async def _stop_and_restart(emulator: Azurite, tables: Any, queues: Any, queue: 
     await store.setup()
     now = datetime.now(UTC)
     await store.save(SubscriptionRecord("k|updated", "drives/x/root", "updated", SECRET, ACTIVE, now, SUBSCRIPTION_ID))
-    ingest = Ingest(SecretBook(store.secrets, ttl=0), MessageQueue(queues))
+    ingest = Ingest(SecretBook(store.secrets, store.secret, ttl=0), MessageQueue(queues))
     assert (await ingest.accept(batch(notification()))).status == 202
     emulator.stop()
     assert (await ingest.accept(batch(notification()))).status == 503
@@ -202,3 +229,173 @@ async def test_concurrent_requests_all_get_503_when_the_shared_write_fails(inges
     ingest, _ = await ingest_factory(unreachable_queue())
     replies = await asyncio.gather(*(ingest.accept(batch(notification())) for _ in range(10)))
     assert [r.status for r in replies] == [503] * 10
+
+
+# --- hardening: types, counts, encodings ------------------------------------------------------
+
+
+@pytest.mark.parametrize("event", [["missed"], {"event": "missed"}], ids=["list", "object"])
+async def test_lifecycle_event_that_is_not_a_string_is_dropped_cleanly(azurite, ingest_factory, caplog, event):
+    ingest, queue = await ingest_factory()
+    good = notification(lifecycleEvent="missed")
+    reply = await ingest.accept(batch(notification(lifecycleEvent=event), good), lifecycle=True)
+    assert reply.status == 202
+    [message] = await read_all(azurite.connection_string, queue)
+    assert [item["lifecycleEvent"] for item in message["value"]] == ["missed"]
+    assert "unknown lifecycleEvent: 1" in caplog.text
+
+
+async def test_a_mebibyte_of_ten_thousand_items_is_refused_with_413_and_one_log_line(azurite, ingest_factory, caplog):
+    ingest, queue = await ingest_factory()
+    compact = {"separators": (",", ":")}
+    forged = {"subscriptionId": SUBSCRIPTION_ID, "clientState": "forged", "n": ""}
+    forged["n"] = "f" * (MAX_BODY_BYTES // 10_000 - len(json.dumps(forged, **compact)) - 2)  # 10,000 fill 1 MiB
+    body = json.dumps({"value": [forged] * 10_000}, **compact).encode()
+    assert 0.9 * MAX_BODY_BYTES < len(body) <= MAX_BODY_BYTES
+    caplog.set_level(logging.INFO, logger="shared")
+    reply = await ingest.accept(body)
+    assert reply.status == 413
+    assert str(MAX_ITEMS_PER_BATCH) in reply.body
+    assert len([r for r in caplog.records if r.name.startswith("shared")]) == 1
+    assert await read_all(azurite.connection_string, queue) == []
+
+
+async def test_rejected_items_give_one_summary_line_with_counts_by_reason(azurite, ingest_factory, caplog):
+    ingest, queue = await ingest_factory()
+    forged = [notification(client_state=f"guess-{n}") for n in range(600)]
+    strangers = [notification(subscription_id=f"stranger-{n}") for n in range(300)]
+    shapeless = [{"changeType": "updated"} for _ in range(99)]
+    caplog.set_level(logging.INFO, logger="shared")
+    reply = await ingest.accept(batch(*forged, *strangers, *shapeless, notification()))
+    assert reply.status == 202
+    [line] = [r.getMessage() for r in caplog.records if r.name.startswith("shared")]
+    assert "dropped 999 of 1000" in line
+    assert "clientState mismatch: 600" in line
+    assert "unknown subscription: 300" in line
+    assert "no subscriptionId: 99" in line
+    assert "guess-" not in caplog.text and SECRET not in caplog.text
+    [message] = await read_all(azurite.connection_string, queue)
+    assert len(message["value"]) == 1
+
+
+def poisoned_batch() -> bytes:
+    """A batch whose one item has the right clientState and a lone surrogate ("\\ud800") in a field."""
+    return batch(notification(resource="drives/POISON/root")).replace(b"POISON", b"\\ud800")
+
+
+async def test_a_poisoned_request_does_not_fail_the_requests_sharing_its_write(azurite, ingest_factory, caplog):
+    ingest, queue = await ingest_factory()
+    bodies = [batch(notification(resource=f"r{i}")) for i in range(30)]
+    bodies.insert(15, poisoned_batch())
+    replies = await asyncio.gather(*(ingest.accept(body) for body in bodies))
+    statuses = [reply.status for reply in replies]
+    assert statuses[:15] + statuses[16:] == [202] * 30
+    assert statuses[15] < 500  # its item is dropped: only it is affected
+    messages = await read_all(azurite.connection_string, queue)
+    stored = sorted(item["resource"] for m in messages for item in m["value"])
+    assert stored == sorted(f"r{i}" for i in range(30))
+    assert "text not valid Unicode: 1" in caplog.text
+
+
+async def test_an_envelope_that_cannot_be_encoded_fails_only_its_own_store(azurite, storage_factory):
+    # The writer's own guard, below the per-item check: a group never fails for one envelope.
+    storage = await storage_factory()
+    writer = GroupWriter(storage.queue)
+    now = datetime.now(UTC)
+    envelopes = [Envelope("notifications", now, [{"subscriptionId": SUBSCRIPTION_ID, "n": i}]) for i in range(20)]
+    envelopes.insert(7, Envelope("notifications", now, [{"subscriptionId": SUBSCRIPTION_ID, "n": "\ud800"}]))
+    outcomes = await asyncio.gather(*(writer.store(e) for e in envelopes), return_exceptions=True)
+    assert isinstance(outcomes[7], MalformedBodyError)
+    assert outcomes[:7] + outcomes[8:] == [None] * 20
+    messages = await read_all(azurite.connection_string, storage.queue_name)
+    assert sorted(item["n"] for m in messages for item in m["value"]) == list(range(20))
+
+
+async def test_an_accepted_notifications_message_never_expires(azurite, ingest_factory):
+    # Storage's default time-to-live is 7 days; Azurite, like Azure, reports "never" as 9999-12-31.
+    ingest, queue = await ingest_factory()
+    assert (await ingest.accept(batch(notification()))).status == 202
+    from azure.storage.queue.aio import QueueClient
+
+    async with QueueClient.from_connection_string(azurite.connection_string, queue) as client:
+        [message] = await client.peek_messages()
+    assert message.expires_on.year == 9999
+
+
+# --- subscription secrets: ids new to the cache, slow and unreachable tables ------------------------
+
+
+def unreachable_table() -> str:
+    """A connection string whose table endpoint has nothing listening."""
+    return (
+        "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey=a2V5;"
+        f"TableEndpoint=http://127.0.0.1:{free_port()}/devstoreaccount1;"
+    )
+
+
+async def test_a_subscription_created_a_moment_ago_is_stored_not_dropped(azurite, ingest_factory, storage_factory):
+    storage = await storage_factory()
+    ingest = Ingest(SecretBook(storage.store.secrets, storage.store.secret), storage.queue)
+    assert (await ingest.accept(batch(notification()))).status == 202  # the cache is loaded now
+    fresh_id = "5c1d0c62-0b7e-4a55-9d7e-2f6a4c3b1e09"
+    await storage.store.save(record(fresh_id, "fresh-secret", "drives/fresh/root"))
+
+    reply = await ingest.accept(batch(notification(fresh_id, "fresh-secret", resource="drives/fresh/root")))
+
+    assert reply.status == 202
+    messages = await read_all(azurite.connection_string, storage.queue_name)
+    assert [item["subscriptionId"] for m in messages for item in m["value"]] == [SUBSCRIPTION_ID, fresh_id]
+
+
+async def test_an_id_new_to_the_cache_gets_503_when_storage_cannot_answer(azurite, storage_factory):
+    storage = await storage_factory()
+    async with table_client(unreachable_table(), "subscriptions", retry_total=0) as down:
+        ingest = Ingest(SecretBook(storage.store.secrets, SubscriptionStore(down).secret), storage.queue)
+        assert (await ingest.accept(batch(notification()))).status == 202  # known from the loaded cache
+        started = time.monotonic()
+
+        reply = await ingest.accept(batch(notification("5c1d0c62-0b7e-4a55-9d7e-2f6a4c3b1e09", "fresh-secret")))
+
+    assert reply.status == 503  # Graph retries: never a silent drop
+    assert time.monotonic() - started < 3.0
+    assert len(await read_all(azurite.connection_string, storage.queue_name)) == 1
+
+
+class SlowTable:
+    """The real whole-table load, slower than the HTTP path's deadline, counting loads in flight."""
+
+    def __init__(self, store: SubscriptionStore, delay: float) -> None:
+        self._store = store
+        self._delay = delay
+        self.loads = 0
+        self.in_flight = 0
+        self.most_in_flight = 0
+
+    async def secrets(self) -> dict[str, str]:
+        self.loads += 1
+        self.in_flight += 1
+        self.most_in_flight = max(self.most_in_flight, self.in_flight)
+        try:
+            await asyncio.sleep(self._delay)
+            return await self._store.secrets()
+        finally:
+            self.in_flight -= 1
+
+
+async def test_a_slow_secrets_table_does_not_cause_an_endless_run_of_503s(azurite, storage_factory):
+    storage = await storage_factory()
+    slow = SlowTable(storage.store, delay=SECRETS_DEADLINE_SECONDS * 1.5)
+    # ttl=0: every request finds the cache due for a reload, the worst case for a slow table.
+    book = SecretBook(slow.secrets, storage.store.secret, ttl=0)
+    ingest = Ingest(book, storage.queue)
+
+    first = await asyncio.gather(*(ingest.accept(batch(notification(resource="first"))) for _ in range(5)))
+    await book.settle()  # the first load, which no request's deadline cancelled, completes
+    later = [await ingest.accept(batch(notification(resource=f"r{i}"))) for i in range(10)]
+
+    assert [r.status for r in first] == [503] * 5  # nothing to serve until the first load completes
+    assert [r.status for r in later] == [202] * 10  # the last good values, while reloads run
+    assert slow.most_in_flight == 1
+    await book.settle()
+    messages = await read_all(azurite.connection_string, storage.queue_name)
+    assert sorted(item["resource"] for m in messages for item in m["value"]) == sorted(f"r{i}" for i in range(10))

@@ -14,6 +14,7 @@ from shared.errors import BodyTooLargeError, MalformedBodyError
 from shared.ingest import answer_handshake
 from shared.notifications import (
     MAX_BODY_BYTES,
+    MAX_ITEMS_PER_BATCH,
     MAX_MESSAGE_JSON_BYTES,
     Envelope,
     check_items,
@@ -79,6 +80,14 @@ def test_handshake_parameter_name_is_case_insensitive_for_sharepoint(key):
 
     assert reply is not None
     assert (reply.status, reply.body) == (200, "sp-token")
+
+
+@pytest.mark.parametrize("token", ["<html><script>alert(1)</script></html>", ""], ids=["html", "empty"])
+def test_handshake_answers_tell_browsers_not_to_sniff_the_echoed_token(token):
+    reply = answer_handshake({"validationToken": token})
+
+    assert reply is not None
+    assert reply.headers["X-Content-Type-Options"] == "nosniff"
 
 
 def test_handshake_with_an_empty_token_is_rejected_with_400():
@@ -164,6 +173,30 @@ def test_parse_batch_accepts_a_body_of_exactly_one_mebibyte(make_item):
     assert len(parse_batch(body)) == 1
 
 
+def test_parse_batch_accepts_a_batch_of_max_items(make_item):
+    assert len(parse_batch(body_of({"value": [make_item()] * MAX_ITEMS_PER_BATCH}))) == MAX_ITEMS_PER_BATCH
+
+
+def test_parse_batch_rejects_more_than_max_items_with_413_naming_the_limit():
+    # Well under 1 MiB: the count alone is refused, before any item is looked at.
+    body = body_of({"value": [{}] * (MAX_ITEMS_PER_BATCH + 1)})
+    assert len(body) < MAX_BODY_BYTES
+
+    with pytest.raises(BodyTooLargeError) as caught:
+        parse_batch(body)
+    assert caught.value.status == 413
+    assert str(MAX_ITEMS_PER_BATCH) in str(caught.value)
+
+
+@pytest.mark.parametrize("constant", [b"NaN", b"Infinity", b"-Infinity"])
+def test_parse_batch_rejects_non_json_constants_with_400(make_item, constant):
+    body = body_of({"value": [make_item(size=0)]}).replace(b'"size": 0', b'"size": ' + constant)
+
+    with pytest.raises(MalformedBodyError) as caught:
+        parse_batch(body)
+    assert caught.value.status == 400
+
+
 def test_parse_batch_rejects_deeply_nested_json_with_400():
     # Well under 1 MiB, but nested deeper than the JSON parser can recurse.
     body = b'{"value": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
@@ -237,6 +270,38 @@ def test_check_items_rejects_a_client_state_that_is_not_valid_unicode():
     assert [r.reason for r in verdict.rejected] == ["clientState mismatch"]
 
 
+@pytest.mark.parametrize(
+    "where",
+    ["value", "key", "nested"],
+)
+def test_check_items_rejects_an_item_holding_text_that_is_not_valid_unicode(where):
+    # "\ud800" is a valid JSON escape but a lone surrogate: no queue message can hold it in UTF-8.
+    poisoned = {
+        "value": b'"resource": "drives/\\ud800/root"',
+        "key": b'"resource": "drives/x/root", "\\udfff": 1',
+        "nested": b'"resource": "drives/x/root", "resourceData": {"id": ["\\ud800"]}',
+    }[where]
+    head = b'{"subscriptionId": "aa269f87-2a92-4cff-a43e-2771878c3727", "changeType": "updated", '
+    body = b'{"value": [' + head + poisoned + b', "clientState": "secretClientValue"}, '
+    body += head + b'"resource": "drives/ok/root", "clientState": "secretClientValue"}]}'
+
+    verdict = check_items(parse_batch(body), SECRETS.get, lifecycle=False)
+
+    assert [(r.index, r.reason) for r in verdict.rejected] == [(0, "text not valid Unicode")]
+    assert [i["resource"] for i in verdict.accepted] == ["drives/ok/root"]
+
+
+def test_check_items_rejects_an_item_nested_too_deeply_to_store(make_item):
+    nested: object = "bottom"
+    for _ in range(100_000):  # deeper than any JSON encoder recurses
+        nested = [nested]
+
+    verdict = check_items([make_item(resourceData=nested), make_item()], SECRETS.get, lifecycle=False)
+
+    assert [(r.index, r.reason) for r in verdict.rejected] == [(0, "not storable as JSON")]
+    assert len(verdict.accepted) == 1
+
+
 def test_check_items_rejects_an_unknown_subscription(make_item):
     item = make_item(subscriptionId="00000000-0000-0000-0000-000000000000")
 
@@ -248,7 +313,9 @@ def test_check_items_rejects_an_unknown_subscription(make_item):
     ]
 
 
-@pytest.mark.parametrize("value", [None, "", 42], ids=["absent", "empty", "not-a-string"])
+@pytest.mark.parametrize(
+    "value", [None, "", 42, ["a"], {"id": "a"}], ids=["absent", "empty", "number", "list", "object"]
+)
 def test_check_items_rejects_an_item_without_subscription_id(make_item, value):
     item = make_item(subscriptionId=value)
     if value is None:
@@ -267,6 +334,29 @@ def test_check_items_rejects_a_change_notification_without_change_type(make_item
     verdict = check_items([item], SECRETS.get, lifecycle=False)
 
     assert [r.reason for r in verdict.rejected] == ["no changeType"]
+
+
+@pytest.mark.parametrize("value", [42, ["updated"], {"type": "updated"}], ids=["number", "list", "object"])
+def test_check_items_rejects_a_change_type_that_is_not_a_string(make_item, value):
+    verdict = check_items([make_item(changeType=value)], SECRETS.get, lifecycle=False)
+
+    assert verdict.accepted == []
+    assert [r.reason for r in verdict.rejected] == ["no changeType"]
+
+
+@pytest.mark.parametrize("lifecycle", [True, False], ids=["lifecycle-endpoint", "notification-endpoint"])
+@pytest.mark.parametrize(
+    "value", [["missed"], {"event": "missed"}, [], {}, 42, True], ids=["list", "object", "[]", "{}", "number", "bool"]
+)
+def test_check_items_rejects_a_lifecycle_event_that_is_not_a_string(payload, value, lifecycle):
+    # A list or an object is unhashable: it must be rejected, not raise TypeError (a 500).
+    good = payload("lifecycle-missed.json")["value"][0]
+    items = [good | {"lifecycleEvent": value}, good]
+
+    verdict = check_items(items, SECRETS.get, lifecycle=lifecycle)
+
+    assert [(r.index, r.reason) for r in verdict.rejected] == [(0, "unknown lifecycleEvent")]
+    assert [i["lifecycleEvent"] for i in verdict.accepted] == ["missed"]
 
 
 def test_check_items_rejects_an_unknown_lifecycle_event(payload):
