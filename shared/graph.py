@@ -6,9 +6,11 @@ plain dicts and this package's errors.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -235,16 +237,27 @@ class GraphGateway:
         except SubscriptionNotFoundError:
             log.info("subscription %s was already gone", subscription_id)
 
-    async def list_subscriptions(self) -> list[RemoteSubscription]:
-        """Every subscription this app has at Graph, following nextLinks."""
-        page = await self._fetch(self._request("GET", self._client.subscriptions))
+    async def list_subscriptions(
+        self, pace: Callable[[], AbstractAsyncContextManager[Any]] | None = None
+    ) -> list[RemoteSubscription]:
+        """Every subscription this app has at Graph, following nextLinks.
+
+        Each page's request runs inside ``pace()`` when given: listing has a small
+        budget of its own at Graph, so a caller can spread the pages out.
+        """
         found: list[RemoteSubscription] = []
+        url: str | None = None
         for _ in range(100_000):
+            async with pace() if pace is not None else contextlib.nullcontext():
+                if url is None:
+                    page = await self._fetch(self._request("GET", self._client.subscriptions))
+                else:
+                    page = await self.fetch_url(url)
             found.extend(_remote(item) for item in page.get("value") or [])
             link = page.get("@odata.nextLink")
             if not isinstance(link, str) or not link:
                 return found
-            page = await self.fetch_url(link)
+            url = link
         raise GraphRequestError("subscription list exceeded 100,000 pages")
 
 

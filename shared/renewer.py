@@ -5,27 +5,31 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Collection, Sequence
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
 from .budget import WriteBudget
 from .clock import utcnow
 from .errors import SubscriptionConflictError, SubscriptionNotFoundError
-from .graph import GraphGateway
+from .graph import GraphGateway, RemoteSubscription
 from .lifetimes import next_expiry
 from .notifications import Envelope
 from .queues import MessageQueue
-from .reconciliation import plan
-from .settings import DesiredSubscription
-from .subscriptions import CREATING, SubscriptionRecord, SubscriptionStore
+from .reconciliation import listing_due, plan
+from .settings import DesiredSubscription, resource_key
+from .subscriptions import CREATING, FAILED, SubscriptionRecord, SubscriptionStore
 from .synchronizer import Synchronizer
 
 log = logging.getLogger(__name__)
 # Writes in flight at once: enough to use Graph's whole budget of 500 per 20 s
 # when each write takes a few hundred milliseconds.
 CONCURRENCY = 32
+# Graph's list budget is about 40 requests per 20 s per app and tenant; this app takes
+# at most 30 of them, leaving room for an operator's own look-ups.
+LIST_REQUESTS = 30
+LIST_WINDOW_SECONDS = 20.0
 
 
 @dataclass(frozen=True)
@@ -45,6 +49,7 @@ class Report:
     recreated: int = 0
     deleted: int = 0
     failed: int = 0
+    listed: bool = False
 
 
 class Renewer:
@@ -61,6 +66,7 @@ class Renewer:
         concurrency: int = CONCURRENCY,
         budget: WriteBudget | None = None,
         clock: Callable[[], datetime] = utcnow,
+        list_budget: WriteBudget | None = None,
     ) -> None:
         self._graph = graph
         self._store = store
@@ -71,18 +77,44 @@ class Renewer:
         self._gate = asyncio.Semaphore(concurrency)
         self._budget = budget or WriteBudget()
         self._clock = clock
+        # With the list's URL, pages are fetched one by one within the list budget.
+        self._list_budget = list_budget or WriteBudget(LIST_REQUESTS, LIST_WINDOW_SECONDS)
+        self._listed_at: datetime | None = None
+        # Graph's list as read during the current reconciliation: 409s share it.
+        self._listing: list[RemoteSubscription] | None = None
+        self._listing_lock = asyncio.Lock()
+        self._backfilled = False
 
-    async def reconcile(self, desired: Sequence[DesiredSubscription], now: datetime | None = None) -> Report:
-        """Make Graph and the table match ``desired``; failures are counted and logged."""
+    async def reconcile(
+        self, desired: Sequence[DesiredSubscription], now: datetime | None = None, list_remote: bool | None = None
+    ) -> Report:
+        """Make Graph and the table match ``desired``; failures are counted and logged.
+
+        Graph's list is read when ``list_remote`` says so, or by default when
+        reconciliation.listing_due finds it cheap or an hour old.
+        """
         now = now or self._clock()
+        if not self._backfilled:
+            # Once per process: records written before id rows existed get theirs.
+            await self._store.backfill()
+            self._backfilled = True
         records = await self._store.list()
-        remote = await self._graph.list_subscriptions()
-        todo = plan(desired, records, remote, now, self._endpoints.notification_url)
-        removals = await self._each(todo.delete_remote, self._delete_remote)
-        deleted = await self._each(todo.delete, self.remove)
-        created = await self._each(todo.create, lambda d: self.create(d, now))
-        recreated = await self._each(todo.recreate, lambda r: self.recreate(r, now))
-        renewed = await self._each(todo.renew, lambda r: self.renew(r, now))
+        listing = listing_due(len(records), self._listed_at, self._clock()) if list_remote is None else list_remote
+        remote = await self._list_remote() if listing else None
+        if listing:
+            self._listed_at = self._clock()
+        self._listing = remote
+        try:
+            todo = plan(desired, records, remote, now, self._endpoints.notification_url)
+            # Computed once, so removing N records costs O(N), not a table scan each.
+            kept = {resource_key(d.resource) for d in desired}
+            removals = await self._each(todo.delete_remote, self._delete_remote)
+            deleted = await self._each(todo.delete, lambda r: self.remove(r, kept))
+            created = await self._each(todo.create, lambda d: self.create(d, now))
+            recreated = await self._each(todo.recreate, lambda r: self.recreate(r, now))
+            renewed = await self._each(todo.renew, lambda r: self.renew(r, now))
+        finally:
+            self._listing = None
         results = (removals, deleted, created, recreated, renewed)
         report = Report(
             created=created[0],
@@ -90,6 +122,7 @@ class Renewer:
             recreated=recreated[0],
             deleted=deleted[0],
             failed=sum(failed for _, failed in results),
+            listed=listing,
         )
         log.info("reconciled subscriptions: %s", report)
         return report
@@ -100,31 +133,20 @@ class Renewer:
             key=want.key,
             resource=want.resource,
             change_type=want.change_type,
-            client_state=secrets.token_urlsafe(32),
+            client_state="",
             status=CREATING,
             updated_at=now,
         )
-        # Saved first, so a crash leaves a trace the next run can finish.
-        await self._store.save(record)
-        await self._sync.start(want.resource, self._full)
-        expiry = next_expiry(want.resource, now)
-        try:
-            remote = await self._write(lambda: self._post(record, expiry))
-        except SubscriptionConflictError:
-            await self._delete_conflicting(want)
-            remote = await self._write(lambda: self._post(record, expiry))
-        active = record.activated(remote.id, remote.expires_at or expiry, now)
-        await self._store.save(active)
-        # Changes made while no subscription existed reach no notification: look now.
-        await self._request_sync(active)
-        log.info("created subscription %s for %s", remote.id, want.resource)
-        return active
+        return await self._establish(record, now)
 
     async def recreate(self, record: SubscriptionRecord, now: datetime) -> SubscriptionRecord:
-        """Replace a subscription Graph lost; the cursor is kept, so the gap is resynced."""
-        if record.subscription_id:
-            await self._write(lambda: self._graph.delete_subscription(record.subscription_id))
-        return await self.create(DesiredSubscription(record.resource, record.change_type), now)
+        """Replace a subscription Graph lost; the cursor is kept, so the gap is resynced.
+
+        The record keeps the old id and clientState until the new subscription is
+        active, so notifications queued for the old one still resolve; if creation
+        fails, the record is marked failed and the next tick tries again.
+        """
+        return await self._establish(record, now)
 
     async def renew(self, record: SubscriptionRecord, now: datetime) -> SubscriptionRecord:
         """Extend a subscription to its resource's maximum lifetime; re-create it on 404."""
@@ -145,30 +167,81 @@ class Renewer:
         except SubscriptionNotFoundError:
             await self.recreate(record, now)
 
-    async def remove(self, record: SubscriptionRecord) -> None:
-        """Delete a subscription that is no longer desired, with its record and cursor."""
+    async def remove(self, record: SubscriptionRecord, kept: Collection[str] | None = None) -> None:
+        """Delete a subscription that is no longer desired, with its record and, unless kept, its cursor.
+
+        ``kept`` holds the resource keys still desired; without it the table is read to find out.
+        """
         if record.subscription_id:
             await self._write(lambda: self._graph.delete_subscription(record.subscription_id))
-        await self._store.delete(record.key)
-        others = [r for r in await self._store.list() if r.resource == record.resource]
-        if not others:
+        await self._store.delete(record.key, record.subscription_id)
+        if kept is None:
+            kept = {resource_key(r.resource) for r in await self._store.list()}
+        if resource_key(record.resource) not in kept:
             await self._sync.forget(record.resource)
 
-    async def _post(self, record: SubscriptionRecord, expiry: datetime) -> Any:
+    async def _establish(self, record: SubscriptionRecord, now: datetime) -> SubscriptionRecord:
+        # Saved first, so a crash leaves a trace the next tick can finish; the old id stays in it.
+        attempt = replace(record, status=CREATING, updated_at=self._clock())
+        await self._store.save(attempt)
+        try:
+            await self._sync.start(record.resource, self._full)
+            if record.subscription_id:
+                # Graph allows one subscription per combination: the old one must go first.
+                await self._delete_remote(record.subscription_id)
+            client_state = secrets.token_urlsafe(32)
+            expiry = next_expiry(record.resource, now)
+            try:
+                remote = await self._write(lambda: self._post(record, client_state, expiry))
+            except SubscriptionConflictError:
+                await self._delete_conflicting(record)
+                remote = await self._write(lambda: self._post(record, client_state, expiry))
+        except Exception:
+            await self._mark_failed(attempt)
+            raise
+        active = attempt.activated(remote.id, remote.expires_at or expiry, now, client_state)
+        # The new id row is written with the record; the old one goes only once the record has moved on.
+        await self._store.save(active)
+        if record.subscription_id and record.subscription_id != remote.id:
+            await self._store.retire(record.subscription_id)
+        # Changes made while no subscription existed reach no notification: look now.
+        await self._request_sync(active)
+        log.info("created subscription %s for %s", remote.id, record.resource)
+        return active
+
+    async def _mark_failed(self, attempt: SubscriptionRecord) -> None:
+        try:
+            await self._store.save(replace(attempt, status=FAILED, updated_at=self._clock()))
+        except Exception:  # noqa: BLE001 - best effort: a creating record also counts as dead after a while
+            log.warning("could not mark subscription %s as failed", attempt.key)
+
+    async def _post(self, record: SubscriptionRecord, client_state: str, expiry: datetime) -> Any:
         return await self._graph.create_subscription(
             record.resource,
             record.change_type,
             self._endpoints.notification_url,
             self._endpoints.lifecycle_url,
-            record.client_state,
+            client_state,
             expiry,
         )
 
-    async def _delete_conflicting(self, want: DesiredSubscription) -> None:
-        for sub in await self._graph.list_subscriptions():
-            same = DesiredSubscription(sub.resource.strip("/"), sub.change_type).key == want.key
+    async def _delete_conflicting(self, record: SubscriptionRecord) -> None:
+        key = DesiredSubscription(record.resource, record.change_type).key
+        for sub in await self._remote_for_conflict():
+            same = DesiredSubscription(sub.resource.strip("/"), sub.change_type).key == key
             if same and sub.notification_url == self._endpoints.notification_url:
                 await self._delete_remote(sub.id)
+
+    async def _remote_for_conflict(self) -> list[RemoteSubscription]:
+        """Graph's list for resolving a 409: read at most once per reconciliation, not once per conflict."""
+        async with self._listing_lock:
+            if self._listing is None:
+                self._listing = await self._list_remote()
+            return self._listing
+
+    async def _list_remote(self) -> list[RemoteSubscription]:
+        """Every subscription this app has at Graph, page by page within the list budget."""
+        return await self._graph.list_subscriptions(pace=self._list_budget.slot)
 
     async def _delete_remote(self, subscription_id: str) -> None:
         await self._write(lambda: self._graph.delete_subscription(subscription_id))

@@ -5,12 +5,16 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import timedelta
 from urllib.parse import urlsplit
 
 from .errors import InvalidSettingError, MissingSettingError
+from .resources import READABLE, readable_kind
 
 DEFAULT_GRAPH_BASE_URL = "https://graph.microsoft.com/v1.0"
-DEFAULT_RENEW_SCHEDULE = "0 */30 * * * *"
+# Every 5 minutes: the safety sweep runs on this timer, so it bounds how late a dropped change arrives.
+DEFAULT_RENEW_SCHEDULE = "0 */5 * * * *"
+DEFAULT_SWEEP_AFTER_SECONDS = 900
 PUBLIC_AUTHORITIES = frozenset({"login.microsoftonline.com", "login.microsoftonline.us", "login.chinacloudapi.cn"})
 NOTIFICATIONS_QUEUE = "graph-notifications"
 CHANGES_QUEUE = "graph-changes"
@@ -51,8 +55,14 @@ class Settings:
     subscriptions: tuple[DesiredSubscription, ...]
     renew_schedule: str
     initial_sync: str = "latest"
+    sweep_after_seconds: int = DEFAULT_SWEEP_AFTER_SECONDS
     notifications_queue: str = NOTIFICATIONS_QUEUE
     changes_queue: str = CHANGES_QUEUE
+
+    @property
+    def sweep_after(self) -> timedelta:
+        """How old a subscription's last completed delta run may get before the sweep runs one."""
+        return timedelta(seconds=self.sweep_after_seconds)
 
     @property
     def custom_authority(self) -> bool:
@@ -90,6 +100,7 @@ class Settings:
             subscriptions=parse_desired(_optional(environ, "GRAPH_SUBSCRIPTIONS") or "[]"),
             renew_schedule=renew_schedule(environ),
             initial_sync=initial_sync,
+            sweep_after_seconds=sweep_after_seconds(environ),
         )
 
 
@@ -104,6 +115,20 @@ def renew_schedule(environ: Mapping[str, str]) -> str:
     if len(schedule.split()) != 6:
         raise InvalidSettingError("RENEW_SCHEDULE", "needs six NCRONTAB fields, seconds first")
     return schedule
+
+
+def sweep_after_seconds(environ: Mapping[str, str]) -> int:
+    """SWEEP_AFTER_SECONDS: sweep a subscription whose last completed delta run is older (0: every tick)."""
+    text = _optional(environ, "SWEEP_AFTER_SECONDS")
+    if text is None:
+        return DEFAULT_SWEEP_AFTER_SECONDS
+    try:
+        value = int(text)
+    except ValueError:
+        raise InvalidSettingError("SWEEP_AFTER_SECONDS", "must be a whole number of seconds") from None
+    if value < 0:
+        raise InvalidSettingError("SWEEP_AFTER_SECONDS", "must be 0 or more")
+    return value
 
 
 def parse_desired(text: str) -> tuple[DesiredSubscription, ...]:
@@ -125,8 +150,27 @@ def parse_desired(text: str) -> tuple[DesiredSubscription, ...]:
         if not isinstance(change_type, str) or not change_type:
             raise InvalidSettingError("GRAPH_SUBSCRIPTIONS", f"entry {index} has no changeType")
         item = DesiredSubscription(resource.strip().strip("/"), change_type.replace(" ", ""))
+        _check_readable(index, item)
         desired[item.key] = item
     return tuple(desired.values())
+
+
+def _check_readable(index: int, item: DesiredSubscription) -> None:
+    """Reject, naming the entry, a resource no change source reads or a changeType Graph refuses on it."""
+    kind = readable_kind(item.resource)
+    if kind is None:
+        kinds = ", ".join(k.name for k in READABLE)
+        raise InvalidSettingError(
+            "GRAPH_SUBSCRIPTIONS", f"entry {index} ({item.resource!r}): no change source reads it (readable: {kinds})"
+        )
+    refused = [t for t in item.change_type.split(",") if t not in kind.change_types]
+    if refused:
+        allowed = ", ".join(sorted(kind.change_types))
+        raise InvalidSettingError(
+            "GRAPH_SUBSCRIPTIONS",
+            f"entry {index} ({item.resource!r}): changeType {','.join(refused)!r} is refused for a {kind.name}"
+            f" (allowed: {allowed})",
+        )
 
 
 def _required(environ: Mapping[str, str], key: str) -> str:

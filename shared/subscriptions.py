@@ -1,4 +1,15 @@
-"""Subscription records: what this app created at Graph, kept in Table storage."""
+"""Subscription records: what this app created at Graph, kept in Table storage.
+
+Two kinds of row share the table. A record (partition ``subscription``, keyed by
+the desired subscription's key) holds everything about one subscription; an id
+row (partition ``byid``, keyed by Graph's subscription id) points at its record
+and holds the clientState, so the HTTP path and the processor find a
+subscription with one point read. Rows of different partitions cannot share a
+transaction, so writes are ordered: an id row is written before its record
+switches to that id, and removed only after the record has moved on. A crash
+leaves at worst an id row whose record no longer names it, which ``find``
+ignores.
+"""
 
 from __future__ import annotations
 
@@ -12,13 +23,23 @@ if TYPE_CHECKING:
     from azure.data.tables.aio import TableClient
 
 PARTITION = "subscription"
+BY_ID = "byid"
 ACTIVE = "active"
 CREATING = "creating"
+FAILED = "failed"
+# Table keys may not hold these; an id that does cannot be ours (and must not shape a URL).
+_FORBIDDEN_KEY_CHARACTERS = frozenset("/\\#?")
+_MAX_KEY_LENGTH = 512
 
 
 @dataclass(frozen=True)
 class SubscriptionRecord:
-    """One desired subscription and, once created, Graph's id and expiry for it."""
+    """One desired subscription and, once created, Graph's id and expiry for it.
+
+    While a subscription is being re-created, the record keeps the old id and
+    clientState (so notifications already queued for it still resolve) with
+    status ``creating``; ``updated_at`` is then the time of the attempt.
+    """
 
     key: str
     resource: str
@@ -29,9 +50,18 @@ class SubscriptionRecord:
     subscription_id: str = ""
     expires_at: datetime | None = None
 
-    def activated(self, subscription_id: str, expires_at: datetime, now: datetime) -> SubscriptionRecord:
-        """The record once Graph has created the subscription."""
-        return replace(self, subscription_id=subscription_id, expires_at=expires_at, status=ACTIVE, updated_at=now)
+    def activated(
+        self, subscription_id: str, expires_at: datetime, now: datetime, client_state: str | None = None
+    ) -> SubscriptionRecord:
+        """The record once Graph has created (or renewed) the subscription."""
+        return replace(
+            self,
+            subscription_id=subscription_id,
+            expires_at=expires_at,
+            status=ACTIVE,
+            updated_at=now,
+            client_state=self.client_state if client_state is None else client_state,
+        )
 
 
 def _to_entity(record: SubscriptionRecord) -> dict[str, Any]:
@@ -45,6 +75,8 @@ def _to_entity(record: SubscriptionRecord) -> dict[str, Any]:
         "UpdatedAt": record.updated_at,
         "SubscriptionId": record.subscription_id,
         "ExpiresAt": record.expires_at,
+        # Marks a record whose id row is written with it (records from before id rows lack it).
+        "Indexed": True,
     }
 
 
@@ -61,8 +93,16 @@ def _from_entity(entity: Any) -> SubscriptionRecord:
     )
 
 
+def _usable_id(subscription_id: str) -> bool:
+    return (
+        0 < len(subscription_id) <= _MAX_KEY_LENGTH
+        and subscription_id.isprintable()
+        and not _FORBIDDEN_KEY_CHARACTERS.intersection(subscription_id)
+    )
+
+
 class SubscriptionStore:
-    """Subscription records in one table, keyed by the desired subscription's key."""
+    """Subscription records and their id rows in one table."""
 
     def __init__(self, client: TableClient) -> None:
         self._client = client
@@ -77,7 +117,7 @@ class SubscriptionStore:
         return [_from_entity(entity) async for entity in query]
 
     async def secrets(self) -> dict[str, str]:
-        """Map each active subscription id to its clientState (for the HTTP path)."""
+        """Map each subscription id to its clientState (for the HTTP path's cache)."""
         from azure.core.exceptions import ResourceNotFoundError
 
         query = self._client.query_entities(
@@ -92,21 +132,77 @@ class SubscriptionStore:
         except ResourceNotFoundError:
             return {}  # no table yet: nothing was ever subscribed
 
+    async def secret(self, subscription_id: str) -> str | None:
+        """The clientState of Graph subscription ``subscription_id`` (one point read), None if unknown."""
+        entity = await self._id_row(subscription_id)
+        if entity is None:
+            return None
+        return str(entity.get("ClientState") or "") or None
+
     async def find(self, subscription_id: str) -> SubscriptionRecord | None:
-        """The record holding Graph subscription ``subscription_id``, if any."""
-        query = self._client.query_entities(
-            f"PartitionKey eq {quote_filter(PARTITION)} and SubscriptionId eq {quote_filter(subscription_id)}"
-        )
-        async for entity in query:
-            return _from_entity(entity)
-        return None
+        """The record holding Graph subscription ``subscription_id``, if any (two point reads)."""
+        from azure.core.exceptions import ResourceNotFoundError
+
+        pointer = await self._id_row(subscription_id)
+        if pointer is None or not pointer.get("RecordKey"):
+            return None
+        try:
+            record = _from_entity(await self._client.get_entity(PARTITION, pointer["RecordKey"]))
+        except ResourceNotFoundError:
+            return None
+        # A row left by a crash may point at a record that has moved on to another id.
+        return record if record.subscription_id == subscription_id else None
 
     async def save(self, record: SubscriptionRecord) -> None:
-        """Insert or replace a record."""
+        """Insert or replace a record; its id row is written first, so the id is findable once the record names it."""
         from azure.data.tables import UpdateMode
 
+        if record.subscription_id:
+            pointer = {
+                "PartitionKey": BY_ID,
+                "RowKey": record.subscription_id,
+                "RecordKey": record.key,
+                "ClientState": record.client_state,
+            }
+            await self._client.upsert_entity(pointer, mode=UpdateMode.REPLACE)
         await self._client.upsert_entity(_to_entity(record), mode=UpdateMode.REPLACE)
 
-    async def delete(self, key: str) -> None:
-        """Remove a record; a missing one is fine."""
+    async def backfill(self) -> int:
+        """Write the id rows missing for records saved before id rows existed; return how many."""
+        from azure.data.tables import UpdateMode
+
+        query = self._client.query_entities(
+            f"PartitionKey eq {quote_filter(PARTITION)}", select=["RowKey", "SubscriptionId", "ClientState", "Indexed"]
+        )
+        missing = [e async for e in query if e.get("SubscriptionId") and not e.get("Indexed")]
+        for entity in missing:
+            pointer = {
+                "PartitionKey": BY_ID,
+                "RowKey": entity["SubscriptionId"],
+                "RecordKey": entity["RowKey"],
+                "ClientState": entity["ClientState"],
+            }
+            await self._client.upsert_entity(pointer, mode=UpdateMode.REPLACE)
+            marked = {"PartitionKey": PARTITION, "RowKey": entity["RowKey"], "Indexed": True}
+            await self._client.upsert_entity(marked, mode=UpdateMode.MERGE)
+        return len(missing)
+
+    async def retire(self, subscription_id: str) -> None:
+        """Remove the id row of a subscription that no record names any more; a missing one is fine."""
+        if subscription_id and _usable_id(subscription_id):
+            await self._client.delete_entity(BY_ID, subscription_id)
+
+    async def delete(self, key: str, subscription_id: str = "") -> None:
+        """Remove a record, then the id row of its subscription; missing ones are fine."""
         await self._client.delete_entity(PARTITION, key)
+        await self.retire(subscription_id)
+
+    async def _id_row(self, subscription_id: str) -> Any:
+        from azure.core.exceptions import ResourceNotFoundError
+
+        if not _usable_id(subscription_id):
+            return None
+        try:
+            return await self._client.get_entity(BY_ID, subscription_id)
+        except ResourceNotFoundError:
+            return None  # unknown id, or no table yet

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from shared.reconciliation import CREATING_GRACE, plan
+from shared.reconciliation import CREATING_GRACE, LIST_EVERY, LIST_PAGE_SIZE, listing_due, plan
 from shared.settings import DesiredSubscription
-from shared.subscriptions import CREATING
+from shared.subscriptions import CREATING, FAILED
 
 NOW = datetime(2026, 1, 15, 12, 0, tzinfo=UTC)
 OUR_URL = "https://webhooks.example.com/api/notifications?code=function-key"
@@ -95,7 +95,7 @@ def test_another_apps_subscriptions_are_never_touched(make_remote):
 
 
 def test_a_creating_record_younger_than_the_grace_period_is_left_to_its_run(make_record, make_remote):
-    record = make_record(status=CREATING, subscription_id="", expires_at=None, updated_at=NOW - timedelta(minutes=9))
+    record = make_record(status=CREATING, subscription_id="", expires_at=None, updated_at=NOW - timedelta(seconds=90))
     just_created = make_remote(id="33333333-0000-0000-0000-000000000001")
 
     result = plan([WANT], [record], [just_created], NOW, OUR_URL)
@@ -114,12 +114,75 @@ def test_a_creating_record_older_than_the_grace_period_is_created_again(make_rec
     assert result.recreate == []
 
 
-def test_the_creating_grace_period_is_ten_minutes(make_record):
+def test_a_dead_creation_is_retried_by_the_next_five_minute_tick(make_record):
     def creating(age):
         return make_record(status=CREATING, subscription_id="", expires_at=None, updated_at=NOW - age)
 
-    assert plan([WANT], [creating(timedelta(minutes=9, seconds=59))], [], NOW, OUR_URL).create == []
-    assert plan([WANT], [creating(timedelta(minutes=10))], [], NOW, OUR_URL).create == [WANT]
+    # Longer than two handshakes of at most 10 s each, shorter than the 5-minute tick.
+    assert 2 * timedelta(seconds=10) < CREATING_GRACE < timedelta(minutes=5)
+    assert plan([WANT], [creating(CREATING_GRACE - timedelta(seconds=1))], [], NOW, OUR_URL).create == []
+    assert plan([WANT], [creating(timedelta(minutes=5))], [], NOW, OUR_URL).create == [WANT]
+
+
+def test_a_failed_creation_is_retried_on_the_next_tick_however_recent(make_record):
+    record = make_record(status=FAILED, subscription_id="", expires_at=None, updated_at=NOW - timedelta(seconds=1))
+
+    assert plan([WANT], [record], [], NOW, OUR_URL).create == [WANT]
+
+
+def test_a_failed_recreation_keeps_its_old_id_and_is_recreated_on_the_next_tick(make_record):
+    record = make_record(status=FAILED, updated_at=NOW - timedelta(seconds=1))
+
+    result = plan([WANT], [record], None, NOW, OUR_URL)
+
+    assert result.recreate == [record]
+    assert result.create == []
+
+
+def test_a_dead_recreation_is_recreated_not_created_afresh(make_record, make_remote):
+    record = make_record(status=CREATING, updated_at=NOW - timedelta(minutes=5))
+
+    result = plan([WANT], [record], [make_remote()], NOW, OUR_URL)
+
+    assert result.recreate == [record]
+    assert (result.create, result.delete_remote) == ([], [])
+
+
+def test_an_earlier_expiry_at_graph_wins_over_the_table(make_record, make_remote):
+    record = make_record(expires_at=NOW + timedelta(days=29))
+    listed = make_remote(expires_at=NOW + timedelta(days=2))
+
+    assert plan([WANT], [record], [listed], NOW, OUR_URL).renew == [record]
+
+
+def test_a_later_expiry_at_graph_does_not_delay_a_due_renewal(make_record, make_remote):
+    record = make_record(expires_at=NOW + timedelta(days=2))
+    listed = make_remote(expires_at=NOW + timedelta(days=29))
+
+    assert plan([WANT], [record], [listed], NOW, OUR_URL).renew == [record]
+
+
+def test_without_graphs_list_nothing_is_recreated_or_deleted_remotely(make_record):
+    fresh = make_record()
+    due_want = DesiredSubscription(OTHER_DRIVE, "updated")
+    due = make_record(resource=OTHER_DRIVE, subscription_id="b", expires_at=NOW + timedelta(days=1))
+
+    result = plan([WANT, due_want], [fresh, due], None, NOW, OUR_URL)
+
+    assert result.renew == [due]
+    assert (result.create, result.recreate, result.delete, result.delete_remote) == ([], [], [], [])
+
+
+def test_a_small_set_of_subscriptions_is_listed_every_tick():
+    assert listing_due(1_000, NOW - timedelta(minutes=5), NOW)
+
+
+def test_a_large_set_is_listed_once_an_hour_within_graphs_list_budget():
+    assert not listing_due(10_000, NOW - LIST_EVERY + timedelta(seconds=1), NOW)
+    assert listing_due(10_000, NOW - LIST_EVERY, NOW)
+    assert listing_due(10_000, None, NOW)
+    # 100 pages an hour is far inside Graph's ~40 list requests per 20 s.
+    assert 10_000 / LIST_PAGE_SIZE / (LIST_EVERY / timedelta(seconds=20)) < 40
 
 
 def test_a_stray_subscription_that_would_make_creation_fail_with_409_is_deleted(make_remote):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 
 import pytest
 
@@ -115,6 +116,43 @@ def test_graph_subscriptions_change_type_defaults_to_updated():
     assert parse_desired('[{"resource": "drives/x/root"}]') == (DesiredSubscription("drives/x/root", "updated"),)
 
 
+@pytest.mark.parametrize(
+    "resource",
+    ["drives/b!x/root", "users/u1/drive/root", "groups/g1/drive/root", "sites/contoso.sharepoint.com,1,2/drive/root"],
+)
+def test_graph_subscriptions_accepts_every_readable_drive_root(resource):
+    assert parse_desired(json.dumps([{"resource": resource}])) == (DesiredSubscription(resource, "updated"),)
+
+
+@pytest.mark.parametrize(
+    "resource",
+    ["users/u1/messages", "drives/b!x/items/01ABC", "sites/s1/lists/l1", "me/drive/root", "drives/b!x"],
+)
+def test_graph_subscriptions_entry_no_source_reads_is_rejected_by_index_and_resource(make_env, resource):
+    text = json.dumps([{"resource": "drives/ok/root"}, {"resource": resource}])
+
+    with pytest.raises(InvalidSettingError) as caught:
+        Settings.from_env(make_env(GRAPH_SUBSCRIPTIONS=text))
+
+    assert caught.value.key == "GRAPH_SUBSCRIPTIONS"
+    assert "entry 1" in str(caught.value)
+    assert resource in str(caught.value)
+    assert "no change source reads it" in str(caught.value)
+
+
+@pytest.mark.parametrize("change_type", ["created", "deleted", "created,updated", "updated,deleted"])
+def test_graph_subscriptions_change_type_graph_refuses_for_a_drive_is_rejected(make_env, change_type):
+    text = json.dumps([{"resource": "drives/ok/root"}, {"resource": "drives/b!x/root", "changeType": change_type}])
+
+    with pytest.raises(InvalidSettingError) as caught:
+        Settings.from_env(make_env(GRAPH_SUBSCRIPTIONS=text))
+
+    assert caught.value.key == "GRAPH_SUBSCRIPTIONS"
+    assert "entry 1" in str(caught.value)
+    assert "drives/b!x/root" in str(caught.value)
+    assert "changeType" in str(caught.value)
+
+
 def test_graph_subscriptions_are_optional(make_env):
     assert Settings.from_env(make_env(GRAPH_SUBSCRIPTIONS=None)).subscriptions == ()
 
@@ -125,14 +163,14 @@ def test_graph_subscriptions_resources_are_normalised_and_deduplicated():
             [
                 {"resource": "/drives/x/root/"},
                 {"resource": "drives/x/root", "changeType": "updated"},
-                {"resource": "users/u1/messages", "changeType": "created, updated"},
+                {"resource": " users/u1/drive/root", "changeType": " updated "},
             ]
         )
     )
 
     assert desired == (
         DesiredSubscription("drives/x/root", "updated"),
-        DesiredSubscription("users/u1/messages", "created,updated"),
+        DesiredSubscription("users/u1/drive/root", "updated"),
     )
 
 
@@ -165,10 +203,10 @@ def test_graph_base_url_loses_its_trailing_slash(make_env):
     assert settings.graph_base_url == "https://graph.microsoft.us/v1.0"
 
 
-def test_renew_schedule_defaults_to_every_thirty_minutes(make_env):
+def test_renew_schedule_defaults_to_every_five_minutes(make_env):
     settings = Settings.from_env(make_env())
 
-    assert settings.renew_schedule == DEFAULT_RENEW_SCHEDULE == "0 */30 * * * *"
+    assert settings.renew_schedule == DEFAULT_RENEW_SCHEDULE == "0 */5 * * * *"
 
 
 def test_renew_schedule_accepts_six_ncrontab_fields(make_env):
@@ -181,6 +219,26 @@ def test_renew_schedule_needs_six_fields(make_env, schedule):
         Settings.from_env(make_env(RENEW_SCHEDULE=schedule))
 
     assert caught.value.key == "RENEW_SCHEDULE"
+
+
+def test_sweep_after_defaults_to_fifteen_minutes(make_env):
+    settings = Settings.from_env(make_env())
+
+    assert settings.sweep_after_seconds == 900
+    assert settings.sweep_after == timedelta(minutes=15)
+
+
+@pytest.mark.parametrize("value", ["0", "60", " 3600 "])
+def test_sweep_after_accepts_whole_seconds_including_zero(make_env, value):
+    assert Settings.from_env(make_env(SWEEP_AFTER_SECONDS=value)).sweep_after_seconds == int(value)
+
+
+@pytest.mark.parametrize("value", ["-1", "15m", "1.5", "soon"])
+def test_sweep_after_rejects_other_values(make_env, value):
+    with pytest.raises(InvalidSettingError) as caught:
+        Settings.from_env(make_env(SWEEP_AFTER_SECONDS=value))
+
+    assert caught.value.key == "SWEEP_AFTER_SECONDS"
 
 
 def test_initial_sync_defaults_to_latest(make_env):
