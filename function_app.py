@@ -23,7 +23,9 @@ log = logging.getLogger("function_app")
 
 
 def _respond(reply: Reply) -> func.HttpResponse:
-    return func.HttpResponse(reply.body, status_code=reply.status, mimetype=reply.mimetype, charset="utf-8")
+    return func.HttpResponse(
+        reply.body, status_code=reply.status, headers=dict(reply.headers), mimetype=reply.mimetype, charset="utf-8"
+    )
 
 
 @app.route(route="notifications", methods=["POST"])
@@ -47,12 +49,17 @@ async def lifecycle(req: func.HttpRequest) -> func.HttpResponse:
 @app.queue_trigger(arg_name="msg", queue_name="graph-notifications", connection="AzureWebJobsStorage")
 async def process(msg: func.QueueMessage) -> None:
     """Resolve stored notifications into change events with delta queries."""
-    summary = await (await worker.get()).processor.handle(msg.get_body())
+    processor = (await worker.get()).processor
+    summary = await processor.handle(msg.get_body(), msg.insertion_time, msg.dequeue_count or 1)
     log.info("processed message %s: %s", msg.id, summary)
 
 
 @app.timer_trigger(arg_name="timer", schedule=renew_schedule(os.environ), run_on_startup=False)
 async def renew(timer: func.TimerRequest) -> None:
-    """Create, renew, re-create and delete subscriptions to match GRAPH_SUBSCRIPTIONS."""
+    """Match the subscriptions to GRAPH_SUBSCRIPTIONS, then sweep those with no recent delta run."""
     current = await worker.get()
-    await current.renewer.reconcile(current.settings.subscriptions, utcnow())
+    try:
+        await current.renewer.reconcile(current.settings.subscriptions, utcnow())
+    finally:
+        # The sweep needs only storage: it runs even when Graph could not be reached.
+        await current.sweeper.sweep(utcnow())

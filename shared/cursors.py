@@ -2,16 +2,22 @@
 
 Several instances may process notifications for one resource at once: every
 write is conditional on the ETag read, so the loser learns it lost instead of
-overwriting a newer cursor.
+overwriting a newer cursor. Each write also reports storage's own time of the
+write, which coalescing compares with queue insertion times: one clock, not two
+instances' clocks.
 """
 
 from __future__ import annotations
 
+import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote
 
-from .coalescing import CursorState
+from .clock import parse_time, utcnow
+from .coalescing import CursorState, Mode
 from .errors import CursorConflictError
 from .tables import ensure_table
 
@@ -21,20 +27,49 @@ if TYPE_CHECKING:
 PARTITION = "cursor"
 # Table storage has no null for a typed property; the epoch stands for "none".
 _NEVER = datetime(1970, 1, 1, tzinfo=UTC)
+# Table ETags embed the entity's Timestamp: W/"datetime'2026-11-22T06%3A11%3A05.3233466Z'".
+_ETAG_TIME = re.compile(r"datetime'([^']+)'")
 
 
 @dataclass(frozen=True)
 class StoredCursor:
-    """A cursor's state and the ETag to make the next write conditional on."""
+    """A cursor's state, the ETag to make the next write conditional on, and storage's times.
+
+    ``written_at`` is storage's precise time of the write that produced this value;
+    ``read_at`` is storage's time of the read (the response's Date: whole seconds).
+    """
 
     key: str
     state: CursorState
     etag: str | None
+    written_at: datetime | None = None
+    read_at: datetime | None = None
 
     @property
     def exists(self) -> bool:
         """False when no cursor was ever saved for this key."""
         return self.etag is not None
+
+
+def storage_time(metadata: Mapping[str, Any]) -> datetime:
+    """Storage's time of a write: the ETag's Timestamp, else the (whole-second) Date header."""
+    match = _ETAG_TIME.search(str(metadata.get("etag") or ""))
+    if match:
+        try:
+            return parse_time(unquote(match.group(1)))
+        except ValueError:
+            pass
+    date = metadata.get("date")
+    return date if isinstance(date, datetime) else utcnow()
+
+
+def _http_date(dates: list[str]) -> datetime | None:
+    from email.utils import parsedate_to_datetime
+
+    try:
+        return parsedate_to_datetime(dates[-1]).astimezone(UTC) if dates and dates[-1] else None
+    except (TypeError, ValueError):
+        return None
 
 
 def _optional_time(value: Any) -> datetime | None:
@@ -50,7 +85,32 @@ def _entity(key: str, state: CursorState) -> dict[str, Any]:
         "DeltaLink": state.delta_link or "",
         "SyncedFrom": state.synced_from or _NEVER,
         "LeaseUntil": state.lease_until or _NEVER,
+        "Mode": state.mode.value if state.mode else "",
+        "NextLink": state.next_link or "",
+        "FinalLink": state.final_link or "",
+        "PassId": state.pass_id,
+        "PassStarted": state.pass_started or _NEVER,
+        "Since": state.since or _NEVER,
+        "Pages": state.pages,
+        "ContainerId": state.container_id,
     }
+
+
+def _state(entity: Any) -> CursorState:
+    mode = entity.get("Mode") or ""
+    return CursorState(
+        delta_link=entity.get("DeltaLink") or None,
+        synced_from=_optional_time(entity.get("SyncedFrom")),
+        lease_until=_optional_time(entity.get("LeaseUntil")),
+        mode=Mode(mode) if mode else None,
+        next_link=entity.get("NextLink") or None,
+        final_link=entity.get("FinalLink") or None,
+        pass_id=entity.get("PassId") or "",
+        pass_started=_optional_time(entity.get("PassStarted")),
+        since=_optional_time(entity.get("Since")),
+        pages=int(entity.get("Pages") or 0),
+        container_id=entity.get("ContainerId") or "",
+    )
 
 
 class CursorStore:
@@ -67,16 +127,18 @@ class CursorStore:
         """Read a cursor; a missing one comes back empty with no ETag."""
         from azure.core.exceptions import ResourceNotFoundError
 
+        dates: list[str] = []
+
+        def date_of(response: Any) -> None:
+            dates.append(response.http_response.headers.get("Date") or "")
+
         try:
-            entity = await self._client.get_entity(PARTITION, key)
+            entity = await self._client.get_entity(PARTITION, key, raw_response_hook=date_of)
         except ResourceNotFoundError:
-            return StoredCursor(key, CursorState(), None)
-        state = CursorState(
-            delta_link=entity.get("DeltaLink") or None,
-            synced_from=_optional_time(entity.get("SyncedFrom")),
-            lease_until=_optional_time(entity.get("LeaseUntil")),
+            return StoredCursor(key, CursorState(), None, read_at=_http_date(dates))
+        return StoredCursor(
+            key, _state(entity), entity.metadata["etag"], entity.metadata.get("timestamp"), _http_date(dates)
         )
-        return StoredCursor(key, state, entity.metadata["etag"])
 
     async def start(self, key: str, state: CursorState) -> bool:
         """Record a starting position unless a cursor exists; True when it was written."""
@@ -107,7 +169,7 @@ class CursorStore:
                 )
         except (ResourceExistsError, ResourceModifiedError, ResourceNotFoundError) as exc:
             raise CursorConflictError(f"cursor {cursor.key} changed meanwhile") from exc
-        return StoredCursor(cursor.key, state, metadata["etag"])
+        return StoredCursor(cursor.key, state, metadata["etag"], storage_time(metadata))
 
     async def delete(self, key: str) -> None:
         """Forget a cursor; a missing one is fine."""

@@ -11,21 +11,23 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from .clock import format_time, parse_time
+from .clock import format_time
+from .coalescing import Mode
+from .items import IndexWrite, Known
+from .notifications import MAX_MESSAGE_JSON_BYTES
+from .sources import SourceChange
 
 SCHEMA_VERSION = 1
-# A queue message holds 64 KiB once base64-encoded.
-MAX_EVENT_BYTES = (64 * 1024 // 4) * 3
 
 
-def event_id(kind: str, container_id: str, item_id: str, version: str | None) -> str:
+def event_id(kind: str, container_id: str, item_id: str, change_type: str, version: str) -> str:
     """A stable id: the same change of the same item always gets the same id.
 
     ``version`` is what changes with every change of the item (a driveItem's eTag);
-    None means the item is gone, and a deletion happens once per item.
+    for a deletion it is the last version the index knew, so a delete, a restore
+    and a second delete of one item give two deletions with different ids.
     """
-    marker = version if version is not None else "\x00deleted"
-    digest = hashlib.sha256("\x1f".join((kind, container_id, item_id, marker)).encode())
+    digest = hashlib.sha256("\x1f".join((kind, container_id, item_id, change_type, version)).encode())
     return digest.hexdigest()[:40]
 
 
@@ -65,7 +67,7 @@ class ChangeEvent:
         return json.dumps(self.to_dict(), separators=(",", ":"), ensure_ascii=False)
 
 
-def fit_event(event: ChangeEvent, limit: int = MAX_EVENT_BYTES) -> str:
+def fit_event(event: ChangeEvent, limit: int = MAX_MESSAGE_JSON_BYTES) -> str:
     """The event's JSON, without its item (``itemOmitted``) when it would not fit a message."""
     text = event.to_json()
     if len(text.encode("utf-8")) <= limit:
@@ -76,84 +78,113 @@ def fit_event(event: ChangeEvent, limit: int = MAX_EVENT_BYTES) -> str:
 
 @dataclass(frozen=True)
 class Classified:
-    """The events a delta yields, and how the item index changes with them."""
+    """The events one delta page yields, and the index rows to write once they are stored."""
 
     events: list[ChangeEvent]
-    upserts: dict[str, str]
-    deletes: list[str]
+    writes: list[IndexWrite]
 
 
-def classify(
-    changes: list[Any],
-    known: dict[str, str],
-    *,
-    complete: bool,
-    kind: str,
-    container_id: str,
-    subscription_id: str,
-    resource: str,
-    observed_at: datetime,
-    since: datetime | None = None,
-) -> Classified:
-    """Turn delta changes (SourceChange) into events, given the versions already known.
+@dataclass(frozen=True)
+class Context:
+    """What classification needs to know about the pass a page belongs to."""
 
-    A live item not known before is created, unless its createdDateTime shows it
-    existed before ``since`` (when this app began watching, or last looked): then
-    it is an update of an item this app had not seen yet. A known item is updated;
-    an unchanged version after a resync yields nothing. After a complete
-    enumeration, a known item that was not listed has been deleted.
-    """
-    events: list[ChangeEvent] = []
-    upserts: dict[str, str] = {}
-    deletes: list[str] = []
-    seen: set[str] = set()
-
-    def emit(change_type: str, item_id: str, version: str | None, item: dict[str, Any] | None) -> None:
-        events.append(
-            ChangeEvent(
-                id=event_id(kind, container_id, item_id, version),
-                subscription_id=subscription_id,
-                resource=resource,
-                kind=kind,
-                change_type=change_type,
-                item_id=item_id,
-                container_id=container_id,
-                item=item,
-                observed_at=observed_at,
-                resync=complete,
-            )
-        )
-
-    for change in changes:
-        seen.add(change.item_id)
-        if change.version is None:
-            # A deletion the index never saw still gets reported: it may predate the index.
-            emit("deleted", change.item_id, None, None)
-            if change.item_id in known:
-                deletes.append(change.item_id)
-            continue
-        previous = known.get(change.item_id)
-        if complete and previous == change.version:
-            continue
-        is_new = previous is None and not _existed_before(change.item, since)
-        emit("created" if is_new else "updated", change.item_id, change.version, change.item)
-        upserts[change.item_id] = change.version
-    if complete:
-        for item_id in known.keys() - seen:
-            emit("deleted", item_id, None, None)
-            deletes.append(item_id)
-    return Classified(events, upserts, deletes)
+    mode: Mode
+    kind: str
+    container_id: str
+    subscription_id: str
+    resource: str
+    observed_at: datetime
+    pass_id: str = ""
+    since: datetime | None = None
 
 
-# Graph's timestamps and this app's clock may disagree a little.
+# Graph's timestamps and storage's clock may disagree a little.
 CLOCK_SKEW = timedelta(minutes=1)
 
 
-def _existed_before(item: dict[str, Any] | None, since: datetime | None) -> bool:
-    if since is None or item is None or not isinstance(item.get("createdDateTime"), str):
-        return False
-    try:
-        created = parse_time(item["createdDateTime"])
-    except ValueError:
-        return False
-    return created < since - CLOCK_SKEW
+def change_type_of(change: SourceChange, known: Known | None, mode: Mode, since: datetime | None) -> str | None:
+    """created, updated, deleted, or None when the change is no news.
+
+    - a deletion is news once: the index still holds the item live, or never saw it;
+    - an item the index holds at the same version is no news (a repeated run, or an
+      enumeration of an unchanged item);
+    - a restored item (the index holds a tombstone) is created again;
+    - an item new to the index is created, except in a baseline or resync, where the
+      index may not have seen it: there it is news only if it changed after ``since``
+      (created if it was also created after ``since``), so a resync does not report
+      every item of the drive.
+    """
+    if change.version is None:
+        return None if known is not None and known.deleted else "deleted"
+    if known is not None:
+        if known.deleted:
+            return "created"
+        return None if known.version == change.version else "updated"
+    if mode in (Mode.DELTA, Mode.FULL) or since is None:
+        return "created"
+    threshold = since - CLOCK_SKEW
+    if change.modified_at is not None and change.modified_at < threshold:
+        return None
+    if change.created_at is not None and change.created_at < threshold:
+        return "updated"
+    return "created"
+
+
+def classify_page(changes: list[SourceChange], known: dict[str, Known], context: Context) -> Classified:
+    """Turn one delta page into events and index rows, given what the index holds for its items.
+
+    Deterministic in its inputs, so a page read again after a crash yields the same
+    ids and change types. Every live item of an enumerating pass is marked with the
+    pass id, news or not, so deletions can be found from the rows it did not mark.
+    """
+    latest: dict[str, SourceChange] = {}
+    for change in changes:
+        # The same item may appear twice in a page: the last sighting wins.
+        latest.pop(change.item_id, None)
+        latest[change.item_id] = change
+    events: list[ChangeEvent] = []
+    writes: list[IndexWrite] = []
+    mark = context.pass_id if context.mode.enumerates else ""
+    for change in latest.values():
+        previous = known.get(change.item_id)
+        change_type = change_type_of(change, previous, context.mode, context.since)
+        if change.version is None:
+            version = previous.version if previous is not None else ""
+            if change_type is not None:
+                events.append(_event(context, change.item_id, "deleted", version, None))
+                writes.append(IndexWrite(change.item_id, version, deleted=True, pass_id=mark))
+            continue
+        if change_type is not None:
+            events.append(_event(context, change.item_id, change_type, change.version, change.item))
+        if change_type is not None or context.mode.enumerates:
+            writes.append(IndexWrite(change.item_id, change.version, pass_id=mark))
+    return Classified(events, writes)
+
+
+def deletions(rows: list[tuple[str, Known]], context: Context) -> tuple[Classified, list[str]]:
+    """After an enumeration: events and tombstones for live rows it did not list, and tombstones to purge."""
+    events: list[ChangeEvent] = []
+    writes: list[IndexWrite] = []
+    purge: list[str] = []
+    for item_id, known in rows:
+        if known.deleted:
+            purge.append(item_id)
+            continue
+        events.append(_event(context, item_id, "deleted", known.version, None))
+        writes.append(IndexWrite(item_id, known.version, deleted=True, pass_id=context.pass_id))
+    return Classified(events, writes), purge
+
+
+def _event(context: Context, item_id: str, change_type: str, version: str, item: dict[str, Any] | None) -> ChangeEvent:
+    return ChangeEvent(
+        id=event_id(context.kind, context.container_id, item_id, change_type, version),
+        subscription_id=context.subscription_id,
+        resource=context.resource,
+        kind=context.kind,
+        change_type=change_type,
+        item_id=item_id,
+        container_id=context.container_id,
+        item=item,
+        observed_at=context.observed_at,
+        resync=context.mode.enumerates,
+    )

@@ -14,8 +14,12 @@ if TYPE_CHECKING:
     from azure.storage.queue.aio import QueueClient
 
 
+# Storage's default time-to-live is 7 days: a consumer down for a week would lose events.
+NEVER_EXPIRES = -1
+
+
 class MessageQueue:
-    """Send text messages to one queue; the client decides the encoding."""
+    """Send text messages to one queue, which never expire; the client decides the encoding."""
 
     def __init__(self, client: QueueClient, concurrency: int = 16) -> None:
         self._client = client
@@ -33,11 +37,11 @@ class MessageQueue:
         visibility = math.ceil(delay_seconds) if delay_seconds > 0 else None
         try:
             try:
-                await self._client.send_message(text, visibility_timeout=visibility)
+                await self._client.send_message(text, visibility_timeout=visibility, time_to_live=NEVER_EXPIRES)
             except ResourceNotFoundError:
                 # Creating only on a miss keeps the common path to one round trip.
                 await self._create()
-                await self._client.send_message(text, visibility_timeout=visibility)
+                await self._client.send_message(text, visibility_timeout=visibility, time_to_live=NEVER_EXPIRES)
         except AzureError as exc:
             raise StorageUnavailableError(f"queue {self.name} write failed: {type(exc).__name__}") from exc
 

@@ -18,6 +18,7 @@ from .settings import NOTIFICATIONS_QUEUE, Settings, storage_connection
 if TYPE_CHECKING:
     from .processor import Processor
     from .renewer import Renewer
+    from .sweeper import Sweeper
 
 T = TypeVar("T")
 
@@ -86,9 +87,11 @@ class Receivers:
     notifications: Ingest
     lifecycle: Ingest
     resources: _Owned
+    secrets: SecretBook
 
     async def close(self) -> None:
-        """Close the storage clients."""
+        """Let the secrets reads in flight finish, then close the storage clients."""
+        await self.secrets.settle()
         await self.resources.close()
 
 
@@ -102,8 +105,9 @@ async def build_ingest(environ: Mapping[str, str]) -> Receivers:
     owned = _Owned()
     queue = MessageQueue(owned.own(queue_client(connection, NOTIFICATIONS_QUEUE, **_FAST)))
     store = SubscriptionStore(owned.own(table_client(connection, SUBSCRIPTIONS_TABLE, **_FAST_TABLE)))
-    secrets = SecretBook(store.secrets)
-    return Receivers(Ingest(secrets, queue), Ingest(secrets, queue), owned)
+    # The whole table, cached and reloaded in the background; one row for an id the cache lacks.
+    secrets = SecretBook(store.secrets, store.secret)
+    return Receivers(Ingest(secrets, queue), Ingest(secrets, queue), owned, secrets)
 
 
 @dataclass(frozen=True)
@@ -114,6 +118,7 @@ class Worker:
     processor: Processor
     renewer: Renewer
     resources: _Owned
+    sweeper: Sweeper
 
     async def close(self) -> None:
         """Close the storage clients and the Graph credential."""
@@ -132,6 +137,7 @@ async def build_worker(environ: Mapping[str, str]) -> Worker:
     from .sources import SourceRegistry
     from .storage import queue_client, table_client
     from .subscriptions import SubscriptionStore
+    from .sweeper import Sweeper
     from .synchronizer import Synchronizer
 
     settings = Settings.from_env(environ)
@@ -147,7 +153,8 @@ async def build_worker(environ: Mapping[str, str]) -> Worker:
         await table.setup()
     notifications = MessageQueue(owned.own(queue_client(connection, settings.notifications_queue, **_PATIENT)))
     changes = MessageQueue(owned.own(queue_client(connection, settings.changes_queue, **_PATIENT)))
-    synchronizer = Synchronizer(cursors, index, SourceRegistry([DriveSource(graph)]), changes)
+    poison = MessageQueue(owned.own(queue_client(connection, f"{settings.notifications_queue}-poison", **_PATIENT)))
+    synchronizer = Synchronizer(cursors, index, SourceRegistry([DriveSource(graph)]), changes, notifications)
     renewer = Renewer(
         graph,
         store,
@@ -156,5 +163,6 @@ async def build_worker(environ: Mapping[str, str]) -> Worker:
         Endpoints(settings.notification_url, settings.lifecycle_notification_url),
         full_initial_sync=settings.initial_sync == "full",
     )
-    processor = Processor(store, synchronizer, renewer, notifications)
-    return Worker(settings, processor, renewer, owned)
+    processor = Processor(store, synchronizer, renewer, notifications, poison)
+    sweeper = Sweeper(store, cursors, notifications, settings.sweep_after)
+    return Worker(settings, processor, renewer, owned, sweeper)

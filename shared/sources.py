@@ -1,45 +1,51 @@
 """The interface every resource kind implements, and the registry that picks one.
 
-Add a resource kind (mail, lists, SharePoint REST) as one module that implements
-ChangeSource; nothing else needs a new branch.
+A source reads one page of changes at a time, so a run's memory never grows with
+the size of the resource: the synchronizer stores each page's events and index
+rows, saves the link it reached, and only then asks for the next page.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Protocol
 
 from .errors import UnsupportedResourceError
 
-KeepAlive = Callable[[], Awaitable[None]]
-
 
 @dataclass(frozen=True)
 class SourceChange:
-    """One item as a delta query returned it; ``version`` is None when it was deleted."""
+    """One item as a delta page returned it; ``version`` is None when it was deleted.
+
+    ``created_at`` and ``modified_at`` are the item's own timestamps, when it has
+    them: a resync uses them to tell what changed since the last completed run.
+    """
 
     item_id: str
     version: str | None
     item: dict[str, Any] | None
+    created_at: datetime | None = None
+    modified_at: datetime | None = None
 
 
 @dataclass(frozen=True)
-class Delta:
-    """All changes since a cursor, and the cursor to use next time.
+class Page:
+    """One page of a delta round.
 
-    ``complete`` marks a full enumeration (first sync or resync): every live item
-    is listed, so a known item that is missing from it was deleted meanwhile.
+    Exactly one of ``next_link`` (more pages follow) and ``delta_link`` (the round
+    is over: the cursor for next time) is set.
     """
 
     container_id: str
     changes: list[SourceChange]
-    delta_link: str
-    complete: bool
+    next_link: str | None
+    delta_link: str | None
 
 
 class ChangeSource(Protocol):
-    """Reads the changes of one kind of resource through delta queries."""
+    """Reads the changes of one kind of resource through delta queries, page by page."""
 
     kind: str
 
@@ -47,14 +53,11 @@ class ChangeSource(Protocol):
         """True when this source can read ``resource``."""
         ...
 
-    async def latest(self, resource: str) -> str:
-        """A cursor for 'now': later reads return only later changes."""
-        ...
+    async def page(self, resource: str, link: str | None) -> Page:
+        """The page at ``link`` (a nextLink or deltaLink), or the first page of a full enumeration.
 
-    async def read(self, resource: str, delta_link: str | None, keep_alive: KeepAlive | None = None) -> Delta:
-        """Every change after ``delta_link`` (or every item, when it is None).
-
-        ``keep_alive`` is awaited between pages, so a long run can extend its lease.
+        Raises ResyncRequiredError when the link is stale (410): the caller starts
+        a full enumeration from the error's ``location``.
         """
         ...
 

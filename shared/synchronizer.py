@@ -1,33 +1,44 @@
-"""One delta run for one subscription: lease the cursor, read, emit, then save.
+"""Delta passes for one subscription, page by page, resumable, within a time budget.
 
-The order is what makes it safe: events are written before the item index and
-the cursor move on, so a crash at any point repeats work but loses nothing, and
-repeated events carry the ids they had the first time.
+For each page, in this order: classify it against the item index, store its
+events, write its index rows, then save the link reached in the cursor (an
+ETag-conditional write under the run's lease). A crash at any point repeats at
+most one page, with the same event ids and change types; a run that spends its
+time budget saves its place and hands on through a continuation message, so a
+resource of any size finishes across invocations with bounded memory.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from .clock import utcnow
-from .coalescing import DEFAULT_MIN_INTERVAL, Action, CursorState, Decision, decide
+from .coalescing import DEFAULT_MIN_INTERVAL, Action, CursorState, Decision, Mode, decide
 from .cursors import CursorStore, StoredCursor
-from .errors import CursorConflictError
-from .events import MAX_EVENT_BYTES, classify, fit_event
+from .errors import CursorConflictError, GraphRequestError, ResyncRequiredError
+from .events import Classified, Context, classify_page, deletions, fit_event
 from .items import ItemIndex
+from .lease import LEASE, Lease
+from .notifications import Envelope
 from .queues import MessageQueue
 from .settings import resource_key
 from .sources import SourceRegistry
 from .subscriptions import SubscriptionRecord
 
 log = logging.getLogger(__name__)
-# Short, and extended while a run pages on: a crashed instance blocks its drive briefly.
-LEASE = timedelta(seconds=60)
 IN_PLACE_WAIT = timedelta(seconds=1)
+# Well under the host's functionTimeout (10 minutes): the rest is left for the last page and the hand-on.
+RUN_BUDGET = timedelta(minutes=4)
+# Whole-second Date samples wobble by up to a second; beyond that the clocks have moved.
+CALIBRATION_SLACK = timedelta(seconds=1.5)
+# A broken server could otherwise page forever.
+MAX_PAGES = 1_000_000
 
 
 @dataclass(frozen=True)
@@ -36,10 +47,20 @@ class SyncOutcome:
 
     decision: Decision
     events: int = 0
+    handed_on: bool = False
+
+
+@dataclass(frozen=True)
+class _RunResult:
+    events: int
+    handed_on: bool
+    # A pass this run began started after the message was stored (it was read from the queue
+    # first), so it covers the notification whatever the clocks say; a resumed one may not.
+    began: bool = False
 
 
 class Synchronizer:
-    """Runs delta queries for subscriptions, coalescing notifications that are covered."""
+    """Runs delta passes for subscriptions, coalescing notifications that are covered."""
 
     def __init__(
         self,
@@ -47,28 +68,66 @@ class Synchronizer:
         index: ItemIndex,
         sources: SourceRegistry,
         changes: MessageQueue,
+        continuations: MessageQueue,
         clock: Callable[[], datetime] = utcnow,
         min_interval: timedelta = DEFAULT_MIN_INTERVAL,
+        budget: timedelta = RUN_BUDGET,
+        lease: timedelta = LEASE,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self._cursors = cursors
         self._index = index
         self._sources = sources
         self._changes = changes
+        self._continuations = continuations
         self._clock = clock
         self._min_interval = min_interval
+        self._budget = budget.total_seconds()
+        self._lease = lease
+        self._monotonic = monotonic
+        self._offset: timedelta | None = None  # storage's clock minus this instance's
+        self._precise = False
+
+    def _now(self) -> datetime:
+        """Storage's time, as this instance estimates it: leases and intervals compare with storage's times."""
+        return self._clock() + (self._offset or timedelta(0))
+
+    def _calibrate(self, before: datetime, after: datetime, storage: datetime | None, precise: bool) -> None:
+        if storage is None:
+            return
+        if not precise:
+            storage += timedelta(milliseconds=500)  # a Date header's whole second: its midpoint
+        offset = storage - (before + (after - before) / 2)
+        # A whole-second sample only replaces a precise one when the clocks have visibly jumped apart.
+        if precise or not self._precise or self._offset is None or abs(offset - self._offset) > CALIBRATION_SLACK:
+            self._offset, self._precise = offset, precise
+
+    async def _load(self, key: str) -> StoredCursor:
+        before = self._clock()
+        cursor = await self._cursors.load(key)
+        self._calibrate(before, self._clock(), cursor.read_at, precise=False)
+        return cursor
+
+    async def _acquire(self, cursor: StoredCursor) -> Lease:
+        before = self._clock()
+        lease = await Lease.acquire(self._cursors, cursor, self._now, self._lease)
+        self._calibrate(before, self._clock(), lease.written_at, precise=True)
+        return lease
 
     async def start(self, resource: str, full: bool) -> None:
-        """Record where a new subscription's changes begin, unless a cursor exists."""
+        """Record where a new subscription's changes begin, unless a cursor exists.
+
+        The first pass enumerates the resource: with ``full`` every item is
+        reported as created; otherwise the pass only builds the item index and
+        reports what changes after now, so later events can tell created from
+        updated exactly, even for a file moved in with its original dates.
+        """
         key = resource_key(resource)
         if (await self._cursors.load(key)).exists:
             return
-        if full:
-            await self._cursors.start(key, CursorState())
-            return
-        started = self._clock()
-        link = await self._sources.for_resource(resource).latest(resource)
-        # The cursor stands for 'now': items created earlier are not news when first seen.
-        await self._cursors.start(key, CursorState(delta_link=link, synced_from=started))
+        self._sources.for_resource(resource)  # fail now, not at the first notification
+        mode = Mode.FULL if full else Mode.BASELINE
+        await self._cursors.start(key, CursorState(mode=mode, pass_id=_new_pass(), since=self._now()))
 
     async def forget(self, resource: str) -> None:
         """Drop a resource's cursor and item index once nothing subscribes to it."""
@@ -76,80 +135,177 @@ class Synchronizer:
         await self._cursors.delete(key)
         await self._index.forget(key)
 
-    async def sync(self, record: SubscriptionRecord, received_at: datetime, deferrals: int = 0) -> SyncOutcome:
-        """Bring a subscription's resource up to date for a notification received at ``received_at``."""
+    async def sync(self, record: SubscriptionRecord, notified_at: datetime, deferrals: int = 0) -> SyncOutcome:
+        """Bring a subscription's resource up to date for a notification stored at ``notified_at``."""
         key = resource_key(record.resource)
         waited = False
+        events = 0
+        decision = Decision(Action.DEFER, self._min_interval, "cursor contended")
         for _ in range(4):
-            cursor = await self._cursors.load(key)
-            now = self._clock()
-            decision = decide(cursor.state, received_at, now, deferrals, self._min_interval)
+            cursor = await self._load(key)
+            decision = decide(cursor.state, notified_at, self._now(), deferrals, self._min_interval)
             if decision.action is Action.DEFER and not waited and decision.delay <= IN_PLACE_WAIT:
                 # A queue delay has whole-second granularity: a short wait is cheaper here.
                 waited = True
                 await asyncio.sleep(decision.delay.total_seconds())
                 continue
             if decision.action is not Action.RUN:
-                return SyncOutcome(decision)
+                break
             try:
-                leased = await self._cursors.write(cursor, replace(cursor.state, lease_until=now + LEASE))
+                lease = await self._acquire(cursor)
             except CursorConflictError:
                 continue  # another instance moved first: look at its result
-            return SyncOutcome(decision, await self._run(record, leased, started=now))
-        return SyncOutcome(Decision(Action.DEFER, self._min_interval, "cursor contended"))
+            result = await self._run(record, lease)
+            events += result.events
+            if result.handed_on:
+                return SyncOutcome(decision, events, handed_on=True)
+            if result.began:
+                return SyncOutcome(decision, events)
+            # A resumed pass may have started before this notification: look again.
+        if events and decision.action is not Action.RUN:
+            return SyncOutcome(Decision(Action.RUN, reason=decision.reason), events)
+        return SyncOutcome(decision, events)
 
-    async def _run(self, record: SubscriptionRecord, cursor: StoredCursor, started: datetime) -> int:
-        source = self._sources.for_resource(record.resource)
-        held = cursor
-
-        async def keep_alive() -> None:
-            nonlocal held
-            now = self._clock()
-            lease_until = held.state.lease_until
-            if lease_until is not None and lease_until - now < LEASE / 2:
-                # Raises CursorConflictError if another run took the lease: this run must stop.
-                held = await self._cursors.write(held, replace(held.state, lease_until=now + LEASE))
-
+    async def _run(self, record: SubscriptionRecord, lease: Lease) -> _RunResult:
         try:
-            delta = await source.read(record.resource, cursor.state.delta_link, keep_alive)
-            ids = [change.item_id for change in delta.changes]
-            known = await (
-                self._index.all_versions(cursor.key) if delta.complete else self._index.versions(cursor.key, ids)
-            )
-            result = classify(
-                delta.changes,
-                known,
-                complete=delta.complete,
+            async with lease.kept_alive():
+                return await self._pages(record, lease)
+        except BaseException:
+            await lease.release()
+            raise
+
+    async def _pages(self, record: SubscriptionRecord, lease: Lease) -> _RunResult:
+        source = self._sources.for_resource(record.resource)
+        key = resource_key(record.resource)
+        state = self._begin(lease)
+        began = not lease.state.in_progress or lease.state.pass_started is None
+        deadline = self._monotonic() + self._budget
+        events = 0
+        while True:
+            if lease.lost:
+                raise CursorConflictError(f"lease on {key} was lost")
+            if state.final_link is not None:
+                done, count = await self._report_deletions(record, source.kind, lease, state, deadline)
+                events += count
+                if not done:
+                    return await self._hand_on(record, lease, events)
+                state = _completed(lease.state, state.final_link)
+                await lease.save(state, release=True)
+                self._log(record, state, events, completed=True)
+                return _RunResult(events, handed_on=False, began=began)
+            try:
+                page = await source.page(record.resource, state.next_link)
+            except ResyncRequiredError as stale:
+                log.warning("delta cursor for subscription %s is stale (410): resyncing", record.subscription_id)
+                state = replace(
+                    state,
+                    mode=Mode.RESYNC,
+                    next_link=stale.location,
+                    final_link=None,
+                    pass_id=_new_pass(),
+                    since=lease.state.synced_from or state.since or state.pass_started,
+                    pages=0,
+                )
+                await lease.save(state)
+                continue
+            mode = state.mode or Mode.DELTA
+            context = Context(
+                mode=mode,
                 kind=source.kind,
-                container_id=delta.container_id,
+                container_id=page.container_id,
                 subscription_id=record.subscription_id,
                 resource=record.resource,
-                observed_at=self._clock(),
-                since=cursor.state.synced_from,
+                observed_at=self._now(),
+                pass_id=state.pass_id,
+                since=state.since,
             )
-            await keep_alive()
-            await self._changes.send_all(fit_event(event, MAX_EVENT_BYTES) for event in result.events)
-            await keep_alive()
-            await self._index.apply(cursor.key, result.upserts, result.deletes)
-        except BaseException:
-            await self._release(held)
-            raise
-        done = CursorState(delta_link=delta.delta_link, synced_from=started, lease_until=None)
-        try:
-            await self._cursors.write(held, done)
-        except CursorConflictError:
-            # Our lease expired and another run took over; its cursor wins, our events stand.
-            log.warning("cursor %s was taken over during a run; keeping the newer cursor", cursor.key)
-        log.info(
-            "delta run for %s: %d events%s",
-            record.subscription_id,
-            len(result.events),
-            " (resync)" if delta.complete else "",
-        )
-        return len(result.events)
+            known = await self._index.known(key, [c.item_id for c in page.changes])
+            result = classify_page(page.changes, known, context)
+            await self._store(key, result)
+            events += len(result.events)
+            if state.pages >= MAX_PAGES:
+                raise GraphRequestError(f"delta exceeded {MAX_PAGES} pages")
+            state = replace(state, container_id=page.container_id, pages=state.pages + 1)
+            if page.next_link is not None:
+                state = replace(state, next_link=page.next_link)
+            elif mode.enumerates:
+                state = replace(state, next_link=None, final_link=page.delta_link)
+            else:
+                state = _completed(state, page.delta_link)
+                await lease.save(state, release=True)
+                self._log(record, state, events, completed=True)
+                return _RunResult(events, handed_on=False, began=began)
+            await lease.save(state)
+            if self._monotonic() >= deadline:
+                return await self._hand_on(record, lease, events)
 
-    async def _release(self, cursor: StoredCursor) -> None:
-        try:
-            await self._cursors.write(cursor, replace(cursor.state, lease_until=None))
-        except Exception:  # noqa: BLE001 - best effort: the lease also expires on its own
-            log.warning("could not release the lease on %s", cursor.key)
+    def _begin(self, lease: Lease) -> CursorState:
+        """The pass to work on: the one in progress, or a new incremental pass from the last deltaLink."""
+        state = lease.state
+        started = lease.written_at or self._now()
+        if state.in_progress:
+            if state.pass_started is None:
+                return replace(state, pass_started=started, since=state.since or started)
+            return state
+        if state.delta_link is None:
+            # No position at all (its start was lost): enumerate, reporting changes since the last pass.
+            return replace(state, mode=Mode.RESYNC, pass_id=_new_pass(), pass_started=started, since=state.synced_from)
+        return replace(state, mode=Mode.DELTA, next_link=state.delta_link, pass_started=started, pages=0)
+
+    async def _report_deletions(
+        self, record: SubscriptionRecord, kind: str, lease: Lease, state: CursorState, deadline: float
+    ) -> tuple[bool, int]:
+        """Report the live rows the enumeration did not mark; False when the budget ran out first."""
+        assert state.mode is not None
+        key = resource_key(record.resource)
+        context = Context(
+            mode=state.mode,
+            kind=kind,
+            container_id=state.container_id,
+            subscription_id=record.subscription_id,
+            resource=record.resource,
+            observed_at=self._now(),
+            pass_id=state.pass_id,
+        )
+        count = 0
+        async for rows in self._index.unmarked(key, state.pass_id):
+            result, purge = deletions(rows, context)
+            await self._store(key, result)
+            await self._index.purge(key, purge)
+            count += len(result.events)
+            if lease.lost:
+                raise CursorConflictError(f"lease on {key} was lost")
+            if self._monotonic() >= deadline:
+                return False, count
+        return True, count
+
+    async def _store(self, key: str, result: Classified) -> None:
+        # Events first: a crash before the index write repeats them with the same ids.
+        await self._changes.send_all(fit_event(event) for event in result.events)
+        await self._index.apply(key, result.writes)
+
+    async def _hand_on(self, record: SubscriptionRecord, lease: Lease, events: int) -> _RunResult:
+        """Release the lease with the place saved, and queue a message that resumes the pass."""
+        await lease.save(lease.state, release=True)
+        item = {"subscriptionId": record.subscription_id, "changeType": "updated", "resource": record.resource}
+        await self._continuations.send(Envelope("continue", self._now(), [item]).to_json())
+        self._log(record, lease.state, events, completed=False)
+        return _RunResult(events, handed_on=True)
+
+    @staticmethod
+    def _log(record: SubscriptionRecord, state: CursorState, events: int, completed: bool) -> None:
+        log.info(
+            "delta run for subscription %s: %d events, %s",
+            record.subscription_id,
+            events,
+            "pass completed" if completed else f"handed on after {state.pages} pages",
+        )
+
+
+def _completed(state: CursorState, delta_link: str | None) -> CursorState:
+    """The cursor once a pass is over: its deltaLink, and its start as the last completed pass."""
+    return CursorState(delta_link=delta_link, synced_from=state.pass_started, lease_until=state.lease_until)
+
+
+def _new_pass() -> str:
+    return uuid.uuid4().hex

@@ -10,6 +10,8 @@ import azure.functions as func
 import pytest
 
 import function_app
+from devtools.host.http import to_response
+from shared.settings import DEFAULT_RENEW_SCHEDULE
 
 FUNCTIONS = {f.get_function_name(): f for f in function_app.app.get_functions()}
 
@@ -29,7 +31,7 @@ def test_the_app_declares_the_four_functions_with_their_bindings():
     assert triggers["process"].connection == "AzureWebJobsStorage"
     assert triggers["notifications"].route == "notifications"
     assert triggers["lifecycle"].route == "lifecycle"
-    assert triggers["renew"].schedule == "0 */30 * * * *"
+    assert triggers["renew"].schedule == DEFAULT_RENEW_SCHEDULE
 
 
 @pytest.mark.parametrize("route", ["notifications", "lifecycle"])
@@ -41,6 +43,17 @@ async def test_handshake_answers_without_any_setting_or_storage(route, monkeypat
     assert response.status_code == 200
     assert response.mimetype == "text/plain"
     assert response.get_body().decode("utf-8") == token
+
+
+@pytest.mark.parametrize("route", ["notifications", "lifecycle"])
+async def test_handshake_tells_browsers_not_to_sniff_through_the_app_and_the_local_host(route, monkeypatch):
+    # The echoed token is the sender's text: a browser must not read it as HTML.
+    monkeypatch.delenv("AzureWebJobsStorage", raising=False)
+    response = await user_function(route)(post(route, validationToken="<script>alert(1)</script>"))
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
+    served = to_response(response)  # what devtools/host sends for it
+    assert served.headers["X-Content-Type-Options"] == "nosniff"
+    assert served.headers["Content-Type"] == "text/plain; charset=utf-8"
 
 
 async def test_notification_without_storage_setting_fails_loudly_naming_it(monkeypatch):
@@ -61,6 +74,7 @@ async def test_notification_for_an_unknown_subscription_is_accepted_and_dropped(
     body = json.dumps({"value": [{"subscriptionId": "nobody", "changeType": "updated", "clientState": "x"}]})
     response = await user_function("notifications")(post("notifications", body.encode()))
     assert response.status_code == 202
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
 
 
 def test_importing_the_app_stays_light():

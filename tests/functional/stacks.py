@@ -1,0 +1,170 @@
+"""The pipeline in process against a real Azurite and the Graph simulator, for functional tests.
+
+A small aiohttp receiver serves the HTTP path (shared.ingest) so the simulator's
+handshakes and deliveries run over real HTTP; a pump plays the Functions host's
+part for the queue trigger. The end-to-end tests run the real local host instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from aiohttp import web
+
+from devtools.azurite import Azurite, free_port
+from devtools.launch import Simulator, start_simulator
+from devtools.messages import receive_json
+from devtools.simclient import SimControl
+from shared.clock import utcnow
+from shared.ingest import answer_handshake
+from shared.notifications import Envelope
+from shared.queues import MessageQueue
+from shared.services import Receivers, Worker, build_ingest, build_worker
+from shared.settings import CHANGES_QUEUE, NOTIFICATIONS_QUEUE
+from shared.storage import queue_client
+
+DRIVE = "b!pipeline-drive"
+RESOURCE = f"drives/{DRIVE}/root"
+
+
+@dataclass
+class Stack:
+    """Azurite, the simulator, a receiver and a worker, wired like the function app."""
+
+    azurite: Azurite
+    sim: Simulator
+    control: SimControl
+    worker: Worker
+    env: dict[str, str]
+    events: list[dict[str, Any]] = field(default_factory=list)
+    others: list[Worker] = field(default_factory=list)
+
+    def cleanup_later(self, worker: Worker) -> None:
+        self.others.append(worker)
+
+    async def close(self) -> None:
+        for worker in [self.worker, *self.others]:
+            await worker.close()
+
+    @property
+    def connection(self) -> str:
+        return self.azurite.connection_string
+
+    async def reconcile(self, now_offset: timedelta = timedelta(0)) -> Any:
+        return await self.worker.renewer.reconcile(self.worker.settings.subscriptions, utcnow() + now_offset)
+
+    async def pump(self, until: Callable[[], bool], within: float = 20.0) -> None:
+        """Process notification messages like the host would, collecting events, until ``until()``."""
+        client = queue_client(self.connection, NOTIFICATIONS_QUEUE)
+        deadline = time.monotonic() + within
+        async with client:
+            while time.monotonic() < deadline:
+                messages = [m async for m in client.receive_messages(max_messages=16, visibility_timeout=30)]
+                for message in messages:
+                    await self.worker.processor.handle(message.content, message.inserted_on, message.dequeue_count)
+                    await client.delete_message(message)
+                self.events += await receive_json(self.connection, CHANGES_QUEUE)
+                if until():
+                    return
+                if not messages:
+                    await asyncio.sleep(0.1)
+        raise TimeoutError(f"condition not met in {within} s; events so far: {len(self.events)}")
+
+    @property
+    def store(self) -> Any:
+        """The worker's subscription store."""
+        return self.worker.renewer._store
+
+    async def record(self) -> Any:
+        """The one stored subscription record."""
+        [record] = await self.worker.renewer._store.list()
+        return record
+
+    async def request_sync(self, record: Any) -> None:
+        """Queue a sync request for a subscription, as a notification would."""
+        item = {"subscriptionId": record.subscription_id, "changeType": "updated", "resource": record.resource}
+        async with queue_client(self.connection, NOTIFICATIONS_QUEUE) as client:
+            await MessageQueue(client).send(Envelope("test", utcnow(), [item]).to_json())
+
+    def for_item(self, item_id: str) -> list[dict[str, Any]]:
+        return [e for e in self.events if e["itemId"] == item_id]
+
+    async def subscription(self) -> dict[str, Any]:
+        [sub] = [s for s in await self.control.subscriptions() if s["resource"].strip("/") == RESOURCE]
+        return sub
+
+
+async def _receiver(env: dict[str, str], port: int) -> tuple[web.AppRunner, Receivers]:
+    receivers = await build_ingest(env)
+
+    async def handle(request: web.Request) -> web.Response:
+        reply = answer_handshake(dict(request.query))
+        if reply is None:
+            lifecycle = request.path.endswith("/lifecycle")
+            ingest = receivers.lifecycle if lifecycle else receivers.notifications
+            reply = await ingest.accept(await request.read(), lifecycle=lifecycle)
+        return web.Response(status=reply.status, text=reply.body, content_type=reply.mimetype)
+
+    app = web.Application()
+    app.router.add_post("/api/notifications", handle)
+    app.router.add_post("/api/lifecycle", handle)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    return runner, receivers
+
+
+@pytest.fixture
+async def stack_factory(azurite_factory, tmp_path) -> AsyncIterator[Callable[..., Awaitable[Stack]]]:
+    cleanup: list[Callable[[], Awaitable[Any]]] = []
+
+    async def make(
+        *sim_options: str,
+        drives: list[str] | None = None,
+        subscriptions: str | None = None,
+        env: dict[str, str] | None = None,
+    ) -> Stack:
+        """A stack watching ``drives`` (default: DRIVE), created empty in the simulator."""
+        azurite = azurite_factory()
+        sim = start_simulator(tmp_path / f"sim{len(cleanup)}", "--retry-base-seconds", "0.2", *sim_options)
+        cleanup.append(lambda: asyncio.to_thread(sim.stop))
+        control = await SimControl(sim.control_url).__aenter__()
+        cleanup.append(lambda: control.__aexit__(None, None, None))
+        drives = drives or [DRIVE]
+        for drive in drives:
+            await control.create_drive(drive)
+        port = free_port()
+        env = {
+            "AzureWebJobsStorage": azurite.connection_string,
+            "NOTIFICATION_URL": f"http://127.0.0.1:{port}/api/notifications",
+            "LIFECYCLE_NOTIFICATION_URL": f"http://127.0.0.1:{port}/api/lifecycle",
+            "GRAPH_SUBSCRIPTIONS": subscriptions or json.dumps([{"resource": f"drives/{d}/root"} for d in drives]),
+            **sim.settings(),
+            **(env or {}),
+        }
+        runner, receivers = await _receiver(env, port)
+        cleanup.append(runner.cleanup)
+        cleanup.append(receivers.close)
+        stack = Stack(azurite, sim, control, await build_worker(env), env)
+        cleanup.append(stack.close)
+        return stack
+
+    yield make
+    for step in reversed(cleanup):
+        await step()
+
+
+async def subscribed(stack_factory: Any, *options: str, **settings: Any) -> Stack:
+    """A stack whose one subscription exists, with the sync requested at creation done."""
+    stack = await stack_factory(*options, **settings)
+    report = await stack.reconcile()
+    assert (report.created, report.failed) == (len(stack.worker.settings.subscriptions), 0)
+    await stack.pump(lambda: True)  # the sync requested at creation: nothing changed yet
+    return stack
