@@ -90,7 +90,7 @@ async def raw_enqueue(connection: str, text: str, count: int) -> float:
 async def seed_subscriptions(connection: str, count: int) -> dict[str, str]:
     """Store ``count`` active subscription records as the renewer would; return id -> clientState."""
     from shared.services import SUBSCRIPTIONS_TABLE
-    from shared.subscriptions import ACTIVE, SubscriptionRecord, SubscriptionStore
+    from shared.stores.subscriptions import ACTIVE, SubscriptionRecord, SubscriptionStore
 
     seeded = {str(uuid.uuid4()): secrets.token_urlsafe(32) for _ in range(count)}
     now = datetime.now(UTC)

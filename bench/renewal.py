@@ -29,7 +29,7 @@ from shared.clock import utcnow
 from shared.renewer import CONCURRENCY, LIST_REQUESTS, LIST_WINDOW_SECONDS
 from shared.services import SUBSCRIPTIONS_TABLE, build_worker
 from shared.storage import table_client
-from shared.subscriptions import ACTIVE, SubscriptionRecord, SubscriptionStore
+from shared.stores.subscriptions import ACTIVE, SubscriptionRecord, SubscriptionStore
 
 from .harness import drive_subscriptions, running_stack
 from .report import Row, rate, say

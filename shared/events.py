@@ -12,10 +12,10 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from .clock import format_time
-from .coalescing import Mode
-from .items import IndexWrite, Known
 from .notifications import MAX_MESSAGE_JSON_BYTES
-from .sources import SourceChange
+from .sources.contract import SourceChange
+from .stores.cursors import Mode
+from .stores.items import IndexWrite, Known
 
 SCHEMA_VERSION = 1
 

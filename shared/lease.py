@@ -16,9 +16,8 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
 from datetime import datetime, timedelta
 
-from .coalescing import CursorState
-from .cursors import CursorStore, StoredCursor
 from .errors import CursorConflictError
+from .stores.cursors import CursorState, CursorStore, StoredCursor
 
 log = logging.getLogger(__name__)
 LEASE = timedelta(seconds=60)

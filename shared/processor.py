@@ -15,7 +15,7 @@ from .errors import MalformedBodyError, UnsupportedResourceError
 from .notifications import Envelope
 from .queues import MessageQueue
 from .renewer import Renewer
-from .subscriptions import SubscriptionRecord, SubscriptionStore
+from .stores.subscriptions import SubscriptionRecord, SubscriptionStore
 from .synchronizer import Synchronizer
 
 log = logging.getLogger(__name__)

@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 from .graph import RemoteSubscription
 from .lifetimes import renewal_due
 from .settings import DesiredSubscription
-from .subscriptions import ACTIVE, CREATING, SubscriptionRecord
+from .stores.subscriptions import ACTIVE, CREATING, SubscriptionRecord
 
 # Graph answers a creation only after two validation handshakes of at most 10 s each
 # (notification and lifecycle URLs); with the write itself and a retry or two, an

@@ -19,7 +19,7 @@ from .notifications import Envelope
 from .queues import MessageQueue
 from .reconciliation import listing_due, plan
 from .settings import DesiredSubscription, resource_key
-from .subscriptions import CREATING, FAILED, SubscriptionRecord, SubscriptionStore
+from .stores.subscriptions import CREATING, FAILED, SubscriptionRecord, SubscriptionStore
 from .synchronizer import Synchronizer
 
 log = logging.getLogger(__name__)

@@ -99,7 +99,7 @@ async def build_ingest(environ: Mapping[str, str]) -> Receivers:
     """The HTTP path needs only the storage connection, not the Graph settings."""
     from .queues import MessageQueue
     from .storage import queue_client, table_client
-    from .subscriptions import SubscriptionStore
+    from .stores.subscriptions import SubscriptionStore
 
     connection = storage_connection(environ)
     owned = _Owned()
@@ -127,16 +127,16 @@ class Worker:
 
 async def build_worker(environ: Mapping[str, str]) -> Worker:
     """Read the settings and build the Graph, table and queue adapters."""
-    from .cursors import CursorStore
-    from .drives import DriveSource
     from .graph import GraphGateway, build_client
-    from .items import ItemIndex
     from .processor import Processor
     from .queues import MessageQueue
     from .renewer import Endpoints, Renewer
-    from .sources import SourceRegistry
+    from .sources.contract import SourceRegistry
+    from .sources.drives import DriveSource
     from .storage import queue_client, table_client
-    from .subscriptions import SubscriptionStore
+    from .stores.cursors import CursorStore
+    from .stores.items import ItemIndex
+    from .stores.subscriptions import SubscriptionStore
     from .sweeper import Sweeper
     from .synchronizer import Synchronizer
 

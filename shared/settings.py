@@ -9,7 +9,7 @@ from datetime import timedelta
 from urllib.parse import urlsplit
 
 from .errors import InvalidSettingError, MissingSettingError
-from .resources import READABLE, readable_kind
+from .sources.catalog import READABLE, readable_kind
 
 DEFAULT_GRAPH_BASE_URL = "https://graph.microsoft.com/v1.0"
 # Every 5 minutes: the safety sweep runs on this timer, so it bounds how late a dropped change arrives.

@@ -16,11 +16,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from .clock import utcnow
-from .cursors import CursorStore
 from .notifications import Envelope
 from .queues import MessageQueue
 from .settings import resource_key
-from .subscriptions import SubscriptionRecord, SubscriptionStore
+from .stores.cursors import CursorStore
+from .stores.subscriptions import SubscriptionRecord, SubscriptionStore
 
 log = logging.getLogger(__name__)
 # Cursor point reads in flight at once: 10,000 subscriptions read in a few seconds.

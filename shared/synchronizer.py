@@ -19,17 +19,17 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from .clock import utcnow
-from .coalescing import DEFAULT_MIN_INTERVAL, Action, CursorState, Decision, Mode, decide
-from .cursors import CursorStore, StoredCursor
+from .coalescing import DEFAULT_MIN_INTERVAL, Action, Decision, decide
 from .errors import CursorConflictError, GraphRequestError, ResyncRequiredError
 from .events import Classified, Context, classify_page, deletions, fit_event
-from .items import ItemIndex
 from .lease import LEASE, Lease
 from .notifications import Envelope
 from .queues import MessageQueue
 from .settings import resource_key
-from .sources import SourceRegistry
-from .subscriptions import SubscriptionRecord
+from .sources.contract import SourceRegistry
+from .stores.cursors import CursorState, CursorStore, Mode, StoredCursor
+from .stores.items import ItemIndex
+from .stores.subscriptions import SubscriptionRecord
 
 log = logging.getLogger(__name__)
 IN_PLACE_WAIT = timedelta(seconds=1)

@@ -17,7 +17,7 @@ from shared.clock import utcnow
 from shared.coalescing import Action
 from shared.notifications import Envelope
 from shared.settings import CHANGES_QUEUE, NOTIFICATIONS_QUEUE, resource_key
-from shared.sources import SourceRegistry
+from shared.sources.contract import SourceRegistry
 from shared.storage import queue_client
 from shared.synchronizer import Synchronizer
 from tests.functional.stacks import DRIVE, RESOURCE, Stack, subscribed

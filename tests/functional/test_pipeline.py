@@ -277,7 +277,7 @@ def _synchronizer(parts: Any, sources: Any, **options: Any) -> Any:
 
 
 async def test_a_run_longer_than_its_lease_keeps_it_so_no_other_instance_runs_meanwhile(stack_factory):
-    from shared.sources import SourceRegistry
+    from shared.sources.contract import SourceRegistry
 
     stack = await subscribed(stack_factory, "--page-size", "2")
     await stack.control.delivery(paused=True)  # only this test's runs read the drive
@@ -308,7 +308,7 @@ async def test_a_run_longer_than_its_lease_keeps_it_so_no_other_instance_runs_me
 
 
 async def test_the_lease_is_held_through_a_step_slower_than_the_lease_itself(stack_factory):
-    from shared.sources import SourceRegistry
+    from shared.sources.contract import SourceRegistry
 
     stack = await subscribed(stack_factory)
     await stack.control.delivery(paused=True)

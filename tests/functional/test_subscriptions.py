@@ -17,7 +17,7 @@ import pytest
 from shared.services import build_worker
 from shared.settings import resource_key
 from shared.storage import table_client
-from shared.subscriptions import ACTIVE, FAILED, SubscriptionRecord, SubscriptionStore
+from shared.stores.subscriptions import ACTIVE, FAILED, SubscriptionRecord, SubscriptionStore
 from tests.functional.stacks import subscribed
 
 NOW = datetime(2026, 1, 15, 12, 0, tzinfo=UTC)

@@ -16,8 +16,8 @@ import pytest
 
 from shared.graph import RemoteSubscription
 from shared.settings import DesiredSubscription
-from shared.sources import SourceChange
-from shared.subscriptions import ACTIVE, SubscriptionRecord
+from shared.sources.contract import SourceChange
+from shared.stores.subscriptions import ACTIVE, SubscriptionRecord
 
 ROOT = Path(__file__).resolve().parents[2]
 PAYLOADS = ROOT / "tests" / "payloads"

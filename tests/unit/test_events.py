@@ -9,7 +9,6 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from shared.coalescing import Mode
 from shared.events import (
     CLOCK_SKEW,
     ChangeEvent,
@@ -20,9 +19,10 @@ from shared.events import (
     event_id,
     fit_event,
 )
-from shared.items import Known
 from shared.notifications import MAX_MESSAGE_JSON_BYTES
-from shared.sources import SourceChange
+from shared.sources.contract import SourceChange
+from shared.stores.cursors import Mode
+from shared.stores.items import Known
 
 NOW = datetime(2026, 1, 15, 12, 0, tzinfo=UTC)
 SINCE = NOW - timedelta(hours=1)

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 from shared.reconciliation import CREATING_GRACE, LIST_EVERY, LIST_PAGE_SIZE, listing_due, plan
 from shared.settings import DesiredSubscription
-from shared.subscriptions import CREATING, FAILED
+from shared.stores.subscriptions import CREATING, FAILED
 
 NOW = datetime(2026, 1, 15, 12, 0, tzinfo=UTC)
 OUR_URL = "https://webhooks.example.com/api/notifications?code=function-key"

@@ -6,7 +6,7 @@ import json
 from datetime import UTC, datetime, timedelta
 
 from shared.settings import resource_key
-from shared.subscriptions import CREATING
+from shared.stores.subscriptions import CREATING
 from shared.sweeper import PER_MESSAGE, due_for_sweep, sweep_envelopes
 
 NOW = datetime(2026, 1, 15, 12, 0, tzinfo=UTC)

@@ -11,11 +11,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from .clock import parse_time
-from .errors import GraphRequestError
-from .graph import GraphGateway
-from .resources import DRIVE_ROOT
-from .sources import Page, SourceChange
+from ..clock import parse_time
+from ..errors import GraphRequestError
+from ..graph import GraphGateway
+from .catalog import DRIVE_ROOT
+from .contract import Page, SourceChange
 
 
 class DriveSource:

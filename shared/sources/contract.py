@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
-from .errors import UnsupportedResourceError
+from ..errors import UnsupportedResourceError
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,9 @@
+"""Change sources: one module per resource kind, each implementing the ChangeSource contract.
+
+``contract`` holds the contract and the registry; ``catalog`` the resource patterns
+settings check without importing any SDK; each other module reads one kind.
+"""
+
+from .contract import ChangeSource, Page, SourceChange, SourceRegistry
+
+__all__ = ["ChangeSource", "Page", "SourceChange", "SourceRegistry"]
