@@ -18,6 +18,8 @@ DEFAULT_SWEEP_AFTER_SECONDS = 900
 PUBLIC_AUTHORITIES = frozenset({"login.microsoftonline.com", "login.microsoftonline.us", "login.chinacloudapi.cn"})
 NOTIFICATIONS_QUEUE = "graph-notifications"
 CHANGES_QUEUE = "graph-changes"
+# Stands for each member's user id in a subscription set's resource.
+MEMBER_PLACEHOLDER = "{member}"
 
 
 def resource_key(resource: str) -> str:
@@ -28,10 +30,17 @@ def resource_key(resource: str) -> str:
 
 @dataclass(frozen=True)
 class DesiredSubscription:
-    """One entry of GRAPH_SUBSCRIPTIONS: a resource to watch and the change types."""
+    """One entry of GRAPH_SUBSCRIPTIONS: a resource to watch and the change types.
+
+    ``include_resource_data`` asks Graph for rich notifications (encrypted resource
+    data); ``for_each_member_of`` names a group whose members the entry expands over,
+    its resource holding a ``{member}`` placeholder.
+    """
 
     resource: str
     change_type: str
+    include_resource_data: bool = False
+    for_each_member_of: str | None = None
 
     @property
     def key(self) -> str:
@@ -149,7 +158,20 @@ def parse_desired(text: str) -> tuple[DesiredSubscription, ...]:
             raise InvalidSettingError("GRAPH_SUBSCRIPTIONS", f"entry {index} has no resource")
         if not isinstance(change_type, str) or not change_type:
             raise InvalidSettingError("GRAPH_SUBSCRIPTIONS", f"entry {index} has no changeType")
-        item = DesiredSubscription(resource.strip().strip("/"), change_type.replace(" ", ""))
+        include = entry.get("includeResourceData", False)
+        if not isinstance(include, bool):
+            raise InvalidSettingError(
+                "GRAPH_SUBSCRIPTIONS", f"entry {index}: includeResourceData must be true or false"
+            )
+        group = entry.get("forEachMemberOf")
+        if group is not None and (not isinstance(group, str) or not group.strip()):
+            raise InvalidSettingError("GRAPH_SUBSCRIPTIONS", f"entry {index}: forEachMemberOf must be a group id")
+        if (group is not None) != (MEMBER_PLACEHOLDER in resource):
+            raise InvalidSettingError(
+                "GRAPH_SUBSCRIPTIONS",
+                f"entry {index} ({resource!r}): forEachMemberOf and a {MEMBER_PLACEHOLDER} placeholder go together",
+            )
+        item = DesiredSubscription(resource.strip().strip("/"), change_type.replace(" ", ""), include, group)
         _check_readable(index, item)
         desired[item.key] = item
     return tuple(desired.values())
@@ -157,7 +179,8 @@ def parse_desired(text: str) -> tuple[DesiredSubscription, ...]:
 
 def _check_readable(index: int, item: DesiredSubscription) -> None:
     """Reject, naming the entry, a resource no change source reads or a changeType Graph refuses on it."""
-    kind = readable_kind(item.resource)
+    # A set's members are checked as one of them: the placeholder stands for a user id.
+    kind = readable_kind(item.resource.replace(MEMBER_PLACEHOLDER, "member"))
     if kind is None:
         kinds = ", ".join(k.name for k in READABLE)
         raise InvalidSettingError(
@@ -170,6 +193,10 @@ def _check_readable(index: int, item: DesiredSubscription) -> None:
             "GRAPH_SUBSCRIPTIONS",
             f"entry {index} ({item.resource!r}): changeType {','.join(refused)!r} is refused for a {kind.name}"
             f" (allowed: {allowed})",
+        )
+    if item.include_resource_data and not kind.resource_data:
+        raise InvalidSettingError(
+            "GRAPH_SUBSCRIPTIONS", f"entry {index} ({item.resource!r}): Graph sends no resource data for a {kind.name}"
         )
 
 

@@ -20,10 +20,17 @@ class ReadableResource:
     name: str
     pattern: re.Pattern[str]
     change_types: frozenset[str]
+    # The least-privileged application permission that reads it (the README lists them).
+    permission: str = ""
+    # Whether Graph can include resource data (rich notifications) for it.
+    resource_data: bool = False
 
 
-# Graph accepts only 'updated' on drive roots (subscription resource documentation).
-READABLE: tuple[ReadableResource, ...] = (ReadableResource("drive root", DRIVE_ROOT, frozenset({"updated"})),)
+# One entry per kind a change source reads; each kind's module adds its own entry here.
+READABLE: tuple[ReadableResource, ...] = (
+    # Graph accepts only 'updated' on drive roots (subscription resource documentation).
+    ReadableResource("drive root", DRIVE_ROOT, frozenset({"updated"}), "Files.Read.All"),
+)
 
 
 def readable_kind(resource: str) -> ReadableResource | None:

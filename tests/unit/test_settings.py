@@ -298,3 +298,27 @@ def test_the_authority_ca_file_is_passed_through(make_env):
     settings = Settings.from_env(make_env(AZURE_AUTHORITY_CA_FILE="/etc/ssl/dev-authority.pem"))
 
     assert settings.authority_ca_file == "/etc/ssl/dev-authority.pem"
+
+
+def test_an_entry_asking_resource_data_of_a_kind_without_it_is_rejected_and_named():
+    entry = '[{"resource": "drives/b!x/root", "changeType": "updated", "includeResourceData": true}]'
+
+    with pytest.raises(InvalidSettingError, match=r"entry 0 \('drives/b!x/root'\).*no resource data"):
+        parse_desired(entry)
+
+
+def test_an_entry_with_a_member_placeholder_needs_a_group_and_the_reverse():
+    with pytest.raises(InvalidSettingError, match=r"entry 0.*forEachMemberOf"):
+        parse_desired('[{"resource": "users/{member}/drive/root"}]')
+    with pytest.raises(InvalidSettingError, match=r"entry 0.*forEachMemberOf"):
+        parse_desired('[{"resource": "drives/b!x/root", "forEachMemberOf": "g1"}]')
+
+
+def test_a_set_entry_is_read_with_its_group():
+    [entry] = parse_desired('[{"resource": "users/{member}/drive/root", "forEachMemberOf": "g1"}]')
+
+    assert (entry.resource, entry.for_each_member_of, entry.include_resource_data) == (
+        "users/{member}/drive/root",
+        "g1",
+        False,
+    )
