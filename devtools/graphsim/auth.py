@@ -109,13 +109,17 @@ class TokenIssuer:
         self.kid = secrets.token_urlsafe(16)
         # The app's service principal object id: stable per client id, used as creatorId.
         self.service_principal_id = str(uuid.uuid5(uuid.NAMESPACE_URL, config.client_id))
+        # Signs rich notifications' validation tokens; its key is published beside the token key (jwks).
+        from .rich import ValidationTokenSigner
 
-    def issue(self) -> str:
-        """A signed JWT for Microsoft Graph, app-only."""
+        self.validation = ValidationTokenSigner()
+
+    def issue(self, audience: str = "https://graph.microsoft.com", certificate: bool = False) -> str:
+        """A signed JWT for Microsoft Graph (or ``audience``), app-only; appidacr 2 when a certificate signed in."""
         now = int(time.time())
         tenant = self.config.tenant_id
         claims: dict[str, Any] = {
-            "aud": "https://graph.microsoft.com",
+            "aud": audience,
             "iss": f"https://sts.windows.net/{tenant}/",
             "iat": now,
             "nbf": now,
@@ -123,7 +127,7 @@ class TokenIssuer:
             "app_displayname": "graphsim-client",
             "appid": self.config.client_id,
             "azp": self.config.client_id,
-            "appidacr": "1",
+            "appidacr": "2" if certificate else "1",
             "idp": f"https://sts.windows.net/{tenant}/",
             "idtyp": "app",
             "oid": self.service_principal_id,
@@ -135,13 +139,13 @@ class TokenIssuer:
         }
         return jwt.encode(claims, self._key, algorithm="RS256", headers={"kid": self.kid})
 
-    def verify(self, token: str) -> dict[str, Any]:
-        """Return the claims of a token this simulator issued, or raise ``jwt.PyJWTError``."""
+    def verify(self, token: str, audiences: list[str] | None = None) -> dict[str, Any]:
+        """The claims of a token this simulator issued (for Graph, or ``audiences``); raise ``jwt.PyJWTError``."""
         claims: dict[str, Any] = jwt.decode(
             token,
             self._key.public_key(),
             algorithms=["RS256"],
-            audience=list(GRAPH_AUDIENCES),
+            audience=audiences or list(GRAPH_AUDIENCES),
             issuer=f"https://sts.windows.net/{self.config.tenant_id}/",
             options={"require": ["exp", "iat", "aud", "iss"]},
         )
@@ -166,6 +170,7 @@ class TokenIssuer:
                     "n": _b64url_uint(pub.n),
                     "e": _b64url_uint(pub.e),
                     "issuer": f"https://sts.windows.net/{self.config.tenant_id}/",
-                }
+                },
+                self.validation.jwk(),
             ]
         }

@@ -113,10 +113,24 @@ class IdentityRoutes:
         """JWKS with the token signing key."""
         return web.json_response(self.issuer.jwks())
 
+    def _assertion(self, tenant: str, form: Any) -> web.Response:
+        """The client_assertion grant (a certificate's signed JWT), for SharePoint origins: sharepoint.py."""
+        from .sharepoint import assertion_failure, assertion_token
+
+        failure = assertion_failure(self.config, self.issuer, self.authority, tenant, form)
+        if failure is not None:
+            self.token_failures += 1
+            log.info("assertion token request refused: %s", failure[0])
+            return _aad_error(*failure)
+        self.tokens_issued += 1
+        return web.json_response(assertion_token(self.config, self.issuer, form))
+
     async def token(self, request: web.Request) -> web.Response:
         """Client-credentials grant; other grants answer unsupported_grant_type."""
         tenant = request.match_info["tenant"]
         form = await request.post()
+        if form.get("client_assertion"):
+            return self._assertion(tenant, form)
         grant = str(form.get("grant_type", ""))
         client_id = str(form.get("client_id", ""))
         secret = str(form.get("client_secret", ""))

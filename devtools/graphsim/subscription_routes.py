@@ -13,7 +13,7 @@ from aiohttp import web
 from . import handshake
 from .errors import GraphError, empty_response, json_response
 from .state import SimState
-from .subscriptions import build, check_expiration
+from .subscriptions import RULE_KIND, build, check_expiration, max_minutes, rule_for
 
 log = logging.getLogger("graphsim.subscriptions")
 LIST_PAGE = 100
@@ -48,10 +48,15 @@ async def create(request: web.Request, state: SimState, m: re.Match[str], claims
     await _write(state)
     now = state.clock.now()
     sub, kind, key = build(await _body(request), now, claims["appid"], claims["oid"])
-    drive = state.drives.find(kind, key)
-    if drive is None:
-        raise GraphError(404, "itemNotFound", "The resource could not be found.")
-    sub.drive_id = drive.id
+    rule = rule_for(sub.resource) if kind == RULE_KIND else None
+    if rule is not None:
+        if not rule.exists(state, sub.resource):
+            raise GraphError(404, "ResourceNotFound", "The resource could not be found.")
+    else:
+        drive = state.drives.find(kind, key)
+        if drive is None:
+            raise GraphError(404, "itemNotFound", "The resource could not be found.")
+        sub.drive_id = drive.id
     if len(state.subs.for_app(sub.application_id, now)) >= state.config.subscription_quota:
         raise GraphError(403, "Forbidden", "The number of subscriptions for this application has reached the limit.")
     dup = state.subs.duplicate_of(sub, now)
@@ -66,7 +71,7 @@ async def create(request: web.Request, state: SimState, m: re.Match[str], claims
     if dup is not None:  # a concurrent create won while we were validating
         raise GraphError(409, "Conflict", f"Subscription Id {dup.id} already exists for the requested combination")
     state.subs.subs[sub.id] = sub
-    log.info("created subscription %s on drive %s", sub.id, drive.id)
+    log.info("created subscription %s on %s", sub.id, sub.resource)
     return json_response(request, sub.to_json(state.graph_url), status=201)
 
 
@@ -99,7 +104,7 @@ async def patch_sub(request: web.Request, state: SimState, m: re.Match[str], cla
     body = await _body(request)
     if not isinstance(body, dict) or "expirationDateTime" not in body:
         raise GraphError(400, "InvalidRequest", "expirationDateTime is a required property.")
-    sub.expiration = check_expiration(body["expirationDateTime"], now)
+    sub.expiration = check_expiration(body["expirationDateTime"], now, max_minutes(sub.resource))
     return json_response(request, sub.to_json(state.graph_url))
 
 

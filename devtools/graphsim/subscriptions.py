@@ -10,6 +10,7 @@ from __future__ import annotations
 import ipaddress
 import re
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -30,6 +31,39 @@ _RESOURCE = re.compile(
 )
 
 
+@dataclass(frozen=True)
+class ResourceRule:
+    """A resource other than a drive root that the simulator subscribes to (lists, users, groups, ...).
+
+    ``exists(state, resource)`` answers whether the resource is there (404 otherwise).
+    """
+
+    pattern: re.Pattern[str]
+    change_types: frozenset[str]
+    max_minutes: int
+    label: str
+    exists: Callable[[Any, str], bool]
+    # Rich notifications: whether includeResourceData is allowed, and whether Graph insists on it.
+    resource_data: bool = False
+    resource_data_required: bool = False
+
+
+# Each module that simulates such a resource adds its rule here when imported.
+RESOURCE_RULES: list[ResourceRule] = []
+RULE_KIND = "rule"
+
+
+def rule_for(resource: str) -> ResourceRule | None:
+    """The rule of a non-drive resource, or None (a drive root, or nothing simulated)."""
+    return next((rule for rule in RESOURCE_RULES if rule.pattern.match(resource.strip())), None)
+
+
+def max_minutes(resource: str) -> int:
+    """The longest lifetime Graph grants a subscription on ``resource``."""
+    rule = rule_for(resource)
+    return rule.max_minutes if rule is not None else DRIVE_MAX_MINUTES
+
+
 @dataclass
 class Subscription:
     """One change-notification subscription."""
@@ -45,6 +79,10 @@ class Subscription:
     creator_id: str
     tls_version: str
     drive_id: str
+    # Rich notifications (includeResourceData): the public certificate (base64 DER) and its id.
+    include_resource_data: bool = False
+    encryption_certificate: str | None = None
+    encryption_certificate_id: str | None = None
 
     def to_json(self, graph_url: str | None = None) -> dict[str, Any]:
         """Graph's representation (``graph_url`` adds the ``@odata.context``)."""
@@ -63,10 +101,10 @@ class Subscription:
                 "lifecycleNotificationUrl": self.lifecycle_url,
                 "expirationDateTime": graph_time(self.expiration),
                 "creatorId": self.creator_id,
-                "includeResourceData": False,
+                "includeResourceData": self.include_resource_data,
                 "latestSupportedTlsVersion": self.tls_version,
                 "encryptionCertificate": None,
-                "encryptionCertificateId": None,
+                "encryptionCertificateId": self.encryption_certificate_id,
                 "notificationUrlAppId": None,
             }
         )
@@ -118,8 +156,8 @@ def check_url(url: Any, field: str) -> str:
     raise GraphError(400, "InvalidRequest", f"Invalid {field}: '{url}'. The URL must use the https scheme.")
 
 
-def check_expiration(value: Any, now: datetime) -> datetime:
-    """Apply the driveItem lifetime rules: future, at most 42,300 min, at least 45 min."""
+def check_expiration(value: Any, now: datetime, limit: int = DRIVE_MAX_MINUTES) -> datetime:
+    """Apply the lifetime rules: future, at most ``limit`` minutes (driveItem: 42,300), at least 45 min."""
     if not isinstance(value, str):
         raise GraphError(400, "InvalidRequest", "expirationDateTime is a required property.")
     try:
@@ -130,10 +168,8 @@ def check_expiration(value: Any, now: datetime) -> datetime:
         ) from exc
     if when <= now:
         raise GraphError(400, "InvalidRequest", "Subscription expiration can only be in the future.")
-    if when > now + timedelta(minutes=DRIVE_MAX_MINUTES):
-        raise GraphError(
-            400, "ExtensionError", f"Subscription expiration can only be {DRIVE_MAX_MINUTES} minutes in the future."
-        )
+    if when > now + timedelta(minutes=limit):
+        raise GraphError(400, "ExtensionError", f"Subscription expiration can only be {limit} minutes in the future.")
     return max(when, now + timedelta(minutes=MIN_MINUTES))
 
 
@@ -145,9 +181,16 @@ def build(body: Any, now: datetime, app_id: str, creator_id: str) -> tuple[Subsc
         if not body.get(name):
             raise GraphError(400, "InvalidRequest", f"{name} is a required property.")
     resource = str(body["resource"])
-    kind, key = parse_resource(resource)
+    rule = rule_for(resource)
+    kind, key = (RULE_KIND, resource) if rule is not None else parse_resource(resource)
     change_type = str(body["changeType"])
-    if [c.strip() for c in change_type.split(",")] != ["updated"]:
+    refused = [c.strip() for c in change_type.split(",") if rule is not None and c.strip() not in rule.change_types]
+    if refused:
+        allowed = ", ".join(sorted(rule.change_types)) if rule is not None else ""
+        raise GraphError(
+            400, "InvalidRequest", f"ChangeType '{change_type}' is not supported for {key}; supported: {allowed}."
+        )
+    if rule is None and [c.strip() for c in change_type.split(",")] != ["updated"]:
         raise GraphError(
             400,
             "InvalidRequest",
@@ -159,10 +202,13 @@ def build(body: Any, now: datetime, app_id: str, creator_id: str) -> tuple[Subsc
     notification_url = check_url(body["notificationUrl"], "notificationUrl")
     lifecycle = body.get("lifecycleNotificationUrl")
     lifecycle_url = None if lifecycle is None else check_url(lifecycle, "lifecycleNotificationUrl")
-    if body.get("includeResourceData"):
+    if body.get("includeResourceData") and rule is None:
         raise GraphError(
             400, "InvalidRequest", "Rich notifications (includeResourceData) are not supported for driveItem resources."
         )
+    from .rich import check_encryption  # rich notifications: rich.py
+
+    include, certificate, certificate_id = check_encryption(body, rule)
     tls = body.get("latestSupportedTlsVersion") or "v1_2"
     if tls not in ("v1_0", "v1_1", "v1_2", "v1_3"):
         raise GraphError(400, "InvalidRequest", f"Invalid latestSupportedTlsVersion '{tls}'.")
@@ -173,11 +219,14 @@ def build(body: Any, now: datetime, app_id: str, creator_id: str) -> tuple[Subsc
         notification_url=notification_url,
         lifecycle_url=lifecycle_url,
         client_state=client_state,
-        expiration=check_expiration(body["expirationDateTime"], now),
+        expiration=check_expiration(body["expirationDateTime"], now, max_minutes(resource)),
         application_id=app_id,
         creator_id=creator_id,
         tls_version=tls,
         drive_id="",
+        include_resource_data=include,
+        encryption_certificate=certificate,
+        encryption_certificate_id=certificate_id,
     )
     return sub, kind, key
 

@@ -28,6 +28,9 @@ class SourceChange:
     item: dict[str, Any] | None
     created_at: datetime | None = None
     modified_at: datetime | None = None
+    # False for kinds with no modification time (users, groups): an enumeration cannot
+    # tell whether an item new to the index changed since, so it indexes it silently.
+    dated: bool = True
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,309 @@
+"""Teams in the simulator: teams with channels, chats, their messages, and rich change notifications.
+
+Subscriptions on ``teams/{id}/channels/{id}/messages`` and ``chats/getAllMessages``
+(teams-changenotifications-chatmessage.md) get one notification per change. With
+``includeResourceData`` each carries the message encrypted with the subscription's
+certificate (rich.py); a deletion carries only ``resourceData`` (id and type), no
+``encryptedContent``. The batch's ``validationTokens`` are added at delivery
+(rich.py RichDelivery). Graph refuses an app-only ``chats/getAllMessages``
+subscription without resource data, and so does the simulator.
+
+The control API (``/_sim/teams``, ``/_sim/chats``) creates teams, channels and chats
+and posts, edits and deletes messages.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+
+from .clock import graph_time
+from .rich import encrypt_content
+from .subscriptions import RESOURCE_RULES, ResourceRule
+
+if TYPE_CHECKING:
+    from .state import SimState
+
+TEAMS_MAX_MINUTES = 4320
+CHANGES = frozenset({"created", "updated", "deleted"})
+CHAT_MESSAGE_TYPE = "#Microsoft.Graph.chatMessage"
+SENDER = {"id": "8ea0e38b-efb3-4757-924a-5f94061cf8c2", "displayName": "Robin Kline"}
+
+
+@dataclass
+class Conversation:
+    """A channel (``team_id`` set) or a chat, with its messages by id."""
+
+    id: str
+    team_id: str | None = None
+    display_name: str = ""
+    messages: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def path(self, message_id: str) -> str:
+        """The message as Graph names it in a notification's ``resource`` and ``@odata.id``."""
+        if self.team_id is not None:
+            return f"teams('{self.team_id}')/channels('{self.id}')/messages('{message_id}')"
+        return f"chats('{self.id}')/messages('{message_id}')"
+
+    def subscribed(self) -> str:
+        """The subscription resource that hears about this conversation's messages (lower case)."""
+        if self.team_id is not None:
+            return f"teams/{self.team_id}/channels/{self.id}/messages".lower()
+        return "chats/getallmessages"
+
+
+Listener = Callable[[Conversation, str, dict[str, Any]], None]
+
+
+class TeamsStore:
+    """Teams (each with channels) and chats."""
+
+    def __init__(self, now: Callable[[], datetime]) -> None:
+        self._now = now
+        self.teams: dict[str, dict[str, Conversation]] = {}
+        self.chats: dict[str, Conversation] = {}
+        self.listeners: list[Listener] = []
+        self._last_id = 0
+
+    def clear(self) -> None:
+        """Forget every team and chat (reset)."""
+        self.teams.clear()
+        self.chats.clear()
+
+    def add_team(self, team_id: str | None = None) -> str:
+        """A new team with no channel yet; returns its id."""
+        team = team_id or str(uuid.uuid4())
+        if team in self.teams:
+            raise ValueError(f"team {team} exists")
+        self.teams[team] = {}
+        return team
+
+    def add_channel(self, team_id: str, name: str, channel_id: str | None = None) -> Conversation:
+        """A new standard channel in a team (``channel_id`` chosen by Graph unless given)."""
+        channel = Conversation(channel_id or f"19:{secrets.token_hex(16)}@thread.tacv2", team_id, name)
+        self.teams[team_id][channel.id] = channel
+        return channel
+
+    def add_chat(self, chat_id: str | None = None) -> Conversation:
+        """A new group chat."""
+        chat = Conversation(chat_id or f"19:{secrets.token_hex(16)}@thread.v2")
+        if chat.id in self.chats:
+            raise ValueError(f"chat {chat.id} exists")
+        self.chats[chat.id] = chat
+        return chat
+
+    def channel(self, team_id: str, channel_id: str) -> Conversation | None:
+        """A team's channel, or None."""
+        return self.teams.get(team_id, {}).get(channel_id)
+
+    def post(self, where: Conversation, content: str, content_type: str = "text") -> dict[str, Any]:
+        """A new message, as Graph renders a chatMessage."""
+        now = self._now()
+        message_id = self._next_id(now)
+        message: dict[str, Any] = {
+            "id": message_id,
+            "replyToId": None,
+            "etag": message_id,
+            "messageType": "message",
+            "createdDateTime": graph_time(now),
+            "lastModifiedDateTime": graph_time(now),
+            "lastEditedDateTime": None,
+            "deletedDateTime": None,
+            "subject": None,
+            "summary": None,
+            "chatId": None if where.team_id is not None else where.id,
+            "importance": "normal",
+            "locale": "en-us",
+            "webUrl": None,
+            "policyViolation": None,
+            "from": {
+                "application": None,
+                "device": None,
+                "user": {
+                    "@odata.type": "#microsoft.graph.teamworkUserIdentity",
+                    **SENDER,
+                    "userIdentityType": "aadUser",
+                },
+            },
+            "body": {"contentType": content_type, "content": content},
+            "channelIdentity": None if where.team_id is None else {"teamId": where.team_id, "channelId": where.id},
+            "attachments": [],
+            "mentions": [],
+            "reactions": [],
+        }
+        where.messages[message_id] = message
+        self._changed(where, "created", message)
+        return message
+
+    def edit(self, where: Conversation, message_id: str, content: str) -> dict[str, Any]:
+        """Change a message's text; raise KeyError for an unknown or deleted message."""
+        message = self._live(where, message_id)
+        now = self._now()
+        message["body"] = message["body"] | {"content": content}
+        message["lastModifiedDateTime"] = message["lastEditedDateTime"] = graph_time(now)
+        message["etag"] = self._next_id(now)
+        self._changed(where, "updated", message)
+        return message
+
+    def delete(self, where: Conversation, message_id: str) -> None:
+        """Soft-delete a message, as Teams does."""
+        message = self._live(where, message_id)
+        now = self._now()
+        message["deletedDateTime"] = message["lastModifiedDateTime"] = graph_time(now)
+        self._changed(where, "deleted", message)
+
+    def _live(self, where: Conversation, message_id: str) -> dict[str, Any]:
+        message = where.messages.get(message_id)
+        if message is None or message["deletedDateTime"] is not None:
+            raise KeyError(message_id)
+        return message
+
+    def _next_id(self, now: datetime) -> str:
+        # Teams message ids are the creation time in epoch milliseconds; kept unique here.
+        self._last_id = max(int(now.timestamp() * 1000), self._last_id + 1)
+        return str(self._last_id)
+
+    def _changed(self, where: Conversation, change_type: str, message: dict[str, Any]) -> None:
+        for listener in self.listeners:
+            listener(where, change_type, dict(message))
+
+
+def notify(state: SimState, where: Conversation, change_type: str, message: dict[str, Any]) -> None:
+    """One notification per subscription on the conversation that asked for ``change_type``."""
+    state.subs.prune(state.clock.now())
+    target = where.subscribed()
+    path = where.path(message["id"])
+    for sub in list(state.subs.subs.values()):
+        if sub.resource.strip("/").lower() != target:
+            continue
+        if change_type not in {c.strip() for c in sub.change_type.split(",")}:
+            continue
+        item = state.notification(sub) | {
+            "changeType": change_type,
+            "resource": path,
+            "resourceData": {"id": message["id"], "@odata.type": CHAT_MESSAGE_TYPE, "@odata.id": path},
+        }
+        if sub.include_resource_data:
+            state.rich.audiences[sub.id] = sub.application_id
+            # A deletion names the message only: there is nothing left to encrypt.
+            if change_type != "deleted" and sub.encryption_certificate and sub.encryption_certificate_id:
+                resource = {"@odata.context": f"{state.graph_url}/$metadata#{path}/$entity", **message}
+                item["encryptedContent"] = encrypt_content(
+                    resource, sub.encryption_certificate, sub.encryption_certificate_id
+                )
+        state.deliverer.enqueue(sub.notification_url, [item])
+
+
+# ---- subscription rules ------------------------------------------------------------------------
+
+CHANNEL_MESSAGES = re.compile(r"^/?teams/(?P<t>[^/]+)/channels/(?P<c>[^/]+)/messages/?$", re.IGNORECASE)
+CHAT_MESSAGES = re.compile(r"^/?chats/getAllMessages/?$", re.IGNORECASE)
+
+
+def _channel_exists(state: Any, resource: str) -> bool:
+    m = CHANNEL_MESSAGES.match(resource.strip())
+    return m is not None and state.teams.channel(m["t"], m["c"]) is not None
+
+
+RESOURCE_RULES.append(
+    ResourceRule(CHANNEL_MESSAGES, CHANGES, TEAMS_MAX_MINUTES, "Teams channel messages", _channel_exists, True)
+)
+RESOURCE_RULES.append(
+    ResourceRule(CHAT_MESSAGES, CHANGES, TEAMS_MAX_MINUTES, "Teams chat messages", lambda s, r: True, True, True)
+)
+
+
+# ---- the control API ---------------------------------------------------------------------------
+
+routes = web.RouteTableDef()
+
+
+def _store(request: web.Request) -> TeamsStore:
+    from .state import STATE
+
+    return request.app[STATE].teams
+
+
+async def _body(request: web.Request) -> dict[str, Any]:
+    body = await request.json() if request.can_read_body else {}
+    if not isinstance(body, dict):
+        raise web.HTTPBadRequest(text='{"error": "a JSON object is expected"}', content_type="application/json")
+    return body
+
+
+def _missing(what: str) -> web.HTTPNotFound:
+    return web.HTTPNotFound(text=f'{{"error": "no such {what}"}}', content_type="application/json")
+
+
+def _conversation(request: web.Request) -> Conversation:
+    store, info = _store(request), request.match_info
+    found = store.channel(info["t"], info["c"]) if "t" in info else store.chats.get(info["chat"])
+    if found is None:
+        raise _missing("channel" if "t" in info else "chat")
+    return found
+
+
+@routes.post("/_sim/teams")
+async def create_team(request: web.Request) -> web.Response:
+    """``{"id"?, "channels": [names] or {name: id}}`` -> ``{"id", "channels": {name: id}}``."""
+    store, body = _store(request), await _body(request)
+    try:
+        team = store.add_team(body.get("id"))
+    except ValueError as exc:
+        return web.json_response({"error": str(exc)}, status=409)
+    wanted = body.get("channels") or ["General"]
+    named = wanted if isinstance(wanted, dict) else dict.fromkeys(wanted)
+    channels = {name: store.add_channel(team, name, channel_id).id for name, channel_id in named.items()}
+    return web.json_response({"id": team, "channels": channels}, status=201)
+
+
+@routes.post("/_sim/chats")
+async def create_chat(request: web.Request) -> web.Response:
+    """``{"id"?}`` -> ``{"id"}``."""
+    store, body = _store(request), await _body(request)
+    try:
+        chat = store.add_chat(body.get("id"))
+    except ValueError as exc:
+        return web.json_response({"error": str(exc)}, status=409)
+    return web.json_response({"id": chat.id}, status=201)
+
+
+@routes.post("/_sim/teams/{t}/channels/{c}/messages")
+@routes.post("/_sim/chats/{chat}/messages")
+async def post_message(request: web.Request) -> web.Response:
+    """``{"content", "contentType"?}`` -> the new chatMessage."""
+    body = await _body(request)
+    message = _store(request).post(
+        _conversation(request), str(body.get("content", "")), str(body.get("contentType", "text"))
+    )
+    return web.json_response(message, status=201)
+
+
+@routes.patch("/_sim/teams/{t}/channels/{c}/messages/{m}")
+@routes.patch("/_sim/chats/{chat}/messages/{m}")
+async def edit_message(request: web.Request) -> web.Response:
+    """``{"content"}`` -> the edited chatMessage."""
+    body = await _body(request)
+    try:
+        message = _store(request).edit(_conversation(request), request.match_info["m"], str(body.get("content", "")))
+    except KeyError:
+        raise _missing("message") from None
+    return web.json_response(message)
+
+
+@routes.delete("/_sim/teams/{t}/channels/{c}/messages/{m}")
+@routes.delete("/_sim/chats/{chat}/messages/{m}")
+async def delete_message(request: web.Request) -> web.Response:
+    """Soft-delete a message -> 204."""
+    try:
+        _store(request).delete(_conversation(request), request.match_info["m"])
+    except KeyError:
+        raise _missing("message") from None
+    return web.Response(status=204)

@@ -1,0 +1,269 @@
+"""Checking the ``validationTokens`` of a rich notification batch (PyJWT).
+
+Each token must carry a valid signature by a key of the authority's OpenID
+configuration, be unexpired, be meant for this app (``aud``), come from an issuer
+of the token's tenant (v1 and v2 forms by default), and name Graph's change-tracking
+app as its caller (``appid`` in v1, ``azp`` in v2).
+
+The keys are fetched once and cached; a key id the cache lacks triggers a refetch
+at most once every ``refetch_interval`` seconds, so forged key ids cannot make this
+app hammer the authority.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from typing import Any
+
+from ..errors import AuthorityUnavailableError, ValidationTokenError
+
+CHANGE_TRACKING_APP_ID = "0bf30f3b-4a52-48df-9a82-234910c4a086"
+DEFAULT_AUTHORITY = "https://login.microsoftonline.com"
+DEFAULT_ISSUERS: tuple[str, ...] = (
+    "https://sts.windows.net/{tenant}/",
+    "https://login.microsoftonline.com/{tenant}/v2.0",
+)
+REFETCH_INTERVAL_SECONDS = 10.0
+# Microsoft's and Graph's clocks may disagree a little with ours.
+LEEWAY_SECONDS = 60.0
+# Verified tokens remembered (by their text) until they expire.
+VERIFIED_CACHE_SIZE = 1024
+
+FetchJson = Callable[[str], Awaitable[dict[str, Any]]]
+
+
+def openid_configuration_url(authority: str) -> str:
+    """Where the authority publishes its OpenID configuration (and so its jwks_uri)."""
+    return f"{authority.rstrip('/')}/common/v2.0/.well-known/openid-configuration"
+
+
+class SigningKeys:
+    """The authority's signing keys by key id, fetched on first use and cached.
+
+    ``fetch`` reads a URL's JSON and raises on failure; a failed fetch raises
+    AuthorityUnavailableError (the caller answers 503 so Graph retries).
+    """
+
+    def __init__(
+        self,
+        fetch: FetchJson,
+        authority: str = DEFAULT_AUTHORITY,
+        refetch_interval: float = REFETCH_INTERVAL_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._fetch = fetch
+        self._authority = authority
+        self._refetch_interval = refetch_interval
+        self._clock = clock
+        self._keys: dict[str, Any] = {}
+        self._fetched_at: float | None = None
+        self._fetching: asyncio.Task[None] | None = None
+        self.fetches = 0
+
+    async def key(self, kid: str) -> Any:
+        """The public key for ``kid``; raise ValidationTokenError when the authority has none."""
+        if kid in self._keys:
+            return self._keys[kid]
+        if self._fetched_at is None or self._clock() - self._fetched_at >= self._refetch_interval:
+            await self._refresh()
+        if kid not in self._keys:
+            raise ValidationTokenError("unknown signing key")
+        return self._keys[kid]
+
+    async def _refresh(self) -> None:
+        # One fetch however many requests want it; a request that gives up never cancels it.
+        if self._fetching is None or self._fetching.done():
+            self._fetching = asyncio.create_task(self._load())
+        await asyncio.shield(self._fetching)
+
+    async def _load(self) -> None:
+        import jwt
+
+        self.fetches += 1
+        try:
+            configuration = await self._fetch(openid_configuration_url(self._authority))
+            jwks_uri = configuration.get("jwks_uri")
+            if not isinstance(jwks_uri, str) or not jwks_uri.startswith("https://"):
+                raise ValueError("OpenID configuration without an https jwks_uri")
+            document = await self._fetch(jwks_uri)
+            keys = jwt.PyJWKSet.from_dict(document).keys
+        except Exception as exc:
+            # Also counts as a fetch: a failing authority is not asked again at once.
+            self._fetched_at = self._clock()
+            raise AuthorityUnavailableError(f"signing keys not fetched ({type(exc).__name__})") from exc
+        self._keys = {k.key_id: k.key for k in keys if k.key_id}
+        self._fetched_at = self._clock()
+
+
+class ValidationTokenChecker:
+    """Checks validation tokens against the authority's keys and this app's identity."""
+
+    def __init__(
+        self,
+        keys: SigningKeys,
+        client_id: str,
+        issuers: Sequence[str] = DEFAULT_ISSUERS,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._keys = keys
+        self._client_id = client_id
+        self._issuers = tuple(issuers)
+        self._clock = clock
+        # Graph sends the same token with batch after batch: one fully checked stays good until it expires.
+        self._verified: dict[str, dict[str, Any]] = {}
+
+    async def check(self, token: object) -> dict[str, Any]:
+        """The token's claims once every check passes; raise ValidationTokenError naming the first that fails."""
+        if not isinstance(token, str) or not token:
+            raise ValidationTokenError("not a token")
+        known = self._verified.get(token)
+        if known is not None:
+            if self._clock() > float(known["exp"]) + LEEWAY_SECONDS:
+                del self._verified[token]
+                raise ValidationTokenError("expired")
+            return known
+        claims = await self._verify(token)
+        if len(self._verified) >= VERIFIED_CACHE_SIZE:
+            self._verified.clear()  # a few tokens per app and tenant are live at a time: rarely reached
+        self._verified[token] = claims
+        return claims
+
+    async def _verify(self, token: str) -> dict[str, Any]:
+        import jwt
+
+        try:
+            # One parse for the header and the unverified claims (PyJWT's base64 checks are not free).
+            unverified_token = jwt.decode_complete(token, options={"verify_signature": False})
+        except jwt.InvalidTokenError:
+            raise ValidationTokenError("malformed") from None
+        header, unverified = unverified_token["header"], unverified_token["payload"]
+        kid = header.get("kid")
+        if header.get("alg") != "RS256" or not isinstance(kid, str):
+            raise ValidationTokenError("unsupported signature algorithm")
+        tenant = unverified.get("tid")
+        if not isinstance(tenant, str) or not tenant:
+            raise ValidationTokenError("no tenant")
+        key = await self._keys.key(kid)
+        try:
+            claims: dict[str, Any] = jwt.decode(
+                token,
+                key,
+                algorithms=["RS256"],
+                audience=self._client_id,
+                issuer=[issuer.replace("{tenant}", tenant) for issuer in self._issuers],
+                leeway=LEEWAY_SECONDS,
+                options={"require": ["exp", "aud", "iss"]},
+            )
+        except jwt.InvalidSignatureError:
+            raise ValidationTokenError("bad signature") from None
+        except jwt.ExpiredSignatureError:
+            raise ValidationTokenError("expired") from None
+        except jwt.InvalidAudienceError:
+            raise ValidationTokenError("wrong audience") from None
+        except jwt.InvalidIssuerError:
+            raise ValidationTokenError("wrong issuer") from None
+        except jwt.InvalidTokenError as exc:
+            raise ValidationTokenError(f"invalid ({type(exc).__name__})") from None
+        caller = claims.get("azp") if "azp" in claims else claims.get("appid")
+        if caller != CHANGE_TRACKING_APP_ID:
+            raise ValidationTokenError("not from Graph change tracking")
+        return claims
+
+    async def check_all(self, tokens: Iterable[object]) -> None:
+        """Check every token; raise on the first that fails (one per app and tenant, so a few)."""
+        for token in tokens:
+            await self.check(token)
+
+
+# A cold key fetch is the only slow step; it must leave room inside Graph's 3 s for the queue write.
+CHECK_DEADLINE_SECONDS = 1.5
+
+
+def batch_tokens(body: bytes, items: Sequence[Mapping[str, Any]]) -> list[object] | None:
+    """The batch's ``validationTokens``; [] for a rich batch without them; None for a plain batch."""
+    rich = any("encryptedContent" in item for item in items)
+    if not rich and b'"validationTokens"' not in body:
+        return None
+    tokens = json.loads(body).get("validationTokens")  # parsed once already: it is valid JSON
+    return list(tokens) if isinstance(tokens, list) else []
+
+
+class HttpJson:
+    """GETs JSON over https with aiohttp (a CA file for a self-signed authority); the session is made on first use."""
+
+    def __init__(self, ca_file: str | None = None, timeout: float = CHECK_DEADLINE_SECONDS) -> None:
+        self._ca_file = ca_file
+        self._timeout = timeout
+        self._session: Any = None
+
+    async def __call__(self, url: str) -> dict[str, Any]:
+        import ssl
+
+        import aiohttp
+
+        if self._session is None:
+            context = ssl.create_default_context(cafile=self._ca_file) if self._ca_file else None
+            self._session = aiohttp.ClientSession(
+                timeout=aiohttp.ClientTimeout(total=self._timeout),
+                connector=aiohttp.TCPConnector(ssl=context) if context else None,
+            )
+        async with self._session.get(url) as response:
+            response.raise_for_status()
+            document = await response.json(content_type=None)
+        if not isinstance(document, dict):
+            raise ValueError("not a JSON object")
+        return document
+
+    async def close(self) -> None:
+        """Close the session, if one was made."""
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+
+class TokenGate:
+    """What the HTTP path asks before storing a rich batch: are all its validation tokens valid?"""
+
+    def __init__(
+        self,
+        client_id: str | None,
+        authority: str = DEFAULT_AUTHORITY,
+        issuers: Sequence[str] = DEFAULT_ISSUERS,
+        fetch: FetchJson | None = None,
+        ca_file: str | None = None,
+        deadline: float = CHECK_DEADLINE_SECONDS,
+    ) -> None:
+        self._http = HttpJson(ca_file) if fetch is None else None
+        self._keys = SigningKeys(fetch or self._http or HttpJson(ca_file), authority)
+        self._checker = ValidationTokenChecker(self._keys, client_id, issuers) if client_id else None
+        self._deadline = deadline
+
+    @property
+    def key_fetches(self) -> int:
+        """How many times the authority's keys were fetched (for the bench)."""
+        return self._keys.fetches
+
+    async def refusal(self, tokens: Sequence[object]) -> str | None:
+        """Why the batch must not be stored, or None when every token is valid.
+
+        Raise AuthorityUnavailableError when the keys cannot be had in time (the caller answers 503).
+        """
+        if not tokens:
+            return "resource data without validation tokens"
+        if self._checker is None:
+            return "GRAPH_CLIENT_ID is not set, so validation tokens cannot be checked"
+        try:
+            await asyncio.wait_for(self._checker.check_all(tokens), self._deadline)
+        except ValidationTokenError as exc:
+            return exc.reason
+        except TimeoutError:
+            raise AuthorityUnavailableError("signing keys not fetched in time") from None
+        return None
+
+    async def close(self) -> None:
+        """Close the HTTP session."""
+        if self._http is not None:
+            await self._http.close()

@@ -1,0 +1,89 @@
+"""The members of the groups that subscription sets expand over, and each group's delta link.
+
+One table partition per group: a row per member (user id) and a state row with
+the groups-delta link that continues from the stored membership. A refresh writes
+the member rows that changed first and the link last, so a crash between the two
+only repeats a delta whose adds and removes are idempotent.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from .items import row_key
+from .tables import ensure_table, quote_filter
+
+if TYPE_CHECKING:
+    from azure.data.tables.aio import TableClient
+
+_BATCH = 100  # Table storage's limit for one transaction
+# Sorts before every member id (GUIDs), and no user id starts with '!'.
+STATE_ROW = "!state"
+
+
+@dataclass(frozen=True)
+class MemberSet:
+    """A group's members as last followed, and the delta link to continue from (None: enumerate)."""
+
+    members: frozenset[str] = frozenset()
+    delta_link: str | None = None
+
+
+class MemberStore:
+    """Group memberships in Table storage, one partition per group id."""
+
+    def __init__(self, client: TableClient) -> None:
+        self._client = client
+
+    async def setup(self) -> None:
+        """Create the table if needed."""
+        await ensure_table(self._client)
+
+    async def load(self, group_id: str) -> MemberSet:
+        """The stored membership of ``group_id`` (empty, with no link, when never followed)."""
+        members: set[str] = set()
+        link: str | None = None
+        query = self._client.query_entities(f"PartitionKey eq {quote_filter(row_key(group_id))}")
+        async for entity in query:
+            if entity["RowKey"] == STATE_ROW:
+                link = str(entity.get("DeltaLink") or "") or None
+            else:
+                members.add(str(entity.get("MemberId") or entity["RowKey"]))
+        return MemberSet(frozenset(members), link)
+
+    async def save(self, group_id: str, before: MemberSet, after: MemberSet) -> None:
+        """Write the difference between ``before`` (as stored) and ``after``, then the link."""
+        partition = row_key(group_id)
+        added = sorted(after.members - before.members)
+        removed = sorted(before.members - after.members)
+        operations: list[tuple[str, dict[str, Any]]] = [
+            ("upsert", {"PartitionKey": partition, "RowKey": row_key(m), "MemberId": m}) for m in added
+        ]
+        operations += [("delete", {"PartitionKey": partition, "RowKey": row_key(m)}) for m in removed]
+        for batch in _chunks(operations, _BATCH):
+            await self._submit(batch)
+        state = {"PartitionKey": partition, "RowKey": STATE_ROW, "DeltaLink": after.delta_link or ""}
+        await self._client.upsert_entity(state)
+
+    async def _submit(self, batch: list[tuple[str, dict[str, Any]]]) -> None:
+        from azure.core.exceptions import ResourceNotFoundError
+        from azure.data.tables import TableTransactionError
+
+        try:
+            await self._client.submit_transaction(batch)  # type: ignore[arg-type]
+        except TableTransactionError:
+            # A delete of a row already gone (a repeated refresh) fails the whole batch: go one by one.
+            for operation, entity in batch:
+                if operation == "upsert":
+                    await self._client.upsert_entity(entity)
+                else:
+                    with contextlib.suppress(ResourceNotFoundError):
+                        await self._client.delete_entity(entity["PartitionKey"], entity["RowKey"])
+
+
+def _chunks(operations: list[tuple[str, dict[str, Any]]], size: int) -> Iterable[list[tuple[str, dict[str, Any]]]]:
+    for start in range(0, len(operations), size):
+        yield operations[start : start + size]

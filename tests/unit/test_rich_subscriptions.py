@@ -1,0 +1,271 @@
+"""Rich subscriptions: the creation body, renewal timing with resource data, and the processor's grouping."""
+
+from __future__ import annotations
+
+import base64
+import json
+from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from devtools.graphsim.rich import SampleCertificate, encrypt_content, make_certificate
+from shared.coalescing import Action
+from shared.graph import GraphGateway, RemoteSubscription
+from shared.lifetimes import next_expiry
+from shared.notifications import Envelope
+from shared.processor import Processor
+from shared.reconciliation import plan
+from shared.renewer import Endpoints, Renewer
+from shared.security.certificates import CertificateBook, parse_certificate
+from shared.security.resource_data import ResourceDataReader
+from shared.services import _encryption_for
+from shared.settings import DesiredSubscription
+from shared.stores.subscriptions import ACTIVE, SubscriptionRecord
+
+NOW = datetime(2026, 11, 22, 10, 0, tzinfo=UTC)
+URL = "https://app.example.com/api/notifications"
+CHANNEL = "teams/team-1/channels/19:general@thread.tacv2/messages"
+INBOX = "users/ada@contoso.com/mailFolders/inbox/messages"
+
+
+@pytest.fixture(scope="module")
+def certificate() -> SampleCertificate:
+    return make_certificate()
+
+
+# ---- creation body ------------------------------------------------------------------------------
+
+
+class Adapter:
+    """The SDK's request adapter as GraphGateway uses it: records what is sent, answers like Graph."""
+
+    base_url = "https://graph.example.test/v1.0"
+
+    def __init__(self) -> None:
+        self.sent: list[dict[str, Any]] = []
+
+    async def send_primitive_async(self, info: Any, kind: str, errors: Any) -> bytes:
+        body = json.loads(info.content)
+        self.sent.append(body)
+        return json.dumps({"id": "sub-1", **body}).encode()
+
+
+def gateway(adapter: Adapter) -> GraphGateway:
+    subscriptions = SimpleNamespace(url_template="{+baseurl}/subscriptions", path_parameters={})
+    return GraphGateway(SimpleNamespace(request_adapter=adapter, subscriptions=subscriptions))  # type: ignore[arg-type]
+
+
+async def test_a_subscription_with_resource_data_sends_the_public_certificate_as_base64_der(
+    certificate: SampleCertificate,
+) -> None:
+    adapter = Adapter()
+    expiry = NOW + timedelta(minutes=4315)
+    await gateway(adapter).create_subscription(
+        CHANNEL, "created", URL, URL, "state", expiry, encryption=(certificate.public_base64, "cert-1")
+    )
+    [body] = adapter.sent
+    assert body["includeResourceData"] is True
+    assert base64.b64decode(body["encryptionCertificate"]) == certificate.der
+    assert body["encryptionCertificateId"] == "cert-1"
+    assert b"PRIVATE KEY" not in json.dumps(body).encode()
+
+
+async def test_a_subscription_without_resource_data_sends_no_encryption_fields() -> None:
+    adapter = Adapter()
+    await gateway(adapter).create_subscription("drives/b!x/root", "updated", URL, URL, "state", NOW)
+    [body] = adapter.sent
+    assert not {"includeResourceData", "encryptionCertificate", "encryptionCertificateId"} & body.keys()
+
+
+# ---- renewal with resource data -----------------------------------------------------------------
+
+
+def record(resource: str, expires_at: datetime) -> SubscriptionRecord:
+    want = DesiredSubscription(resource, "created")
+    return SubscriptionRecord(want.key, resource, "created", "state", ACTIVE, NOW, "sub-1", expires_at)
+
+
+def test_a_freshly_renewed_outlook_subscription_with_resource_data_is_not_renewed_again() -> None:
+    # Graph grants 1,440 minutes with resource data; against 10,080 it would look due every tick.
+    want = DesiredSubscription(INBOX, "created", include_resource_data=True)
+    granted = next_expiry(INBOX, NOW, include_resource_data=True)
+    todo = plan([want], [record(INBOX, granted)], None, NOW + timedelta(minutes=5), URL)
+    assert todo.renew == []
+
+
+def test_an_outlook_subscription_with_resource_data_is_renewed_past_half_its_lifetime() -> None:
+    want = DesiredSubscription(INBOX, "created", include_resource_data=True)
+    granted = next_expiry(INBOX, NOW, include_resource_data=True)
+    todo = plan([want], [record(INBOX, granted)], None, NOW + timedelta(minutes=740), URL)
+    assert [r.resource for r in todo.renew] == [INBOX]
+
+
+# ---- the processor: rich and plain notifications side by side -----------------------------------
+
+
+class Store:
+    def __init__(self, *records: SubscriptionRecord) -> None:
+        self.records = {r.subscription_id: r for r in records}
+
+    async def find(self, subscription_id: str) -> SubscriptionRecord | None:
+        return self.records.get(subscription_id)
+
+
+class Synchronizer:
+    def __init__(self) -> None:
+        self.synced: list[str] = []
+
+    async def sync(self, record: SubscriptionRecord, notified_at: datetime, deferrals: int) -> Any:
+        self.synced.append(record.resource)
+        return SimpleNamespace(decision=SimpleNamespace(action=Action.RUN, delay=timedelta(0)), events=1)
+
+
+class Queue:
+    def __init__(self) -> None:
+        self.sent: list[str] = []
+
+    async def send(self, text: str, **options: Any) -> None:
+        self.sent.append(text)
+
+
+def processor(certificate: SampleCertificate, store: Store, sync: Synchronizer, changes: Queue) -> Processor:
+    book = CertificateBook(parse_certificate(certificate.pem, None, "cert-1", "NOTIFICATION_CERTIFICATE"))
+    reader = ResourceDataReader(book, changes, lambda: NOW)
+    return Processor(store, sync, None, Queue(), Queue(), lambda: NOW, resource_data=reader)  # type: ignore[arg-type]
+
+
+def message(message_id: str) -> dict[str, Any]:
+    return {
+        "id": message_id,
+        "lastModifiedDateTime": "2026-11-22T09:59:00Z",
+        "channelIdentity": {"teamId": "team-1", "channelId": "19:general@thread.tacv2"},
+        "body": {"contentType": "text", "content": "hello"},
+    }
+
+
+def rich(sid: str, change: str, certificate: SampleCertificate, message_id: str) -> dict[str, Any]:
+    path = f"teams('team-1')/channels('19:general@thread.tacv2')/messages('{message_id}')"
+    item: dict[str, Any] = {
+        "subscriptionId": sid,
+        "changeType": change,
+        "resource": path,
+        "resourceData": {"id": message_id, "@odata.type": "#Microsoft.Graph.chatMessage", "@odata.id": path},
+    }
+    if change != "deleted":
+        item["encryptedContent"] = encrypt_content(message(message_id), certificate.public_base64, "cert-1")
+    return item
+
+
+async def test_rich_items_become_events_while_plain_items_of_the_same_message_ask_for_a_pass(
+    certificate: SampleCertificate,
+) -> None:
+    teams, drive = record(CHANNEL, NOW + timedelta(days=1)), record("drives/b!x/root", NOW + timedelta(days=1))
+    drive = SubscriptionRecord(drive.key, drive.resource, "updated", "s", ACTIVE, NOW, "sub-2", drive.expires_at)
+    sync, changes = Synchronizer(), Queue()
+    items = [
+        rich("sub-1", "created", certificate, "m1"),
+        {"subscriptionId": "sub-2", "changeType": "updated", "resource": "drives/b!x/root"},
+        rich("sub-1", "updated", certificate, "m1"),
+    ]
+    summary = await processor(certificate, Store(teams, drive), sync, changes).handle(
+        Envelope("notifications", NOW, items).to_json()
+    )
+    assert sync.synced == ["drives/b!x/root"]  # the channel got no delta run
+    assert summary.runs == 1 and summary.events == 1 + 2
+    assert [json.loads(e)["changeType"] for e in changes.sent] == ["created", "updated"]
+
+
+async def test_a_teams_deletion_without_encrypted_content_becomes_a_deleted_event_not_a_pass(
+    certificate: SampleCertificate,
+) -> None:
+    # Graph's deletion names the message in resourceData only; a delta run could not see it.
+    sync, changes = Synchronizer(), Queue()
+    teams = record(CHANNEL, NOW + timedelta(days=1))
+    items = [rich("sub-1", "deleted", certificate, "m1")]
+    summary = await processor(certificate, Store(teams), sync, changes).handle(
+        Envelope("notifications", NOW, items).to_json()
+    )
+    [event] = [json.loads(e) for e in changes.sent]
+    assert sync.synced == [] and summary.events == 1
+    assert (event["changeType"], event["itemId"], event["item"]) == ("deleted", "m1", None)
+    assert event["kind"] == "chatMessage" and event["containerId"] == "team-1/19:general@thread.tacv2"
+
+
+async def test_a_plain_deletion_on_a_drive_still_asks_for_a_pass(certificate: SampleCertificate) -> None:
+    sync, changes = Synchronizer(), Queue()
+    drive = record("drives/b!x/root", NOW + timedelta(days=1))
+    items = [{"subscriptionId": "sub-1", "changeType": "deleted", "resourceData": {"id": "item-1"}}]
+    await processor(certificate, Store(drive), sync, changes).handle(Envelope("notifications", NOW, items).to_json())
+    assert sync.synced == ["drives/b!x/root"] and changes.sent == []
+
+
+# ---- the renewer: expanded subscription sets ask for resource data too ---------------------------
+
+
+class Graph:
+    def __init__(self) -> None:
+        self.created: dict[str, tuple[str, str] | None] = {}
+
+    async def list_subscriptions(self, pace: Any = None) -> list[Any]:
+        return []
+
+    async def create_subscription(
+        self, resource: str, change_type: str, url: str, lifecycle: str, state: str, expiry: datetime, encryption: Any
+    ) -> RemoteSubscription:
+        self.created[resource] = encryption
+        return RemoteSubscription(f"id-{len(self.created)}", resource, change_type, url, expiry)
+
+
+class Records:
+    async def backfill(self) -> None:
+        pass
+
+    async def list(self) -> list[SubscriptionRecord]:
+        return []
+
+    async def save(self, record: SubscriptionRecord) -> None:
+        pass
+
+
+class Starts:
+    async def start(self, resource: str, full: bool) -> None:
+        pass
+
+
+class Members:
+    """A set of two members, as shared/subscription_sets.py expands it."""
+
+    async def expand(self, desired: Any) -> tuple[DesiredSubscription, ...]:
+        return tuple(
+            DesiredSubscription(d.resource.replace("{member}", member), d.change_type, d.include_resource_data)
+            for d in desired
+            for member in ("ada@contoso.com", "bob@contoso.com")
+        )
+
+
+async def test_members_of_a_set_asking_for_resource_data_are_subscribed_with_the_certificate(
+    certificate: SampleCertificate,
+) -> None:
+    entry = DesiredSubscription(
+        "users/{member}/messages", "created", include_resource_data=True, for_each_member_of="group-1"
+    )
+    book = CertificateBook(parse_certificate(certificate.pem, None, "cert-1", "NOTIFICATION_CERTIFICATE"))
+    settings = SimpleNamespace(subscriptions=[entry])
+    graph = Graph()
+    renewer = Renewer(
+        graph,  # type: ignore[arg-type]
+        Records(),  # type: ignore[arg-type]
+        Starts(),  # type: ignore[arg-type]
+        Queue(),  # type: ignore[arg-type]
+        Endpoints(URL, URL),
+        sets=Members(),  # type: ignore[arg-type]
+        encryption_for=_encryption_for(settings, book),  # type: ignore[arg-type]
+    )
+    report = await renewer.reconcile([entry], NOW)
+    assert report.created == 2
+    assert graph.created == {
+        "users/ada@contoso.com/messages": (certificate.public_base64, "cert-1"),
+        "users/bob@contoso.com/messages": (certificate.public_base64, "cert-1"),
+    }

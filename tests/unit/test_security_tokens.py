@@ -1,0 +1,205 @@
+"""Validation tokens: every rejection reason in a test of its own, and the key cache's bounds."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytest
+
+from devtools.graphsim.rich import ValidationTokenSigner, forge
+from shared.errors import AuthorityUnavailableError, ValidationTokenError
+from shared.security.tokens import SigningKeys, ValidationTokenChecker, openid_configuration_url
+
+TENANT = "84bd8158-6d4d-4958-8b9f-9d6445542f95"
+CLIENT_ID = "7f1b2b5c-1111-4c3c-9e2e-0a0b0c0d0e0f"
+AUTHORITY = "https://login.microsoftonline.com"
+JWKS_URI = "https://login.microsoftonline.com/common/discovery/v2.0/keys"
+
+
+class Authority:
+    """The OpenID configuration and JWKS, counting fetches."""
+
+    def __init__(self, *signers: ValidationTokenSigner) -> None:
+        self.signers = list(signers)
+        self.fetched: list[str] = []
+        self.down = False
+
+    async def fetch(self, url: str) -> dict[str, Any]:
+        self.fetched.append(url)
+        if self.down:
+            raise ConnectionError("authority unreachable")
+        if url == openid_configuration_url(AUTHORITY):
+            return {"jwks_uri": JWKS_URI, "issuer": f"{AUTHORITY}/{{tenantid}}/v2.0"}
+        if url == JWKS_URI:
+            return {"keys": [s.jwk() for s in self.signers]}
+        raise AssertionError(f"unexpected fetch {url}")
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture(scope="module")
+def signer() -> ValidationTokenSigner:
+    return ValidationTokenSigner()
+
+
+@pytest.fixture
+def authority(signer: ValidationTokenSigner) -> Authority:
+    return Authority(signer)
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def checker(authority: Authority, clock: Clock) -> ValidationTokenChecker:
+    return ValidationTokenChecker(SigningKeys(authority.fetch, AUTHORITY, clock=clock), CLIENT_ID)
+
+
+async def reason(checker: ValidationTokenChecker, token: str) -> str:
+    with pytest.raises(ValidationTokenError) as caught:
+        await checker.check(token)
+    return caught.value.reason
+
+
+async def test_a_v1_token_from_graph_is_accepted(
+    checker: ValidationTokenChecker, signer: ValidationTokenSigner
+) -> None:
+    claims = await checker.check(signer.token(TENANT, CLIENT_ID, version=1))
+    assert claims["iss"] == f"https://sts.windows.net/{TENANT}/"
+
+
+async def test_a_v2_token_from_graph_is_accepted(
+    checker: ValidationTokenChecker, signer: ValidationTokenSigner
+) -> None:
+    claims = await checker.check(signer.token(TENANT, CLIENT_ID, version=2))
+    assert claims["iss"] == f"https://login.microsoftonline.com/{TENANT}/v2.0"
+
+
+async def test_a_forged_signature_is_rejected(checker: ValidationTokenChecker, signer: ValidationTokenSigner) -> None:
+    assert await reason(checker, forge(signer.token(TENANT, CLIENT_ID))) == "bad signature"
+
+
+async def test_a_key_id_the_authority_never_published_is_rejected(
+    checker: ValidationTokenChecker, authority: Authority
+) -> None:
+    stranger = ValidationTokenSigner()
+    assert await reason(checker, stranger.token(TENANT, CLIENT_ID)) == "unknown signing key"
+
+
+async def test_an_expired_token_is_rejected(checker: ValidationTokenChecker, signer: ValidationTokenSigner) -> None:
+    token = signer.token(TENANT, CLIENT_ID, now=time.time() - 7200, lifetime=3600)
+    assert await reason(checker, token) == "expired"
+
+
+async def test_a_token_for_another_app_is_rejected(
+    checker: ValidationTokenChecker, signer: ValidationTokenSigner
+) -> None:
+    token = signer.token(TENANT, "00000000-0000-0000-0000-00000000dead")
+    assert await reason(checker, token) == "wrong audience"
+
+
+async def test_a_token_from_another_issuer_is_rejected(
+    checker: ValidationTokenChecker, signer: ValidationTokenSigner
+) -> None:
+    token = signer.token(TENANT, CLIENT_ID, iss="https://evil.example.com/issuer/")
+    assert await reason(checker, token) == "wrong issuer"
+
+
+async def test_an_issuer_of_another_tenant_is_rejected(
+    checker: ValidationTokenChecker, signer: ValidationTokenSigner
+) -> None:
+    token = signer.token(TENANT, CLIENT_ID, iss="https://sts.windows.net/11111111-2222-3333-4444-555555555555/")
+    assert await reason(checker, token) == "wrong issuer"
+
+
+async def test_a_v1_token_from_another_caller_is_rejected(
+    checker: ValidationTokenChecker, signer: ValidationTokenSigner
+) -> None:
+    token = signer.token(TENANT, CLIENT_ID, version=1, appid="11111111-0000-0000-0000-000000000000")
+    assert await reason(checker, token) == "not from Graph change tracking"
+
+
+async def test_a_v2_token_from_another_caller_is_rejected(
+    checker: ValidationTokenChecker, signer: ValidationTokenSigner
+) -> None:
+    token = signer.token(TENANT, CLIENT_ID, version=2, azp="11111111-0000-0000-0000-000000000000")
+    assert await reason(checker, token) == "not from Graph change tracking"
+
+
+async def test_a_token_without_expiry_is_rejected(
+    checker: ValidationTokenChecker, signer: ValidationTokenSigner
+) -> None:
+    assert (await reason(checker, signer.token(TENANT, CLIENT_ID, exp=None))).startswith("invalid")
+
+
+async def test_a_token_that_is_not_a_jwt_is_rejected(checker: ValidationTokenChecker) -> None:
+    assert await reason(checker, "not-a-jwt") == "malformed"
+
+
+async def test_national_cloud_issuers_come_from_settings(authority: Authority, signer: ValidationTokenSigner) -> None:
+    issuers = ["https://login.microsoftonline.us/{tenant}/v2.0"]
+    checker = ValidationTokenChecker(SigningKeys(authority.fetch, AUTHORITY), CLIENT_ID, issuers)
+    us = signer.token(TENANT, CLIENT_ID, version=2, iss=f"https://login.microsoftonline.us/{TENANT}/v2.0")
+    await checker.check(us)
+    assert await reason(checker, signer.token(TENANT, CLIENT_ID, version=1)) == "wrong issuer"
+
+
+async def test_keys_are_fetched_once_then_served_from_the_cache(
+    checker: ValidationTokenChecker, authority: Authority, signer: ValidationTokenSigner
+) -> None:
+    for version in (1, 2, 1):
+        await checker.check(signer.token(TENANT, CLIENT_ID, version=version))
+    assert authority.fetched == [openid_configuration_url(AUTHORITY), JWKS_URI]
+
+
+async def test_unknown_key_ids_refetch_at_most_once_every_ten_seconds(
+    checker: ValidationTokenChecker, authority: Authority, signer: ValidationTokenSigner, clock: Clock
+) -> None:
+    await checker.check(signer.token(TENANT, CLIENT_ID))
+    stranger = ValidationTokenSigner()
+    for _ in range(20):
+        await reason(checker, stranger.token(TENANT, CLIENT_ID))
+    assert len(authority.fetched) == 2  # the forged ids all fell within 10 s of the first fetch
+    clock.now += 10
+    await reason(checker, stranger.token(TENANT, CLIENT_ID))
+    assert len(authority.fetched) == 4
+
+
+async def test_a_rotated_key_is_found_by_refetching(
+    checker: ValidationTokenChecker, authority: Authority, signer: ValidationTokenSigner, clock: Clock
+) -> None:
+    await checker.check(signer.token(TENANT, CLIENT_ID))
+    rotated = ValidationTokenSigner()
+    authority.signers.append(rotated)
+    clock.now += 11
+    await checker.check(rotated.token(TENANT, CLIENT_ID))
+
+
+async def test_an_unreachable_authority_is_reported_as_unavailable(
+    checker: ValidationTokenChecker, authority: Authority, signer: ValidationTokenSigner
+) -> None:
+    authority.down = True
+    with pytest.raises(AuthorityUnavailableError):
+        await checker.check(signer.token(TENANT, CLIENT_ID))
+
+
+async def test_a_token_seen_before_is_not_verified_again_but_still_expires(
+    authority: Authority, signer: ValidationTokenSigner
+) -> None:
+    wall = Clock()
+    wall.now = time.time()
+    checker = ValidationTokenChecker(SigningKeys(authority.fetch, AUTHORITY), CLIENT_ID, clock=wall)
+    token = signer.token(TENANT, CLIENT_ID, lifetime=600)
+    first = await checker.check(token)
+    assert await checker.check(token) == first
+    wall.now += 600 + 61  # past its expiry and the leeway
+    assert await reason(checker, token) == "expired"
