@@ -1,0 +1,46 @@
+"""The fan-out point: every change event goes to graph-changes, then to each sink's queue.
+
+graph-changes is written first and never waits on a sink: a sink queue write that
+fails fails the page, which is retried with the same event ids (at least once).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable, Sequence
+from typing import Protocol
+
+from .queues import MessageQueue
+
+
+class Copier(Protocol):
+    """An extra, best-effort destination (the taps of ``graphhooks events tail``): never raises."""
+
+    async def send_all(self, texts: Sequence[str]) -> None: ...
+
+
+class EventOutlet:
+    """The changes queue plus the sinks' queues, behind MessageQueue's ``send_all``."""
+
+    def __init__(self, changes: MessageQueue, sinks: Sequence[MessageQueue] = (), taps: Copier | None = None) -> None:
+        self._changes = changes
+        self._sinks = tuple(sinks)
+        self._taps = taps
+
+    @property
+    def name(self) -> str:
+        """The contract queue's name."""
+        return self._changes.name
+
+    async def send(self, text: str, delay_seconds: float = 0) -> None:
+        """One message, to every queue."""
+        await self.send_all([text])
+
+    async def send_all(self, texts: Iterable[str]) -> None:
+        """Store the messages on graph-changes, then on every sink queue."""
+        batch = list(texts)
+        await self._changes.send_all(batch)
+        if self._sinks and batch:
+            await asyncio.gather(*(sink.send_all(batch) for sink in self._sinks))
+        if self._taps is not None and batch:
+            await self._taps.send_all(batch)

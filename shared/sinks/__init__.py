@@ -1,0 +1,1 @@
+"""Sinks: where change events go besides the graph-changes queue (SINKS)."""

@@ -1,0 +1,222 @@
+"""SINKS: a JSON list of destinations, parsed into frozen entries; a bad entry is named.
+
+Each sink is fed by its own queue (``sink-{index}-{type}`` or the entry's ``name``)
+and poisons into ``<queue>-poison``. The parsing is pure: secrets named by a
+setting are read from the same mapping as the other settings.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+from ..errors import InvalidSettingError
+
+KEY = "SINKS"
+# Azure Functions binds a trigger to a queue name when the app is indexed: at most this many sinks.
+MAX_SINKS = 8
+# Queue names: 3-63 characters, lowercase letters, digits and single hyphens; "-poison" must still fit.
+_QUEUE_NAME = re.compile(r"^[a-z0-9](?:[a-z0-9]|-(?!-))*[a-z0-9]$")
+_MAX_QUEUE_NAME = 63 - len("-poison")
+DEFAULT_RETRIES = 8
+DEFAULT_TEAMS_WINDOW = 30.0
+MAX_TEAMS_WINDOW = 120.0
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """What every sink shares: its queue and how hard it retries."""
+
+    index: int
+    queue: str
+    max_attempts: int = DEFAULT_RETRIES
+
+    @property
+    def poison_queue(self) -> str:
+        """Where events that keep failing go, as the Functions host names it."""
+        return f"{self.queue}-poison"
+
+
+@dataclass(frozen=True)
+class WebhookSink:
+    """POST each event, signed per Standard Webhooks (the secret is never logged)."""
+
+    delivery: Delivery
+    url: str
+    secret: str = field(repr=False)
+    concurrency: int = 8
+    rate_per_second: float | None = None
+    timeout_seconds: float = 10.0
+    type: str = "webhook"
+
+
+@dataclass(frozen=True)
+class BlobSink:
+    """Mirror the drives' files into a blob container of a storage account."""
+
+    delivery: Delivery
+    container: str
+    connection_setting: str = "AzureWebJobsStorage"
+    connection: str = field(default="", repr=False)
+    keep_deleted: bool = False
+    type: str = "blob"
+
+
+@dataclass(frozen=True)
+class TeamsSink:
+    """Post an Adaptive Card per subscription and window to a Teams Workflows URL."""
+
+    delivery: Delivery
+    url: str = field(repr=False)  # a Workflows URL carries its signature in the query
+    window_seconds: float = DEFAULT_TEAMS_WINDOW
+    type: str = "teams"
+
+
+SinkConfig = WebhookSink | BlobSink | TeamsSink
+
+
+def parse_sinks(environ: Mapping[str, str]) -> tuple[SinkConfig, ...]:
+    """Read SINKS (default ``[]``); raise InvalidSettingError naming the entry and the field."""
+    text = environ.get(KEY, "").strip() or "[]"
+    try:
+        raw = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InvalidSettingError(KEY, f"not JSON ({exc.msg})") from exc
+    if not isinstance(raw, list):
+        raise InvalidSettingError(KEY, "must be a JSON list")
+    if len(raw) > MAX_SINKS:
+        raise InvalidSettingError(KEY, f"at most {MAX_SINKS} sinks")
+    sinks = tuple(_entry(index, entry, environ) for index, entry in enumerate(raw))
+    queues = [s.delivery.queue for s in sinks]
+    for queue in queues:
+        if queues.count(queue) > 1:
+            raise InvalidSettingError(KEY, f"two sinks use the queue {queue!r}")
+    return sinks
+
+
+def sink_queues(environ: Mapping[str, str]) -> tuple[str, ...]:
+    """The sinks' queue names, for binding the triggers at import (no secrets needed)."""
+    return tuple(s.delivery.queue for s in parse_sinks(environ))
+
+
+def _entry(index: int, entry: Any, environ: Mapping[str, str]) -> SinkConfig:
+    if not isinstance(entry, dict):
+        raise _invalid(index, "is not an object")
+    kind = entry.get("type")
+    if kind not in ("webhook", "blob", "teams"):
+        raise _invalid(index, f"unknown type {kind!r} (webhook, blob or teams)")
+    delivery = Delivery(index, _queue_name(index, kind, entry), _int(index, entry, "maxAttempts", DEFAULT_RETRIES, 1))
+    if kind == "webhook":
+        return WebhookSink(
+            delivery,
+            _url(index, entry),
+            _secret(index, entry, environ),
+            concurrency=_int(index, entry, "concurrency", 8, 1),
+            rate_per_second=_positive(index, entry, "ratePerSecond", None),
+            timeout_seconds=_positive(index, entry, "timeoutSeconds", 10.0) or 10.0,
+        )
+    if kind == "teams":
+        window = _positive(index, entry, "windowSeconds", DEFAULT_TEAMS_WINDOW) or DEFAULT_TEAMS_WINDOW
+        if window > MAX_TEAMS_WINDOW:
+            raise _invalid(index, f"windowSeconds is at most {MAX_TEAMS_WINDOW:.0f}")
+        return TeamsSink(delivery, _url(index, entry), window)
+    return _blob(index, entry, environ, delivery)
+
+
+def _blob(index: int, entry: dict[str, Any], environ: Mapping[str, str], delivery: Delivery) -> BlobSink:
+    container = entry.get("container")
+    # Container names follow the queue names' rule: 3-63 lowercase letters, digits, single hyphens.
+    if not isinstance(container, str) or not 3 <= len(container) <= 63 or not _QUEUE_NAME.match(container):
+        raise _invalid(index, "needs a container (3-63 lowercase letters, digits and hyphens)")
+    setting = entry.get("connection", "AzureWebJobsStorage")
+    if not isinstance(setting, str) or not setting:
+        raise _invalid(index, "connection must name a setting")
+    connection = environ.get(setting, "").strip()
+    if not connection:
+        raise _invalid(index, f"connection names the setting {setting}, which is empty")
+    on_delete = entry.get("onDelete", "delete")
+    if on_delete not in ("delete", "move"):
+        raise _invalid(index, "onDelete must be 'delete' or 'move'")
+    return BlobSink(delivery, container, setting, connection, keep_deleted=on_delete == "move")
+
+
+def _queue_name(index: int, kind: str, entry: dict[str, Any]) -> str:
+    name = entry.get("name", f"sink-{index}-{kind}")
+    if not isinstance(name, str) or not 3 <= len(name) <= _MAX_QUEUE_NAME or not _QUEUE_NAME.match(name):
+        raise _invalid(index, f"name must be a queue name of 3-{_MAX_QUEUE_NAME} lowercase letters, digits, hyphens")
+    return name
+
+
+def _url(index: int, entry: dict[str, Any]) -> str:
+    url = entry.get("url")
+    if not isinstance(url, str) or not url:
+        raise _invalid(index, "needs a url")
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise _invalid(index, "url must be an absolute http(s) URL")
+    if parts.scheme == "http" and not _loopback(parts.hostname):
+        raise _invalid(index, "url must be https (plain http only on loopback)")
+    return url
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _secret(index: int, entry: dict[str, Any], environ: Mapping[str, str]) -> str:
+    """``secret`` inline, or ``secretSetting``: a setting (in Azure, a Key Vault reference) holding it."""
+    secret = entry.get("secret")
+    setting = entry.get("secretSetting")
+    if secret is not None and setting is not None:
+        raise _invalid(index, "give secret or secretSetting, not both")
+    if setting is not None:
+        if not isinstance(setting, str) or not environ.get(setting, "").strip():
+            raise _invalid(index, f"secretSetting names the setting {setting}, which is empty")
+        secret = environ[setting].strip()
+    if not isinstance(secret, str) or not secret:
+        raise _invalid(index, "needs a secret (whsec_...) or a secretSetting")
+    if not _valid_secret(secret):
+        raise _invalid(index, "the secret must be whsec_ followed by base64")  # never echo it
+    return secret
+
+
+def _valid_secret(secret: str) -> bool:
+    import base64
+    import binascii
+
+    if not secret.startswith("whsec_"):
+        return False
+    try:
+        return len(base64.b64decode(secret.removeprefix("whsec_") + "==", validate=False)) >= 16
+    except (binascii.Error, ValueError):
+        return False
+
+
+def _int(index: int, entry: dict[str, Any], key: str, default: int, low: int) -> int:
+    value = entry.get(key, default)
+    if not isinstance(value, int) or isinstance(value, bool) or value < low:
+        raise _invalid(index, f"{key} must be a whole number of at least {low}")
+    return value
+
+
+def _positive(index: int, entry: dict[str, Any], key: str, default: float | None) -> float | None:
+    value = entry.get(key, default)
+    if value is None:
+        return None
+    if not isinstance(value, int | float) or isinstance(value, bool) or value <= 0:
+        raise _invalid(index, f"{key} must be a positive number")
+    return float(value)
+
+
+def _invalid(index: int, reason: str) -> InvalidSettingError:
+    return InvalidSettingError(KEY, f"entry {index}: {reason}")

@@ -1,0 +1,259 @@
+"""The blob mirror of drives: each file at ``{drive-id}/{path}`` in a container.
+
+A created or updated file is read through Graph (a GET of the item gives its path,
+which delta omits on OneDrive for Business, its hashes and its pre-authenticated
+``@microsoft.graph.downloadUrl``) and streamed in ranged GETs of RANGE bytes into
+staged blocks, committed at the end: memory holds one range, whatever the size.
+The content is written only if the blob's stored hash (``sha256Hash``, else
+``quickXorHash``) differs. A table row per item (``sinkmirror``) keeps its blob
+name, so a rename or move copies the blob server-side to the new name and deletes
+the old one, and a deletion (whose event has no item) finds its blob: deleted, or
+moved under ``deleted/`` with ``onDelete: move``. Every step is idempotent, so a
+replay leaves the same container. Folders create nothing (renaming a folder does
+not yet move the blobs under it: their next change does). Per-item order is kept
+by the OrderBook, as for the webhook.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
+
+from ..errors import DeliveryRetryError, GraphRequestError, TransientGraphError
+from ..settings import resource_key
+from ..stores.tables import ensure_table
+from .config import BlobSink
+from .ordering import OrderBook
+
+if TYPE_CHECKING:
+    import aiohttp
+    from azure.data.tables.aio import TableClient
+    from azure.storage.blob.aio import BlobClient, ContainerClient
+
+    from ..graph import GraphGateway
+
+MIRROR_TABLE = "sinkmirror"
+RANGE = 8 * 1024 * 1024
+DELETED_PREFIX = "deleted/"
+
+
+def blob_name(drive_id: str, item: dict[str, Any]) -> str:
+    """``{drive-id}/{path}/{name}`` from a GET of the item (its parentReference.path)."""
+    parent = str((item.get("parentReference") or {}).get("path") or "")
+    folder = parent.split("root:", 1)[1] if "root:" in parent else ""
+    parts = [p for p in folder.split("/") if p] + [str(item.get("name", ""))]
+    return "/".join([drive_id, *parts])
+
+
+def content_hash(item: dict[str, Any]) -> str:
+    """The item's content hash as ``kind:value`` (sha256Hash preferred), or '' if Graph gave none."""
+    hashes = (item.get("file") or {}).get("hashes") or {}
+    for kind in ("sha256Hash", "quickXorHash"):
+        if hashes.get(kind):
+            return f"{kind}:{hashes[kind]}"
+    return ""
+
+
+def blob_metadata(item: dict[str, Any]) -> dict[str, str]:
+    """The item's Graph metadata, ASCII only (blob metadata must be)."""
+    values = {
+        "itemid": str(item.get("id", "")),
+        "etag": str(item.get("eTag", "")),
+        "lastmodified": str(item.get("lastModifiedDateTime", "")),
+        "contenthash": content_hash(item),
+        "name": str(item.get("name", "")),
+    }
+    return {key: quote(value, safe=" !#$&'()*+,-./:;=?@[]^_{|}~\"") for key, value in values.items()}
+
+
+class BlobMirror:
+    """Keeps a container in step with the drives' files."""
+
+    def __init__(
+        self,
+        config: BlobSink,
+        graph: GraphGateway,
+        graph_base_url: str,
+        container: ContainerClient,
+        index: TableClient,
+        order: OrderBook,
+    ) -> None:
+        self._config = config
+        self._graph = graph
+        self._base = graph_base_url.rstrip("/")
+        self._container = container
+        self._index = index
+        self._order = order
+        self._session: aiohttp.ClientSession | None = None
+
+    async def setup(self) -> None:
+        """Create the container and the tables if needed."""
+        from azure.core.exceptions import ResourceExistsError
+
+        with contextlib.suppress(ResourceExistsError):
+            await self._container.create_container()
+        await ensure_table(self._index)
+        await self._order.setup()
+
+    def _partition(self, drive_id: str) -> str:
+        return resource_key(f"{self._config.delivery.queue}|{drive_id}")
+
+    async def deliver(self, messages: Sequence[dict[str, Any]]) -> None:
+        """Apply each driveItem event to the container."""
+        for event in messages:
+            if event.get("kind") != "driveItem":
+                continue
+            item = event.get("item")
+            if isinstance(item, dict) and "folder" in item:
+                continue  # folders create nothing
+            etag = await self._order.claim(event)
+            if event.get("changeType") == "deleted" or item is None:
+                await self._remove(str(event.get("containerId", "")), str(event.get("itemId", "")))
+            else:
+                await self._write(str(event.get("containerId", "")), str(event.get("itemId", "")))
+            await self._order.release(event, etag)
+
+    async def abandon(self, messages: Sequence[dict[str, Any]]) -> None:
+        """The event was poisoned: later events of its item may go."""
+        for event in messages:
+            await self._order.release(event)
+
+    async def _current(self, drive_id: str, item_id: str) -> dict[str, Any] | None:
+        try:
+            return await self._graph.fetch_url(f"{self._base}/drives/{drive_id}/items/{item_id}")
+        except TransientGraphError as exc:
+            raise DeliveryRetryError(f"Graph: {exc}", exc.retry_after) from exc
+        except GraphRequestError as exc:
+            if exc.graph_status == 404:
+                return None  # deleted since: its deletion event follows
+            raise
+
+    async def _write(self, drive_id: str, item_id: str) -> None:
+        from azure.core.exceptions import ResourceNotFoundError
+
+        item = await self._current(drive_id, item_id)
+        if item is None or "folder" in item or "file" not in item:
+            return
+        target = blob_name(drive_id, item)
+        wanted = content_hash(item)
+        metadata = blob_metadata(item)
+        partition = self._partition(drive_id)
+        try:
+            row: dict[str, Any] | None = dict(await self._index.get_entity(partition, item_id))
+        except ResourceNotFoundError:
+            row = None
+        previous = str(row["blob"]) if row else None
+        blob = self._container.get_blob_client(target)
+        stored = await self._metadata_of(blob)
+        if stored is not None and wanted and stored.get("contenthash") == wanted:
+            if stored != metadata:
+                await blob.set_blob_metadata(metadata)  # same bytes: only the metadata (eTag, name) changes
+        elif previous and previous != target and wanted and await self._hash_of(self._blob(previous)) == wanted:
+            await self._copy(self._blob(previous), blob, metadata)  # a rename or move
+        else:
+            await self._stream(item, blob, metadata)
+        await self._index.upsert_entity({"PartitionKey": partition, "RowKey": item_id, "blob": target})
+        if previous and previous != target:
+            await self._delete(self._blob(previous))
+
+    def _blob(self, name: str) -> BlobClient:
+        return self._container.get_blob_client(name)
+
+    async def _remove(self, drive_id: str, item_id: str) -> None:
+        from azure.core.exceptions import ResourceNotFoundError
+
+        partition = self._partition(drive_id)
+        try:
+            row = await self._index.get_entity(partition, item_id)
+        except ResourceNotFoundError:
+            return  # never mirrored, or already removed
+        source = self._blob(str(row["blob"]))
+        if self._config.keep_deleted and await self._hash_of(source) is not None:
+            properties = await source.get_blob_properties()
+            await self._copy(source, self._blob(DELETED_PREFIX + str(row["blob"])), dict(properties.metadata))
+        await self._delete(source)
+        with contextlib.suppress(ResourceNotFoundError):
+            await self._index.delete_entity(partition, item_id)
+
+    @classmethod
+    async def _hash_of(cls, blob: BlobClient) -> str | None:
+        """The stored content hash, '' if unknown, None if there is no blob."""
+        metadata = await cls._metadata_of(blob)
+        return None if metadata is None else metadata.get("contenthash", "")
+
+    @staticmethod
+    async def _metadata_of(blob: BlobClient) -> dict[str, str] | None:
+        """The blob's metadata, None if there is no blob."""
+        from azure.core.exceptions import ResourceNotFoundError
+
+        try:
+            properties = await blob.get_blob_properties()
+        except ResourceNotFoundError:
+            return None
+        return dict(properties.metadata or {})
+
+    @staticmethod
+    async def _delete(blob: BlobClient) -> None:
+        from azure.core.exceptions import ResourceNotFoundError
+
+        with contextlib.suppress(ResourceNotFoundError):
+            await blob.delete_blob()
+
+    @staticmethod
+    async def _copy(source: BlobClient, target: BlobClient, metadata: dict[str, str]) -> None:
+        """A server-side copy within the account; waits for it to finish."""
+        import asyncio
+
+        copy = await target.start_copy_from_url(source.url, metadata=metadata)
+        status = copy.get("copy_status")
+        while status == "pending":
+            await asyncio.sleep(0.2)
+            status = (await target.get_blob_properties()).copy.status
+        if status != "success":
+            raise DeliveryRetryError(f"blob copy ended {status}")
+
+    async def _stream(self, item: dict[str, Any], blob: BlobClient, metadata: dict[str, str]) -> None:
+        """Download in ranges and stage each as a block: one range in memory at a time."""
+        import aiohttp
+        from azure.storage.blob import BlobBlock, ContentSettings
+
+        url = item.get("@microsoft.graph.downloadUrl")
+        size = int(item.get("size") or 0)
+        settings = ContentSettings(
+            content_type=str((item.get("file") or {}).get("mimeType") or "application/octet-stream")
+        )
+        if size == 0 or not url:
+            await blob.upload_blob(b"", overwrite=True, metadata=metadata, content_settings=settings)
+            return
+        if self._session is None:
+            self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=300))
+        blocks: list[BlobBlock] = []
+        for number, start in enumerate(range(0, size, RANGE)):
+            end = min(start + RANGE, size) - 1
+            try:
+                async with self._session.get(str(url), headers={"Range": f"bytes={start}-{end}"}) as response:
+                    if response.status in (401, 403, 404):
+                        raise DeliveryRetryError(f"download URL answered {response.status}")  # expired: GET again
+                    if response.status == 429 or response.status >= 500:
+                        raise DeliveryRetryError(f"download answered {response.status}")
+                    data = await response.read()
+            except (TimeoutError, aiohttp.ClientError) as exc:
+                raise DeliveryRetryError(f"{type(exc).__name__} downloading") from exc
+            ranged = response.status == 206 and len(data) == end - start + 1
+            whole = response.status == 200 and size <= RANGE and len(data) == size  # Range ignored: one range anyway
+            if not (ranged or whole):
+                raise DeliveryRetryError(f"ranged download returned {response.status} with {len(data)} bytes")
+            block = base64.b64encode(f"{number:08d}".encode()).decode()
+            await blob.stage_block(block, data)
+            blocks.append(BlobBlock(block))
+            del data
+        await blob.commit_block_list(blocks, metadata=metadata, content_settings=settings)
+
+    async def close(self) -> None:
+        """Close the download session (the runtime closes the storage clients)."""
+        if self._session is not None:
+            await self._session.close()
+            self._session = None

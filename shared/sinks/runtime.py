@@ -1,0 +1,106 @@
+"""Builds each configured sink with its queue, poison queue and stores: one runner per sink queue."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from ..settings import StorageConnection, storage_connection
+from .config import BlobSink, SinkConfig, WebhookSink, parse_sinks
+from .runner import SinkRunner
+
+_PATIENT = {"retry_total": 3, "initial_backoff": 1, "increment_base": 2, "random_jitter_range": 1}
+_PATIENT_TABLE = {"retry_total": 3, "retry_backoff_factor": 0.5}
+
+
+@dataclass
+class SinkRuntime:
+    """The runners by queue name, and what to close."""
+
+    runners: dict[str, SinkRunner]
+    closers: list[Any]
+
+    def runner(self, queue: str) -> SinkRunner:
+        """The runner of a sink queue; KeyError if no sink uses it."""
+        return self.runners[queue]
+
+    async def close(self) -> None:
+        """Close every sink and storage client."""
+        for runner in self.runners.values():
+            await runner.sink.close()
+        for client in self.closers:
+            await client.close()
+
+
+async def build_sinks(environ: Mapping[str, str], retry_base: float = 2.0) -> SinkRuntime:
+    """Build a runner for each entry of SINKS."""
+    from ..storage import storage_credential
+
+    connection = storage_connection(environ)
+    runtime = SinkRuntime({}, [])
+    token = storage_credential(connection)
+    if token is not None:
+        runtime.closers.append(token)
+    for config in parse_sinks(environ):
+        runtime.runners[config.delivery.queue] = await _runner(config, connection, token, runtime, retry_base, environ)
+    return runtime
+
+
+async def _runner(
+    config: SinkConfig,
+    connection: StorageConnection,
+    token: Any,
+    runtime: SinkRuntime,
+    retry_base: float,
+    environ: Mapping[str, str],
+) -> SinkRunner:
+    from ..queues import MessageQueue
+    from ..storage import queue_client, table_client
+
+    def own(client: Any) -> Any:
+        runtime.closers.append(client)
+        return client
+
+    queue = MessageQueue(own(queue_client(connection, config.delivery.queue, token, **_PATIENT)))
+    poison = MessageQueue(own(queue_client(connection, config.delivery.poison_queue, token, **_PATIENT)))
+    sink: Any
+    if isinstance(config, WebhookSink):
+        from .ordering import ORDER_TABLE, OrderBook
+        from .webhook import WebhookForward
+
+        order = OrderBook(own(table_client(connection, ORDER_TABLE, token, **_PATIENT_TABLE)), config.delivery.queue)
+        await order.setup()
+        sink = WebhookForward(config, order)
+    elif isinstance(config, BlobSink):
+        sink = await _mirror(config, connection, token, own, environ)
+    else:
+        from .teams import BATCH_TABLE, TeamsSummary
+
+        summary = TeamsSummary(config, own(table_client(connection, BATCH_TABLE, token, **_PATIENT_TABLE)), queue)
+        await summary.setup()
+        sink = summary
+    return SinkRunner(sink, config.delivery, queue, poison, retry_base=retry_base)
+
+
+async def _mirror(
+    config: BlobSink, connection: StorageConnection, token: Any, own: Any, environ: Mapping[str, str]
+) -> Any:
+    """The blob mirror reads files through Graph, so it needs the Graph settings too."""
+    from azure.storage.blob.aio import ContainerClient
+
+    from ..graph import GraphGateway, build_client
+    from ..settings import Settings
+    from ..storage import expand_connection, table_client
+    from .mirror import MIRROR_TABLE, BlobMirror
+    from .ordering import ORDER_TABLE, OrderBook
+
+    settings = Settings.from_env(environ)
+    client, credential = build_client(settings)
+    own(credential)
+    container = own(ContainerClient.from_connection_string(expand_connection(config.connection), config.container))
+    index = own(table_client(connection, MIRROR_TABLE, token, **_PATIENT_TABLE))
+    order = OrderBook(own(table_client(connection, ORDER_TABLE, token, **_PATIENT_TABLE)), config.delivery.queue)
+    mirror = BlobMirror(config, GraphGateway(client), settings.graph_base_url, container, index, order)
+    await mirror.setup()
+    return mirror

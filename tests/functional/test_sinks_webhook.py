@@ -1,0 +1,232 @@
+"""The signed forward against a real receiver (verifying with the standardwebhooks package) and Azurite."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from aiohttp import web
+from standardwebhooks import Webhook
+from standardwebhooks.webhooks import WebhookVerificationError
+
+from devtools.azurite import free_port
+from devtools.messages import receive_json
+from shared.outlet import EventOutlet
+from shared.queues import MessageQueue
+from shared.sinks.runtime import SinkRuntime, build_sinks
+from shared.storage import queue_client
+from tests.conftest import PAYLOADS
+from tests.functional.stacks import DRIVE, subscribed
+
+SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+EVENT = json.loads((PAYLOADS / "sink-event-created.json").read_text())
+
+
+@dataclass
+class Receiver:
+    """A webhook receiver that verifies every request and answers from a script (then 200)."""
+
+    url: str
+    script: list[int] = field(default_factory=list)
+    down: bool = False
+    verified: list[dict[str, Any]] = field(default_factory=list)
+    requests: int = 0
+    bad_signatures: int = 0
+
+    async def handle(self, request: web.Request) -> web.Response:
+        self.requests += 1
+        body = await request.text()
+        try:
+            payload = Webhook(SECRET).verify(body, dict(request.headers))
+        except WebhookVerificationError:
+            self.bad_signatures += 1
+            return web.Response(status=401)
+        if self.down:
+            return web.Response(status=503)
+        if self.script:
+            status = self.script.pop(0)
+            if status >= 400:
+                return web.Response(status=status)
+        assert request.headers["webhook-id"] == payload["id"]
+        self.verified.append(payload)
+        return web.Response(status=204)
+
+
+@pytest.fixture
+async def receiver() -> AsyncIterator[Receiver]:
+    port = free_port()
+    hook = Receiver(f"http://127.0.0.1:{port}/hook")
+    app = web.Application()
+    app.router.add_post("/hook", hook.handle)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    yield hook
+    await runner.cleanup()
+
+
+def event(**changes: Any) -> dict[str, Any]:
+    return {**EVENT, **changes}
+
+
+async def drain(runtime: SinkRuntime, connection: str, queue: str, until: Callable[[], bool], within: float) -> None:
+    """Play the host for a sink queue: handle visible messages; a raise leaves the message for a retry."""
+    runner = runtime.runner(queue)
+    deadline = time.monotonic() + within
+    async with queue_client(connection, queue) as client:
+        while time.monotonic() < deadline:
+            if until():
+                return
+            batch = [
+                m async for m in client.receive_messages(messages_per_page=16, max_messages=16, visibility_timeout=1)
+            ]
+
+            async def one(message: Any) -> None:
+                try:
+                    await runner.handle(message.content, message.dequeue_count)
+                except Exception:  # noqa: BLE001 - like the host: whatever the function raised is retried
+                    return
+                await client.delete_message(message)
+
+            await asyncio.gather(*(one(m) for m in batch))
+            if not batch:
+                await asyncio.sleep(0.1)
+    if not until():
+        raise TimeoutError(f"condition not met in {within} s")
+
+
+async def setup(
+    azurite: Any, unique_name: Any, receiver: Receiver, **entry: Any
+) -> tuple[SinkRuntime, str, dict[str, str]]:
+    queue = unique_name("hook")
+    sinks = [{"type": "webhook", "url": receiver.url, "secret": SECRET, "name": queue, **entry}]
+    env = {"AzureWebJobsStorage": azurite.connection_string, "SINKS": json.dumps(sinks)}
+    return await build_sinks(env, retry_base=0.2), queue
+
+
+async def emit(connection: str, changes: str, sink_queue: str, *events: dict[str, Any]) -> None:
+    async with queue_client(connection, changes) as c, queue_client(connection, sink_queue) as s:
+        outlet = EventOutlet(MessageQueue(c), [MessageQueue(s)])
+        await outlet.send_all(json.dumps(e) for e in events)
+
+
+async def test_forward_is_verified_by_standardwebhooks_and_changes_queue_still_gets_it(
+    azurite: Any, unique_name: Any, receiver: Receiver
+) -> None:
+    runtime, queue = await setup(azurite, unique_name, receiver)
+    changes = unique_name("changes")
+    try:
+        await emit(azurite.connection_string, changes, queue, EVENT)
+        await drain(runtime, azurite.connection_string, queue, lambda: len(receiver.verified) == 1, 10)
+    finally:
+        await runtime.close()
+    assert receiver.verified == [EVENT]
+    assert receiver.bad_signatures == 0
+    assert await receive_json(azurite.connection_string, changes) == [EVENT]
+
+
+async def test_500_then_recovery_delivers_once(azurite: Any, unique_name: Any, receiver: Receiver) -> None:
+    receiver.script = [500] * 4  # outlasts the in-process retries: the runner re-enqueues
+    runtime, queue = await setup(azurite, unique_name, receiver)
+    try:
+        await emit(azurite.connection_string, unique_name("changes"), queue, EVENT)
+        await drain(runtime, azurite.connection_string, queue, lambda: len(receiver.verified) == 1, 15)
+    finally:
+        await runtime.close()
+    assert [e["id"] for e in receiver.verified] == [EVENT["id"]]
+    assert receiver.requests == 5
+    assert await receive_json(azurite.connection_string, f"{queue}-poison") == []
+
+
+async def test_down_longer_than_retries_poisons_then_replay_delivers(
+    azurite: Any, unique_name: Any, receiver: Receiver
+) -> None:
+    receiver.down = True
+    runtime, queue = await setup(azurite, unique_name, receiver, maxAttempts=2)
+    connection = azurite.connection_string
+    poisoned: list[dict[str, Any]] = []
+    try:
+        await emit(connection, unique_name("changes"), queue, EVENT)
+
+        async def poisoned_now() -> None:
+            poisoned.extend(await receive_json(connection, f"{queue}-poison"))
+
+        deadline = time.monotonic() + 15
+        while not poisoned and time.monotonic() < deadline:
+            with pytest.raises(TimeoutError):
+                await drain(runtime, connection, queue, lambda: False, 1.5)
+            await poisoned_now()
+        assert poisoned == [EVENT]
+        assert receiver.verified == []
+        # The destination is back: replay the poison queue onto the sink queue.
+        receiver.down = False
+        async with queue_client(connection, queue) as client:
+            await MessageQueue(client).send_all(json.dumps(p) for p in poisoned)
+        await drain(runtime, connection, queue, lambda: len(receiver.verified) == 1, 10)
+    finally:
+        await runtime.close()
+    assert receiver.verified == [EVENT]
+
+
+async def test_client_error_poisons_at_once(azurite: Any, unique_name: Any, receiver: Receiver) -> None:
+    receiver.script = [400]
+    runtime, queue = await setup(azurite, unique_name, receiver)
+    connection = azurite.connection_string
+    poisoned: list[dict[str, Any]] = []
+    try:
+        await emit(connection, unique_name("changes"), queue, EVENT)
+
+        async def check() -> bool:
+            poisoned.extend(await receive_json(connection, f"{queue}-poison"))
+            return bool(poisoned)
+
+        deadline = time.monotonic() + 10
+        while not await check() and time.monotonic() < deadline:
+            with pytest.raises(TimeoutError):
+                await drain(runtime, connection, queue, lambda: False, 0.5)
+    finally:
+        await runtime.close()
+    assert poisoned == [EVENT]
+    assert receiver.requests == 1
+
+
+async def test_deleted_never_overtakes_the_created_being_retried(
+    azurite: Any, unique_name: Any, receiver: Receiver
+) -> None:
+    receiver.script = [500] * 4  # the created fails until the runner's retry
+    runtime, queue = await setup(azurite, unique_name, receiver)
+    connection = azurite.connection_string
+    created = event()
+    deleted = event(id="deleted-1", changeType="deleted", item=None, observedAt="2026-11-22T10:00:05.000000Z")
+    try:
+        await emit(connection, unique_name("changes"), queue, created)
+        # The created is in flight and failing when the deleted arrives.
+        with pytest.raises(TimeoutError):
+            await drain(runtime, connection, queue, lambda: False, 0.5)
+        assert receiver.verified == []
+        await emit(connection, unique_name("changes"), queue, deleted)
+        await drain(runtime, connection, queue, lambda: len(receiver.verified) == 2, 20)
+    finally:
+        await runtime.close()
+    assert [e["changeType"] for e in receiver.verified] == ["created", "deleted"]
+
+
+async def test_pipeline_events_reach_the_sink(stack_factory: Any, receiver: Receiver) -> None:
+    sinks = [{"type": "webhook", "url": receiver.url, "secret": SECRET, "name": "pipeline-hook"}]
+    stack = await subscribed(stack_factory, env={"SINKS": json.dumps(sinks)})
+    runtime = await build_sinks(stack.env)
+    try:
+        item = await stack.control.create_item(DRIVE, "report.docx", "v1")
+        await stack.pump(lambda: len(stack.for_item(item["id"])) == 1)
+        wanted = len(stack.events)  # the file's event, and the root folder's from the first pass
+        await drain(runtime, stack.connection, "pipeline-hook", lambda: len(receiver.verified) == wanted, 10)
+    finally:
+        await runtime.close()
+    by_id = {e["id"]: e for e in receiver.verified}
+    assert by_id == {e["id"]: e for e in stack.events}
+    assert stack.for_item(item["id"])[0]["id"] in by_id
