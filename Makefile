@@ -4,8 +4,13 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 AZURITE := node_modules/.bin/azurite
+# Deployment checkers live in their own virtualenv: checkov pins many packages the app's don't match.
+TOOLS := .venv-tools
+CHECKOV_VERSION := 3.3.30
+DOCTOR_VERSION := 0.23.1
+TOOLS_STAMP := $(TOOLS)/.installed-checkov-$(CHECKOV_VERSION)-doctor-$(DOCTOR_VERSION)
 
-.PHONY: setup demo run test unit lint bench doctor clean
+.PHONY: setup demo run test unit lint deploy-check workbook-preview bench doctor clean
 
 setup: $(STAMP) $(AZURITE)
 
@@ -24,11 +29,13 @@ demo: setup
 	$(PY) -m devtools.demo
 
 ## Run Azurite, the Graph simulator and the local host on the example settings, until Ctrl-C.
+## `make run ARGS=--no-host` leaves port 7071 to `func start`.
 run: setup
-	$(PY) -m devtools.stack
+	$(PY) -m devtools.stack $(ARGS)
 
-## Lint, type-check, then every test (unit, functional, end to end). Starts and stops its own servers.
-test: lint
+## Lint, type-check, check the deployment, then every test (unit, functional, end to end).
+## Starts and stops its own servers.
+test: lint deploy-check
 	$(PY) -m pytest -p no:cacheprovider
 
 unit: setup
@@ -37,11 +44,35 @@ unit: setup
 lint: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy shared function_app.py devtools
+	$(VENV)/bin/mypy shared function_app.py devtools graphhooks
+
+$(TOOLS_STAMP):
+	rm -rf $(TOOLS)
+	$(PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/pip install --quiet --upgrade pip
+	$(TOOLS)/bin/pip install --quiet checkov==$(CHECKOV_VERSION) azure-functions-doctor==$(DOCTOR_VERSION)
+	touch $(TOOLS_STAMP)
+
+## Static checks of the deployment: checkov on infra/ (Bicep; every skip carries its reason in
+## the resource), then azure-functions-doctor on the app with no failures.
+deploy-check: $(TOOLS_STAMP)
+	@mkdir -p .run
+	@$(TOOLS)/bin/checkov -d infra --framework bicep --skip-download --quiet --compact > .run/checkov.txt; \
+		status=$$?; cat .run/checkov.txt; \
+		if grep -q "Parsing errors" .run/checkov.txt; then echo "checkov could not parse a template"; exit 1; fi; \
+		exit $$status
+	$(TOOLS)/bin/azure-functions-doctor doctor --path . --profile full --hosting-plan flex-consumption \
+		--summary-json .run/doctor.json
+	@$(TOOLS)/bin/python -c "import json, sys; f = json.load(open('.run/doctor.json')); \
+		print('azure-functions-doctor:', f); sys.exit(1 if f.get('failed', 1) else 0)"
+
+## Draw the workbook's charts from a local run's metrics into docs/workbook.png (needs chromium).
+workbook-preview: setup
+	$(PY) -m devtools.workbook_preview
 
 ## Benchmarks: prints a table of figures (not part of `make test`).
 bench: setup
 	$(PY) -m bench
 
 clean:
-	rm -rf $(VENV) node_modules .run .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) $(TOOLS) node_modules .run .mypy_cache .ruff_cache .pytest_cache

@@ -16,6 +16,33 @@ ACCOUNT = "devstoreaccount1"
 KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
 
 
+class PortInUseError(RuntimeError):
+    """A fixed port that a server of the local stack needs is taken by another process."""
+
+    def __init__(self, port: int, role: str) -> None:
+        super().__init__(f"port {port} is already in use ({role})")
+        self.port = port
+        self.role = role
+
+
+def ensure_free(ports: dict[int, str]) -> None:
+    """Raise PortInUseError naming the first of ``ports`` (port -> its role) that is taken.
+
+    Checked before a server starts, so a clash is reported as such rather than as a
+    server that exited. SO_REUSEADDR keeps a port in TIME_WAIT from counting as taken,
+    as it does for the servers themselves; a listener on any address still does.
+    """
+    for port, role in ports.items():
+        if port == 0:
+            continue
+        with socket.socket() as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError as error:
+                raise PortInUseError(port, role) from error
+
+
 def free_ports(count: int) -> list[int]:
     """``count`` distinct TCP ports on loopback that nothing listens on right now."""
     sockets = [socket.socket() for _ in range(count)]
@@ -77,6 +104,13 @@ class Azurite:
 
     def start(self) -> Azurite:
         """Start the emulator and wait until its queue and table services listen."""
+        ensure_free(
+            {
+                self.blob_port: "Azurite's blob port",
+                self.queue_port: "Azurite's queue port",
+                self.table_port: "Azurite's table port",
+            }
+        )
         command = [
             str(azurite_binary()),
             "--silent",

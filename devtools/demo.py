@@ -85,7 +85,7 @@ async def run(once: bool, run_dir: Path) -> int:
     stack = await asyncio.to_thread(start_stack, run_dir)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):  # closing the terminal stops it too
         loop.add_signal_handler(sig, stop.set)
     seen: dict[str, dict[str, Any]] = {}
     try:

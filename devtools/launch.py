@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from .azurite import ROOT, free_port, wait_for_port
+from .azurite import ROOT, ensure_free, free_port, wait_for_port
 
 
 @dataclass
@@ -85,6 +85,7 @@ class Simulator(Child):
 
 def start_simulator(state_dir: Path, *options: str, port: int = 0, tls_port: int = 0) -> Simulator:
     """Start ``python -m devtools.graphsim`` and wait for its start-up line."""
+    ensure_free({port: "the Graph simulator's HTTP port", tls_port: "the Graph simulator's HTTPS port"})
     command = [sys.executable, "-m", "devtools.graphsim", "--port", str(port), "--tls-port", str(tls_port)]
     command += ["--state-dir", str(state_dir), *options]
     sim = Simulator(command, dict(os.environ), state_dir / "graphsim.log")
@@ -100,6 +101,8 @@ def start_simulator(state_dir: Path, *options: str, port: int = 0, tls_port: int
 
 def start_host(env: dict[str, str], log_path: Path, port: int | None = None) -> tuple[Child, int]:
     """Start ``python -m devtools.host`` on ``port`` (a free one by default) and wait for it."""
+    if port:
+        ensure_free({port: "the local host's port"})
     port = port or free_port()
     command = [sys.executable, "-m", "devtools.host", "--port", str(port)]
     host = Child(command, {**os.environ, **env}, log_path)

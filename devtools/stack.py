@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import signal
 import sys
@@ -17,9 +18,9 @@ import time
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
-from .azurite import ROOT, Azurite, free_ports
+from .azurite import ROOT, Azurite, PortInUseError, free_ports
 from .launch import Child, Simulator, start_host, start_simulator
 
 DEMO_DRIVE = "demo-drive"
@@ -80,12 +81,16 @@ def start_stack(
     location = run_dir / "azurite" if persistent_storage else None
     if fixed_ports:
         azurite = Azurite(10000, 10001, 10002, location).start()
-        sim = start_simulator(run_dir / "graphsim", *sim_options, port=8800, tls_port=8801)
-        host_port = 7071
+        sim_ports, host_port = (8800, 8801), 7071
     else:
         blob, queue, table, host_port = free_ports(4)
         azurite = Azurite(blob, queue, table, location).start()
-        sim = start_simulator(run_dir / "graphsim", *sim_options)
+        sim_ports = (0, 0)
+    try:
+        sim = start_simulator(run_dir / "graphsim", *sim_options, port=sim_ports[0], tls_port=sim_ports[1])
+    except BaseException:
+        azurite.stop()  # never leave an emulator behind when the simulator cannot start
+        raise
     desired = subscriptions if subscriptions is not None else [{"resource": f"drives/{DEMO_DRIVE}/root"}]
     env = {
         "AzureWebJobsStorage": azurite.connection_string,
@@ -114,31 +119,59 @@ async def seed_demo_drive(control_url: str) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Start the stack on the example settings' ports and keep it running until Ctrl-C."""
+    """Start the stack on the example settings' ports and keep it running until stopped."""
     parser = argparse.ArgumentParser(prog="python -m devtools.stack", description=__doc__)
     parser.add_argument("--run-dir", type=Path, default=ROOT / ".run", help="logs and state (default .run/)")
+    parser.add_argument(
+        "--no-host",
+        action="store_true",
+        help="start Azurite and the simulator only, so `func start` can take port 7071",
+    )
+    parser.add_argument(
+        "--free-ports",
+        action="store_true",
+        help="use free ports instead of the example settings' (for tests; `func start` will not find them)",
+    )
     args = parser.parse_args(argv)
-    stack = start_stack(args.run_dir, fixed_ports=True)
     stopping = False
 
     def stop(*_: object) -> None:
         nonlocal stopping
         stopping = True
 
-    signal.signal(signal.SIGINT, stop)
-    signal.signal(signal.SIGTERM, stop)
+    # Closing the terminal (SIGHUP) must stop the stack as Ctrl-C does: the children run in
+    # sessions of their own, so nothing else would stop them. Installed before anything starts.
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, stop)
+    try:
+        stack = start_stack(args.run_dir, fixed_ports=not args.free_ports, with_host=not args.no_host)
+    except PortInUseError as error:
+        sys.exit(f"cannot start the local stack: {error}")
     try:
         asyncio.run(seed_demo_drive(stack.sim.control_url))
-        stack.run_function("renew")
-        print(f"Local host:     {stack.base_url}/api/notifications  (logs: {stack.run_dir / 'host.log'})")
-        print(f"Graph simulator: {stack.sim.info['graph_url']}  control: {stack.sim.control_url}")
-        print(f"Azurite:        queue {stack.azurite.queue_port}, table {stack.azurite.table_port}")
-        print("Press Ctrl-C to stop.", flush=True)
+        if args.no_host:
+            _say(
+                "Local host:      not started (--no-host); run `func start` in another terminal, then\n"
+                f"                 curl -X POST {stack.base_url}/admin/functions/renew "
+                "-H 'Content-Type: application/json' -d '{}'  to subscribe now"
+            )
+        else:
+            stack.run_function("renew")
+            _say(f"Local host:      {stack.base_url}/api/notifications  (logs: {stack.run_dir / 'host.log'})")
+        _say(f"Graph simulator: {stack.sim.info['graph_url']}  control: {stack.sim.control_url}")
+        _say(f"Azurite:         queue {stack.azurite.queue_port}, table {stack.azurite.table_port}")
+        _say("Press Ctrl-C to stop.")
         while not stopping:
             time.sleep(0.2)
     finally:
         stack.stop()
-        print("stopped", file=sys.stderr)
+        _say("stopped", sys.stderr)
+
+
+def _say(line: str, stream: TextIO | None = None) -> None:
+    """Print a line; a closed terminal (after SIGHUP) must not stop the clean-up."""
+    with contextlib.suppress(OSError):
+        print(line, file=stream or sys.stdout, flush=True)
 
 
 if __name__ == "__main__":

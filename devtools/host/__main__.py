@@ -15,6 +15,7 @@ from devtools.host.runtime import HostOptions, serve
 from devtools.host.settings import HostConfigError, load_local_settings, local_http_port
 
 HOLD_ENV = "LOCALHOST_MESSAGE_HOLD_SECONDS"
+KEY_ENV = "LOCALHOST_FUNCTION_KEY"
 
 
 class _InvocationFilter(logging.Filter):
@@ -56,7 +57,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=None,
         help="require KEY (?code= or x-functions-key) for function/admin-level routes and "
         "the admin API; default: not enforced, as func start. "
-        "Env FUNCTIONS_HOST_KEY sets it too",
+        "Env FUNCTIONS_HOST_KEY, or the app setting LOCALHOST_FUNCTION_KEY, sets it too",
     )
     parser.add_argument(
         "--shutdown-timeout",
@@ -102,7 +103,8 @@ def main(argv: list[str] | None = None) -> int:
     if source:
         logging.getLogger("devtools.host").info("settings from %s (environment variables win)", source.name)
     port = args.port if args.port is not None else (local_http_port(root) or 7071)
-    key = args.enforce_keys or os.environ.get("FUNCTIONS_HOST_KEY") or None
+    # LOCALHOST_FUNCTION_KEY can come from local.settings.json, loaded into the environment above.
+    key = args.enforce_keys or os.environ.get("FUNCTIONS_HOST_KEY") or os.environ.get(KEY_ENV) or None
     options = HostOptions(
         script_root=root,
         host=args.host,

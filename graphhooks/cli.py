@@ -1,0 +1,54 @@
+"""The ``graphhooks`` command: typer app and its command groups, one module each."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from . import cursor, desired, events, poison, subscriptions
+from .runtime import Session, console
+
+PIPED_WIDTH = 240
+
+app = typer.Typer(
+    name="graphhooks",
+    help="Operate the Graph change notifications app: subscriptions, desired entries, poison queues, events.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+app.add_typer(subscriptions.app, name="subscriptions", no_args_is_help=True)
+app.add_typer(desired.app, name="desired", no_args_is_help=True)
+app.add_typer(poison.app, name="poison", no_args_is_help=True)
+app.add_typer(cursor.app, name="cursor", no_args_is_help=True)
+app.add_typer(events.app, name="events", no_args_is_help=True)
+
+
+@app.callback()
+def settings(
+    ctx: typer.Context,
+    settings_path: Annotated[
+        Path | None,
+        typer.Option(
+            "--settings",
+            help="A local.settings.json whose Values are read under the environment"
+            " (default: ./local.settings.json when present).",
+            dir_okay=False,
+        ),
+    ] = None,
+) -> None:
+    """Read the app's settings (AzureWebJobsStorage and friends) from the environment or local.settings.json."""
+    ctx.obj = Session(settings_path)
+    if not console.is_terminal:
+        # Piped or captured: rich would wrap tables at 80 columns; whole lines are easier to grep.
+        console.width = PIPED_WIDTH
+
+
+def main() -> None:
+    """The console script's entry point."""
+    app()
+
+
+if __name__ == "__main__":
+    main()

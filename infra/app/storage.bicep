@@ -1,0 +1,46 @@
+// The app's storage account: Functions host state, the deployment package, and the app's
+// queues and tables. Shared-key access is off: everything authenticates with Entra ID.
+param location string
+param tags object
+param name string
+param deploymentContainerName string
+
+resource account 'Microsoft.Storage/storageAccounts@2023-05-01' = {
+  //checkov:skip=CKV_AZURE_59:Graph's servers and the Flex Consumption host reach the account over the public endpoint; private endpoints need a VNet this template does not create. Access is Entra ID only (no shared keys).
+  //checkov:skip=CKV_AZURE_206:Locally redundant storage is enough: the state (cursors, subscriptions) is rebuilt by a resync if lost, and GRS doubles the cost of a small app.
+  //checkov:skip=CKV_AZURE_35:Same reason as CKV_AZURE_59: without a VNet, the default network rule must allow the Flex Consumption host; shared keys are off, so every request needs an Entra ID token with a data role.
+  name: name
+  location: location
+  tags: tags
+  kind: 'StorageV2'
+  sku: { name: 'Standard_LRS' }
+  properties: {
+    allowSharedKeyAccess: false
+    allowBlobPublicAccess: false
+    minimumTlsVersion: 'TLS1_2'
+    supportsHttpsTrafficOnly: true
+    publicNetworkAccess: 'Enabled'
+    networkAcls: {
+      defaultAction: 'Allow'
+      bypass: 'AzureServices'
+    }
+  }
+}
+
+resource blobs 'Microsoft.Storage/storageAccounts/blobServices@2023-05-01' = {
+  parent: account
+  name: 'default'
+  properties: {
+    deleteRetentionPolicy: { enabled: true, days: 7 }
+  }
+}
+
+// Flex Consumption deploys the app package from this container.
+resource deploymentContainer 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' = {
+  parent: blobs
+  name: deploymentContainerName
+  properties: { publicAccess: 'None' }
+}
+
+output name string = account.name
+output blobEndpoint string = account.properties.primaryEndpoints.blob

@@ -1,0 +1,309 @@
+"""The admin CLI `graphhooks` against a real Azurite and the Graph simulator.
+
+Commands run in a thread through typer's CliRunner (each command runs its own event
+loop) and read their settings from a local.settings.json made from the stack's settings,
+as an operator's would be; `events tail` runs as a separate process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from azure.core.exceptions import ResourceNotFoundError
+from typer.testing import CliRunner
+
+import function_app
+from devtools.messages import receive_json
+from graphhooks.cli import app
+from graphhooks.subscriptions import when
+from shared.clock import utcnow
+from shared.services import Lazy
+from shared.settings import NOTIFICATIONS_QUEUE, resource_key
+from shared.storage import queue_client, table_client
+from shared.stores.cursors import Mode
+from shared.stores.taps import TAPS_TABLE, TapStore
+from tests.functional.stacks import DRIVE, RESOURCE, Stack, subscribed
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def write_settings(path: Path, values: dict[str, str]) -> Path:
+    path.write_text(json.dumps({"IsEncrypted": False, "Values": values}))
+    return path
+
+
+async def cli(settings: Path, *args: str, input: str | None = None) -> Any:
+    """Run one command as an operator would, with the app's settings in ``settings``."""
+    runner = CliRunner()
+    return await asyncio.to_thread(runner.invoke, app, ["--settings", str(settings), *args], input=input)
+
+
+@pytest.fixture
+def storage_settings(azurite, tmp_path) -> Path:
+    """Settings with only the storage connection: enough for the storage-only commands."""
+    return write_settings(tmp_path / "local.settings.json", {"AzureWebJobsStorage": azurite.connection_string})
+
+
+async def stack_settings(stack: Stack, tmp_path: Path) -> Path:
+    return write_settings(tmp_path / "stack.settings.json", stack.env)
+
+
+# desired
+
+
+async def test_desired_add_list_remove(storage_settings, azurite):
+    added = await cli(storage_settings, "desired", "add", "drives/b!cli-added/root")
+    assert added.exit_code == 0, added.output
+    listed = await cli(storage_settings, "desired", "list")
+    assert "drives/b!cli-added/root" in listed.stdout
+    removed = await cli(storage_settings, "desired", "remove", "drives/b!cli-added/root")
+    assert removed.exit_code == 0, removed.output
+    again = await cli(storage_settings, "desired", "list")
+    assert "drives/b!cli-added/root" not in again.stdout
+
+
+async def test_desired_add_refuses_what_the_setting_refuses(storage_settings):
+    result = await cli(storage_settings, "desired", "add", "drives/b!x/items/y")
+    assert result.exit_code == 1
+    assert "no change source reads it" in result.stderr
+    assert "Traceback" not in result.output
+
+
+async def test_a_seed_entry_cannot_be_removed_from_the_table(azurite, tmp_path):
+    seed = json.dumps([{"resource": "drives/b!seeded/root"}])
+    settings = write_settings(
+        tmp_path / "seeded.json", {"AzureWebJobsStorage": azurite.connection_string, "GRAPH_SUBSCRIPTIONS": seed}
+    )
+    listed = await cli(settings, "desired", "list")
+    assert "drives/b!seeded/root" in listed.stdout and "seed" in listed.stdout
+    result = await cli(settings, "desired", "remove", "drives/b!seeded/root")
+    assert result.exit_code == 1
+    assert "GRAPH_SUBSCRIPTIONS" in result.stderr and "seed" in result.stderr
+
+
+async def _ready(value: Any) -> Any:
+    return value
+
+
+async def test_the_renew_timer_subscribes_to_entries_added_with_the_cli(stack_factory, tmp_path, monkeypatch):
+    # Only DRIVE is in GRAPH_SUBSCRIPTIONS (the seed); the other drive is added with the CLI.
+    stack = await subscribed(
+        stack_factory, drives=[DRIVE, "b!added-later"], subscriptions=json.dumps([{"resource": RESOURCE}])
+    )
+    added = await cli(await stack_settings(stack, tmp_path), "desired", "add", "drives/b!added-later/root")
+    assert added.exit_code == 0, added.output
+    # The renew timer itself, with the stack's worker.
+    monkeypatch.setattr(function_app, "worker", Lazy(lambda: _ready(stack.worker)))
+    await function_app.renew(None)
+    resources = sorted(s["resource"].strip("/") for s in await stack.control.subscriptions())
+    assert resources == ["drives/b!added-later/root", RESOURCE]
+
+
+# subscriptions
+
+
+async def test_subscriptions_list_shows_each_subscription_and_no_secret(stack_factory, tmp_path):
+    stack = await subscribed(stack_factory)
+    record = await stack.record()
+    result = await cli(await stack_settings(stack, tmp_path), "subscriptions", "list")
+    assert result.exit_code == 0, result.output
+    assert RESOURCE in result.stdout and record.subscription_id in result.stdout
+    assert record.client_state not in result.output
+
+
+async def test_subscriptions_renew_and_delete(stack_factory, tmp_path):
+    stack = await subscribed(stack_factory)
+    settings = await stack_settings(stack, tmp_path)
+    before = await stack.record()
+    renewed = await cli(settings, "subscriptions", "renew", before.subscription_id)
+    assert renewed.exit_code == 0, renewed.output
+    assert (await stack.record()).updated_at > before.updated_at
+
+    deleted = await cli(settings, "subscriptions", "delete", before.subscription_id, "--yes")
+    assert deleted.exit_code == 0, deleted.output
+    assert "still desired" in deleted.stdout
+    assert await stack.control.subscriptions() == []
+    assert await stack.store.list() == []
+
+    created = await cli(settings, "subscriptions", "create", RESOURCE)
+    assert created.exit_code == 0, created.output
+    [sub] = await stack.control.subscriptions()
+    assert (await stack.record()).subscription_id == sub["id"]
+
+
+async def test_an_unknown_subscription_id_is_a_clear_error(stack_factory, tmp_path):
+    stack = await subscribed(stack_factory)
+    result = await cli(await stack_settings(stack, tmp_path), "subscriptions", "renew", "no-such-id")
+    assert result.exit_code == 1
+    assert "no stored subscription has id 'no-such-id'" in result.stderr
+
+
+async def test_delete_asks_first_and_a_no_keeps_the_subscription(stack_factory, tmp_path):
+    stack = await subscribed(stack_factory)
+    record = await stack.record()
+    result = await cli(
+        await stack_settings(stack, tmp_path), "subscriptions", "delete", record.subscription_id, input="n\n"
+    )
+    assert result.exit_code == 1
+    assert len(await stack.control.subscriptions()) == 1
+
+
+# cursor
+
+
+async def test_cursor_reset_runs_a_resync_pass_at_once(stack_factory, tmp_path):
+    stack = await subscribed(stack_factory)
+    record = await stack.record()
+    cursors = stack.worker.renewer._sync._cursors
+    before = (await cursors.load(resource_key(RESOURCE))).state
+
+    result = await cli(await stack_settings(stack, tmp_path), "cursor", "reset", record.subscription_id)
+    assert result.exit_code == 0, result.output
+    assert (await cursors.load(resource_key(RESOURCE))).state.mode is Mode.RESYNC
+    # The command queued the sync request itself: pumping it runs the resync to completion.
+    await stack.pump(lambda: True)
+    after = (await cursors.load(resource_key(RESOURCE))).state
+    assert after.mode is None and after.synced_from is not None and after.synced_from > before.synced_from
+
+
+async def test_cursor_reset_of_an_unknown_id_fails(storage_settings):
+    result = await cli(storage_settings, "cursor", "reset", "no-such-id")
+    assert result.exit_code == 1
+    assert "no stored subscription" in result.stderr
+
+
+# poison
+
+
+async def _fill(connection: str, queue: str, texts: list[str]) -> None:
+    async with queue_client(connection, queue) as client:
+        await client.create_queue()
+        for text in texts:
+            await client.send_message(text)
+
+
+async def _count(connection: str, queue: str) -> int:
+    async with queue_client(connection, queue) as client:
+        return (await client.get_queue_properties()).approximate_message_count
+
+
+async def test_poison_replay_dry_run_moves_nothing(storage_settings, azurite, unique_name):
+    queue = unique_name("dry")
+    await _fill(azurite.connection_string, f"{queue}-poison", ['{"n": 1}', '{"n": 2}'])
+    result = await cli(storage_settings, "poison", "replay", f"{queue}-poison", "--dry-run")
+    assert result.exit_code == 0, result.output
+    assert "would move 2" in result.stdout
+    assert await _count(azurite.connection_string, f"{queue}-poison") == 2
+
+
+async def test_poison_replay_moves_messages_back_unchanged_with_yes(storage_settings, azurite, unique_name):
+    queue = unique_name("replay")
+    texts = [json.dumps({"n": n}) for n in range(40)]  # more than one receive of 32
+    await _fill(azurite.connection_string, f"{queue}-poison", texts)
+    result = await cli(storage_settings, "poison", "replay", f"{queue}-poison", "--yes")
+    assert result.exit_code == 0, result.output
+    assert "moved 40" in result.stdout
+    moved = await receive_json(azurite.connection_string, queue)
+    assert sorted(m["n"] for m in moved) == list(range(40))
+    assert await _count(azurite.connection_string, f"{queue}-poison") == 0
+
+
+async def test_poison_replay_asks_first_and_a_no_moves_nothing(storage_settings, azurite, unique_name):
+    queue = unique_name("ask")
+    await _fill(azurite.connection_string, f"{queue}-poison", ['{"n": 1}'])
+    result = await cli(storage_settings, "poison", "replay", f"{queue}-poison", input="n\n")
+    assert result.exit_code == 1
+    assert await _count(azurite.connection_string, f"{queue}-poison") == 1
+
+
+async def test_poison_commands_cover_every_poison_queue_without_a_name(azurite_factory, tmp_path):
+    private = azurite_factory()
+    settings = write_settings(tmp_path / "p.json", {"AzureWebJobsStorage": private.connection_string})
+    await _fill(private.connection_string, f"{NOTIFICATIONS_QUEUE}-poison", ['{"a": 1}'])
+    await _fill(private.connection_string, "sink-0-webhook-poison", ['{"b": 1}', '{"b": 2}'])
+    await _fill(private.connection_string, "graph-changes", ['{"c": 1}'])
+    listed = await cli(settings, "poison", "list")
+    assert f"{NOTIFICATIONS_QUEUE}-poison" in listed.stdout and "sink-0-webhook-poison" in listed.stdout
+    assert "graph-changes " not in listed.stdout
+    purged = await cli(settings, "poison", "purge", "--yes")
+    assert purged.exit_code == 0, purged.output
+    assert await _count(private.connection_string, "sink-0-webhook-poison") == 0
+    assert await _count(private.connection_string, f"{NOTIFICATIONS_QUEUE}-poison") == 0
+    assert await _count(private.connection_string, "graph-changes") == 1
+
+
+async def test_a_queue_that_is_not_a_poison_queue_is_refused(storage_settings):
+    result = await cli(storage_settings, "poison", "purge", "graph-changes", "--yes")
+    assert result.exit_code == 1
+    assert "not a poison queue" in result.stderr
+
+
+# events
+
+
+async def test_events_tail_prints_each_event_as_json_and_closes_its_tap(stack_factory, tmp_path):
+    stack = await subscribed(stack_factory)
+    settings = await stack_settings(stack, tmp_path)
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "graphhooks.cli",
+        "--settings",
+        str(settings),
+        "events",
+        "tail",
+        "--json",
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={k: v for k, v in os.environ.items() if not k.startswith("AzureWebJobsStorage")},
+    )
+    try:
+        ready = await asyncio.wait_for(process.stderr.readline(), 20)
+        assert b"tapping change events into tap-" in ready
+        item = await stack.control.create_item(DRIVE, "tapped.txt", "1")
+        await stack.pump(lambda: len(stack.for_item(item["id"])) == 1)
+        line = await asyncio.wait_for(process.stdout.readline(), 20)
+        event = json.loads(line)
+        assert event["itemId"] == item["id"] and event["changeType"] == "created"
+        assert stack.for_item(item["id"])[0]["id"] == event["id"]  # the consumer still got it
+    finally:
+        process.send_signal(signal.SIGINT)
+        code = await asyncio.wait_for(process.wait(), 20)
+    assert code == 0
+    async with table_client(stack.connection, TAPS_TABLE) as client:
+        assert await TapStore(client).list() == []
+
+
+async def test_a_tap_whose_queue_is_gone_never_fails_a_page(stack_factory):
+    stack = await subscribed(stack_factory)
+    async with table_client(stack.connection, TAPS_TABLE) as client:
+        taps = TapStore(client)
+        await taps.setup()
+        await taps.register("tap-gone", utcnow())  # its watcher died after deleting the queue
+    item = await stack.control.create_item(DRIVE, "still-delivered.txt", "1")
+    await stack.pump(lambda: len(stack.for_item(item["id"])) == 1)
+    async with queue_client(stack.connection, "tap-gone") as client:
+        with pytest.raises(ResourceNotFoundError):
+            await client.get_queue_properties()  # a copy never re-creates a watcher's queue
+
+
+async def test_subscriptions_list_shows_when_the_last_notification_arrived(stack_factory, tmp_path):
+    stack = await subscribed(stack_factory)
+    record = await stack.record()
+    assert await stack.store.last_notified() == {}  # the sync requested at creation is not a notification
+    item = await stack.control.create_item(DRIVE, "notified.txt", "1")
+    await stack.pump(lambda: len(stack.for_item(item["id"])) == 1)
+    notified = (await stack.store.last_notified())[record.key]
+    assert utcnow() - timedelta(minutes=1) < notified <= utcnow()
+    result = await cli(await stack_settings(stack, tmp_path), "subscriptions", "list")
+    assert when(notified) in result.stdout
