@@ -6,6 +6,7 @@ load on first use, so a cold start answers Graph's handshake in time.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 
@@ -13,12 +14,18 @@ import azure.functions as func
 
 from shared.clock import utcnow
 from shared.ingest import Reply, answer_handshake
-from shared.services import Lazy, build_ingest, build_worker
-from shared.settings import renew_schedule
+from shared.logs import log_event
+from shared.services import Lazy, build_health, build_ingest, build_worker
+from shared.settings import http_auth_level, renew_schedule
+from shared.sharepoint.lists import as_graph_batch
+from shared.sinks.config import sink_queues
+from shared.sinks.runtime import build_sinks
 
-app = func.FunctionApp(http_auth_level=func.AuthLevel.ANONYMOUS)
+# HTTP_AUTH_LEVEL: with "function", the host refuses a request without the ?code= key before any work.
+app = func.FunctionApp(http_auth_level=func.AuthLevel(http_auth_level(os.environ)))
 receivers = Lazy(lambda: build_ingest(os.environ))
 worker = Lazy(lambda: build_worker(os.environ))
+health_checks = Lazy(lambda: build_health(os.environ))
 log = logging.getLogger("function_app")
 
 
@@ -46,20 +53,48 @@ async def lifecycle(req: func.HttpRequest) -> func.HttpResponse:
     return _respond(await (await receivers.get()).lifecycle.accept(req.get_body(), lifecycle=True))
 
 
+@app.route(route="sharepoint", methods=["POST"])
+async def sharepoint(req: func.HttpRequest) -> func.HttpResponse:
+    """SharePoint's list webhooks: the handshake (within SharePoint's 5 s), or check and enqueue."""
+    handshake = answer_handshake(req.params)
+    if handshake is not None:
+        return _respond(handshake)
+    return _respond(await (await receivers.get()).notifications.accept(as_graph_batch(req.get_body())))
+
+
 @app.queue_trigger(arg_name="msg", queue_name="graph-notifications", connection="AzureWebJobsStorage")
 async def process(msg: func.QueueMessage) -> None:
     """Resolve stored notifications into change events with delta queries."""
     processor = (await worker.get()).processor
     summary = await processor.handle(msg.get_body(), msg.insertion_time, msg.dequeue_count or 1)
-    log.info("processed message %s: %s", msg.id, summary)
+    log_event(log, "message.processed", message_id=msg.id, dequeue_count=msg.dequeue_count, **vars(summary))
+
+
+@app.route(route="health", methods=["GET"])
+async def health(req: func.HttpRequest) -> func.HttpResponse:
+    """200 or 503 with a JSON reason: storage, a Graph token, subscriptions, queue depths, the oldest sync."""
+    verdict = await (await health_checks.get()).monitor.check()
+    body = json.dumps(verdict.body)
+    return func.HttpResponse(body, status_code=verdict.status, mimetype="application/json", charset="utf-8")
 
 
 @app.timer_trigger(arg_name="timer", schedule=renew_schedule(os.environ), run_on_startup=False)
 async def renew(timer: func.TimerRequest) -> None:
-    """Match the subscriptions to GRAPH_SUBSCRIPTIONS, then sweep those with no recent delta run."""
-    current = await worker.get()
-    try:
-        await current.renewer.reconcile(current.settings.subscriptions, utcnow())
-    finally:
-        # The sweep needs only storage: it runs even when Graph could not be reached.
-        await current.sweeper.sweep(utcnow())
+    """Create, renew, re-create and delete subscriptions (Graph's and SharePoint's), then sweep."""
+    await (await worker.get()).renew(utcnow())
+
+
+def _sink_trigger(queue: str) -> None:
+    """One queue trigger per SINKS entry: the host binds queue names when it indexes the app."""
+
+    @app.function_name(name="sink_" + queue.replace("-", "_"))
+    @app.queue_trigger(arg_name="msg", queue_name=queue, connection="AzureWebJobsStorage")
+    async def deliver(msg: func.QueueMessage) -> None:
+        runner = (await sinks.get()).runner(queue)
+        outcome = await runner.handle(msg.get_body(), msg.dequeue_count or 1)
+        log.info("sink %s, message %s: %s", queue, msg.id, outcome)
+
+
+sinks = Lazy(lambda: build_sinks(os.environ))
+for _queue in sink_queues(os.environ):
+    _sink_trigger(_queue)

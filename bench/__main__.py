@@ -14,7 +14,7 @@ import traceback
 import warnings
 from collections.abc import Awaitable, Callable
 
-from . import coalescing, ingest, latency, renewal, startup
+from . import coalescing, ingest, largedrive, latency, renewal, rich, sets, sinks, startup
 from .report import Row, machine, say, table
 
 Benchmark = Callable[[bool], Awaitable[list[Row]]]
@@ -24,6 +24,10 @@ BENCHMARKS: dict[str, Benchmark] = {
     coalescing.NAME: coalescing.run,
     latency.NAME: latency.run,
     renewal.NAME: renewal.run,
+    largedrive.NAME: largedrive.run,
+    sets.NAME: sets.run,
+    sinks.NAME: sinks.run,
+    rich.NAME: rich.run,
 }
 
 

@@ -8,6 +8,7 @@ import json
 import shutil
 import tempfile
 import time
+from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -56,7 +57,7 @@ async def active_secrets(connection: str) -> dict[str, str]:
     """Subscription id → clientState of the records the app stored (what its HTTP path checks)."""
     from shared.services import SUBSCRIPTIONS_TABLE
     from shared.storage import table_client
-    from shared.subscriptions import SubscriptionStore
+    from shared.stores.subscriptions import SubscriptionStore
 
     async with table_client(connection, SUBSCRIPTIONS_TABLE) as client:
         return await SubscriptionStore(client).secrets()
@@ -138,3 +139,235 @@ class ChangeWatcher:
                 await asyncio.gather(*(client.delete_message(m) for m in batch))
                 if not batch:
                     await asyncio.sleep(0.01)
+
+
+def rss_bytes(pid: int, field: str = "VmRSS") -> int:
+    """A process's resident memory (``VmRSS``), or its peak so far (``VmHWM``), from /proc; 0 if gone."""
+    try:
+        with open(f"/proc/{pid}/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError):
+        pass
+    return 0
+
+
+def host_pid(stack: LocalStack) -> int:
+    """The pid of the stack's local host, the one process that runs every function."""
+    if stack.host is None or stack.host.process is None:
+        raise RuntimeError("the stack has no host running")
+    return stack.host.process.pid
+
+
+class RssSampler:
+    """Samples the host's resident memory every ``every`` s; follows the host across a restart.
+
+    ``peak`` is the highest sample; the kernel's own high-water mark (VmHWM) of the
+    current process is folded in at each sample, so a spike between samples counts too.
+    """
+
+    def __init__(self, stack: LocalStack, every: float = 0.5) -> None:
+        self._stack = stack
+        self._every = every
+        self.peak = 0
+        self.samples = 0
+        self._task: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> RssSampler:
+        self._task = asyncio.create_task(self._sample())
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        self.sample()
+
+    def sample(self) -> None:
+        """Take one sample now."""
+        with contextlib.suppress(RuntimeError):  # between a kill and the restart there is no host
+            pid = host_pid(self._stack)
+            self.peak = max(self.peak, rss_bytes(pid), rss_bytes(pid, "VmHWM"))
+            self.samples += 1
+
+    async def _sample(self) -> None:
+        while True:
+            self.sample()
+            await asyncio.sleep(self._every)
+
+
+class EventCounter:
+    """Drains graph-changes with several receive loops, counting events instead of keeping them.
+
+    Per item it keeps only how many events arrived and a hash of the first one's id,
+    so a drive of 200,000 items costs the benchmark tens of MB, not the parsed events.
+    Deletes go to a pool of their own: on Azurite a delete costs about three sends, and
+    a receive loop that waited for them would fall behind. A received message stays
+    invisible for ``HIDE_SECONDS``, so a slow delete never lets it be counted twice.
+    """
+
+    HIDE_SECONDS = 600
+
+    def __init__(self, connection: str, loops: int = 4, deleters: int = 16) -> None:
+        self._connection = connection
+        self._loops = loops
+        self._deleters = deleters
+        self.per_item: dict[str, int] = {}
+        self._first_id: dict[str, int] = {}
+        self.change_types: Counter[str] = Counter()
+        self.total = 0
+        self.repeated_ids = 0  # repeats that carried the same event id as the item's first event
+        self.first_at: float | None = None
+        self.last_at: float | None = None
+        self.sample = ""  # one event's JSON, for a baseline of the same size
+        self.longest_gap = 0.0  # seconds between two batches that brought events
+        self.max_backlog = 0  # the most messages graph-changes held at a sample (received or not)
+        self._tasks: list[asyncio.Task[None]] = []
+        self._to_delete: asyncio.Queue[Any] = asyncio.Queue()
+
+    async def __aenter__(self) -> EventCounter:
+        from shared.storage import queue_client
+
+        self._client = queue_client(self._connection, CHANGES_QUEUE)
+        await self._client.__aenter__()
+        self._tasks = [asyncio.create_task(self._poll()) for _ in range(self._loops)]
+        self._tasks += [asyncio.create_task(self._delete()) for _ in range(self._deleters)]
+        self._tasks.append(asyncio.create_task(self._watch_backlog()))
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await self._client.__aexit__(None, None, None)
+
+    @property
+    def distinct(self) -> int:
+        """Items with at least one event."""
+        return len(self.per_item)
+
+    @property
+    def duplicates(self) -> int:
+        """Events beyond the first for their item."""
+        return self.total - len(self.per_item)
+
+    def _count(self, text: str, arrived: float) -> None:
+        event = json.loads(text)
+        item, event_id = str(event.get("itemId")), hash(event.get("id"))
+        seen = self.per_item.get(item, 0)
+        if seen:
+            self.repeated_ids += self._first_id[item] == event_id
+        else:
+            self._first_id[item] = event_id
+        self.per_item[item] = seen + 1
+        self.change_types[str(event.get("changeType"))] += 1
+        self.total += 1
+        self.first_at = self.first_at or arrived
+        self.last_at = arrived
+        self.sample = self.sample or text
+
+    async def _poll(self) -> None:
+        from azure.core.exceptions import ResourceNotFoundError
+
+        while True:
+            try:
+                batch = [
+                    m
+                    async for m in self._client.receive_messages(
+                        messages_per_page=32, max_messages=32, visibility_timeout=self.HIDE_SECONDS
+                    )
+                ]
+            except ResourceNotFoundError:  # nothing was emitted yet
+                batch = []
+            arrived = time.monotonic()
+            if batch and self.last_at is not None:
+                self.longest_gap = max(self.longest_gap, arrived - self.last_at)
+            for message in batch:
+                self._count(message.content, arrived)
+                self._to_delete.put_nowait(message)
+            if not batch:
+                await asyncio.sleep(0.05)
+
+    async def _delete(self) -> None:
+        from azure.core.exceptions import AzureError
+
+        while True:
+            message = await self._to_delete.get()
+            with contextlib.suppress(AzureError):  # left behind, it only stays invisible
+                await self._client.delete_message(message)
+
+    async def _watch_backlog(self) -> None:
+        from azure.core.exceptions import AzureError
+
+        while True:
+            with contextlib.suppress(AzureError):
+                properties = await self._client.get_queue_properties()
+                self.max_backlog = max(self.max_backlog, int(properties.approximate_message_count or 0))
+            await asyncio.sleep(2)
+
+
+async def raw_send_rate(connection: str, text: str, count: int, senders: int = 16) -> float:
+    """Messages per second of ``senders`` concurrent send_message calls on one client (after a warm-up)."""
+    from shared.storage import queue_client
+
+    async with queue_client(connection, "bench-raw-sends") as client:
+        await client.create_queue()
+
+        async def send(n: int) -> None:
+            gate = asyncio.Semaphore(senders)
+
+            async def one() -> None:
+                async with gate:
+                    await client.send_message(text)
+
+            await asyncio.gather(*(one() for _ in range(n)))
+
+        await send(max(count // 10, 50))
+        started = time.perf_counter()
+        await send(count)
+        seconds = time.perf_counter() - started
+        await client.delete_queue()
+    return count / seconds
+
+
+async def raw_transaction_rate(connection: str, entities: int, concurrent: int = 4) -> float:
+    """Entities per second upserted in transactions of 100, ``concurrent`` transactions at once.
+
+    The rows are shaped like the item index's and go to one partition, as a drive's do.
+    """
+    from shared.storage import table_client
+
+    def batch(start: int) -> list[tuple[str, dict[str, Any]]]:
+        return [
+            (
+                "upsert",
+                {
+                    "PartitionKey": "bench-raw",
+                    "RowKey": f"item-{n:09d}",
+                    "ItemId": f"item-{n:09d}",
+                    "Version": '"{0123456789ABCDEF},1"',
+                    "Deleted": False,
+                    "Pass": "0123456789abcdef0123456789abcdef",
+                },
+            )
+            for n in range(start, start + 100)
+        ]
+
+    async with table_client(connection, "benchrawtransactions") as client:
+        await client.create_table()
+        gate = asyncio.Semaphore(concurrent)
+
+        async def one(start: int) -> None:
+            async with gate:
+                await client.submit_transaction(batch(start))  # type: ignore[arg-type]
+
+        await asyncio.gather(*(one(n) for n in range(0, max(entities // 10, 500), 100)))  # warm-up
+        started = time.perf_counter()
+        await asyncio.gather(*(one(n) for n in range(10_000_000, 10_000_000 + entities, 100)))
+        seconds = time.perf_counter() - started
+        await client.delete_table()
+    return entities / seconds

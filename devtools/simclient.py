@@ -168,6 +168,215 @@ class SimControl:
         """Move the simulator's clock forward."""
         await self.call("POST", "/clock", {"advanceSeconds": seconds})
 
+    # SharePoint's own REST list webhooks (devtools/graphsim/sharepoint.py).
+
+    async def sp_site(self, name: str) -> dict[str, Any]:
+        """A SharePoint site: {"url", "webId"}."""
+        return dict(await self.call("POST", "/sharepoint/sites", {"name": name}))
+
+    async def sp_list(self, site: str, list_id: str | None = None) -> str:
+        """A list on site ``site`` (its name); returns the list id."""
+        return str((await self.call("POST", "/sharepoint/lists", {"site": site, "id": list_id}))["id"])
+
+    async def sp_add_item(self, list_id: str, **fields: Any) -> dict[str, Any]:
+        """Add a list item with ``fields``; returns it (Id, UniqueId, ...)."""
+        return dict(await self.call("POST", f"/sharepoint/lists/{list_id}/items", {"fields": fields}))
+
+    async def sp_update_item(self, list_id: str, item_id: int, **fields: Any) -> dict[str, Any]:
+        """Change a list item's fields."""
+        return dict(await self.call("PATCH", f"/sharepoint/lists/{list_id}/items/{item_id}", {"fields": fields}))
+
+    async def sp_delete_item(self, list_id: str, item_id: int) -> None:
+        """Delete a list item (logged and notified)."""
+        await self.call("DELETE", f"/sharepoint/lists/{list_id}/items/{item_id}")
+
+    async def sp_delete_quietly(self, list_id: str, item_id: int) -> None:
+        """Delete a list item with no change record and no notification."""
+        await self.call("POST", f"/sharepoint/lists/{list_id}/quiet", {"item": item_id})
+
+    async def sp_expire_tokens(self, list_id: str) -> None:
+        """Make every change token issued so far older than the list's change log."""
+        await self.call("POST", f"/sharepoint/lists/{list_id}/expire-tokens")
+
+    async def sp_subscriptions(self) -> list[dict[str, Any]]:
+        """Every list subscription, with its listId."""
+        return list(await self.call("GET", "/sharepoint/subscriptions"))
+
+    async def sp_drop_subscription(self, subscription_id: str) -> None:
+        """Make SharePoint lose a list subscription."""
+        await self.call("DELETE", f"/sharepoint/subscriptions/{subscription_id}")
+
+    async def sp_add_subscription(self, list_id: str, notification_url: str) -> dict[str, Any]:
+        """A list subscription this app did not make (no handshake, unknown clientState)."""
+        body = {"notificationUrl": notification_url, "clientState": "someone-else"}
+        return dict(await self.call("POST", f"/sharepoint/lists/{list_id}/subscriptions", body))
+
+    async def sp_register_certificate(self, pem: str) -> str:
+        """Register the app's public certificate for client assertions; returns its x5t."""
+        return str((await self.call("POST", "/sharepoint/certificates", {"pem": pem}))["thumbprint"])
+
+    async def sp_delivery(self, **options: Any) -> None:
+        """SharePoint delivery options: retries, retrySeconds, handshakeSeconds."""
+        await self.call("POST", "/sharepoint/delivery", options)
+
+    async def sp_stats(self) -> dict[str, Any]:
+        """SharePoint counters."""
+        return dict(await self.call("GET", "/sharepoint/stats"))
+
+    async def create_list(self, site_id: str, list_id: str | None = None, name: str = "List") -> dict[str, Any]:
+        """A new SharePoint list in a site: {"id", "siteId", "name", "resource"}."""
+        return dict(await self.call("POST", f"/sites/{site_id}/lists", {"id": list_id, "name": name}))
+
+    async def create_list_item(self, site_id: str, list_id: str, fields: dict[str, Any]) -> dict[str, Any]:
+        """A new list item with these column values: the listItem with its fields."""
+        return dict(await self.call("POST", f"/sites/{site_id}/lists/{list_id}/items", {"fields": fields}))
+
+    async def update_list_item(
+        self, site_id: str, list_id: str, item_id: str, fields: dict[str, Any]
+    ) -> dict[str, Any]:
+        """Change some column values of a list item."""
+        path = f"/sites/{site_id}/lists/{list_id}/items/{item_id}"
+        return dict(await self.call("PATCH", path, {"fields": fields}))
+
+    async def delete_list_item(self, site_id: str, list_id: str, item_id: str) -> None:
+        """Delete a list item."""
+        await self.call("DELETE", f"/sites/{site_id}/lists/{list_id}/items/{item_id}")
+
+    async def expire_list_tokens(self, site_id: str, list_id: str) -> None:
+        """Make every delta token issued so far for the list stale (410 Gone)."""
+        await self.call("POST", f"/sites/{site_id}/lists/{list_id}/expire-tokens")
+
+    async def create_user(self, user_id: str | None = None, **props: Any) -> dict[str, Any]:
+        """A new user (``displayName`` and other properties as keywords)."""
+        return dict(await self.call("POST", "/users", {"id": user_id, **props}))
+
+    async def generate_users(self, count: int, prefix: str = "user") -> list[str]:
+        """``count`` users at once, without notifications: their ids."""
+        return list((await self.call("POST", "/users:generate", {"count": count, "prefix": prefix}))["ids"])
+
+    async def create_group(
+        self, group_id: str | None = None, members: list[str] | None = None, **props: Any
+    ) -> dict[str, Any]:
+        """A new group with these members (user ids)."""
+        return dict(await self.call("POST", "/groups", {"id": group_id, "members": members or [], **props}))
+
+    async def update_directory_object(self, collection: str, object_id: str, **props: Any) -> dict[str, Any]:
+        """Change properties of a user or group (``collection``: users or groups)."""
+        return dict(await self.call("PATCH", f"/{collection}/{object_id}", props))
+
+    async def delete_directory_object(self, collection: str, object_id: str) -> None:
+        """Delete a user or group (a deleted user leaves its groups)."""
+        await self.call("DELETE", f"/{collection}/{object_id}")
+
+    async def add_members(self, group_id: str, user_ids: list[str]) -> list[str]:
+        """Add users to a group: its members after."""
+        return list((await self.call("POST", f"/groups/{group_id}/members", {"ids": user_ids}))["members"])
+
+    async def remove_member(self, group_id: str, user_id: str) -> list[str]:
+        """Remove a user from a group: its members after."""
+        return list((await self.call("DELETE", f"/groups/{group_id}/members/{user_id}"))["members"])
+
+    async def directory_stats(self) -> dict[str, Any]:
+        """Per collection (users, groups): objects, deltaRuns, deltaRequests, enumerations."""
+        return dict(await self.call("GET", "/directory"))
+
+    async def expire_directory_tokens(self, collection: str) -> None:
+        """Make every users (or groups) delta token issued so far answer syncStateNotFound."""
+        await self.call("POST", f"/{collection}/expire-tokens")
+
+    async def create_mailbox(self, user_id: str | None = None) -> dict[str, Any]:
+        """A new Outlook mailbox: {"userId", "mailFolders": {well-known name: id}, "contactsFolderId"}."""
+        return dict(await self.call("POST", "/outlook/mailboxes", {"userId": user_id}))
+
+    async def create_mail_folder(self, user_id: str, name: str, parent_id: str | None = None) -> dict[str, Any]:
+        """A new mail folder (a child of ``parent_id``, else top-level): {"id", "displayName", "parentFolderId"}."""
+        body = {"displayName": name, "parentFolderId": parent_id}
+        return dict(await self.call("POST", f"/outlook/mailboxes/{user_id}/mailFolders", body))
+
+    async def create_contact_folder(self, user_id: str, name: str) -> dict[str, Any]:
+        """A new contact folder."""
+        return dict(await self.call("POST", f"/outlook/mailboxes/{user_id}/contactFolders", {"displayName": name}))
+
+    async def create_message(self, user_id: str, folder_id: str = "inbox", **props: Any) -> dict[str, Any]:
+        """A new message in a mail folder (id or well-known name): the message as Graph renders it."""
+        return dict(await self.call("POST", f"/outlook/mailboxes/{user_id}/messages", {"folderId": folder_id, **props}))
+
+    async def create_event(
+        self, user_id: str, start: datetime | str, end: datetime | str, **props: Any
+    ) -> dict[str, Any]:
+        """A new event in the primary calendar, from ``start`` to ``end``."""
+        body = {"start": _iso(start), "end": _iso(end), **props}
+        return dict(await self.call("POST", f"/outlook/mailboxes/{user_id}/events", body))
+
+    async def create_contact(self, user_id: str, folder_id: str | None = None, **props: Any) -> dict[str, Any]:
+        """A new contact in a contact folder (default: the default contacts folder)."""
+        return dict(await self.call("POST", f"/outlook/mailboxes/{user_id}/contacts", {"folderId": folder_id, **props}))
+
+    async def update_outlook_item(self, user_id: str, item_id: str, **props: Any) -> dict[str, Any]:
+        """Change a message's, event's or contact's properties (one change)."""
+        return dict(await self.call("PATCH", f"/outlook/mailboxes/{user_id}/items/{item_id}", props))
+
+    async def move_outlook_item(self, user_id: str, item_id: str, folder_id: str) -> dict[str, Any]:
+        """Move a message (or contact) to another folder; its id stays."""
+        path = f"/outlook/mailboxes/{user_id}/items/{item_id}/move"
+        return dict(await self.call("POST", path, {"folderId": folder_id}))
+
+    async def delete_outlook_item(self, user_id: str, item_id: str) -> None:
+        """Delete a message, event or contact."""
+        await self.call("DELETE", f"/outlook/mailboxes/{user_id}/items/{item_id}")
+
+    async def expire_outlook_tokens(self, user_id: str) -> None:
+        """Make every delta token issued so far for the mailbox answer 410."""
+        await self.call("POST", f"/outlook/mailboxes/{user_id}/expire-tokens")
+
+    async def create_team(
+        self, channels: list[str] | dict[str, str] | None = None, team_id: str | None = None
+    ) -> dict[str, Any]:
+        """A new team with channels (names, or names to ids; default: General): ``{"id", "channels": {name: id}}``."""
+        return dict(await self.call("POST", "/teams", {"id": team_id, "channels": channels or ["General"]}))
+
+    async def create_chat(self, chat_id: str | None = None) -> str:
+        """A new chat; returns its id."""
+        return str((await self.call("POST", "/chats", {"id": chat_id}))["id"])
+
+    @staticmethod
+    def _messages(team_id: str | None, channel_id: str | None, chat_id: str | None) -> str:
+        return f"/teams/{team_id}/channels/{channel_id}/messages" if team_id else f"/chats/{chat_id}/messages"
+
+    async def post_message(
+        self, content: str, *, team_id: str | None = None, channel_id: str | None = None, chat_id: str | None = None
+    ) -> dict[str, Any]:
+        """Post a message in a channel (team_id, channel_id) or a chat (chat_id); returns the chatMessage."""
+        path = self._messages(team_id, channel_id, chat_id)
+        return dict(await self.call("POST", path, {"content": content}))
+
+    async def edit_message(
+        self,
+        message_id: str,
+        content: str,
+        *,
+        team_id: str | None = None,
+        channel_id: str | None = None,
+        chat_id: str | None = None,
+    ) -> dict[str, Any]:
+        """Change a message's text."""
+        path = f"{self._messages(team_id, channel_id, chat_id)}/{message_id}"
+        return dict(await self.call("PATCH", path, {"content": content}))
+
+    async def delete_message(
+        self, message_id: str, *, team_id: str | None = None, channel_id: str | None = None, chat_id: str | None = None
+    ) -> None:
+        """Soft-delete a message."""
+        await self.call("DELETE", f"{self._messages(team_id, channel_id, chat_id)}/{message_id}")
+
+    async def spoil_rich(self, *faults: str, token_version: int | None = None) -> dict[str, Any]:
+        """Spoil the next rich batches, one fault each: forged, expired, wrong-audience, tampered,
+        unknown-certificate; ``token_version`` 1 or 2 sets the form of the validation tokens."""
+        body: dict[str, Any] = {"next": list(faults)}
+        if token_version is not None:
+            body["tokenVersion"] = token_version
+        return dict(await self.call("POST", "/rich", body))
+
 
 def _iso(value: datetime | str) -> str:
     return value.isoformat() if isinstance(value, datetime) else value

@@ -90,3 +90,54 @@ class UnsupportedResourceError(GraphWebhookError):
 
 class CursorConflictError(GraphWebhookError):
     """Another instance changed the delta cursor first (ETag mismatch)."""
+
+
+# Rich notifications (shared/security/).
+class ValidationTokenError(GraphWebhookError):
+    """A validation token on a rich notification batch failed a check; ``reason`` names which (never the token)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"validation token rejected: {reason}")
+        self.reason = reason
+
+
+class AuthorityUnavailableError(GraphWebhookError):
+    """The signing keys of the token authority could not be fetched: nothing was stored."""
+
+    status = 503
+
+
+class DecryptionError(GraphWebhookError):
+    """Encrypted resource data could not be decrypted or failed its signature; ``reason`` names why."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"resource data not decrypted: {reason}")
+        self.reason = reason
+
+
+class SinkDeliveryError(GraphWebhookError):
+    """A sink could not deliver an event."""
+
+
+class DeliveryRetryError(SinkDeliveryError):
+    """The destination failed for now (timeout, 408, 429, 5xx); ``retry_after`` is its hint in seconds."""
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class DeliveryRejectedError(SinkDeliveryError):
+    """The destination refused the event (a 4xx other than 408 and 429): no retry will help."""
+
+
+class DeliveryDeferredError(SinkDeliveryError):
+    """The message must wait (an earlier event of its item is undelivered, or its window is open)."""
+
+    def __init__(self, message: str, delay: float = 1.0) -> None:
+        super().__init__(message)
+        self.delay = delay
+
+
+class OperatorRequestError(GraphWebhookError):
+    """An admin CLI request cannot be carried out (unknown id, a seed entry, no such queue); the message says why."""

@@ -122,6 +122,8 @@ def change_type_of(change: SourceChange, known: Known | None, mode: Mode, since:
         return None if known.version == change.version else "updated"
     if mode in (Mode.DELTA, Mode.FULL) or since is None:
         return "created"
+    if not change.dated:
+        return None  # no timestamps to tell: an enumeration of such a kind only indexes
     threshold = since - CLOCK_SKEW
     if change.modified_at is not None and change.modified_at < threshold:
         return None
@@ -173,6 +175,15 @@ def deletions(rows: list[tuple[str, Known]], context: Context) -> tuple[Classifi
         events.append(_event(context, item_id, "deleted", known.version, None))
         writes.append(IndexWrite(item_id, known.version, deleted=True, pass_id=context.pass_id))
     return Classified(events, writes), purge
+
+
+def known_removals_only(changes: list[SourceChange], known: dict[str, Known]) -> list[SourceChange]:
+    """The changes without removals of items the index does not hold live.
+
+    For sources whose delta lists items outside its scope as removed (calendarView
+    delta outside its window): such a removal is no news unless the item was reported.
+    """
+    return [c for c in changes if c.version is not None or (c.item_id in known and not known[c.item_id].deleted)]
 
 
 def _event(context: Context, item_id: str, change_type: str, version: str, item: dict[str, Any] | None) -> ChangeEvent:

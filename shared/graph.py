@@ -67,6 +67,9 @@ def build_client(settings: Settings) -> tuple[GraphServiceClient, Any]:
     else:
         from azure.identity.aio import DefaultAzureCredential
 
+        if settings.azure_client_id:
+            # A user-assigned managed identity (AZURE_CLIENT_ID), read from Settings, not os.environ.
+            options["managed_identity_client_id"] = settings.azure_client_id
         credential = DefaultAzureCredential(**options)
     client = GraphServiceClient(credentials=credential, scopes=[graph_scope(settings.graph_base_url)])
     client.request_adapter.base_url = settings.graph_base_url
@@ -169,8 +172,16 @@ class GraphGateway:
             info.set_stream_content(json.dumps(body).encode(), "application/json")
         return info
 
-    async def fetch_url(self, url: str) -> dict[str, Any]:
-        """GET an absolute Graph URL (a nextLink or deltaLink) and return its JSON."""
+    @property
+    def base_url(self) -> str:
+        """The Graph base URL the client calls (GRAPH_BASE_URL), without a trailing slash."""
+        return str(self._client.request_adapter.base_url).rstrip("/")
+
+    async def fetch_url(self, url: str, headers: dict[str, str] | None = None) -> dict[str, Any]:
+        """GET an absolute Graph URL (a nextLink or deltaLink) and return its JSON.
+
+        ``headers`` are sent with it (Outlook's ``Prefer`` must come with every page).
+        """
         from kiota_abstractions.method import Method
         from kiota_abstractions.request_information import RequestInformation
 
@@ -178,7 +189,18 @@ class GraphGateway:
         info.http_method = Method.GET
         info.url = url
         info.headers.try_add("Accept", "application/json")
+        for name, value in (headers or {}).items():
+            info.headers.try_add(name, value)
         return await self._fetch(info)
+
+    async def fetch_path(self, path: str, query: dict[str, str] | None = None) -> dict[str, Any]:
+        """GET ``path`` (e.g. ``users/delta``) under the client's base URL, with OData ``query`` options."""
+        from urllib.parse import quote, urlencode
+
+        url = f"{self.base_url}/{quote(path.strip('/'), safe='/,!:@')}"
+        if query:
+            url += "?" + urlencode(query, safe="$,='", quote_via=quote)
+        return await self.fetch_url(url)
 
     async def drive_delta(self, drive_id: str, token: str | None = None) -> dict[str, Any]:
         """The first page of a drive's delta: from scratch, or from ``token`` ('latest')."""
@@ -205,9 +227,13 @@ class GraphGateway:
         lifecycle_url: str,
         client_state: str,
         expires_at: datetime,
+        encryption: tuple[str, str] | None = None,
     ) -> RemoteSubscription:
-        """POST /subscriptions; Graph runs the validation handshake before answering."""
-        body = {
+        """POST /subscriptions; Graph runs the validation handshake before answering.
+
+        ``encryption`` (base64 DER public certificate, its id) asks for resource data.
+        """
+        body: dict[str, Any] = {
             "changeType": change_type,
             "notificationUrl": notification_url,
             "lifecycleNotificationUrl": lifecycle_url,
@@ -215,6 +241,12 @@ class GraphGateway:
             "expirationDateTime": format_time(expires_at),
             "clientState": client_state,
         }
+        if encryption is not None:
+            body |= {
+                "includeResourceData": True,
+                "encryptionCertificate": encryption[0],
+                "encryptionCertificateId": encryption[1],
+            }
         return _remote(await self._fetch(self._request("POST", self._client.subscriptions, body)))
 
     async def renew_subscription(self, subscription_id: str, expires_at: datetime) -> datetime:

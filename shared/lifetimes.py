@@ -18,6 +18,8 @@ _RULES: tuple[tuple[re.Pattern[str], int, int | None], ...] = tuple(
     for pattern, minutes, with_data in (
         # (resource pattern, max minutes, max minutes with resource data)
         (r"^(drives/[^/]+|(users|groups|sites)/[^/]+/drive|me/drive)/root$", 42300, None),
+        # SharePoint's own list webhooks: 180 days (sp-dev-docs, overview-sharepoint-webhooks).
+        (r"^https?://.*/_api/web/lists\('[^']+'\)$", 259200, None),
         (r"^sites/[^/]+/lists/[^/]+$", 42300, None),
         (r"^communications/presences", 60, None),
         (r"^security/alerts", 43200, None),
@@ -45,15 +47,15 @@ def max_lifetime(resource: str, include_resource_data: bool = False) -> timedelt
     return timedelta(minutes=_DEFAULT_MINUTES)
 
 
-def next_expiry(resource: str, now: datetime) -> datetime:
+def next_expiry(resource: str, now: datetime, include_resource_data: bool = False) -> datetime:
     """The expiry to ask for when creating or renewing: as far out as Graph allows."""
-    lifetime = max(max_lifetime(resource) - SAFETY_MARGIN, MINIMUM_LIFETIME)
+    lifetime = max(max_lifetime(resource, include_resource_data) - SAFETY_MARGIN, MINIMUM_LIFETIME)
     return now + lifetime
 
 
-def renewal_due(resource: str, expires_at: datetime, now: datetime) -> bool:
+def renewal_due(resource: str, expires_at: datetime, now: datetime, include_resource_data: bool = False) -> bool:
     """True once half of the resource's maximum lifetime has elapsed (or it has expired).
 
     Half the lifetime leaves many timer ticks of slack for retries before expiry.
     """
-    return expires_at - now <= max_lifetime(resource) / 2
+    return expires_at - now <= max_lifetime(resource, include_resource_data) / 2

@@ -162,20 +162,21 @@ class Envelope:
     received_at: datetime
     items: list[dict[str, Any]]
     deferrals: int = 0
+    # The W3C traceparent of the span that stored it, so one trace spans the queue hop; set only when tracing.
+    traceparent: str | None = None
 
     def to_json(self) -> str:
-        """Serialise compactly for the queue."""
-        return json.dumps(
-            {
-                "v": 1,
-                "source": self.source,
-                "receivedAt": format_time(self.received_at),
-                "deferrals": self.deferrals,
-                "value": self.items,
-            },
-            separators=(",", ":"),
-            ensure_ascii=False,
-        )
+        """Serialise compactly for the queue ("value" last: pack_items appends items there)."""
+        fields: dict[str, Any] = {
+            "v": 1,
+            "source": self.source,
+            "receivedAt": format_time(self.received_at),
+            "deferrals": self.deferrals,
+        }
+        if self.traceparent:
+            fields["traceparent"] = self.traceparent
+        fields["value"] = self.items
+        return json.dumps(fields, separators=(",", ":"), ensure_ascii=False)
 
     @classmethod
     def from_json(cls, text: str | bytes) -> Envelope:
@@ -189,7 +190,9 @@ class Envelope:
             raise MalformedBodyError("queue message is not a notification envelope") from exc
         if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
             raise MalformedBodyError("queue message holds no notification list")
-        return cls(str(raw.get("source", "")), received_at, items, deferrals)
+        traceparent = raw.get("traceparent")
+        traceparent = traceparent if isinstance(traceparent, str) and len(traceparent) <= 128 else None
+        return cls(str(raw.get("source", "")), received_at, items, deferrals, traceparent)
 
 
 def split_envelope(envelope: Envelope, limit: int = MAX_MESSAGE_JSON_BYTES) -> list[str]:
@@ -228,4 +231,4 @@ def pack_items(envelope: Envelope, encoded: Sequence[bytes], limit: int = MAX_ME
 
 
 def _with_items(envelope: Envelope, items: list[dict[str, Any]]) -> str:
-    return Envelope(envelope.source, envelope.received_at, items, envelope.deferrals).to_json()
+    return Envelope(envelope.source, envelope.received_at, items, envelope.deferrals, envelope.traceparent).to_json()

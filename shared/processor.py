@@ -4,23 +4,33 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from . import telemetry
 from .clock import utcnow
 from .coalescing import Action
 from .errors import MalformedBodyError, UnsupportedResourceError
 from .notifications import Envelope
-from .queues import MessageQueue
+from .queues import MessageQueue, move_to_poison
 from .renewer import Renewer
+from .security.resource_data import resolves
 from .stores.subscriptions import SubscriptionRecord, SubscriptionStore
 from .synchronizer import Synchronizer
+
+if TYPE_CHECKING:
+    from .security.resource_data import ResourceDataReader
 
 log = logging.getLogger(__name__)
 # host.json's extensions.queues.maxDequeueCount: the attempt after which a message is poisoned.
 MAX_ATTEMPTS = 5
+# A subscription's last notification time is written at most this often per instance (one small write).
+NOTE_EVERY_SECONDS = 60.0
+# Envelopes the HTTP path stored: Graph's (and SharePoint's) notifications, not the app's own sync requests.
+_FROM_OUTSIDE = frozenset({"notifications", "lifecycle"})
 
 
 @dataclass(frozen=True)
@@ -47,7 +57,10 @@ class Processor:
         poison: MessageQueue,
         clock: Callable[[], datetime] = utcnow,
         max_attempts: int = MAX_ATTEMPTS,
+        resource_data: ResourceDataReader | None = None,
     ) -> None:
+        # Turns notifications with encryptedContent into events; None when no certificate is configured.
+        self._resource_data = resource_data
         self._store = store
         self._sync = synchronizer
         self._renewer = renewer
@@ -55,6 +68,8 @@ class Processor:
         self._poison = poison
         self._clock = clock
         self._max_attempts = max_attempts
+        # Record key -> monotonic time of its last "last notification" write by this instance.
+        self._noted: dict[str, float] = {}
 
     async def handle(self, body: str | bytes, inserted_at: datetime | None = None, attempt: int = 1) -> Summary:
         """Process one queue message; raise to have the host retry it.
@@ -78,11 +93,29 @@ class Processor:
             return Summary(poisoned=1)
 
     async def _poison_message(self, body: str | bytes) -> None:
-        text = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
-        await self._poison.send(text)
+        await move_to_poison(self._poison, body)
+
+    async def _note(self, record: SubscriptionRecord, received_at: datetime) -> None:
+        """Record the subscription's last notification (shown by `graphhooks subscriptions list`), once a minute."""
+        last = self._noted.get(record.key)
+        now = time.monotonic()
+        if last is not None and now - last < NOTE_EVERY_SECONDS:
+            return
+        self._noted[record.key] = now
+        try:
+            await self._store.mark_notified(record.key, received_at)
+        except Exception as exc:  # noqa: BLE001 - an operator's figure: never worth failing a message for
+            log.warning("last notification of %s not recorded: %s", record.subscription_id, type(exc).__name__)
 
     async def _handle(self, body: str | bytes, inserted_at: datetime | None) -> Summary:
         envelope = Envelope.from_json(body)
+        # Continues the trace of the request that stored the message, across the queue hop.
+        with telemetry.span("graphhooks.process", envelope.traceparent, source=envelope.source):
+            summary = await self._process(envelope, inserted_at)
+        telemetry.count(telemetry.EVENTS_EMITTED, summary.events)
+        return summary
+
+    async def _process(self, envelope: Envelope, inserted_at: datetime | None) -> Summary:
         notified_at = inserted_at or envelope.received_at
         groups: dict[str, list[dict[str, Any]]] = {}
         for item in envelope.items:
@@ -111,20 +144,44 @@ class Processor:
         if record is None:
             log.warning("notification for subscription %s, which is no longer stored: dropped", subscription_id)
             return Summary(unknown=len(items))
+        if envelope.source in _FROM_OUTSIDE:
+            await self._note(record, envelope.received_at)
         events = {str(item["lifecycleEvent"]) for item in items if item.get("lifecycleEvent")}
         if "subscriptionRemoved" in events:
-            # Re-creating requests a resync of its own, which covers these items too.
-            await self._renewer.recreate(record, self._clock())
-            return Summary()
+            # Re-create, then resync: changes made while no subscription existed reached no notification.
+            active = await self._renewer.recreate(record, self._clock())
+            await self._sync.resync(active.resource)
+            return await self._synchronize(envelope, notified_at, active, items)
+        if "missed" in events:
+            # Graph dropped notifications (Outlook): enumerate, reporting what changed and what went.
+            await self._sync.resync(record.resource)
         if "reauthorizationRequired" in events:
             await self._renewer.reauthorize(record, self._clock())
             if events == {"reauthorizationRequired"}:
                 return Summary()
-        return await self._synchronize(envelope, notified_at, record, items)
+        # Resource data, or a Teams deletion naming its message: told by the notification, not by a delta run.
+        rich = [item for item in items if resolves(item, record.resource)]
+        if not rich:
+            return await self._synchronize(envelope, notified_at, record, items)
+        decrypted = await self._decrypt(record, rich)
+        rest = [item for item in items if not resolves(item, record.resource)]
+        if not rest:
+            return decrypted
+        # A missed event or a plain notification beside them still asks for a pass.
+        synced = await self._synchronize(envelope, notified_at, record, rest)
+        return replace(synced, events=synced.events + decrypted.events, unknown=synced.unknown + decrypted.unknown)
+
+    async def _decrypt(self, record: SubscriptionRecord, rich: list[dict[str, Any]]) -> Summary:
+        """Rich notifications carry the resource itself: one event each, no delta run, no Graph call."""
+        if self._resource_data is None:
+            log.error("subscription %s: resource data but no NOTIFICATION_CERTIFICATE: dropped", record.subscription_id)
+            return Summary(unknown=len(rich))
+        return Summary(events=await self._resource_data.emit(record.subscription_id, record.resource, rich))
 
     async def _synchronize(
         self, envelope: Envelope, notified_at: datetime, record: SubscriptionRecord, items: list[dict[str, Any]]
     ) -> Summary:
+        started = time.monotonic()
         try:
             outcome = await self._sync.sync(record, notified_at, envelope.deferrals)
         except UnsupportedResourceError as exc:
@@ -136,8 +193,10 @@ class Processor:
         if action is Action.DEFER:
             await self._defer(envelope, items, outcome.decision.delay)
             return Summary(deferred=1)
+        telemetry.count(telemetry.DELTA_RUNS)
+        telemetry.record_duration(time.monotonic() - started)
         return Summary(runs=1, events=outcome.events)
 
     async def _defer(self, envelope: Envelope, items: list[dict[str, Any]], delay: timedelta) -> None:
-        later = Envelope(envelope.source, envelope.received_at, items, envelope.deferrals + 1)
+        later = Envelope(envelope.source, envelope.received_at, items, envelope.deferrals + 1, envelope.traceparent)
         await self._notifications.send(later.to_json(), delay_seconds=delay.total_seconds())

@@ -60,3 +60,9 @@ class MessageQueue:
 
         with contextlib.suppress(ResourceExistsError):
             await self._client.create_queue()
+
+
+async def move_to_poison(poison: MessageQueue, body: str | bytes) -> None:
+    """Store a failed message on a poison queue with no expiry (the host's own copy expires in 7 days)."""
+    text = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
+    await poison.send(text)

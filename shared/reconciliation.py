@@ -90,7 +90,7 @@ def plan(
                 result.create.append(want)
         elif known_remote and record.subscription_id not in remote_by_id:
             result.recreate.append(record)
-        elif _renewal_due(record, remote_by_id.get(record.subscription_id), now):
+        elif _renewal_due(record, remote_by_id.get(record.subscription_id), now, want.include_resource_data):
             result.renew.append(record)
         # Graph allows one subscription per combination: a stray would make creation fail with 409.
         result.delete_remote.extend(strays)
@@ -105,11 +105,17 @@ def plan(
     return result
 
 
-def _renewal_due(record: SubscriptionRecord, listed: RemoteSubscription | None, now: datetime) -> bool:
-    """Due by the earlier of the table's expiry and Graph's: Graph's word wins when it is sooner."""
+def _renewal_due(
+    record: SubscriptionRecord, listed: RemoteSubscription | None, now: datetime, include_resource_data: bool = False
+) -> bool:
+    """Due by the earlier of the table's expiry and Graph's: Graph's word wins when it is sooner.
+
+    With resource data some resources live shorter (Outlook: 1,440 minutes, not 10,080):
+    measured against the longer lifetime, such a subscription would look due every tick.
+    """
     if record.expires_at is None:
         return True  # the table never learnt the expiry
     expires_at = record.expires_at
     if listed is not None and listed.expires_at is not None:
         expires_at = min(expires_at, listed.expires_at)
-    return renewal_due(record.resource, expires_at, now)
+    return renewal_due(record.resource, expires_at, now, include_resource_data)

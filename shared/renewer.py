@@ -8,19 +8,24 @@ import secrets
 from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from . import telemetry
 from .budget import WriteBudget
 from .clock import utcnow
 from .errors import SubscriptionConflictError, SubscriptionNotFoundError
 from .graph import GraphGateway, RemoteSubscription
 from .lifetimes import next_expiry
+from .logs import log_event
 from .notifications import Envelope
 from .queues import MessageQueue
 from .reconciliation import listing_due, plan
 from .settings import DesiredSubscription, resource_key
 from .stores.subscriptions import CREATING, FAILED, SubscriptionRecord, SubscriptionStore
 from .synchronizer import Synchronizer
+
+if TYPE_CHECKING:
+    from .subscription_sets import SubscriptionSets
 
 log = logging.getLogger(__name__)
 # Writes in flight at once: enough to use Graph's whole budget of 500 per 20 s
@@ -67,7 +72,13 @@ class Renewer:
         budget: WriteBudget | None = None,
         clock: Callable[[], datetime] = utcnow,
         list_budget: WriteBudget | None = None,
+        sets: SubscriptionSets | None = None,
+        encryption_for: Callable[[str, bool], tuple[str, str] | None] | None = None,
     ) -> None:
+        # (resource, its desired entry asks for resource data) -> (base64 DER certificate, certificate id), or None.
+        self._encryption_for = encryption_for or (lambda resource, asked: None)
+        # The resource keys whose desired entries (expanded sets included) ask for resource data.
+        self._rich: set[str] = set()
         self._graph = graph
         self._store = store
         self._sync = synchronizer
@@ -84,6 +95,8 @@ class Renewer:
         self._listing: list[RemoteSubscription] | None = None
         self._listing_lock = asyncio.Lock()
         self._backfilled = False
+        # Expands forEachMemberOf entries into one subscription per member of the group.
+        self._sets = sets
 
     async def reconcile(
         self, desired: Sequence[DesiredSubscription], now: datetime | None = None, list_remote: bool | None = None
@@ -94,6 +107,11 @@ class Renewer:
         reconciliation.listing_due finds it cheap or an hour old.
         """
         now = now or self._clock()
+        if self._sets is not None:
+            # Before anything else: a set whose membership cannot be read stops this tick, deleting nothing.
+            desired = await self._sets.expand(desired)
+        # Expanded entries carry includeResourceData; a pattern in settings would not match their resources.
+        self._rich = {resource_key(d.resource) for d in desired if d.include_resource_data}
         if not self._backfilled:
             # Once per process: records written before id rows existed get theirs.
             await self._store.backfill()
@@ -124,7 +142,18 @@ class Renewer:
             failed=sum(failed for _, failed in results),
             listed=listing,
         )
-        log.info("reconciled subscriptions: %s", report)
+        log_event(
+            log,
+            "subscriptions.reconciled",
+            created=report.created,
+            renewed=report.renewed,
+            recreated=report.recreated,
+            deleted=report.deleted,
+            failed=report.failed,
+            listed=report.listed,
+        )
+        telemetry.count(telemetry.RENEWALS, renewed[0], outcome="ok")
+        telemetry.count(telemetry.RENEWALS, renewed[1], outcome="failed")
         return report
 
     async def create(self, want: DesiredSubscription, now: datetime) -> SubscriptionRecord:
@@ -137,6 +166,8 @@ class Renewer:
             status=CREATING,
             updated_at=now,
         )
+        if want.include_resource_data:
+            self._rich.add(resource_key(want.resource))
         return await self._establish(record, now)
 
     async def recreate(self, record: SubscriptionRecord, now: datetime) -> SubscriptionRecord:
@@ -150,7 +181,7 @@ class Renewer:
 
     async def renew(self, record: SubscriptionRecord, now: datetime) -> SubscriptionRecord:
         """Extend a subscription to its resource's maximum lifetime; re-create it on 404."""
-        expiry = next_expiry(record.resource, now)
+        expiry = next_expiry(record.resource, now, self._encryption(record.resource) is not None)
         try:
             granted = await self._write(lambda: self._graph.renew_subscription(record.subscription_id, expiry))
         except SubscriptionNotFoundError:
@@ -190,7 +221,7 @@ class Renewer:
                 # Graph allows one subscription per combination: the old one must go first.
                 await self._delete_remote(record.subscription_id)
             client_state = secrets.token_urlsafe(32)
-            expiry = next_expiry(record.resource, now)
+            expiry = next_expiry(record.resource, now, self._encryption(record.resource) is not None)
             try:
                 remote = await self._write(lambda: self._post(record, client_state, expiry))
             except SubscriptionConflictError:
@@ -223,7 +254,12 @@ class Renewer:
             self._endpoints.lifecycle_url,
             client_state,
             expiry,
+            encryption=self._encryption(record.resource),
         )
+
+    def _encryption(self, resource: str) -> tuple[str, str] | None:
+        """The certificate (base64 DER, id) to subscribe ``resource`` with, when it asks for resource data."""
+        return self._encryption_for(resource, resource_key(resource) in self._rich)
 
     async def _delete_conflicting(self, record: SubscriptionRecord) -> None:
         key = DesiredSubscription(record.resource, record.change_type).key

@@ -10,14 +10,22 @@ import asyncio
 from collections.abc import Awaitable, Callable, Mapping
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
+from . import telemetry
 from .ingest import Ingest, SecretBook
 from .settings import NOTIFICATIONS_QUEUE, Settings, storage_connection
 
 if TYPE_CHECKING:
+    from .health import HealthMonitor
     from .processor import Processor
     from .renewer import Renewer
+    from .security.certificates import CertificateBook, NotificationCertificate
+    from .security.resource_data import ResourceDataReader
+    from .security.tokens import TokenGate
+    from .settings import CertificateSource
+    from .stores.desired import DesiredStore
     from .sweeper import Sweeper
 
 T = TypeVar("T")
@@ -32,6 +40,7 @@ C = TypeVar("C", bound=_Closable)
 SUBSCRIPTIONS_TABLE = "subscriptions"
 CURSORS_TABLE = "deltacursors"
 ITEMS_TABLE = "deltaitems"
+MEMBERS_TABLE = "membersets"
 # The HTTP path must answer within Graph's 3 s: one quick retry, no long back-off.
 _FAST = {"retry_total": 1, "initial_backoff": 0, "increment_base": 0, "random_jitter_range": 0}
 _FAST_TABLE = {"retry_total": 1, "retry_backoff_factor": 0}
@@ -98,16 +107,33 @@ class Receivers:
 async def build_ingest(environ: Mapping[str, str]) -> Receivers:
     """The HTTP path needs only the storage connection, not the Graph settings."""
     from .queues import MessageQueue
-    from .storage import queue_client, table_client
+    from .storage import queue_client, storage_credential, table_client
     from .stores.subscriptions import SubscriptionStore
 
     connection = storage_connection(environ)
+    telemetry.configure(environ)
     owned = _Owned()
-    queue = MessageQueue(owned.own(queue_client(connection, NOTIFICATIONS_QUEUE, **_FAST)))
-    store = SubscriptionStore(owned.own(table_client(connection, SUBSCRIPTIONS_TABLE, **_FAST_TABLE)))
+    # One token credential (identity-based storage) for every client, closed after them.
+    token = storage_credential(connection)
+    if token is not None:
+        owned.own(token)
+    queue = MessageQueue(owned.own(queue_client(connection, NOTIFICATIONS_QUEUE, token, **_FAST)))
+    store = SubscriptionStore(owned.own(table_client(connection, SUBSCRIPTIONS_TABLE, token, **_FAST_TABLE)))
     # The whole table, cached and reloaded in the background; one row for an id the cache lacks.
     secrets = SecretBook(store.secrets, store.secret)
-    return Receivers(Ingest(secrets, queue), Ingest(secrets, queue), owned, secrets)
+    tokens = _token_gate(environ, owned)
+    return Receivers(Ingest(secrets, queue, tokens=tokens), Ingest(secrets, queue, tokens=tokens), owned, secrets)
+
+
+def _token_gate(environ: Mapping[str, str], owned: _Owned) -> TokenGate:
+    """The validation-token checker; without GRAPH_CLIENT_ID it refuses every rich batch (nothing to check against)."""
+    from .security.tokens import TokenGate
+    from .settings import token_settings
+
+    found = token_settings(environ)
+    if found is None:
+        return owned.own(TokenGate(None))
+    return owned.own(TokenGate(found.client_id, found.authority, found.issuers, ca_file=found.ca_file))
 
 
 @dataclass(frozen=True)
@@ -119,10 +145,33 @@ class Worker:
     renewer: Renewer
     resources: _Owned
     sweeper: Sweeper
+    # The renewer of SharePoint's own list webhooks (SHAREPOINT_SUBSCRIPTIONS); build_worker always sets it.
+    sharepoint: Renewer | None = None
+    # Desired subscriptions added at run time (graphhooks desired), reconciled with GRAPH_SUBSCRIPTIONS.
+    desired: DesiredStore | None = None
 
     async def close(self) -> None:
         """Close the storage clients and the Graph credential."""
         await self.resources.close()
+
+    async def renew(self, now: datetime) -> None:
+        """The renew timer's tick: Graph's subscriptions, SharePoint's, then the safety sweep.
+
+        The desired subscriptions are GRAPH_SUBSCRIPTIONS (the seed) and the table that
+        `graphhooks desired` manages; the table wins. The sweep needs only storage, so it
+        runs even when Graph could not be reached.
+        """
+        from .stores.desired import desired_subscriptions
+
+        try:
+            desired = await desired_subscriptions(self.settings.subscriptions, self.desired)
+            await self.renewer.reconcile(desired, now)
+            if self.sharepoint is not None:
+                from .sharepoint.subscriptions import desired as sharepoint_desired
+
+                await self.sharepoint.reconcile(sharepoint_desired(self.settings), now)
+        finally:
+            await self.sweeper.sweep(now)
 
 
 async def build_worker(environ: Mapping[str, str]) -> Worker:
@@ -132,37 +181,201 @@ async def build_worker(environ: Mapping[str, str]) -> Worker:
     from .queues import MessageQueue
     from .renewer import Endpoints, Renewer
     from .sources.contract import SourceRegistry
+    from .sources.directory import DirectorySource
     from .sources.drives import DriveSource
-    from .storage import queue_client, table_client
+    from .sources.lists import ListSource
+    from .sources.teams import TeamsMessageSource
+    from .storage import queue_client, storage_credential, table_client
     from .stores.cursors import CursorStore
     from .stores.items import ItemIndex
+    from .stores.members import MemberStore
     from .stores.subscriptions import SubscriptionStore
+    from .subscription_sets import SubscriptionSets
     from .sweeper import Sweeper
     from .synchronizer import Synchronizer
 
     settings = Settings.from_env(environ)
+    telemetry.configure(environ)
     connection = settings.storage_connection
     owned = _Owned()
     client, credential = build_client(settings)
     owned.own(credential)
     graph = GraphGateway(client)
-    store = SubscriptionStore(owned.own(table_client(connection, SUBSCRIPTIONS_TABLE, **_PATIENT_TABLE)))
-    cursors = CursorStore(owned.own(table_client(connection, CURSORS_TABLE, **_PATIENT_TABLE)))
-    index = ItemIndex(owned.own(table_client(connection, ITEMS_TABLE, **_PATIENT_TABLE)))
-    for table in (store, cursors, index):
+    token = storage_credential(connection)
+    if token is not None:
+        owned.own(token)
+    store = SubscriptionStore(owned.own(table_client(connection, SUBSCRIPTIONS_TABLE, token, **_PATIENT_TABLE)))
+    cursors = CursorStore(owned.own(table_client(connection, CURSORS_TABLE, token, **_PATIENT_TABLE)))
+    index = ItemIndex(owned.own(table_client(connection, ITEMS_TABLE, token, **_PATIENT_TABLE)))
+    members = MemberStore(owned.own(table_client(connection, MEMBERS_TABLE, token, **_PATIENT_TABLE)))
+    for table in (store, cursors, index, members):
         await table.setup()
-    notifications = MessageQueue(owned.own(queue_client(connection, settings.notifications_queue, **_PATIENT)))
-    changes = MessageQueue(owned.own(queue_client(connection, settings.changes_queue, **_PATIENT)))
-    poison = MessageQueue(owned.own(queue_client(connection, f"{settings.notifications_queue}-poison", **_PATIENT)))
-    synchronizer = Synchronizer(cursors, index, SourceRegistry([DriveSource(graph)]), changes, notifications)
+    queues = [settings.notifications_queue, settings.changes_queue, f"{settings.notifications_queue}-poison"]
+    notifications, changes, poison = (
+        MessageQueue(owned.own(queue_client(connection, name, token, **_PATIENT))) for name in queues
+    )
+    from .outlet import EventOutlet
+    from .sinks.config import sink_queues
+    from .stores.taps import TAPS_TABLE, TapFeed, TapStore
+
+    # Taps (graphhooks events tail) get a best-effort copy; plain clients: a tap queue is never re-created.
+    taps = owned.own(
+        TapFeed(
+            TapStore(owned.own(table_client(connection, TAPS_TABLE, token, **_PATIENT_TABLE))),
+            lambda name: queue_client(connection, name, token, **_FAST),
+        )
+    )
+    # Every event reaches graph-changes first, then each sink's own queue (SINKS).
+    outlet = EventOutlet(
+        changes,
+        [MessageQueue(owned.own(queue_client(connection, q, token, **_PATIENT))) for q in sink_queues(environ)],
+        taps=taps,
+    )
+    from .sharepoint.client import build_sharepoint_client
+    from .sharepoint.subscriptions import StoreView, sharepoint_renewer
+    from .sources.sharepoint import SharePointListSource
+
+    # SharePoint's own list webhooks: their REST API (certificate or managed identity), one more source.
+    sharepoint_client = owned.own(await build_sharepoint_client(settings))
+    from .sources.outlook import FOLDERS_TABLE, FolderPositions, outlook_sources
+
+    # Outlook's all-folder message walk keeps one deltaLink per mail folder in a table of its own.
+    folders = FolderPositions(owned.own(table_client(connection, FOLDERS_TABLE, token, **_PATIENT_TABLE)))
+    await folders.setup()
+    sources = SourceRegistry(
+        [
+            SharePointListSource(sharepoint_client),
+            DriveSource(graph),
+            ListSource(graph),
+            DirectorySource(graph, "users"),
+            DirectorySource(graph, "groups"),
+            *outlook_sources(graph, folders, settings.calendar_window_days_past, settings.calendar_window_days_ahead),
+            TeamsMessageSource(),
+        ]
+    )
+    synchronizer = Synchronizer(cursors, index, sources, outlet, notifications)
+    certificates = await _certificate_book(settings)
     renewer = Renewer(
         graph,
-        store,
+        # Graph's renewer sees only Graph's records; SharePoint's renewer has the rest.
+        StoreView(owned.own(table_client(connection, SUBSCRIPTIONS_TABLE, token, **_PATIENT_TABLE)), sharepoint=False),
         synchronizer,
         notifications,
         Endpoints(settings.notification_url, settings.lifecycle_notification_url),
         full_initial_sync=settings.initial_sync == "full",
+        sets=SubscriptionSets(graph, members),
+        encryption_for=_encryption_for(settings, certificates),
     )
-    processor = Processor(store, synchronizer, renewer, notifications, poison)
+    processor = Processor(
+        store, synchronizer, renewer, notifications, poison, resource_data=_resource_data_reader(certificates, outlet)
+    )
     sweeper = Sweeper(store, cursors, notifications, settings.sweep_after)
-    return Worker(settings, processor, renewer, owned, sweeper)
+    sharepoint = sharepoint_renewer(
+        settings,
+        lambda: owned.own(table_client(connection, SUBSCRIPTIONS_TABLE, token, **_PATIENT_TABLE)),
+        synchronizer,
+        notifications,
+        sharepoint_client,
+    )
+    from .stores.desired import DESIRED_TABLE, DesiredStore
+
+    desired = DesiredStore(owned.own(table_client(connection, DESIRED_TABLE, token, **_PATIENT_TABLE)))
+    return Worker(settings, processor, renewer, owned, sweeper, sharepoint=sharepoint, desired=desired)
+
+
+async def _certificate_book(settings: Settings) -> CertificateBook | None:
+    """The notification certificates (current, and previous during a rotation), or None when none is set."""
+    if settings.resource_data is None:
+        return None
+    from .security.certificates import CertificateBook, load_certificate
+
+    def load(source: CertificateSource) -> Awaitable[NotificationCertificate]:
+        return load_certificate(source.location, source.password, source.certificate_id, source.setting)
+
+    previous = settings.resource_data.previous
+    return CertificateBook(
+        await load(settings.resource_data.current), await load(previous) if previous is not None else None
+    )
+
+
+def _encryption_for(
+    settings: Settings, certificates: CertificateBook | None
+) -> Callable[[str, bool], tuple[str, str] | None]:
+    """(resource, asked) -> (public certificate, id) for the entries that ask for resource data.
+
+    ``asked``: the renewer saw the desired entry ask (expanded sets included); the
+    settings' own entries cover a renewal before any reconciliation in this process.
+    """
+    from .sources.catalog import readable_kind
+
+    wanted = {s.resource.strip("/") for s in settings.subscriptions if s.include_resource_data}
+
+    def encryption(resource: str, asked: bool) -> tuple[str, str] | None:
+        kind = readable_kind(resource)
+        rich = asked or resource.strip("/") in wanted or (kind is not None and kind.resource_data_required)
+        if not rich or certificates is None:
+            return None
+        return certificates.current.public_base64, certificates.current.certificate_id
+
+    return encryption
+
+
+def _resource_data_reader(certificates: CertificateBook | None, outlet: Any) -> ResourceDataReader | None:
+    """Turns rich notifications into events on the outlet; None without certificates."""
+    if certificates is None:
+        return None
+    from .clock import utcnow
+    from .security.resource_data import ResourceDataReader
+
+    return ResourceDataReader(certificates, outlet, utcnow)
+
+
+@dataclass(frozen=True)
+class Health:
+    """GET /api/health's monitor and the clients it owns."""
+
+    monitor: HealthMonitor
+    resources: _Owned
+
+    async def close(self) -> None:
+        """Close the storage clients and the Graph credential."""
+        await self.resources.close()
+
+
+async def build_health(environ: Mapping[str, str]) -> Health:
+    """The health checks' own clients: quick retries, since a probe waits for them."""
+    from .graph import build_client, graph_scope
+    from .health import HealthMonitor, HealthProbe
+    from .storage import queue_client, storage_credential, table_client
+    from .stores.subscriptions import SubscriptionStore
+
+    settings = Settings.from_env(environ)
+    telemetry.configure(environ)
+    connection = settings.storage_connection
+    owned = _Owned()
+    _, credential = build_client(settings)
+    owned.own(credential)
+    token = storage_credential(connection)
+    if token is not None:
+        owned.own(token)
+    store = SubscriptionStore(owned.own(table_client(connection, SUBSCRIPTIONS_TABLE, token, **_FAST_TABLE)))
+    cursors = owned.own(table_client(connection, CURSORS_TABLE, token, **_FAST_TABLE))
+    names = [settings.notifications_queue, f"{settings.notifications_queue}-poison", settings.changes_queue]
+    queues = [owned.own(queue_client(connection, name, token, **_FAST)) for name in names]
+    scope = graph_scope(settings.graph_base_url)
+
+    async def expiries() -> list[Any]:
+        from azure.core.exceptions import ResourceNotFoundError
+
+        try:
+            return [record.expires_at for record in await store.list()]
+        except ResourceNotFoundError:
+            return []  # no table yet: nothing subscribed so far
+
+    probe = HealthProbe(lambda: credential.get_token(scope), expiries, cursors, queues)
+    monitor = HealthMonitor(
+        probe.snapshot,
+        settings.health_cache_seconds,
+        on_snapshot=lambda snapshot: telemetry.observe_depths(snapshot.queue_depths),
+    )
+    return Health(monitor, owned)

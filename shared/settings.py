@@ -3,18 +3,27 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from urllib.parse import urlsplit
 
 from .errors import InvalidSettingError, MissingSettingError
+from .sharepoint.lists import SharePointList
+from .sharepoint.lists import notification_url_for as sharepoint_url_for
+from .sharepoint.lists import parse_subscriptions as parse_sharepoint
 from .sources.catalog import READABLE, readable_kind
 
 DEFAULT_GRAPH_BASE_URL = "https://graph.microsoft.com/v1.0"
 # Every 5 minutes: the safety sweep runs on this timer, so it bounds how late a dropped change arrives.
 DEFAULT_RENEW_SCHEDULE = "0 */5 * * * *"
 DEFAULT_SWEEP_AFTER_SECONDS = 900
+# The calendar window Outlook events are read over (CALENDAR_WINDOW_DAYS_PAST / _AHEAD).
+DEFAULT_CALENDAR_WINDOW_DAYS_PAST = 30
+DEFAULT_CALENDAR_WINDOW_DAYS_AHEAD = 365
+# One health snapshot serves every probe for this long: a load balancer cannot hammer storage or Graph.
+DEFAULT_HEALTH_CACHE_SECONDS = 30.0
 PUBLIC_AUTHORITIES = frozenset({"login.microsoftonline.com", "login.microsoftonline.us", "login.chinacloudapi.cn"})
 NOTIFICATIONS_QUEUE = "graph-notifications"
 CHANGES_QUEUE = "graph-changes"
@@ -52,7 +61,7 @@ class DesiredSubscription:
 class Settings:
     """Everything the app reads from its environment, validated once."""
 
-    storage_connection: str
+    storage_connection: StorageConnection
     tenant_id: str
     client_id: str
     client_secret: str | None
@@ -67,6 +76,19 @@ class Settings:
     sweep_after_seconds: int = DEFAULT_SWEEP_AFTER_SECONDS
     notifications_queue: str = NOTIFICATIONS_QUEUE
     changes_queue: str = CHANGES_QUEUE
+    # SharePoint's own list webhooks (shared/sharepoint): lists to watch, their URL, the app's certificate.
+    sharepoint_subscriptions: tuple[SharePointList, ...] = ()
+    sharepoint_notification_url: str = ""
+    sharepoint_certificate: str | None = None
+    sharepoint_certificate_password: str | None = None
+    # A user-assigned managed identity for Graph (AZURE_CLIENT_ID); None: the system-assigned one.
+    azure_client_id: str | None = None
+    health_cache_seconds: float = DEFAULT_HEALTH_CACHE_SECONDS
+    # The certificates for rich notifications; None when no entry asks for resource data and none is set.
+    resource_data: ResourceDataSettings | None = None
+    # Outlook events are read through calendarView delta over this window around now.
+    calendar_window_days_past: int = DEFAULT_CALENDAR_WINDOW_DAYS_PAST
+    calendar_window_days_ahead: int = DEFAULT_CALENDAR_WINDOW_DAYS_AHEAD
 
     @property
     def sweep_after(self) -> timedelta:
@@ -96,26 +118,211 @@ class Settings:
         initial_sync = (_optional(environ, "INITIAL_SYNC") or "latest").lower()
         if initial_sync not in ("latest", "full"):
             raise InvalidSettingError("INITIAL_SYNC", "must be 'latest' or 'full'")
+        connection = storage_connection(environ)
+        tenant_id = _required(environ, "GRAPH_TENANT_ID")
+        secret = _optional(environ, "GRAPH_CLIENT_SECRET")
+        subscriptions = parse_desired(_optional(environ, "GRAPH_SUBSCRIPTIONS") or "[]")
+        # With managed identity the app registration is needed only as the validation tokens' audience.
+        needs_client_id = secret is not None or any(s.include_resource_data for s in subscriptions)
+        client_id = _required(environ, "GRAPH_CLIENT_ID") if needs_client_id else _optional(environ, "GRAPH_CLIENT_ID")
         return cls(
-            storage_connection=_required(environ, "AzureWebJobsStorage"),
-            tenant_id=_required(environ, "GRAPH_TENANT_ID"),
-            client_id=_required(environ, "GRAPH_CLIENT_ID"),
-            client_secret=_optional(environ, "GRAPH_CLIENT_SECRET"),
+            storage_connection=connection,
+            tenant_id=tenant_id,
+            client_id=client_id or "",
+            client_secret=secret,
             graph_base_url=base_url.rstrip("/"),
             authority_host=authority,
             authority_ca_file=_optional(environ, "AZURE_AUTHORITY_CA_FILE"),
             notification_url=notification_url,
             lifecycle_notification_url=lifecycle_url,
-            subscriptions=parse_desired(_optional(environ, "GRAPH_SUBSCRIPTIONS") or "[]"),
+            subscriptions=subscriptions,
             renew_schedule=renew_schedule(environ),
             initial_sync=initial_sync,
             sweep_after_seconds=sweep_after_seconds(environ),
+            azure_client_id=_optional(environ, "AZURE_CLIENT_ID"),
+            health_cache_seconds=health_cache_seconds(environ),
+            resource_data=resource_data_settings(environ, any(s.include_resource_data for s in subscriptions)),
+            calendar_window_days_past=window_days(environ, "CALENDAR_WINDOW_DAYS_PAST"),
+            calendar_window_days_ahead=window_days(environ, "CALENDAR_WINDOW_DAYS_AHEAD"),
+            sharepoint_subscriptions=parse_sharepoint(_optional(environ, "SHAREPOINT_SUBSCRIPTIONS") or "[]"),
+            sharepoint_notification_url=sharepoint_notification_url(environ, notification_url),
+            sharepoint_certificate=_optional(environ, "SHAREPOINT_CERTIFICATE"),
+            sharepoint_certificate_password=_optional(environ, "SHAREPOINT_CERTIFICATE_PASSWORD"),
         )
 
 
-def storage_connection(environ: Mapping[str, str]) -> str:
-    """Read only the storage connection: the HTTP path needs nothing else."""
-    return _required(environ, "AzureWebJobsStorage")
+def sharepoint_notification_url(environ: Mapping[str, str], notification_url: str) -> str:
+    """SHAREPOINT_NOTIFICATION_URL; by default NOTIFICATION_URL with its last path segment ``sharepoint``."""
+    url = _optional(environ, "SHAREPOINT_NOTIFICATION_URL") or sharepoint_url_for(notification_url)
+    _check_url("SHAREPOINT_NOTIFICATION_URL", url)
+    return url
+
+
+STORAGE_SETTING = "AzureWebJobsStorage"
+HTTP_AUTH_LEVELS = ("anonymous", "function", "admin")
+
+
+@dataclass(frozen=True)
+class StorageConnection:
+    """How the app reaches its storage account, read like the Functions host reads it.
+
+    Either a connection string (``AzureWebJobsStorage``, ``UseDevelopmentStorage=true``
+    included) or the identity-based form: service URIs from ``AzureWebJobsStorage__accountName``
+    or ``__queueServiceUri``/``__tableServiceUri``/``__blobServiceUri``, reached with a token
+    credential: ``__credential=managedidentity`` (``__clientId`` picks a user-assigned
+    identity) or, without it, azure-identity's DefaultAzureCredential (``az login`` locally).
+    """
+
+    connection_string: str | None = None
+    queue_service_uri: str | None = None
+    table_service_uri: str | None = None
+    blob_service_uri: str | None = None
+    credential: str | None = None
+    client_id: str | None = None
+
+    @property
+    def identity_based(self) -> bool:
+        """True when the clients authenticate with a token credential, not an account key."""
+        return self.connection_string is None
+
+
+def storage_connection(environ: Mapping[str, str]) -> StorageConnection:
+    """Read only the storage connection: the HTTP path needs nothing else.
+
+    A connection string wins, as with the Functions host; otherwise the identity-based
+    settings must give both a queue and a table endpoint. A gap names the setting.
+    """
+    text = _optional(environ, STORAGE_SETTING)
+    if text is not None:
+        return StorageConnection(connection_string=text)
+    prefix = f"{STORAGE_SETTING}__"
+    account = _optional(environ, f"{prefix}accountName")
+    if account is not None and not re.fullmatch(r"[a-z0-9]{3,24}", account):
+        raise InvalidSettingError(f"{prefix}accountName", "must be 3 to 24 lower-case letters and digits")
+    uris: dict[str, str | None] = {}
+    for service in ("queue", "table", "blob"):
+        key = f"{prefix}{service}ServiceUri"
+        uri = _optional(environ, key)
+        if uri is not None:
+            _check_url(key, uri)
+        elif account is not None:
+            uri = f"https://{account}.{service}.core.windows.net"
+        uris[service] = uri.rstrip("/") if uri else None
+    if uris["queue"] is None and uris["table"] is None:
+        raise MissingSettingError(STORAGE_SETTING)
+    for service in ("queue", "table"):
+        if uris[service] is None:
+            raise MissingSettingError(f"{prefix}{service}ServiceUri")
+    credential = _optional(environ, f"{prefix}credential")
+    if credential is not None and credential.lower() != "managedidentity":
+        raise InvalidSettingError(f"{prefix}credential", "the only value is 'managedidentity'")
+    return StorageConnection(
+        queue_service_uri=uris["queue"],
+        table_service_uri=uris["table"],
+        blob_service_uri=uris["blob"],
+        credential=credential.lower() if credential else None,
+        client_id=_optional(environ, f"{prefix}clientId"),
+    )
+
+
+def http_auth_level(environ: Mapping[str, str]) -> str:
+    """HTTP_AUTH_LEVEL: the HTTP routes' auth level (anonymous, function or admin), read at import."""
+    level = (_optional(environ, "HTTP_AUTH_LEVEL") or "anonymous").lower()
+    if level not in HTTP_AUTH_LEVELS:
+        raise InvalidSettingError("HTTP_AUTH_LEVEL", f"must be one of {', '.join(HTTP_AUTH_LEVELS)}")
+    return level
+
+
+def health_cache_seconds(environ: Mapping[str, str]) -> float:
+    """HEALTH_CACHE_SECONDS: how long one health snapshot serves every probe."""
+    text = _optional(environ, "HEALTH_CACHE_SECONDS")
+    if text is None:
+        return DEFAULT_HEALTH_CACHE_SECONDS
+    try:
+        value = float(text)
+    except ValueError:
+        raise InvalidSettingError("HEALTH_CACHE_SECONDS", "must be a number of seconds") from None
+    if not 0 <= value <= 3600:
+        raise InvalidSettingError("HEALTH_CACHE_SECONDS", "must be between 0 and 3600")
+    return value
+
+
+DEFAULT_TOKEN_ISSUERS = ("https://sts.windows.net/{tenant}/", "https://login.microsoftonline.com/{tenant}/v2.0")
+
+
+@dataclass(frozen=True)
+class CertificateSource:
+    """Where one notification certificate lives (a PFX or PEM path, or a Key Vault secret URI)."""
+
+    location: str
+    password: str | None
+    certificate_id: str
+    setting: str  # the setting that named it, for errors
+
+
+@dataclass(frozen=True)
+class ResourceDataSettings:
+    """NOTIFICATION_CERTIFICATE* settings: the certificate Graph encrypts for, and the previous one."""
+
+    current: CertificateSource
+    previous: CertificateSource | None = None
+
+
+@dataclass(frozen=True)
+class TokenSettings:
+    """What checking validation tokens needs; read on the HTTP path without the other settings."""
+
+    client_id: str
+    authority: str
+    ca_file: str | None
+    issuers: tuple[str, ...]
+
+
+def resource_data_settings(environ: Mapping[str, str], required: bool) -> ResourceDataSettings | None:
+    """The notification certificates; a gap is named when an entry asks for resource data."""
+    location = _optional(environ, "NOTIFICATION_CERTIFICATE")
+    if location is None:
+        if required:
+            raise MissingSettingError("NOTIFICATION_CERTIFICATE")
+        return None
+    certificate_id = _required(environ, "NOTIFICATION_CERTIFICATE_ID")
+    if len(certificate_id) > 128:
+        raise InvalidSettingError("NOTIFICATION_CERTIFICATE_ID", "at most 128 characters")
+    current = CertificateSource(
+        location, environ.get("NOTIFICATION_CERTIFICATE_PASSWORD") or None, certificate_id, "NOTIFICATION_CERTIFICATE"
+    )
+    previous_location = _optional(environ, "NOTIFICATION_CERTIFICATE_PREVIOUS")
+    previous = None
+    if previous_location is not None:
+        previous = CertificateSource(
+            previous_location,
+            environ.get("NOTIFICATION_CERTIFICATE_PREVIOUS_PASSWORD") or None,
+            _optional(environ, "NOTIFICATION_CERTIFICATE_PREVIOUS_ID") or certificate_id,
+            "NOTIFICATION_CERTIFICATE_PREVIOUS",
+        )
+    return ResourceDataSettings(current, previous)
+
+
+def token_settings(environ: Mapping[str, str]) -> TokenSettings | None:
+    """GRAPH_CLIENT_ID, AZURE_AUTHORITY_HOST and VALIDATION_TOKEN_ISSUERS; None without a client id."""
+    client_id = _optional(environ, "GRAPH_CLIENT_ID")
+    if client_id is None:
+        return None
+    authority = _optional(environ, "AZURE_AUTHORITY_HOST") or "https://login.microsoftonline.com"
+    if not authority.startswith("https://"):
+        raise InvalidSettingError("AZURE_AUTHORITY_HOST", "must be an https URL")
+    text = _optional(environ, "VALIDATION_TOKEN_ISSUERS")
+    issuers = DEFAULT_TOKEN_ISSUERS
+    if text is not None:
+        try:
+            raw = json.loads(text)
+        except json.JSONDecodeError:
+            raw = None
+        usable = isinstance(raw, list) and raw and all(isinstance(i, str) and i.startswith("https://") for i in raw)
+        if not usable or not isinstance(raw, list):
+            raise InvalidSettingError("VALIDATION_TOKEN_ISSUERS", "must be a JSON list of https issuer URLs")
+        issuers = tuple(raw)
+    return TokenSettings(client_id, authority.rstrip("/"), _optional(environ, "AZURE_AUTHORITY_CA_FILE"), issuers)
 
 
 def renew_schedule(environ: Mapping[str, str]) -> str:
@@ -124,6 +331,21 @@ def renew_schedule(environ: Mapping[str, str]) -> str:
     if len(schedule.split()) != 6:
         raise InvalidSettingError("RENEW_SCHEDULE", "needs six NCRONTAB fields, seconds first")
     return schedule
+
+
+def window_days(environ: Mapping[str, str], key: str) -> int:
+    """CALENDAR_WINDOW_DAYS_PAST or _AHEAD: whole days, 0 or more (defaults 30 and 365)."""
+    defaults = {"CALENDAR_WINDOW_DAYS_PAST": DEFAULT_CALENDAR_WINDOW_DAYS_PAST}
+    text = _optional(environ, key)
+    if text is None:
+        return defaults.get(key, DEFAULT_CALENDAR_WINDOW_DAYS_AHEAD)
+    try:
+        value = int(text)
+    except ValueError:
+        raise InvalidSettingError(key, "must be a whole number of days") from None
+    if value < 0:
+        raise InvalidSettingError(key, "must be 0 or more")
+    return value
 
 
 def sweep_after_seconds(environ: Mapping[str, str]) -> int:
@@ -186,6 +408,10 @@ def _check_readable(index: int, item: DesiredSubscription) -> None:
         raise InvalidSettingError(
             "GRAPH_SUBSCRIPTIONS", f"entry {index} ({item.resource!r}): no change source reads it (readable: {kinds})"
         )
+    if not kind.change_types:
+        raise InvalidSettingError(
+            "GRAPH_SUBSCRIPTIONS", f"entry {index} ({item.resource!r}): a {kind.name} is not a Graph resource"
+        )
     refused = [t for t in item.change_type.split(",") if t not in kind.change_types]
     if refused:
         allowed = ", ".join(sorted(kind.change_types))
@@ -193,6 +419,11 @@ def _check_readable(index: int, item: DesiredSubscription) -> None:
             "GRAPH_SUBSCRIPTIONS",
             f"entry {index} ({item.resource!r}): changeType {','.join(refused)!r} is refused for a {kind.name}"
             f" (allowed: {allowed})",
+        )
+    if kind.resource_data_required and not item.include_resource_data:
+        raise InvalidSettingError(
+            "GRAPH_SUBSCRIPTIONS",
+            f"entry {index} ({item.resource!r}): Graph requires includeResourceData for {kind.name} (app-only)",
         )
     if item.include_resource_data and not kind.resource_data:
         raise InvalidSettingError(

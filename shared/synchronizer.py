@@ -20,10 +20,12 @@ from datetime import datetime, timedelta
 
 from .clock import utcnow
 from .coalescing import DEFAULT_MIN_INTERVAL, Action, Decision, decide
-from .errors import CursorConflictError, GraphRequestError, ResyncRequiredError
-from .events import Classified, Context, classify_page, deletions, fit_event
+from .errors import CursorConflictError, GraphRequestError, ResyncRequiredError, UnsupportedResourceError
+from .events import Classified, Context, classify_page, deletions, fit_event, known_removals_only
 from .lease import LEASE, Lease
+from .logs import log_event
 from .notifications import Envelope
+from .outlet import EventOutlet
 from .queues import MessageQueue
 from .settings import resource_key
 from .sources.contract import SourceRegistry
@@ -67,7 +69,7 @@ class Synchronizer:
         cursors: CursorStore,
         index: ItemIndex,
         sources: SourceRegistry,
-        changes: MessageQueue,
+        changes: MessageQueue | EventOutlet,
         continuations: MessageQueue,
         clock: Callable[[], datetime] = utcnow,
         min_interval: timedelta = DEFAULT_MIN_INTERVAL,
@@ -134,6 +136,42 @@ class Synchronizer:
         key = resource_key(resource)
         await self._cursors.delete(key)
         await self._index.forget(key)
+        try:
+            source = self._sources.for_resource(resource)
+        except UnsupportedResourceError:
+            return
+        # A source with state of its own (Outlook's per-folder deltaLinks) drops it too.
+        release = getattr(source, "forget", None)
+        if release is not None:
+            await release(resource)
+
+    async def resync(self, resource: str) -> bool:
+        """Turn the resource's cursor into a resync pass (a lifecycle ``missed``); False when a pass is under way.
+
+        The resync enumerates the resource, reports what changed since the last
+        completed pass and, from the rows it did not see, the deletions.
+        """
+        key = resource_key(resource)
+        for _ in range(3):
+            cursor = await self._load(key)
+            if not cursor.exists or cursor.state.in_progress:
+                return False
+            state = replace(
+                cursor.state,
+                mode=Mode.RESYNC,
+                pass_id=_new_pass(),
+                next_link=None,
+                final_link=None,
+                pass_started=None,
+                since=cursor.state.synced_from,
+                pages=0,
+            )
+            try:
+                await self._cursors.write(cursor, state)
+            except CursorConflictError:
+                continue  # another instance moved it: look again
+            return True
+        return False
 
     async def sync(self, record: SubscriptionRecord, notified_at: datetime, deferrals: int = 0) -> SyncOutcome:
         """Bring a subscription's resource up to date for a notification stored at ``notified_at``."""
@@ -220,7 +258,19 @@ class Synchronizer:
                 since=state.since,
             )
             known = await self._index.known(key, [c.item_id for c in page.changes])
-            result = classify_page(page.changes, known, context)
+            changes = page.changes
+            if getattr(source, "ignores_unknown_removals", False):
+                # calendarView delta lists changed events outside its window as removed.
+                changes = known_removals_only(changes, known)
+                if len(changes) < len(page.changes):
+                    log.info(
+                        "subscription %s: %d removals of items never reported (outside the window) ignored",
+                        record.subscription_id,
+                        len(page.changes) - len(changes),
+                    )
+            result = classify_page(changes, known, context)
+            if mode is Mode.BASELINE and _silent_baseline(source):
+                result = Classified([], result.writes)  # no 'latest' token: the first round only indexes
             await self._store(key, result)
             events += len(result.events)
             if state.pages >= MAX_PAGES:
@@ -270,6 +320,8 @@ class Synchronizer:
         count = 0
         async for rows in self._index.unmarked(key, state.pass_id):
             result, purge = deletions(rows, context)
+            if state.mode is Mode.BASELINE and _silent_baseline(self._sources.for_resource(record.resource)):
+                result = Classified([], result.writes)
             await self._store(key, result)
             await self._index.purge(key, purge)
             count += len(result.events)
@@ -294,17 +346,24 @@ class Synchronizer:
 
     @staticmethod
     def _log(record: SubscriptionRecord, state: CursorState, events: int, completed: bool) -> None:
-        log.info(
-            "delta run for subscription %s: %d events, %s",
-            record.subscription_id,
-            events,
-            "pass completed" if completed else f"handed on after {state.pages} pages",
+        log_event(
+            log,
+            "delta.run",
+            subscription_id=record.subscription_id,
+            events=events,
+            pages=None if completed else state.pages,  # a completed cursor no longer counts them
+            outcome="completed" if completed else "handed_on",
         )
 
 
 def _completed(state: CursorState, delta_link: str | None) -> CursorState:
     """The cursor once a pass is over: its deltaLink, and its start as the last completed pass."""
     return CursorState(delta_link=delta_link, synced_from=state.pass_started, lease_until=state.lease_until)
+
+
+def _silent_baseline(source: object) -> bool:
+    """True for a source whose first round reports nothing (it has no 'latest' token: Outlook)."""
+    return bool(getattr(source, "silent_baseline", False))
 
 
 def _new_pass() -> str:

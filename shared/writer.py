@@ -76,4 +76,5 @@ def _header(group: list[_Waiting]) -> Envelope:
     first = group[0].envelope
     # The earliest receipt keeps coalescing conservative: no item looks newer than it is.
     received_at = min(w.envelope.received_at for w in group)
-    return Envelope(first.source, received_at, [], first.deferrals)
+    # A shared write continues the first request's trace (a message has one parent).
+    return Envelope(first.source, received_at, [], first.deferrals, first.traceparent)

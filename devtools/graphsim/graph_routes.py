@@ -10,6 +10,7 @@ from typing import Any
 import jwt
 from aiohttp import web
 
+from . import content, directory, lists, outlook
 from . import subscription_routes as subs
 from .delta import handle_delta, token_from
 from .drives import Drive
@@ -44,6 +45,7 @@ async def get_item(request: web.Request, state: SimState, m: re.Match[str], clai
     body = {
         "@odata.context": f"{state.graph_url}/$metadata#drives('{drive.id}')/items/$entity",
         **item_json(state.drives, drive, item),
+        **content.download_field(request, drive, item),
     }
     return json_response(request, body)
 
@@ -65,8 +67,12 @@ ROUTES: list[tuple[str, re.Pattern[str], Handler]] = [
     ("DELETE", re.compile(r"^/subscriptions/(?P<id>[^/]+)$"), subs.delete_sub),
     ("POST", re.compile(r"^/subscriptions/(?P<id>[^/]+)/reauthorize$"), subs.reauthorize),
     ("GET", re.compile(rf"^/{_DRIVE}/(?:root|items/(?P<item>[^/]+))/(?P<fn>delta(?:\(.*\))?)$", re.IGNORECASE), delta),
+    ("GET", re.compile(r"^/drives/(?P<d>[^/]+)/items/(?P<item>[^/]+)/content$", re.IGNORECASE), content.get_content),
     ("GET", re.compile(rf"^/{_DRIVE}/(?:root|items/(?P<item>[^/]+))$", re.IGNORECASE), get_item),
     ("GET", re.compile(rf"^/{_DRIVE}$", re.IGNORECASE), get_drive),
+    *lists.ROUTES,
+    *directory.ROUTES,
+    *outlook.ROUTES,
 ]
 
 

@@ -11,7 +11,7 @@ from typing import Any
 
 from aiohttp import web
 
-from . import control, control_sim
+from . import content, control, control_sim, directory, lists, outlook, rich, sharepoint, teams
 from .auth import TokenIssuer, make_tls_files, server_ssl_context
 from .config import SimConfig
 from .graph_routes import graph_entry
@@ -27,7 +27,14 @@ def graph_app(state: SimState) -> web.Application:
     app[STATE] = state
     app.router.add_routes(control.routes)
     app.router.add_routes(control_sim.routes)
+    app.router.add_routes(lists.routes)
+    app.router.add_routes(directory.routes)
+    app.router.add_routes(outlook.routes)
+    app.router.add_routes(teams.routes)
+    app.router.add_routes(rich.routes)
+    app.router.add_routes(content.routes)  # pre-authenticated download URLs, outside /v1.0
     app.router.add_route("*", "/v1.0{tail:.*}", graph_entry)
+    sharepoint.install(app, state)  # SharePoint's own REST API on /sites/{site}/_api, control on /_sim/sharepoint
     return app
 
 

@@ -13,9 +13,15 @@ from .clock import SimClock, graph_time
 from .config import SimConfig
 from .delivery import Deliverer, DeliveryStats
 from .delta_tokens import CursorCache
+from .directory import Directory
 from .drives import Drive, DriveStore
 from .faults import FaultInjector, WriteThrottle
+from .lists import ListStore
+from .outlook import OutlookStore
+from .rich import RichDelivery
 from .subscriptions import Subscription, SubscriptionStore
+from .teams import TeamsStore
+from .teams import notify as notify_teams
 
 
 @dataclass
@@ -33,6 +39,11 @@ class SimState:
     graph_requests: int = 0
     auth_failures: int = 0
     drives: DriveStore = field(init=False)
+    lists: ListStore = field(init=False)
+    directory: Directory = field(init=False)
+    outlook: OutlookStore = field(init=False)
+    teams: TeamsStore = field(init=False)
+    rich: RichDelivery = field(init=False)
     deliverer: Deliverer = field(init=False)
     throttle: WriteThrottle = field(init=False)
     http: aiohttp.ClientSession | None = None
@@ -40,9 +51,20 @@ class SimState:
     def __post_init__(self) -> None:
         self.drives = DriveStore(self.clock)
         self.drives.listeners.append(self.on_drive_change)
+        self.lists = ListStore(self.clock)
+        self.lists.listeners.append(self.on_resource_change)
+        self.directory = Directory()
+        self.directory.listeners.append(self.on_resource_change)
+        self.outlook = OutlookStore(self.clock.now)
+        self.outlook.listeners.append(self.on_resource_change)
         self.drives.delta_lag_seconds = self.config.delta_lag_seconds
         self.deliverer = Deliverer(self.config)
         self.throttle = WriteThrottle(self.config.write_limit, self.config.write_window_seconds)
+        # Rich notifications: validation tokens on delivered batches; Teams messages (teams.py).
+        self.rich = RichDelivery(self.issuer.validation, self.config.tenant_id)
+        self.deliverer.shape = self.rich.shape
+        self.teams = TeamsStore(self.clock.now)
+        self.teams.listeners.append(lambda where, change, message: notify_teams(self, where, change, message))
 
     def session(self) -> aiohttp.ClientSession:
         """HTTP client for validation handshakes."""
@@ -65,6 +87,18 @@ class SimState:
         """Queue one notification per changed item for each subscription on the drive."""
         for sub in self.subs.for_drive(drive.id, self.clock.now()):
             self.deliverer.enqueue(sub.notification_url, [self.notification(sub) for _ in range(changes)])
+
+    def on_resource_change(self, resource: str, changes: list[tuple[str, dict[str, Any]]]) -> None:
+        """Notify the subscriptions on ``resource`` (lists, users, groups) of the change types they asked for."""
+        self.subs.prune(self.clock.now())
+        for sub in list(self.subs.subs.values()):
+            if sub.resource.strip("/").lower() != resource:
+                continue
+            wanted = {c.strip() for c in sub.change_type.split(",")}
+            base = self.notification(sub)
+            items = [base | {"changeType": kind, **extra} for kind, extra in changes if kind in wanted]
+            if items:
+                self.deliverer.enqueue(sub.notification_url, items)
 
     def lifecycle(self, sub: Subscription, event: str) -> bool:
         """Send a lifecycle notification; ``subscriptionRemoved`` also deletes the sub."""
@@ -89,12 +123,18 @@ class SimState:
     def reset(self) -> None:
         """Forget drives, subscriptions, faults (delivery drop, delay and delta lag too), queues and counters."""
         self.drives.drives.clear()
+        self.lists.lists.clear()
+        self.outlook.mailboxes.clear()
+        self.directory = Directory()
+        self.directory.listeners.append(self.on_resource_change)
         self.drives.delta_lag_seconds = self.config.delta_lag_seconds
         self.subs.subs.clear()
         self.faults.clear()
         self.cursors.clear()
         self.deliverer.clear()
         self.throttle.reset()
+        self.teams.clear()
+        self.rich.clear()
         self.clock.offset = type(self.clock.offset)()
         self.reset_stats()
 

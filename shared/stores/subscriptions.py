@@ -24,6 +24,8 @@ if TYPE_CHECKING:
 
 PARTITION = "subscription"
 BY_ID = "byid"
+# When a record's last notification arrived: rows of their own, so a record's REPLACE save never erases them.
+NOTIFIED = "notified"
 ACTIVE = "active"
 CREATING = "creating"
 FAILED = "failed"
@@ -186,6 +188,18 @@ class SubscriptionStore:
             marked = {"PartitionKey": PARTITION, "RowKey": entity["RowKey"], "Indexed": True}
             await self._client.upsert_entity(marked, mode=UpdateMode.MERGE)
         return len(missing)
+
+    async def mark_notified(self, key: str, at: datetime) -> None:
+        """Record that a notification for record ``key`` arrived at ``at`` (for `graphhooks subscriptions list`)."""
+        from azure.data.tables import UpdateMode
+
+        entity = {"PartitionKey": NOTIFIED, "RowKey": key, "At": at}
+        await self._client.upsert_entity(entity, mode=UpdateMode.REPLACE)
+
+    async def last_notified(self) -> dict[str, datetime]:
+        """Each record key's last notification time, as far as recorded."""
+        query = self._client.query_entities(f"PartitionKey eq {quote_filter(NOTIFIED)}", select=["RowKey", "At"])
+        return {entity["RowKey"]: entity["At"] async for entity in query if entity.get("At")}
 
     async def retire(self, subscription_id: str) -> None:
         """Remove the id row of a subscription that no record names any more; a missing one is fine."""

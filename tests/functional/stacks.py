@@ -28,6 +28,7 @@ from shared.notifications import Envelope
 from shared.queues import MessageQueue
 from shared.services import Receivers, Worker, build_ingest, build_worker
 from shared.settings import CHANGES_QUEUE, NOTIFICATIONS_QUEUE
+from shared.sharepoint.lists import as_graph_batch
 from shared.storage import queue_client
 
 DRIVE = "b!pipeline-drive"
@@ -115,6 +116,15 @@ async def _receiver(env: dict[str, str], port: int) -> tuple[web.AppRunner, Rece
     app = web.Application()
     app.router.add_post("/api/notifications", handle)
     app.router.add_post("/api/lifecycle", handle)
+
+    async def sharepoint(request: web.Request) -> web.Response:
+        """function_app's sharepoint route: the handshake, or SharePoint's batch through the same checks."""
+        reply = answer_handshake(dict(request.query))
+        if reply is None:
+            reply = await receivers.notifications.accept(as_graph_batch(await request.read()))
+        return web.Response(status=reply.status, text=reply.body, content_type=reply.mimetype)
+
+    app.router.add_post("/api/sharepoint", sharepoint)
     runner = web.AppRunner(app)
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", port).start()

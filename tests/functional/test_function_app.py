@@ -9,11 +9,9 @@ import sys
 import azure.functions as func
 import pytest
 
-import function_app
 from devtools.host.http import to_response
 from shared.settings import DEFAULT_RENEW_SCHEDULE
-
-FUNCTIONS = {f.get_function_name(): f for f in function_app.app.get_functions()}
+from tests.functional.app_functions import FUNCTIONS
 
 
 def user_function(name: str):
@@ -25,8 +23,9 @@ def post(route: str, body: bytes = b"", **params: str) -> func.HttpRequest:
 
 
 def test_the_app_declares_the_four_functions_with_their_bindings():
-    assert set(FUNCTIONS) == {"notifications", "lifecycle", "process", "renew"}
+    assert set(FUNCTIONS) == {"notifications", "lifecycle", "process", "renew", "health", "sharepoint"}
     triggers = {name: f.get_trigger() for name, f in FUNCTIONS.items()}
+    assert triggers["sharepoint"].route == "sharepoint"
     assert triggers["process"].queue_name == "graph-notifications"
     assert triggers["process"].connection == "AzureWebJobsStorage"
     assert triggers["notifications"].route == "notifications"

@@ -281,20 +281,21 @@ async def test_a_run_longer_than_its_lease_keeps_it_so_no_other_instance_runs_me
 
     stack = await subscribed(stack_factory, "--page-size", "2")
     await stack.control.delivery(paused=True)  # only this test's runs read the drive
-    for n in range(6):
+    for n in range(10):
         await stack.control.create_item(DRIVE, f"page-{n}.txt")
     parts = stack.worker.renewer._sync
     record = await _record(stack)
     await asyncio.sleep(1.1)  # past the coalescing interval of the run after subscribing
     lease = timedelta(seconds=2)
-    competitor = _synchronizer(parts, parts._sources, lease=lease)
+    # No coalescing interval: this test is about the lease, not about bursts.
+    competitor = _synchronizer(parts, parts._sources, lease=lease, min_interval=timedelta(0))
     received = utcnow()
 
     async def a_while() -> None:
         await asyncio.sleep(0.8)  # each page takes a while: the run outlasts its lease several times
 
     source = Interleaved(parts._sources.for_resource(RESOURCE), lambda: competitor.sync(record, received), a_while)
-    runner = _synchronizer(parts, SourceRegistry([source]), lease=lease)
+    runner = _synchronizer(parts, SourceRegistry([source]), lease=lease, min_interval=timedelta(0))
     started = time.monotonic()
 
     outcome = await runner.sync(record, received)
@@ -317,7 +318,8 @@ async def test_the_lease_is_held_through_a_step_slower_than_the_lease_itself(sta
     record = await _record(stack)
     await asyncio.sleep(1.1)
     lease = timedelta(seconds=2)
-    competitor = _synchronizer(parts, parts._sources, lease=lease)
+    # No coalescing interval: this test is about the lease, not about bursts.
+    competitor = _synchronizer(parts, parts._sources, lease=lease, min_interval=timedelta(0))
 
     async def three_seconds() -> None:
         await asyncio.sleep(3)  # one slow step, longer than the lease: only the heartbeat keeps it
@@ -326,7 +328,7 @@ async def test_the_lease_is_held_through_a_step_slower_than_the_lease_itself(sta
     source = Interleaved(
         parts._sources.for_resource(RESOURCE), lambda: competitor.sync(record, received), three_seconds
     )
-    runner = _synchronizer(parts, SourceRegistry([source]), lease=lease)
+    runner = _synchronizer(parts, SourceRegistry([source]), lease=lease, min_interval=timedelta(0))
 
     outcome = await runner.sync(record, received)
 

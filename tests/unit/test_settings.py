@@ -30,7 +30,7 @@ def test_a_complete_environment_is_read(make_env):
 
     settings = Settings.from_env(environ)
 
-    assert settings.storage_connection == environ["AzureWebJobsStorage"]
+    assert settings.storage_connection.connection_string == environ["AzureWebJobsStorage"]
     assert settings.tenant_id == environ["GRAPH_TENANT_ID"]
     assert settings.client_id == environ["GRAPH_CLIENT_ID"]
     assert settings.client_secret == environ["GRAPH_CLIENT_SECRET"]
@@ -126,7 +126,7 @@ def test_graph_subscriptions_accepts_every_readable_drive_root(resource):
 
 @pytest.mark.parametrize(
     "resource",
-    ["users/u1/messages", "drives/b!x/items/01ABC", "sites/s1/lists/l1", "me/drive/root", "drives/b!x"],
+    ["me/messages", "drives/b!x/items/01ABC", "sites/s1/lists/l1/items", "me/drive/root", "drives/b!x"],
 )
 def test_graph_subscriptions_entry_no_source_reads_is_rejected_by_index_and_resource(make_env, resource):
     text = json.dumps([{"resource": "drives/ok/root"}, {"resource": resource}])
