@@ -371,3 +371,61 @@ async def raw_transaction_rate(connection: str, entities: int, concurrent: int =
         seconds = time.perf_counter() - started
         await client.delete_table()
     return entities / seconds
+
+
+class QueueCounter:
+    """Counts graph-changes by the queue's own message count, reading and deleting nothing.
+
+    Azurite keeps messages in a list that a receive or a delete searches: both cost time
+    in proportion to the backlog (32 deletes took 0.1 s with an empty queue, 1.1 s with
+    5,000 messages and 4.9 s with 20,000, on its single thread), so a consumer that drains
+    a large first pass measures the emulator, not the app. Inserts stay flat. This counter
+    has the same fields as EventCounter; ``distinct`` stays None (the events are not read).
+    """
+
+    def __init__(self, connection: str, every: float = 0.5) -> None:
+        self._connection = connection
+        self._every = every
+        self.total = 0
+        self.distinct: int | None = None
+        self.repeated_ids = 0
+        self.change_types: Counter[str] = Counter()
+        self.first_at: float | None = None
+        self.last_at: float | None = None
+        self.sample = ""
+        self.longest_gap = 0.0
+        self.max_backlog = 0
+        self._task: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> QueueCounter:
+        self._task = asyncio.create_task(self._watch())
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _watch(self) -> None:
+        from azure.core.exceptions import ResourceNotFoundError
+
+        from shared.storage import queue_client
+
+        async with queue_client(self._connection, CHANGES_QUEUE) as client:
+            while True:
+                try:
+                    count = (await client.get_queue_properties()).approximate_message_count or 0
+                except ResourceNotFoundError:
+                    count = 0
+                now = time.monotonic()
+                if count > self.total:
+                    if self.last_at is not None:
+                        self.longest_gap = max(self.longest_gap, now - self.last_at)
+                    self.first_at = self.first_at or now
+                    self.last_at = now
+                    self.total = self.max_backlog = count
+                if not self.sample and count:
+                    peeked = await client.peek_messages(max_messages=1)
+                    self.sample = peeked[0].content if peeked else ""
+                await asyncio.sleep(self._every)
