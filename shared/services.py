@@ -267,7 +267,12 @@ async def build_worker(environ: Mapping[str, str]) -> Worker:
         encryption_for=_encryption_for(settings, certificates),
     )
     processor = Processor(
-        store, synchronizer, renewer, notifications, poison, resource_data=_resource_data_reader(certificates, outlet)
+        store,
+        synchronizer,
+        renewer,
+        notifications,
+        poison,
+        resource_data=_resource_data_reader(certificates, outlet, settings),
     )
     sweeper = Sweeper(store, cursors, notifications, settings.sweep_after)
     sharepoint = sharepoint_renewer(
@@ -320,14 +325,17 @@ def _encryption_for(
     return encryption
 
 
-def _resource_data_reader(certificates: CertificateBook | None, outlet: Any) -> ResourceDataReader | None:
+def _resource_data_reader(
+    certificates: CertificateBook | None, outlet: Any, settings: Settings
+) -> ResourceDataReader | None:
     """Turns rich notifications into events on the outlet; None without certificates."""
     if certificates is None:
         return None
     from .clock import utcnow
     from .security.resource_data import ResourceDataReader
 
-    return ResourceDataReader(certificates, outlet, utcnow)
+    window = (settings.calendar_window_days_past, settings.calendar_window_days_ahead)
+    return ResourceDataReader(certificates, outlet, utcnow, window)
 
 
 @dataclass(frozen=True)

@@ -126,10 +126,18 @@ def to_event(
 class ResourceDataReader:
     """Decrypts rich notifications and sends their events."""
 
-    def __init__(self, certificates: CertificateBook, changes: EventSink, clock: Callable[[], datetime]) -> None:
+    def __init__(
+        self,
+        certificates: CertificateBook,
+        changes: EventSink,
+        clock: Callable[[], datetime],
+        calendar_window_days: tuple[int, int] = (30, 365),
+    ) -> None:
         self._certificates = certificates
         self._changes = changes
         self._clock = clock
+        # CALENDAR_WINDOW_DAYS_PAST and _AHEAD: an event outside them is ignored, as delta would.
+        self._window_days = calendar_window_days
 
     async def emit(self, subscription_id: str, subscribed: str, items: Sequence[dict[str, Any]]) -> int:
         """Send one event per notification that decrypts and passes its signature; return how many."""
@@ -141,13 +149,24 @@ class ResourceDataReader:
                 # The reason only: never the data, the key or the signature.
                 log.warning("subscription %s: notification dropped: %s", subscription_id, exc.reason)
                 continue
-            event = to_event(item, resource, subscription_id, subscribed, self._clock())
+            now = self._clock()
+            event = to_event(item, resource, subscription_id, subscribed, now)
+            if event is not None and event.kind == "event" and self._outside_window(resource, now):
+                log.info(
+                    "subscription %s: event %s is outside the calendar window: ignored", subscription_id, event.item_id
+                )
+                continue
             if event is None:
                 log.warning("subscription %s: decrypted resource without id or changeType: dropped", subscription_id)
                 continue
             await self._changes.send(fit_event(event))
             sent += 1
         return sent
+
+    def _outside_window(self, resource: dict[str, Any], now: datetime) -> bool:
+        from ..sources.outlook.links import outside_window, window_around
+
+        return outside_window(resource, window_around(now, *self._window_days))
 
     def _resource(self, notification: dict[str, Any]) -> dict[str, Any]:
         """The decrypted resource; for a deletion without ``encryptedContent``, what ``resourceData`` names."""

@@ -269,3 +269,35 @@ async def test_members_of_a_set_asking_for_resource_data_are_subscribed_with_the
         "users/ada@contoso.com/messages": (certificate.public_base64, "cert-1"),
         "users/bob@contoso.com/messages": (certificate.public_base64, "cert-1"),
     }
+
+
+@pytest.mark.parametrize(
+    ("start", "expected"),
+    [("2026-12-01T09:00:00", 1), ("2028-01-01T09:00:00", 0), ("2026-01-01T09:00:00", 0)],
+    ids=["inside", "after-the-window", "before-the-window"],
+)
+async def test_a_rich_event_outside_the_calendar_window_is_ignored(
+    certificate: SampleCertificate, start: str, expected: int
+) -> None:
+    # CALENDAR_WINDOW_DAYS_PAST 30 and _AHEAD 365 around NOW: delta would not return such an event either.
+    book = CertificateBook(parse_certificate(certificate.pem, None, "cert-1", "NOTIFICATION_CERTIFICATE"))
+    changes = Queue()
+    reader = ResourceDataReader(book, changes, lambda: NOW, (30, 365))
+    event = {
+        "@odata.type": "#Microsoft.Graph.Event",
+        "id": "ev-1",
+        "lastModifiedDateTime": "2026-11-22T09:59:00Z",
+        "start": {"dateTime": start, "timeZone": "UTC"},
+        "end": {"dateTime": start.replace("09:00", "10:00"), "timeZone": "UTC"},
+    }
+    item = {
+        "subscriptionId": "sub-1",
+        "changeType": "updated",
+        "resource": "users/u1/events/ev-1",
+        "resourceData": {"id": "ev-1", "@odata.type": "#Microsoft.Graph.Event"},
+        "encryptedContent": encrypt_content(event, certificate.public_base64, "cert-1"),
+    }
+
+    sent = await reader.emit("sub-1", "users/u1/events", [item])
+
+    assert sent == len(changes.sent) == expected
