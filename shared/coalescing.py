@@ -66,6 +66,10 @@ def decide(
     if state.lease_until is not None and state.lease_until > now:
         if covers(state.synced_from, notified_at):
             return Decision(Action.SKIP, reason="covered by a completed pass")
+        if state.in_progress and state.pages:
+            # A pass spanning invocations hands itself on; looking again every second or two
+            # only multiplies queue traffic while it runs, so wait the longest at once.
+            return Decision(Action.DEFER, MAX_DEFER, "a pass is in progress under a lease")
         return Decision(Action.DEFER, backoff, "another run holds the lease")
     if state.in_progress:
         return Decision(Action.RUN, reason="resume the pass in progress")

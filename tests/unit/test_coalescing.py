@@ -158,3 +158,18 @@ def test_a_resource_never_synced_runs():
 
 def test_a_cursor_started_from_latest_but_never_run_runs():
     assert decide(CursorState(delta_link=LINK), NOW - timedelta(hours=1), NOW).action is Action.RUN
+
+
+def test_a_notification_waits_the_longest_at_once_while_a_long_pass_holds_the_lease():
+    # Short back-offs during a pass of many pages only re-enqueue the same notification over and over.
+    state = CursorState(LINK, mode=Mode.DELTA, pages=40, lease_until=NOW + timedelta(seconds=30))
+
+    decision = decide(state, NOW, NOW, deferrals=0)
+
+    assert (decision.action, decision.delay) == (Action.DEFER, MAX_DEFER)
+
+
+def test_a_pass_that_has_not_read_a_page_yet_keeps_the_short_back_off():
+    state = CursorState(LINK, mode=Mode.DELTA, lease_until=NOW + timedelta(seconds=30))
+
+    assert decide(state, NOW, NOW, deferrals=0).delay == timedelta(seconds=1)
