@@ -8,10 +8,9 @@ again from the Location given.
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
-from ..clock import parse_time
+from ..clock import optional_time
 from ..errors import GraphRequestError
 from ..graph import GraphGateway
 from .catalog import DRIVE_ROOT
@@ -55,15 +54,6 @@ class DriveSource:
         return self._drive_ids[resource]
 
 
-def _time(value: Any) -> datetime | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        return parse_time(value)
-    except ValueError:
-        return None
-
-
 def _change(item: Any) -> SourceChange | None:
     if not isinstance(item, dict) or not isinstance(item.get("id"), str):
         return None
@@ -74,6 +64,6 @@ def _change(item: Any) -> SourceChange | None:
         item["id"],
         str(version),
         item,
-        created_at=_time(item.get("createdDateTime")),
-        modified_at=_time(item.get("lastModifiedDateTime")),
+        created_at=optional_time(item.get("createdDateTime")),
+        modified_at=optional_time(item.get("lastModifiedDateTime")),
     )

@@ -9,10 +9,9 @@ the query options in the links it returns.
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any, Protocol
 
-from ..clock import parse_time
+from ..clock import optional_time
 from ..errors import GraphRequestError
 from .catalog import SHAREPOINT_LIST
 from .contract import Page, SourceChange
@@ -66,15 +65,6 @@ def to_page(list_id: str, body: dict[str, Any]) -> Page:
     raise GraphRequestError("delta page has neither a nextLink nor a deltaLink")
 
 
-def _time(value: Any) -> datetime | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        return parse_time(value)
-    except ValueError:
-        return None
-
-
 def _change(item: Any) -> SourceChange | None:
     if not isinstance(item, dict) or not isinstance(item.get("id"), str):
         return None
@@ -86,6 +76,6 @@ def _change(item: Any) -> SourceChange | None:
         item["id"],
         str(version),
         item,
-        created_at=_time(item.get("createdDateTime")),
-        modified_at=_time(item.get("lastModifiedDateTime")),
+        created_at=optional_time(item.get("createdDateTime")),
+        modified_at=optional_time(item.get("lastModifiedDateTime")),
     )

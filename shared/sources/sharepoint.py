@@ -17,10 +17,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from datetime import datetime
 from typing import Any
 
-from ..clock import parse_time
+from ..clock import optional_time
 from ..errors import GraphRequestError
 from ..sharepoint.client import SharePointClient
 from ..sharepoint.lists import SharePointList, latest_per_item, list_of, next_link_of
@@ -111,15 +110,6 @@ class SharePointListSource:
         return self._webs[target.site]
 
 
-def _time(value: Any) -> datetime | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        return parse_time(value)
-    except ValueError:
-        return None
-
-
 def _change(fields: dict[str, Any], target: SharePointList, web_id: str) -> SourceChange | None:
     """An item as an event carries it: its fields, with siteUrl, webId and listId."""
     unique_id = fields.get("UniqueId")
@@ -132,6 +122,6 @@ def _change(fields: dict[str, Any], target: SharePointList, web_id: str) -> Sour
         unique_id.lower(),
         str(version),
         item,
-        created_at=_time(fields.get("Created")),
-        modified_at=_time(fields.get("Modified")),
+        created_at=optional_time(fields.get("Created")),
+        modified_at=optional_time(fields.get("Modified")),
     )

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from ...clock import parse_time
+from ...clock import optional_time, parse_time
 from ...errors import GraphRequestError
 from ..contract import SourceChange
 
@@ -124,15 +124,6 @@ def _iso(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _time(value: Any) -> datetime | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        return parse_time(value)
-    except ValueError:
-        return None
-
-
 def outlook_change(item: Any) -> SourceChange | None:
     """One delta item as a change: ``@removed`` is a deletion; the version is its changeKey."""
     if not isinstance(item, dict) or not isinstance(item.get("id"), str) or not item["id"]:
@@ -144,6 +135,6 @@ def outlook_change(item: Any) -> SourceChange | None:
         item["id"],
         str(version),
         item,
-        created_at=_time(item.get("createdDateTime")),
-        modified_at=_time(item.get("lastModifiedDateTime")),
+        created_at=optional_time(item.get("createdDateTime")),
+        modified_at=optional_time(item.get("lastModifiedDateTime")),
     )
