@@ -13,12 +13,11 @@ gets a new deletion event.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from .tables import ensure_table, quote_filter
+from .tables import ensure_table, quote_filter, submit_batch
 
 if TYPE_CHECKING:
     from azure.data.tables.aio import TableClient
@@ -137,21 +136,6 @@ class ItemIndex:
 
         async def one(batch: list[tuple[str, dict[str, Any]]]) -> None:
             async with gate:
-                await self._submit(batch)
+                await submit_batch(self._client, batch)
 
         await asyncio.gather(*(one(operations[i : i + _BATCH]) for i in range(0, len(operations), _BATCH)))
-
-    async def _submit(self, batch: list[tuple[str, dict[str, Any]]]) -> None:
-        from azure.core.exceptions import ResourceNotFoundError
-        from azure.data.tables import TableTransactionError
-
-        try:
-            await self._client.submit_transaction(batch)  # type: ignore[arg-type]
-        except TableTransactionError:
-            # A delete of a row that is already gone fails the whole batch; go one by one.
-            for operation, entity in batch:
-                if operation == "upsert":
-                    await self._client.upsert_entity(entity)
-                else:
-                    with contextlib.suppress(ResourceNotFoundError):
-                        await self._client.delete_entity(entity["PartitionKey"], entity["RowKey"])

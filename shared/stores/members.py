@@ -8,13 +8,12 @@ only repeats a delta whose adds and removes are idempotent.
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from .items import row_key
-from .tables import ensure_table, quote_filter
+from .tables import ensure_table, quote_filter, submit_batch
 
 if TYPE_CHECKING:
     from azure.data.tables.aio import TableClient
@@ -64,24 +63,9 @@ class MemberStore:
         ]
         operations += [("delete", {"PartitionKey": partition, "RowKey": row_key(m)}) for m in removed]
         for batch in _chunks(operations, _BATCH):
-            await self._submit(batch)
+            await submit_batch(self._client, batch)
         state = {"PartitionKey": partition, "RowKey": STATE_ROW, "DeltaLink": after.delta_link or ""}
         await self._client.upsert_entity(state)
-
-    async def _submit(self, batch: list[tuple[str, dict[str, Any]]]) -> None:
-        from azure.core.exceptions import ResourceNotFoundError
-        from azure.data.tables import TableTransactionError
-
-        try:
-            await self._client.submit_transaction(batch)  # type: ignore[arg-type]
-        except TableTransactionError:
-            # A delete of a row already gone (a repeated refresh) fails the whole batch: go one by one.
-            for operation, entity in batch:
-                if operation == "upsert":
-                    await self._client.upsert_entity(entity)
-                else:
-                    with contextlib.suppress(ResourceNotFoundError):
-                        await self._client.delete_entity(entity["PartitionKey"], entity["RowKey"])
 
 
 def _chunks(operations: list[tuple[str, dict[str, Any]]], size: int) -> Iterable[list[tuple[str, dict[str, Any]]]]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from azure.data.tables.aio import TableClient
@@ -20,3 +20,20 @@ async def ensure_table(client: TableClient) -> None:
 def quote_filter(value: str) -> str:
     """Quote a string literal for an OData filter."""
     return "'" + value.replace("'", "''") + "'"
+
+
+async def submit_batch(client: TableClient, batch: list[tuple[str, dict[str, Any]]]) -> None:
+    """One transaction of upserts and deletes; if it fails (a delete of a row already gone fails
+    the whole batch), the same operations one by one, a missing row counting as deleted."""
+    from azure.core.exceptions import ResourceNotFoundError
+    from azure.data.tables import TableTransactionError
+
+    try:
+        await client.submit_transaction(batch)  # type: ignore[arg-type]
+    except TableTransactionError:
+        for operation, entity in batch:
+            if operation == "upsert":
+                await client.upsert_entity(entity)
+            else:
+                with contextlib.suppress(ResourceNotFoundError):
+                    await client.delete_entity(entity["PartitionKey"], entity["RowKey"])
