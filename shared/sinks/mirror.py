@@ -9,9 +9,17 @@ The content is written only if the blob's stored hash (``sha256Hash``, else
 name, so a rename or move copies the blob server-side to the new name and deletes
 the old one, and a deletion (whose event has no item) finds its blob: deleted, or
 moved under ``deleted/`` with ``onDelete: move``. Every step is idempotent, so a
-replay leaves the same container. Folders create nothing (renaming a folder does
-not yet move the blobs under it: their next change does). Per-item order is kept
-by the OrderBook, as for the webhook.
+replay leaves the same container. Per-item order is kept by the OrderBook, as for
+the webhook.
+
+Folders create no blob, but a row per folder keeps its blob prefix. Delta reports a
+renamed or moved folder and none of its children (Graph documents this), so the
+folder's event moves every blob under the old prefix, rewrites the rows of the
+files and folders beneath, and records the new prefix last: a crash midway is
+finished by the replay. A folder is known from its own events and from the files
+written directly in it; a folder never seen (``INITIAL_SYNC=latest``, no event,
+no file of its own written since) is renamed without its blobs moving, and its
+files move on their next change.
 """
 
 from __future__ import annotations
@@ -20,11 +28,11 @@ import base64
 import contextlib
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 
 from ..errors import DeliveryRetryError, GraphRequestError, TransientGraphError
 from ..settings import resource_key
-from ..stores.tables import ensure_table
+from ..stores.tables import ensure_table, quote_filter
 from .config import BlobSink
 from .ordering import OrderBook
 
@@ -101,19 +109,23 @@ class BlobMirror:
     def _partition(self, drive_id: str) -> str:
         return resource_key(f"{self._config.delivery.queue}|{drive_id}")
 
+    def _folders(self, drive_id: str) -> str:
+        return resource_key(f"{self._config.delivery.queue}|{drive_id}|folders")
+
     async def deliver(self, messages: Sequence[dict[str, Any]]) -> None:
         """Apply each driveItem event to the container."""
         for event in messages:
             if event.get("kind") != "driveItem":
                 continue
             item = event.get("item")
-            if isinstance(item, dict) and "folder" in item:
-                continue  # folders create nothing
+            drive_id, item_id = str(event.get("containerId", "")), str(event.get("itemId", ""))
             etag = await self._order.claim(event)
             if event.get("changeType") == "deleted" or item is None:
-                await self._remove(str(event.get("containerId", "")), str(event.get("itemId", "")))
+                await self._remove(drive_id, item_id)
+            elif isinstance(item, dict) and "folder" in item:
+                await self._follow_folder(drive_id, item_id)  # no blob: only its prefix, if it moved
             else:
-                await self._write(str(event.get("containerId", "")), str(event.get("itemId", "")))
+                await self._write(drive_id, item_id)
             await self._order.release(event, etag)
 
     async def abandon(self, messages: Sequence[dict[str, Any]]) -> None:
@@ -158,6 +170,66 @@ class BlobMirror:
         await self._index.upsert_entity({"PartitionKey": partition, "RowKey": item_id, "blob": target})
         if previous and previous != target:
             await self._delete(self._blob(previous))
+        await self._learn_folder(drive_id, item, target)
+
+    async def _learn_folder(self, drive_id: str, item: dict[str, Any], target: str) -> None:
+        """Record the file's folder's prefix if none is: only the folder's own event may change it."""
+        from azure.core.exceptions import ResourceExistsError
+
+        folder_id = str((item.get("parentReference") or {}).get("id") or "")
+        prefix = target.rsplit("/", 1)[0]
+        if not folder_id or prefix == drive_id:
+            return  # the root never moves
+        with contextlib.suppress(ResourceExistsError):
+            await self._index.create_entity(
+                {"PartitionKey": self._folders(drive_id), "RowKey": folder_id, "prefix": prefix}
+            )
+
+    async def _follow_folder(self, drive_id: str, folder_id: str) -> None:
+        """Move the blobs under a renamed or moved folder; record its prefix."""
+        from azure.core.exceptions import ResourceNotFoundError
+
+        item = await self._current(drive_id, folder_id)
+        if item is None or "folder" not in item or "root" in item:
+            return
+        prefix = blob_name(drive_id, item)
+        partition = self._folders(drive_id)
+        try:
+            old: str | None = str((await self._index.get_entity(partition, folder_id))["prefix"])
+        except ResourceNotFoundError:
+            old = None
+        if old == prefix:
+            return
+        if old is not None:
+            await self._move_tree(drive_id, old, prefix)
+        await self._index.upsert_entity({"PartitionKey": partition, "RowKey": folder_id, "prefix": prefix})
+
+    async def _move_tree(self, drive_id: str, old: str, new: str) -> None:
+        """Every blob under ``old/`` to ``new/``, with its item's row; then the folder rows beneath."""
+        from azure.core.exceptions import ResourceNotFoundError
+
+        files = self._partition(drive_id)
+        async for listed in self._container.list_blobs(name_starts_with=f"{old}/", include=["metadata"]):
+            metadata = dict(listed.metadata or {})
+            target = new + listed.name[len(old) :]
+            source = self._blob(listed.name)
+            try:
+                await self._copy(source, self._blob(target), metadata)
+            except ResourceNotFoundError:
+                continue  # moved meanwhile by its own event
+            item_id = unquote(metadata.get("itemid", ""))
+            if item_id:
+                await self._index.upsert_entity({"PartitionKey": files, "RowKey": item_id, "blob": target})
+            await self._delete(source)
+        folders = self._folders(drive_id)
+        # Prefixes under old/ sort from "old/" up to, not including, "old0" ('0' follows '/').
+        query = (
+            f"PartitionKey eq {quote_filter(folders)} and prefix ge {quote_filter(old + '/')} "
+            f"and prefix lt {quote_filter(old + '0')}"
+        )
+        async for row in self._index.query_entities(query, select=["RowKey", "prefix"]):
+            moved = new + str(row["prefix"])[len(old) :]
+            await self._index.upsert_entity({"PartitionKey": folders, "RowKey": row["RowKey"], "prefix": moved})
 
     def _blob(self, name: str) -> BlobClient:
         return self._container.get_blob_client(name)
@@ -169,6 +241,8 @@ class BlobMirror:
         try:
             row = await self._index.get_entity(partition, item_id)
         except ResourceNotFoundError:
+            with contextlib.suppress(ResourceNotFoundError):
+                await self._index.delete_entity(self._folders(drive_id), item_id)  # a folder's, if it was one
             return  # never mirrored, or already removed
         source = self._blob(str(row["blob"]))
         if self._config.keep_deleted and await self._hash_of(source) is not None:

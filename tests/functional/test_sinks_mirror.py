@@ -80,6 +80,46 @@ async def test_create_update_rename_move_delete_and_folders(stack_factory: Any) 
         await runtime.close()
 
 
+async def test_a_renamed_or_moved_folder_moves_every_blob_beneath_it(stack_factory: Any) -> None:
+    stack, runtime = await mirrored(stack_factory)
+    control = stack.control
+    try:
+        docs = await control.create_item(DRIVE, "docs", folder=True)
+        sub = await control.create_item(DRIVE, "sub", folder=True, parent_id=docs["id"])
+        top = await control.create_item(DRIVE, "top", folder=True)
+        a = await control.create_item(DRIVE, "a.txt", "A", parent_id=docs["id"])
+        b = await control.create_item(DRIVE, "b.txt", "B", parent_id=sub["id"])
+        await settle(stack, runtime, lambda: bool(stack.for_item(a["id"]) and stack.for_item(b["id"])))
+        assert await blobs(stack) == {f"{DRIVE}/docs/a.txt": b"A", f"{DRIVE}/docs/sub/b.txt": b"B"}
+
+        # Delta reports the folder only, never the files beneath it.
+        await control.rename_item(DRIVE, docs["id"], "papers")
+        await settle(stack, runtime, lambda: _seen(stack, docs["id"], lambda item: item["name"] == "papers"))
+        assert not stack.for_item(a["id"])[1:] and not stack.for_item(b["id"])[1:]
+        assert await blobs(stack) == {f"{DRIVE}/papers/a.txt": b"A", f"{DRIVE}/papers/sub/b.txt": b"B"}
+
+        # The folder beneath learned its new place: moving it again moves its file from there.
+        await control.move_item(DRIVE, sub["id"], top["id"])
+        await settle(
+            stack, runtime, lambda: _seen(stack, sub["id"], lambda item: item["parentReference"]["id"] == top["id"])
+        )
+        assert await blobs(stack) == {f"{DRIVE}/papers/a.txt": b"A", f"{DRIVE}/top/sub/b.txt": b"B"}
+
+        # The files' rows followed: a later change writes in place and a delete finds the blob.
+        await control.update_item(DRIVE, b["id"], "B2")
+        await control.delete_item(DRIVE, a["id"])
+        await settle(stack, runtime, lambda: len(stack.for_item(b["id"])) == 2 and len(stack.for_item(a["id"])) == 2)
+        assert await blobs(stack) == {f"{DRIVE}/top/sub/b.txt": b"B2"}
+        assert await receive_json(stack.connection, f"{QUEUE}-poison") == []
+    finally:
+        await runtime.close()
+
+
+def _seen(stack: Stack, item_id: str, check: Any) -> bool:
+    """An event of the item whose driveItem passes ``check``."""
+    return any(isinstance(e.get("item"), dict) and check(e["item"]) for e in stack.for_item(item_id))
+
+
 async def test_unchanged_content_and_replay_write_nothing(stack_factory: Any) -> None:
     stack, runtime = await mirrored(stack_factory)
     try:
