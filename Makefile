@@ -44,7 +44,7 @@ unit: setup
 lint: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy shared function_app.py devtools graphhooks
+	$(VENV)/bin/mypy shared function_app.py devtools graphhooks bench
 
 $(TOOLS_STAMP):
 	rm -rf $(TOOLS)

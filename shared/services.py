@@ -18,6 +18,9 @@ from .ingest import Ingest, SecretBook
 from .settings import NOTIFICATIONS_QUEUE, Settings, storage_connection
 
 if TYPE_CHECKING:
+    from azure.core.credentials_async import AsyncTokenCredential
+    from azure.storage.queue.aio import QueueClient
+
     from .health import HealthMonitor
     from .processor import Processor
     from .renewer import Renewer
@@ -210,10 +213,11 @@ async def build_worker(environ: Mapping[str, str]) -> Worker:
     members = MemberStore(owned.own(table_client(connection, MEMBERS_TABLE, token, **_PATIENT_TABLE)))
     for table in (store, cursors, index, members):
         await table.setup()
-    queues = [settings.notifications_queue, settings.changes_queue, f"{settings.notifications_queue}-poison"]
-    notifications, changes, poison = (
+    queues = [settings.notifications_queue, f"{settings.notifications_queue}-poison"]
+    notifications, poison = (
         MessageQueue(owned.own(queue_client(connection, name, token, **_PATIENT))) for name in queues
     )
+    changes = MessageQueue(owned.own(_changes_client(settings, token, owned, **_PATIENT)))
     from .outlet import EventOutlet
     from .sinks.config import sink_queues
     from .stores.taps import TAPS_TABLE, TapFeed, TapStore
@@ -286,6 +290,20 @@ async def build_worker(environ: Mapping[str, str]) -> Worker:
 
     desired = DesiredStore(owned.own(table_client(connection, DESIRED_TABLE, token, **_PATIENT_TABLE)))
     return Worker(settings, processor, renewer, owned, sweeper, sharepoint=sharepoint, desired=desired)
+
+
+def _changes_client(
+    settings: Settings, app_token: AsyncTokenCredential | None, owned: _Owned, **options: Any
+) -> QueueClient:
+    """graph-changes, in CHANGES_STORAGE's account if set (with its own credential), else the app's."""
+    from .storage import queue_client, storage_credential
+
+    connection, token = settings.storage_connection, app_token
+    if settings.changes_connection is not None:
+        connection, token = settings.changes_connection, storage_credential(settings.changes_connection)
+        if token is not None:
+            owned.own(token)
+    return queue_client(connection, settings.changes_queue, token, **options)
 
 
 async def _certificate_book(settings: Settings) -> CertificateBook | None:
@@ -368,8 +386,9 @@ async def build_health(environ: Mapping[str, str]) -> Health:
         owned.own(token)
     store = SubscriptionStore(owned.own(table_client(connection, SUBSCRIPTIONS_TABLE, token, **_FAST_TABLE)))
     cursors = owned.own(table_client(connection, CURSORS_TABLE, token, **_FAST_TABLE))
-    names = [settings.notifications_queue, f"{settings.notifications_queue}-poison", settings.changes_queue]
+    names = [settings.notifications_queue, f"{settings.notifications_queue}-poison"]
     queues = [owned.own(queue_client(connection, name, token, **_FAST)) for name in names]
+    queues.append(owned.own(_changes_client(settings, token, owned, **_FAST)))
     scope = graph_scope(settings.graph_base_url)
 
     async def expiries() -> list[Any]:

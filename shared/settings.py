@@ -76,6 +76,8 @@ class Settings:
     sweep_after_seconds: int = DEFAULT_SWEEP_AFTER_SECONDS
     notifications_queue: str = NOTIFICATIONS_QUEUE
     changes_queue: str = CHANGES_QUEUE
+    # graph-changes in another storage account (CHANGES_STORAGE); None: the app's own.
+    changes_connection: StorageConnection | None = None
     # SharePoint's own list webhooks (shared/sharepoint): lists to watch, their URL, the app's certificate.
     sharepoint_subscriptions: tuple[SharePointList, ...] = ()
     sharepoint_notification_url: str = ""
@@ -139,6 +141,7 @@ class Settings:
             renew_schedule=renew_schedule(environ),
             initial_sync=initial_sync,
             sweep_after_seconds=sweep_after_seconds(environ),
+            changes_connection=changes_connection(environ),
             azure_client_id=_optional(environ, "AZURE_CLIENT_ID"),
             health_cache_seconds=health_cache_seconds(environ),
             resource_data=resource_data_settings(environ, any(s.include_resource_data for s in subscriptions)),
@@ -159,6 +162,7 @@ def sharepoint_notification_url(environ: Mapping[str, str], notification_url: st
 
 
 STORAGE_SETTING = "AzureWebJobsStorage"
+CHANGES_SETTING = "CHANGES_STORAGE"
 HTTP_AUTH_LEVELS = ("anonymous", "function", "admin")
 
 
@@ -186,16 +190,18 @@ class StorageConnection:
         return self.connection_string is None
 
 
-def storage_connection(environ: Mapping[str, str]) -> StorageConnection:
+def storage_connection(
+    environ: Mapping[str, str], setting: str = STORAGE_SETTING, services: tuple[str, ...] = ("queue", "table")
+) -> StorageConnection:
     """Read only the storage connection: the HTTP path needs nothing else.
 
     A connection string wins, as with the Functions host; otherwise the identity-based
-    settings must give both a queue and a table endpoint. A gap names the setting.
+    settings must give an endpoint for each of ``services``. A gap names the setting.
     """
-    text = _optional(environ, STORAGE_SETTING)
+    text = _optional(environ, setting)
     if text is not None:
         return StorageConnection(connection_string=text)
-    prefix = f"{STORAGE_SETTING}__"
+    prefix = f"{setting}__"
     account = _optional(environ, f"{prefix}accountName")
     if account is not None and not re.fullmatch(r"[a-z0-9]{3,24}", account):
         raise InvalidSettingError(f"{prefix}accountName", "must be 3 to 24 lower-case letters and digits")
@@ -208,9 +214,9 @@ def storage_connection(environ: Mapping[str, str]) -> StorageConnection:
         elif account is not None:
             uri = f"https://{account}.{service}.core.windows.net"
         uris[service] = uri.rstrip("/") if uri else None
-    if uris["queue"] is None and uris["table"] is None:
-        raise MissingSettingError(STORAGE_SETTING)
-    for service in ("queue", "table"):
+    if all(uris[service] is None for service in services):
+        raise MissingSettingError(setting)
+    for service in services:
         if uris[service] is None:
             raise MissingSettingError(f"{prefix}{service}ServiceUri")
     credential = _optional(environ, f"{prefix}credential")
@@ -223,6 +229,18 @@ def storage_connection(environ: Mapping[str, str]) -> StorageConnection:
         credential=credential.lower() if credential else None,
         client_id=_optional(environ, f"{prefix}clientId"),
     )
+
+
+def changes_connection(environ: Mapping[str, str]) -> StorageConnection | None:
+    """Where graph-changes lives: ``CHANGES_STORAGE`` (same forms as AzureWebJobsStorage), else None.
+
+    None keeps it in the app's own account. Another account lets consumers read events
+    without any right on the account that holds the app's secrets and cursors.
+    """
+    named = (key for key, value in environ.items() if value.strip())
+    if not any(key == CHANGES_SETTING or key.startswith(f"{CHANGES_SETTING}__") for key in named):
+        return None
+    return storage_connection(environ, CHANGES_SETTING, services=("queue",))
 
 
 def http_auth_level(environ: Mapping[str, str]) -> str:

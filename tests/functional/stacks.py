@@ -71,7 +71,7 @@ class Stack:
                 for message in messages:
                     await self.worker.processor.handle(message.content, message.inserted_on, message.dequeue_count)
                     await client.delete_message(message)
-                self.events += await receive_json(self.connection, CHANGES_QUEUE)
+                self.events += await receive_json(self.env.get("CHANGES_STORAGE") or self.connection, CHANGES_QUEUE)
                 if until():
                     return
                 if not messages:

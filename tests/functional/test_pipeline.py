@@ -10,10 +10,13 @@ from pathlib import Path
 from typing import Any
 
 import jsonschema
+import pytest
+from azure.core.exceptions import ResourceNotFoundError
 
 from shared.clock import utcnow
 from shared.services import build_worker
-from shared.settings import resource_key
+from shared.settings import CHANGES_QUEUE, resource_key
+from shared.storage import queue_client
 from tests.functional.stacks import DRIVE, RESOURCE, Stack, subscribed
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -369,3 +372,16 @@ async def test_reauthorization_for_a_subscription_graph_lost_recreates_it(stack_
     await stack.control.lifecycle(sub["id"], "reauthorizationRequired")
     new = await pump_until_subscription_changes(stack, sub["id"])
     assert new["clientState"] != sub["clientState"]
+
+
+async def test_events_go_to_the_account_changes_storage_names_and_not_the_apps(stack_factory, azurite_factory):
+    events_account = azurite_factory()
+    stack = await subscribed(stack_factory, env={"CHANGES_STORAGE": events_account.connection_string})
+    item = await stack.control.create_item(DRIVE, "elsewhere.txt", "1")
+
+    await stack.pump(lambda: len(stack.for_item(item["id"])) == 1)  # read from CHANGES_STORAGE's account
+
+    assert stack.for_item(item["id"])[0]["changeType"] == "created"
+    async with queue_client(stack.connection, CHANGES_QUEUE) as client:
+        with pytest.raises(ResourceNotFoundError):
+            await client.get_queue_properties()  # the app's own account never got graph-changes

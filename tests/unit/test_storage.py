@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 
 from shared.errors import InvalidSettingError, MissingSettingError
-from shared.settings import health_cache_seconds, http_auth_level, storage_connection
+from shared.settings import changes_connection, health_cache_seconds, http_auth_level, storage_connection
 from shared.storage import DEVELOPMENT_STORAGE, queue_client, storage_credential, table_client
 
 PREFIX = "AzureWebJobsStorage__"
@@ -56,6 +56,36 @@ def test_a_queue_uri_without_a_table_uri_names_the_missing_one():
     with pytest.raises(MissingSettingError) as caught:
         storage_connection({f"{PREFIX}queueServiceUri": "https://q.example.net"})
     assert caught.value.key == f"{PREFIX}tableServiceUri"
+
+
+def test_without_changes_storage_graph_changes_stays_in_the_apps_account():
+    assert changes_connection({"AzureWebJobsStorage": "UseDevelopmentStorage=true", "CHANGES_STORAGE": " "}) is None
+
+
+def test_changes_storage_takes_a_connection_string():
+    connection = changes_connection({"CHANGES_STORAGE": "DefaultEndpointsProtocol=https;AccountName=events"})
+
+    assert connection is not None
+    assert connection.connection_string == "DefaultEndpointsProtocol=https;AccountName=events"
+
+
+def test_changes_storage_identity_based_needs_only_a_queue_endpoint():
+    connection = changes_connection(
+        {
+            "CHANGES_STORAGE__queueServiceUri": "https://events.queue.core.windows.net",
+            "CHANGES_STORAGE__credential": "managedidentity",
+        }
+    )
+
+    assert connection is not None and connection.identity_based
+    assert connection.queue_service_uri == "https://events.queue.core.windows.net"
+    assert connection.credential == "managedidentity"
+
+
+def test_changes_storage_with_a_bad_value_is_named():
+    with pytest.raises(InvalidSettingError) as caught:
+        changes_connection({"CHANGES_STORAGE__queueServiceUri": "events"})
+    assert caught.value.key == "CHANGES_STORAGE__queueServiceUri"
 
 
 def test_a_service_uri_that_is_not_a_url_is_named():
