@@ -200,7 +200,7 @@ async def _first_pass(
 
 
 async def run(quick: bool) -> list[Row]:
-    """Every size on a fresh stack, then the largest again with the host killed halfway."""
+    """Every size on a fresh stack, then the middle one (the first of chosen sizes) with the host killed halfway."""
     sizes: tuple[int, ...] = (5_000, 20_000) if quick else (5_000, 50_000, 200_000)
     chosen = os.environ.get("BENCH_LARGEDRIVE_SIZES")  # e.g. "5000,200000": fewer sizes, same method
     if chosen:
