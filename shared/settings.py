@@ -214,7 +214,7 @@ def storage_connection(
         elif account is not None:
             uri = f"https://{account}.{service}.core.windows.net"
         uris[service] = uri.rstrip("/") if uri else None
-    if all(uris[service] is None for service in services):
+    if all(uri is None for uri in uris.values()):
         raise MissingSettingError(setting)
     for service in services:
         if uris[service] is None:

@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-from ..errors import InvalidSettingError
+from ..errors import InvalidSettingError, MissingSettingError
+from ..settings import STORAGE_SETTING, StorageConnection, storage_connection
 
 KEY = "SINKS"
 # Azure Functions binds a trigger to a queue name when the app is indexed: at most this many sinks.
@@ -61,8 +62,8 @@ class BlobSink:
 
     delivery: Delivery
     container: str
-    connection_setting: str = "AzureWebJobsStorage"
-    connection: str = field(default="", repr=False)
+    connection_setting: str = STORAGE_SETTING
+    connection: StorageConnection = field(default_factory=StorageConnection, repr=False)
     keep_deleted: bool = False
     type: str = "blob"
 
@@ -133,12 +134,16 @@ def _blob(index: int, entry: dict[str, Any], environ: Mapping[str, str], deliver
     # Container names follow the queue names' rule: 3-63 lowercase letters, digits, single hyphens.
     if not isinstance(container, str) or not 3 <= len(container) <= 63 or not _QUEUE_NAME.match(container):
         raise _invalid(index, "needs a container (3-63 lowercase letters, digits and hyphens)")
-    setting = entry.get("connection", "AzureWebJobsStorage")
+    setting = entry.get("connection", STORAGE_SETTING)
     if not isinstance(setting, str) or not setting:
         raise _invalid(index, "connection must name a setting")
-    connection = environ.get(setting, "").strip()
-    if not connection:
-        raise _invalid(index, f"connection names the setting {setting}, which is empty")
+    try:
+        # A connection string, or the identity-based form (<setting>__blobServiceUri or __accountName).
+        connection = storage_connection(environ, setting, services=("blob",))
+    except MissingSettingError as exc:
+        raise _invalid(index, f"connection names the setting {exc.key}, which is empty") from None
+    except InvalidSettingError as exc:
+        raise _invalid(index, f"connection: {exc}") from None
     on_delete = entry.get("onDelete", "delete")
     if on_delete not in ("delete", "move"):
         raise _invalid(index, "onDelete must be 'delete' or 'move'")

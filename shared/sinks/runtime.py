@@ -91,14 +91,22 @@ async def _mirror(
 
     from ..graph import GraphGateway, build_client
     from ..settings import Settings
-    from ..storage import expand_connection, table_client
+    from ..storage import expand_connection, storage_credential, table_client
     from .mirror import MIRROR_TABLE, BlobMirror
     from .ordering import ORDER_TABLE, OrderBook
 
     settings = Settings.from_env(environ)
     client, credential = build_client(settings)
     own(credential)
-    container = own(ContainerClient.from_connection_string(expand_connection(config.connection), config.container))
+    blobs = config.connection
+    if blobs.connection_string is not None:
+        container = ContainerClient.from_connection_string(expand_connection(blobs.connection_string), config.container)
+    else:
+        # Identity-based: the app's credential for its own account, a credential of its own for another.
+        blob_token = token if blobs == connection else own(storage_credential(blobs))
+        assert blobs.blob_service_uri is not None  # storage_connection guarantees it for services=("blob",)
+        container = ContainerClient(blobs.blob_service_uri, config.container, credential=blob_token)
+    own(container)
     index = own(table_client(connection, MIRROR_TABLE, token, **_PATIENT_TABLE))
     order = OrderBook(own(table_client(connection, ORDER_TABLE, token, **_PATIENT_TABLE)), config.delivery.queue)
     mirror = BlobMirror(config, GraphGateway(client), settings.graph_base_url, container, index, order)

@@ -133,8 +133,28 @@ def test_refuses_teams_window_over_two_minutes() -> None:
 def test_blob_entry_uses_the_app_storage_by_default() -> None:
     connection = "AccountName=a;AccountKey=c2VjcmV0"
     (mirror,) = parse({"type": "blob", "container": "mirror", "onDelete": "move"}, AzureWebJobsStorage=connection)
-    assert (mirror.container, mirror.connection, mirror.keep_deleted) == ("mirror", connection, True)
+    assert (mirror.container, mirror.connection.connection_string, mirror.keep_deleted) == ("mirror", connection, True)
     assert "AccountKey" not in repr(mirror)
+
+
+def test_blob_entry_takes_the_identity_based_form_of_its_setting() -> None:
+    (mirror,) = parse(
+        {"type": "blob", "container": "mirror", "connection": "MIRROR"},
+        MIRROR__accountName="mirrorfiles",
+        MIRROR__credential="managedidentity",
+    )
+    assert mirror.connection.identity_based
+    assert mirror.connection.blob_service_uri == "https://mirrorfiles.blob.core.windows.net"
+    assert mirror.connection.credential == "managedidentity"
+
+
+def test_refuses_identity_based_blob_connection_without_a_blob_endpoint() -> None:
+    reason = refused(
+        {"type": "blob", "container": "mirror"},
+        AzureWebJobsStorage__queueServiceUri="https://a.queue.core.windows.net",
+        AzureWebJobsStorage__tableServiceUri="https://a.table.core.windows.net",
+    )
+    assert "AzureWebJobsStorage__blobServiceUri" in reason
 
 
 def test_refuses_blob_without_container() -> None:
