@@ -34,9 +34,9 @@ run: setup
 	$(PY) -m devtools.stack $(ARGS)
 
 ## Lint, type-check, check the deployment, then every test (unit, functional, end to end).
-## Starts and stops its own servers.
+## Starts and stops its own servers. Two pytest workers: most tests wait on servers, not on the CPU.
 test: lint deploy-check
-	$(PY) -m pytest -p no:cacheprovider
+	$(PY) -m pytest -p no:cacheprovider -n 2 --dist worksteal
 
 unit: setup
 	$(PY) -m pytest -p no:cacheprovider tests/unit
