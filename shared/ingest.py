@@ -2,15 +2,16 @@
 
 Graph counts an answer slower than 3 s against the endpoint, so nothing here
 calls Graph, and storage is touched little per request: the queue write, which
-concurrent requests share (see writer.py), plus a cached read of the
-subscription secrets, refreshed in the background at most once a minute, and a
-point read for an id the cache does not know yet.
+concurrent requests share (see writer.py), plus a point read of a subscription's
+secret the first time an instance sees its id (cached, and refreshed in the
+background every few minutes).
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
+import itertools
 import logging
 import re
 import time
@@ -41,6 +42,10 @@ MAX_FINDS_PER_REQUEST = 10
 _READABLE_ID = re.compile(r"[0-9A-Za-z-]{1,64}")
 # Ids storage said it does not hold, remembered for ``miss_interval``: beyond this many, the expired ones go.
 _ABSENT_LIMIT = 10_000
+# A cached clientState is re-read in the background once this old (a deleted subscription's is dropped).
+DEFAULT_SECRET_TTL_SECONDS = 300.0
+# Ids cached at most (about 200 bytes each): beyond, the oldest half is forgotten and read again when named.
+CACHED_SECRETS_LIMIT = 200_000
 # Every answer is text; nosniff keeps a browser from reading an echoed token as HTML.
 SAFE_HEADERS: Mapping[str, str] = MappingProxyType({"X-Content-Type-Options": "nosniff"})
 
@@ -66,42 +71,41 @@ def answer_handshake(params: Mapping[str, str]) -> Reply | None:
 
 
 class SecretBook:
-    """Subscription id → clientState, cached from the subscriptions table.
+    """Subscription id → clientState, read by id from the subscriptions table and cached.
 
-    The whole table is loaded once (``load``), then reloaded in the background once
-    older than ``ttl``: requests get the last good values meanwhile, and no request
-    that gives up cancels a load, so a slow table cannot turn into a run of 503s.
-    Only the first load is waited for, up to ``deadline``.
+    Nothing is loaded whole: the first request naming an id reads that row (a point read),
+    so a cold start costs a few reads, never a scan that grows with the subscriptions
+    stored, and no reload of thousands of rows ever competes with requests. A cached id
+    older than ``ttl`` is still served while one background read refreshes it (or drops
+    it when its subscription is gone); no request that gives up cancels a read, so a slow
+    table cannot turn into a run of 503s.
 
-    An id the cache does not know gets a point read (``find``), so a subscription
-    created a moment ago is found. When storage cannot answer in time, ``view``
-    raises (the caller answers 503); it never drops silently. The reads are bounded:
-    an id storage says it does not hold is not read again for ``miss_interval``, and
-    at most ``max_finds`` ids are read per request (the others count as unknown).
+    When storage cannot answer an id in time, ``view`` raises (the caller answers 503); it
+    never drops silently. The reads are bounded: an id storage says it does not hold is not
+    read again for ``miss_interval``, at most ``max_finds`` ids are read per request (the
+    others count as unknown), and beyond ``limit`` ids the oldest are forgotten.
     """
 
     def __init__(
         self,
-        load: Callable[[], Awaitable[dict[str, str]]],
         find: Callable[[str], Awaitable[str | None]],
-        ttl: float = 60.0,
+        ttl: float = DEFAULT_SECRET_TTL_SECONDS,
         miss_interval: float = 1.0,
         max_finds: int = MAX_FINDS_PER_REQUEST,
         deadline: float = SECRETS_DEADLINE_SECONDS,
         clock: Callable[[], float] = time.monotonic,
+        limit: int = CACHED_SECRETS_LIMIT,
     ) -> None:
-        self._load = load
         self._find = find
         self._ttl = ttl
         self._miss_interval = miss_interval
         self._max_finds = max_finds
         self._deadline = deadline
         self._clock = clock
+        self._limit = limit
         self._secrets: dict[str, str] = {}
-        self._loaded_at: float | None = None  # when the load that gave ``_secrets`` began
-        self._attempted_at: float | None = None
-        self._loading: asyncio.Task[None] | None = None
-        self._found: dict[str, str] = {}  # found by point reads since the current load began
+        self._read_at: dict[str, float] = {}  # id -> when its cached value was read; oldest first
+        self._failed_at: dict[str, float] = {}  # id -> when its last background refresh failed
         self._absent: dict[str, float] = {}  # id -> when storage said it holds no such id
         self._finding: dict[str, asyncio.Task[None]] = {}
 
@@ -111,59 +115,41 @@ class SecretBook:
         Raise when storage has not answered within the deadline, or failed.
         """
         deadline = asyncio.get_running_loop().time() + self._deadline
-        if self._loaded_at is None:
-            await _wait([self._start_load()], deadline)
-        elif self._due(self._loaded_at):
-            self._start_load()  # not awaited: this request gets the values it has
-        missing = self._missing(subscription_ids)
+        missing, stale = self._sort(subscription_ids)
+        for sid in stale:
+            self._start_find(sid)  # not awaited: this request gets the value it has
         if missing:
             await _wait([self._start_find(sid) for sid in missing], deadline)
         return self._secrets.get
 
     async def settle(self) -> None:
-        """Wait for the loads and point reads in flight (their errors are not raised)."""
-        tasks = [task for task in (self._loading, *self._finding.values()) if task is not None]
+        """Wait for the point reads in flight (their errors are not raised)."""
+        tasks = list(self._finding.values())
         if tasks:
             await asyncio.wait(tasks)
 
-    def _due(self, loaded_at: float) -> bool:
-        now = self._clock()
-        # After a failed reload, the next try waits ``miss_interval``: the cached values serve meanwhile.
-        retry_ok = self._attempted_at is None or now - self._attempted_at >= self._miss_interval
-        return now - loaded_at >= self._ttl and retry_ok
-
-    def _start_load(self) -> asyncio.Task[None]:
-        if self._loading is None or self._loading.done():
-            self._loading = asyncio.create_task(self._reload())
-            self._loading.add_done_callback(_retrieve)
-        return self._loading
-
-    async def _reload(self) -> None:
-        started = self._clock()
-        self._attempted_at = started
-        self._found = {}
-        try:
-            loaded = await self._load()
-        except Exception as exc:
-            if self._loaded_at is not None:
-                log.warning("subscription secrets reload failed (%s): serving the cached ones", type(exc).__name__)
-            raise
-        # A point read that finished during the load may have found an id the load began too early to see.
-        self._secrets = {**self._found, **loaded}
-        self._loaded_at = started
-
-    def _missing(self, subscription_ids: Iterable[str]) -> list[str]:
+    def _sort(self, subscription_ids: Iterable[str]) -> tuple[list[str], list[str]]:
+        """The ids to read before answering, and the cached ones to refresh in the background."""
         now = self._clock()
         missing: list[str] = []
+        stale: list[str] = []
         for sid in subscription_ids:
-            if len(missing) == self._max_finds:
-                break
-            if sid in self._secrets or sid in missing or not _READABLE_ID.fullmatch(sid):
+            if sid in missing or sid in stale:
+                continue
+            read_at = self._read_at.get(sid)
+            if read_at is not None:
+                failed_at = self._failed_at.get(sid)
+                # After a failed refresh, the next try waits ``miss_interval``: the cached value serves meanwhile.
+                retry_ok = failed_at is None or now - failed_at >= self._miss_interval
+                if now - read_at >= self._ttl and retry_ok:
+                    stale.append(sid)
+                continue
+            if len(missing) == self._max_finds or not _READABLE_ID.fullmatch(sid):
                 continue
             absent_since = self._absent.get(sid)
             if absent_since is None or now - absent_since >= self._miss_interval:
                 missing.append(sid)
-        return missing
+        return missing, stale
 
     def _start_find(self, subscription_id: str) -> asyncio.Task[None]:
         task = self._finding.get(subscription_id)
@@ -175,19 +161,39 @@ class SecretBook:
         return task
 
     async def _find_one(self, subscription_id: str) -> None:
-        secret = await self._find(subscription_id)
+        started = self._clock()
+        try:
+            secret = await self._find(subscription_id)
+        except Exception:
+            if subscription_id in self._secrets:
+                self._failed_at[subscription_id] = self._clock()
+                log.warning("subscription secret refresh failed: serving the cached one")
+            raise
+        self._failed_at.pop(subscription_id, None)
         if secret is None:
+            self._secrets.pop(subscription_id, None)  # deleted since it was cached
+            self._read_at.pop(subscription_id, None)
             self._absent.pop(subscription_id, None)  # re-inserted last: the dict stays in time order
             self._absent[subscription_id] = self._clock()
             if len(self._absent) > _ABSENT_LIMIT:
                 self._forget_old_absences()
-        else:
-            self._secrets[subscription_id] = secret
-            self._found[subscription_id] = secret
+            return
+        self._secrets[subscription_id] = secret
+        self._read_at.pop(subscription_id, None)  # re-inserted last: the dict stays in time order
+        self._read_at[subscription_id] = started
+        if len(self._read_at) > self._limit:
+            self._forget_oldest()
 
     def _found_one(self, subscription_id: str, task: asyncio.Task[None]) -> None:
         self._finding.pop(subscription_id, None)
         _retrieve(task)
+
+    def _forget_oldest(self) -> None:
+        # Forgetting costs a point read each on the next use; keeping them all would grow without bound.
+        for sid in list(itertools.islice(self._read_at, len(self._read_at) - self._limit // 2)):
+            self._read_at.pop(sid, None)
+            self._secrets.pop(sid, None)
+            self._failed_at.pop(sid, None)
 
     def _forget_old_absences(self) -> None:
         now = self._clock()

@@ -123,7 +123,7 @@ async def build_ingest(environ: Mapping[str, str]) -> Receivers:
     queue = MessageQueue(owned.own(queue_client(connection, NOTIFICATIONS_QUEUE, token, **_FAST)))
     store = SubscriptionStore(owned.own(table_client(connection, SUBSCRIPTIONS_TABLE, token, **_FAST_TABLE)))
     # The whole table, cached and reloaded in the background; one row for an id the cache lacks.
-    secrets = SecretBook(store.secrets, store.secret)
+    secrets = SecretBook(store.secret)
     tokens = _token_gate(environ, owned)
     return Receivers(Ingest(secrets, queue, tokens=tokens), Ingest(secrets, queue, tokens=tokens), owned, secrets)
 

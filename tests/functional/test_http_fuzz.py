@@ -217,7 +217,7 @@ class Rig:
         self._reader = queue_client(connection, name)
         store = SubscriptionStore(self._table)
         self.store = store
-        book = SecretBook(store.secrets, store.secret)
+        book = SecretBook(store.secret)
         self.book = book
         self.notifications = Ingest(book, MessageQueue(self._writer))
         self.lifecycle = Ingest(book, MessageQueue(self._writer))

@@ -97,7 +97,7 @@ def ingest_factory(
 
     async def make(connection: str | None = None) -> tuple[Ingest, str]:
         storage = await storage_factory(connection)
-        return Ingest(SecretBook(storage.store.secrets, storage.store.secret), storage.queue), storage.queue_name
+        return Ingest(SecretBook(storage.store.secret), storage.queue), storage.queue_name
 
     return make
 
@@ -207,7 +207,7 @@ async def _stop_and_restart(emulator: Azurite, tables: Any, queues: Any, queue: 
     await store.setup()
     now = datetime.now(UTC)
     await store.save(SubscriptionRecord("k|updated", "drives/x/root", "updated", SECRET, ACTIVE, now, SUBSCRIPTION_ID))
-    ingest = Ingest(SecretBook(store.secrets, store.secret, ttl=0), MessageQueue(queues))
+    ingest = Ingest(SecretBook(store.secret, ttl=0), MessageQueue(queues))
     assert (await ingest.accept(batch(notification()))).status == 202
     emulator.stop()
     assert (await ingest.accept(batch(notification()))).status == 503
@@ -335,7 +335,7 @@ def unreachable_table() -> str:
 
 async def test_a_subscription_created_a_moment_ago_is_stored_not_dropped(azurite, ingest_factory, storage_factory):
     storage = await storage_factory()
-    ingest = Ingest(SecretBook(storage.store.secrets, storage.store.secret), storage.queue)
+    ingest = Ingest(SecretBook(storage.store.secret), storage.queue)
     assert (await ingest.accept(batch(notification()))).status == 202  # the cache is loaded now
     fresh_id = "5c1d0c62-0b7e-4a55-9d7e-2f6a4c3b1e09"
     await storage.store.save(record(fresh_id, "fresh-secret", "drives/fresh/root"))
@@ -350,8 +350,12 @@ async def test_a_subscription_created_a_moment_ago_is_stored_not_dropped(azurite
 async def test_an_id_new_to_the_cache_gets_503_when_storage_cannot_answer(azurite, storage_factory):
     storage = await storage_factory()
     async with table_client(unreachable_table(), "subscriptions", retry_total=0) as down:
-        ingest = Ingest(SecretBook(storage.store.secrets, SubscriptionStore(down).secret), storage.queue)
-        assert (await ingest.accept(batch(notification()))).status == 202  # known from the loaded cache
+        # The known id is read from the real table; any other id meets a table that does not answer.
+        def find(sid: str) -> Any:
+            return (storage.store if sid == SUBSCRIPTION_ID else SubscriptionStore(down)).secret(sid)
+
+        ingest = Ingest(SecretBook(find), storage.queue)
+        assert (await ingest.accept(batch(notification()))).status == 202  # known, and cached
         started = time.monotonic()
 
         reply = await ingest.accept(batch(notification("5c1d0c62-0b7e-4a55-9d7e-2f6a4c3b1e09", "fresh-secret")))
@@ -362,22 +366,22 @@ async def test_an_id_new_to_the_cache_gets_503_when_storage_cannot_answer(azurit
 
 
 class SlowTable:
-    """The real whole-table load, slower than the HTTP path's deadline, counting loads in flight."""
+    """The real point read, slower than the HTTP path's deadline, counting reads in flight."""
 
     def __init__(self, store: SubscriptionStore, delay: float) -> None:
         self._store = store
         self._delay = delay
-        self.loads = 0
+        self.reads = 0
         self.in_flight = 0
         self.most_in_flight = 0
 
-    async def secrets(self) -> dict[str, str]:
-        self.loads += 1
+    async def secret(self, subscription_id: str) -> str | None:
+        self.reads += 1
         self.in_flight += 1
         self.most_in_flight = max(self.most_in_flight, self.in_flight)
         try:
             await asyncio.sleep(self._delay)
-            return await self._store.secrets()
+            return await self._store.secret(subscription_id)
         finally:
             self.in_flight -= 1
 
@@ -385,16 +389,16 @@ class SlowTable:
 async def test_a_slow_secrets_table_does_not_cause_an_endless_run_of_503s(azurite, storage_factory):
     storage = await storage_factory()
     slow = SlowTable(storage.store, delay=SECRETS_DEADLINE_SECONDS * 1.5)
-    # ttl=0: every request finds the cache due for a reload, the worst case for a slow table.
-    book = SecretBook(slow.secrets, storage.store.secret, ttl=0)
+    # ttl=0: every request finds the cached secret due for a refresh, the worst case for a slow table.
+    book = SecretBook(slow.secret, ttl=0)
     ingest = Ingest(book, storage.queue)
 
     first = await asyncio.gather(*(ingest.accept(batch(notification(resource="first"))) for _ in range(5)))
-    await book.settle()  # the first load, which no request's deadline cancelled, completes
+    await book.settle()  # the first read, which no request's deadline cancelled, completes
     later = [await ingest.accept(batch(notification(resource=f"r{i}"))) for i in range(10)]
 
-    assert [r.status for r in first] == [503] * 5  # nothing to serve until the first load completes
-    assert [r.status for r in later] == [202] * 10  # the last good values, while reloads run
+    assert [r.status for r in first] == [503] * 5  # nothing to serve until the first read completes
+    assert [r.status for r in later] == [202] * 10  # the last good value, while refreshes run
     assert slow.most_in_flight == 1
     await book.settle()
     messages = await read_all(azurite.connection_string, storage.queue_name)

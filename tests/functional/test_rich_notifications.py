@@ -85,7 +85,7 @@ async def stack(
         )
         target = await clients.enter_async_context(queue_client(azurite.connection_string, queue))
         gate = TokenGate(CLIENT_ID, AUTHORITY, fetch=authority.fetch)
-        yield Ingest(SecretBook(store.secrets, store.secret), MessageQueue(target), tokens=gate), queue, authority
+        yield Ingest(SecretBook(store.secret), MessageQueue(target), tokens=gate), queue, authority
 
 
 def rich_batch(certificate: SampleCertificate, tokens: list[str], content: dict[str, Any] | None = None) -> bytes:

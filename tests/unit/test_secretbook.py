@@ -29,39 +29,29 @@ class FakeClock:
 
 
 class FakeTable:
-    """The subscriptions table: a whole-table load and a point read, counted, able to fail or hang."""
+    """The subscriptions table's point read, counted, able to fail or hang."""
 
     def __init__(self, secrets: dict[str, str]) -> None:
         self.secrets = dict(secrets)
-        self.loads = 0
         self.finds: list[str] = []
         self.fail = False
-        self.loads_in_flight = 0
-        self.most_loads_in_flight = 0
-        self.load_gate: asyncio.Event | None = None  # loads wait for it while it is unset
-        self.find_gate: asyncio.Event | None = None
-
-    async def load(self) -> dict[str, str]:
-        self.loads += 1
-        self.loads_in_flight += 1
-        self.most_loads_in_flight = max(self.most_loads_in_flight, self.loads_in_flight)
-        try:
-            await self._pass(self.load_gate)
-            return dict(self.secrets)
-        finally:
-            self.loads_in_flight -= 1
+        self.in_flight = 0
+        self.most_in_flight = 0
+        self.find_gate: asyncio.Event | None = None  # reads wait for it while it is unset
 
     async def find(self, subscription_id: str) -> str | None:
         self.finds.append(subscription_id)
-        await self._pass(self.find_gate)
-        return self.secrets.get(subscription_id)
-
-    async def _pass(self, gate: asyncio.Event | None) -> None:
-        await asyncio.sleep(0)  # let concurrent callers interleave, as a real read would
-        if gate is not None:
-            await gate.wait()
-        if self.fail:
-            raise ConnectionError("table storage unreachable")
+        self.in_flight += 1
+        self.most_in_flight = max(self.most_in_flight, self.in_flight)
+        try:
+            await asyncio.sleep(0)  # let concurrent callers interleave, as a real read would
+            if self.find_gate is not None:
+                await self.find_gate.wait()
+            if self.fail:
+                raise ConnectionError("table storage unreachable")
+            return self.secrets.get(subscription_id)
+        finally:
+            self.in_flight -= 1
 
 
 @pytest.fixture
@@ -76,110 +66,88 @@ def table() -> FakeTable:
 
 @pytest.fixture
 def book(table, clock) -> SecretBook:
-    return SecretBook(table.load, table.find, ttl=60.0, miss_interval=1.0, deadline=DEADLINE, clock=clock)
+    return SecretBook(table.find, ttl=300.0, miss_interval=1.0, deadline=DEADLINE, clock=clock)
 
 
-# --- the whole-table cache --------------------------------------------------------------------
+# --- the cache: one point read per id, never the whole table ------------------------------------
 
 
-async def test_the_first_request_loads_the_secrets(book, table):
+async def test_the_first_request_naming_an_id_reads_that_row_only(book, table):
+    table.secrets.update({f"{n:08d}-0000-0000-0000-000000000001": "other" for n in range(1000)})
+
     lookup = await book.view({KNOWN})
 
-    assert table.loads == 1
     assert lookup(KNOWN) == "secretClientValue"
+    assert table.finds == [KNOWN]  # one row, whatever the table holds
 
 
 async def test_later_requests_are_served_from_the_cache(book, table, clock):
     await book.view({KNOWN})
     for _ in range(5):
-        clock.advance(10)
+        clock.advance(59)
         lookup = await book.view({KNOWN})
+    await book.settle()
 
-    assert (table.loads, table.finds) == (1, [])
+    assert table.finds == [KNOWN]
     assert lookup(KNOWN) == "secretClientValue"
 
 
-async def test_the_cache_is_not_reloaded_just_before_the_ttl(book, table, clock):
-    await book.view({KNOWN})
-    clock.advance(59.9)
-
-    await book.view({KNOWN})
-    await book.settle()
-
-    assert table.loads == 1
-
-
-async def test_once_the_ttl_has_passed_the_cache_is_reloaded_in_the_background(book, table, clock):
+async def test_once_the_ttl_has_passed_the_id_is_read_again_in_the_background(book, table, clock):
     await book.view({KNOWN})
     table.secrets[KNOWN] = "rotatedClientValue"
-    clock.advance(60)
+    clock.advance(300)
 
-    during = await book.view({KNOWN})
+    during = (await book.view({KNOWN}))(KNOWN)
     await book.settle()
     after = await book.view({KNOWN})
 
-    assert table.loads == 2
-    assert during(KNOWN) == "secretClientValue"  # served at once, without waiting for the reload
+    assert table.finds == [KNOWN, KNOWN]
+    assert during == "secretClientValue"  # served at once, without waiting for the read
     assert after(KNOWN) == "rotatedClientValue"
 
 
-async def test_concurrent_first_requests_share_one_load(book, table):
+async def test_a_refresh_that_finds_the_subscription_gone_forgets_it(book, table, clock):
+    await book.view({KNOWN})
+    del table.secrets[KNOWN]
+    clock.advance(300)
+
+    await book.view({KNOWN})
+    await book.settle()
+    after = await book.view({KNOWN})
+
+    assert after(KNOWN) is None
+
+
+async def test_concurrent_first_requests_share_one_read(book, table):
     lookups = await asyncio.gather(*(book.view({KNOWN}) for _ in range(10)))
 
-    assert table.loads == 1
+    assert table.finds == [KNOWN]
     assert all(lookup(KNOWN) == "secretClientValue" for lookup in lookups)
 
 
-async def test_a_failed_first_load_is_retried_by_the_next_request(book, table):
-    table.fail = True
-    with pytest.raises(ConnectionError):
-        await book.view({KNOWN})
-
-    table.fail = False
-    lookup = await book.view({KNOWN})
-
-    assert table.loads == 2
-    assert lookup(KNOWN) == "secretClientValue"
-
-
-async def test_a_slow_first_load_times_out_the_request_but_is_not_cancelled(book, table):
-    table.load_gate = asyncio.Event()
-    with pytest.raises(TimeoutError):
-        await book.view({KNOWN})
-    with pytest.raises(TimeoutError):
-        await book.view({KNOWN})  # waits for the same load; starts no other
-
-    table.load_gate.set()
-    await book.settle()
-    lookup = await book.view({KNOWN})
-
-    assert lookup(KNOWN) == "secretClientValue"
-    assert (table.loads, table.most_loads_in_flight) == (1, 1)
-
-
-async def test_a_slow_reload_never_delays_requests_and_runs_once_at_a_time(book, table, clock):
+async def test_a_slow_refresh_never_delays_requests_and_runs_once_at_a_time(book, table, clock):
     await book.view({KNOWN})
-    table.load_gate = asyncio.Event()
-    clock.advance(60)
+    table.find_gate = asyncio.Event()
+    clock.advance(300)
 
     lookups = []
-    async with asyncio.timeout(1):  # had a request waited for the hanging reload, it would never end
-        for _ in range(20):  # 100 s of requests while the reload hangs
+    async with asyncio.timeout(1):  # had a request waited for the hanging read, it would never end
+        for _ in range(20):  # 100 s of requests while the read hangs
             lookups.append(await book.view({KNOWN}))
-            await asyncio.sleep(0)  # the loop runs other work between requests, the reload among it
+            await asyncio.sleep(0)  # the loop runs other work between requests, the read among it
             clock.advance(5)
 
     assert all(lookup(KNOWN) == "secretClientValue" for lookup in lookups)
-    assert (table.loads, table.most_loads_in_flight) == (2, 1)
-    table.load_gate.set()
+    assert (len(table.finds), table.most_in_flight) == (2, 1)
+    table.find_gate.set()
     await book.settle()
-    assert table.loads_in_flight == 0
+    assert table.in_flight == 0
 
 
-async def test_a_failed_reload_keeps_the_cached_values_and_retries_once_per_miss_interval(book, table, clock):
+async def test_a_failed_refresh_keeps_the_cached_value_and_retries_once_per_miss_interval(book, table, clock):
     await book.view({KNOWN})
     table.fail = True
-    clock.advance(60)
+    clock.advance(300)
 
     for _ in range(8):  # 2 s of requests, four per second
         lookup = await book.view({KNOWN})
@@ -187,7 +155,21 @@ async def test_a_failed_reload_keeps_the_cached_values_and_retries_once_per_miss
         clock.advance(0.25)
 
     assert lookup(KNOWN) == "secretClientValue"
-    assert table.loads == 1 + 2
+    assert table.finds == [KNOWN] * (1 + 2)
+
+
+async def test_beyond_the_limit_the_oldest_ids_are_forgotten_and_read_again(table, clock):
+    ids = [f"{n:08d}-0000-0000-0000-000000000002" for n in range(6)]
+    table.secrets.update({sid: f"value{n}" for n, sid in enumerate(ids)})
+    book = SecretBook(table.find, deadline=DEADLINE, clock=clock, limit=4)
+    for sid in ids:
+        clock.advance(1)
+        await book.view({sid})
+
+    lookup = await book.view({ids[-1], ids[0]})
+
+    assert lookup(ids[-1]) == "value5" and lookup(ids[0]) == "value0"
+    assert table.finds == [*ids, ids[0]]  # the newest stayed cached; the oldest was read again
 
 
 # --- ids the cache does not know ----------------------------------------------------------------
@@ -200,7 +182,7 @@ async def test_a_subscription_created_a_moment_ago_is_found_by_a_point_read(book
     lookup = await book.view({NEW})
 
     assert lookup(NEW) == "newClientValue"
-    assert (table.loads, table.finds) == (1, [NEW])  # one row read, not the whole table
+    assert table.finds == [KNOWN, NEW]
 
 
 async def test_an_id_found_by_a_point_read_is_then_served_from_the_cache(book, table):
@@ -211,7 +193,7 @@ async def test_an_id_found_by_a_point_read_is_then_served_from_the_cache(book, t
     lookup = await book.view({NEW})
 
     assert lookup(NEW) == "newClientValue"
-    assert table.finds == [NEW]
+    assert table.finds == [KNOWN, NEW]
 
 
 async def test_an_id_the_table_does_not_hold_looks_up_as_none(book, table):
@@ -237,14 +219,12 @@ async def test_unknown_ids_are_read_at_most_once_per_miss_interval(book, table, 
         clock.advance(0.25)
         await book.view({KNOWN, STRANGER})
 
-    assert table.finds == [STRANGER] * 10
-    assert table.loads == 1
+    assert table.finds == [KNOWN] + [STRANGER] * 10
 
 
 async def test_a_request_causes_at_most_max_finds_point_reads(book, table):
-    await book.view({KNOWN})
     forged = [f"{n:08d}-0000-0000-0000-000000000000" for n in range(50)]
-    table.secrets[forged[-1]] = "lastClientValue"  # created after the load: only a point read finds it
+    table.secrets[forged[-1]] = "lastClientValue"
 
     lookup = await book.view(forged)
 
@@ -258,7 +238,7 @@ async def test_concurrent_requests_naming_one_unknown_id_share_one_point_read(bo
 
     lookups = await asyncio.gather(*(book.view({NEW}) for _ in range(10)))
 
-    assert table.finds == [NEW]
+    assert table.finds == [KNOWN, NEW]
     assert all(lookup(NEW) == "newClientValue" for lookup in lookups)
 
 
@@ -285,7 +265,7 @@ async def test_a_failed_point_read_raises_and_is_not_remembered_as_absent(book, 
     lookup = await book.view({NEW})
 
     assert lookup(NEW) == "newClientValue"
-    assert table.finds == [NEW, NEW]
+    assert table.finds == [KNOWN, NEW, NEW]
 
 
 async def test_a_slow_point_read_times_out_the_request_and_its_answer_is_kept(book, table):
@@ -300,21 +280,4 @@ async def test_a_slow_point_read_times_out_the_request_and_its_answer_is_kept(bo
     lookup = await book.view({NEW})
 
     assert lookup(NEW) == "newClientValue"
-    assert table.finds == [NEW]
-
-
-async def test_a_reload_keeps_an_id_found_while_it_ran(book, table, clock):
-    await book.view({KNOWN})
-    table.load_gate = asyncio.Event()
-    clock.advance(60)
-    await book.view({KNOWN})  # starts the reload, which reads the table before NEW exists
-    table.secrets[NEW] = "newClientValue"
-    await book.view({NEW})
-    del table.secrets[NEW]  # the reload's answer lacks it, as it would have been read earlier
-
-    table.load_gate.set()
-    await book.settle()
-    lookup = await book.view({NEW})
-
-    assert lookup(NEW) == "newClientValue"
-    assert table.finds == [NEW]
+    assert table.finds == [KNOWN, NEW]
