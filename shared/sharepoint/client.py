@@ -195,19 +195,15 @@ async def build_sharepoint_client(settings: Settings) -> SharePointClient:
     """
     import httpx
 
-    options: dict[str, Any] = {}
-    if settings.authority_host:
-        options["authority"] = settings.authority_host
-    if settings.authority_ca_file:
-        options["connection_verify"] = settings.authority_ca_file
+    from ..graph import identity_options, managed_credential
+
     credential: Any
     if settings.sharepoint_certificate:
         from azure.identity.aio import CertificateCredential
 
         from ..security.certificates import load_certificate
 
-        if settings.custom_authority:
-            options["disable_instance_discovery"] = True
+        options = identity_options(settings, app_credential=True)
         loaded = await load_certificate(
             settings.sharepoint_certificate,
             settings.sharepoint_certificate_password,
@@ -218,9 +214,7 @@ async def build_sharepoint_client(settings: Settings) -> SharePointClient:
             settings.tenant_id, settings.client_id, certificate_data=_pem(loaded.der, loaded.private_key), **options
         )
     else:
-        from azure.identity.aio import DefaultAzureCredential
-
-        credential = DefaultAzureCredential(**options)
+        credential = managed_credential(settings)
     return SharePointClient(credential, httpx.AsyncClient(timeout=30.0))
 
 

@@ -232,3 +232,28 @@ async def test_azure_client_id_selects_the_user_assigned_identity_that_calls_gra
     build_client(Settings.from_env(make_env(GRAPH_CLIENT_SECRET=None, AZURE_CLIENT_ID="uami-1")))
 
     assert built[0]["managed_identity_client_id"] == "uami-1"
+
+
+async def test_azure_client_id_selects_the_user_assigned_identity_that_calls_sharepoint(make_env, monkeypatch):
+    import azure.identity.aio
+
+    from shared.settings import Settings
+    from shared.sharepoint.client import build_sharepoint_client
+
+    built: list[dict[str, object]] = []
+
+    class Recorded:
+        def __init__(self, **options: object) -> None:
+            built.append(options)
+
+        async def close(self) -> None:
+            pass
+
+    monkeypatch.setattr(azure.identity.aio, "DefaultAzureCredential", Recorded)
+    client = await build_sharepoint_client(
+        Settings.from_env(make_env(GRAPH_CLIENT_SECRET=None, AZURE_CLIENT_ID="uami-1"))
+    )
+    await client.close()
+
+    # The Bicep template gives the app only a user-assigned identity: SharePoint must use it too.
+    assert built[0]["managed_identity_client_id"] == "uami-1"
