@@ -60,7 +60,8 @@ async def active_secrets(connection: str) -> dict[str, str]:
     from shared.stores.subscriptions import SubscriptionStore
 
     async with table_client(connection, SUBSCRIPTIONS_TABLE) as client:
-        return await SubscriptionStore(client).secrets()
+        records = await SubscriptionStore(client).list()
+    return {r.subscription_id: r.client_state for r in records if r.subscription_id}
 
 
 async def subscribe_via_host(stack: LocalStack, control: SimControl, count: int) -> list[dict[str, Any]]:

@@ -122,7 +122,7 @@ async def build_ingest(environ: Mapping[str, str]) -> Receivers:
         owned.own(token)
     queue = MessageQueue(owned.own(queue_client(connection, NOTIFICATIONS_QUEUE, token, **_FAST)))
     store = SubscriptionStore(owned.own(table_client(connection, SUBSCRIPTIONS_TABLE, token, **_FAST_TABLE)))
-    # The whole table, cached and reloaded in the background; one row for an id the cache lacks.
+    # One point read per subscription id the first time it is named, then cached (see SecretBook).
     secrets = SecretBook(store.secret)
     tokens = _token_gate(environ, owned)
     return Receivers(Ingest(secrets, queue, tokens=tokens), Ingest(secrets, queue, tokens=tokens), owned, secrets)

@@ -118,22 +118,6 @@ class SubscriptionStore:
         query = self._client.query_entities(f"PartitionKey eq {quote_filter(PARTITION)}")
         return [_from_entity(entity) async for entity in query]
 
-    async def secrets(self) -> dict[str, str]:
-        """Map each subscription id to its clientState (for the HTTP path's cache)."""
-        from azure.core.exceptions import ResourceNotFoundError
-
-        query = self._client.query_entities(
-            f"PartitionKey eq {quote_filter(PARTITION)}", select=["SubscriptionId", "ClientState"]
-        )
-        try:
-            return {
-                entity["SubscriptionId"]: entity["ClientState"]
-                async for entity in query
-                if entity.get("SubscriptionId")
-            }
-        except ResourceNotFoundError:
-            return {}  # no table yet: nothing was ever subscribed
-
     async def secret(self, subscription_id: str) -> str | None:
         """The clientState of Graph subscription ``subscription_id`` (one point read), None if unknown."""
         entity = await self._id_row(subscription_id)
