@@ -289,3 +289,68 @@ async def test_a_failed_event_write_in_the_all_folder_walk_loses_no_message(stac
     await sync.sync(record, utcnow())  # the host's retry
     await stack.pump(lambda: changes(stack, message["id"]) == ["created"])
     assert changes(stack, message["id"]) == ["created"]
+
+
+async def rich_outlook_stack(stack_factory: Any, tmp_path: Path, resource: str) -> Stack:
+    """A stack subscribed with resource data (rich notifications) to one Outlook resource, its first round done."""
+    from devtools.graphsim.rich import make_certificate
+
+    pfx = tmp_path / "outlook.pfx"
+    pfx.write_bytes(make_certificate("graph-outlook-tests").pfx("pfx-password"))
+    entries = [{"resource": resource, "changeType": ALL_CHANGES, "includeResourceData": True}]
+    stack = await stack_factory(
+        subscriptions=json.dumps(entries),
+        env={
+            "NOTIFICATION_CERTIFICATE": str(pfx),
+            "NOTIFICATION_CERTIFICATE_PASSWORD": "pfx-password",
+            "NOTIFICATION_CERTIFICATE_ID": "outlook-cert-1",
+        },
+    )
+    await stack.control.create_mailbox(USER)
+    await subscribe(stack)
+    return stack
+
+
+async def settle(stack: Stack) -> None:
+    """Let the simulator deliver what it holds, then process every stored notification."""
+    deadline = utcnow() + timedelta(seconds=10)
+    while utcnow() < deadline and (await stack.control.stats())["delivery"]["pending"]:
+        await stack.pump(lambda: True)
+    from shared.settings import NOTIFICATIONS_QUEUE
+    from shared.storage import queue_client
+
+    async with queue_client(stack.connection, NOTIFICATIONS_QUEUE) as client:
+        while (await client.get_queue_properties()).approximate_message_count:
+            await stack.pump(lambda: True)
+
+
+async def test_a_rich_outlook_change_seen_first_by_its_notification_keeps_its_id_in_the_next_pass(
+    stack_factory, tmp_path
+):
+    resource = f"users/{USER}/mailFolders/inbox/messages"
+    stack = await rich_outlook_stack(stack_factory, tmp_path, resource)
+    message = await stack.control.create_message(USER, subject="told by its notification")
+    await stack.pump(lambda: changes(stack, message["id"]) == ["created"])
+    [told] = stack.for_item(message["id"])
+    assert told["item"]["subject"] == "told by its notification", "the event carries the decrypted message"
+
+    await stack.request_sync(await stack.record())  # the sweep's delta pass reads the same change
+    await settle(stack)
+    assert [e["id"] for e in stack.for_item(message["id"])] == [told["id"]], "one change, one event"
+
+
+async def test_a_rich_outlook_change_seen_first_by_a_pass_keeps_its_id_when_its_notification_comes(
+    stack_factory, tmp_path
+):
+    resource = f"users/{USER}/mailFolders/inbox/messages"
+    stack = await rich_outlook_stack(stack_factory, tmp_path, resource)
+    await stack.control.delivery(paused=True)
+    message = await stack.control.create_message(USER, subject="read by a pass first")
+    await stack.request_sync(await stack.record())
+    await stack.pump(lambda: changes(stack, message["id"]) == ["created"])
+    [seen] = stack.for_item(message["id"])
+
+    await stack.control.delivery(paused=False)
+    await settle(stack)
+    assert (await stack.control.stats())["delivery"]["successes"] >= 1, "the notification was delivered"
+    assert [e["id"] for e in stack.for_item(message["id"])] == [seen["id"]], "one change, one event"
