@@ -370,7 +370,7 @@ class SimControl:
         await self.call("DELETE", f"{self._messages(team_id, channel_id, chat_id)}/{message_id}")
 
     async def spoil_rich(self, *faults: str, token_version: int | None = None) -> dict[str, Any]:
-        """Spoil the next rich batches, one fault each: forged, expired, wrong-audience, tampered,
+        """Spoil the next rich batches, one fault each: forged, expired, wrong-audience, other-tenant, tampered,
         unknown-certificate; ``token_version`` 1 or 2 sets the form of the validation tokens."""
         body: dict[str, Any] = {"next": list(faults)}
         if token_version is not None:

@@ -311,7 +311,7 @@ class Ingest:
             log.warning("%s: dropped a batch of %d with validation tokens: no token checker", source, len(items))
             return Reply(202)
         try:
-            refusal = await self._tokens.refusal(tokens)
+            refusal = await self._tokens.refusal(tokens, items)
         except AuthorityUnavailableError as exc:
             log.error("%s: %s: answering 503 so Graph retries", source, exc)
             return Reply(503, "token keys unavailable, retry later")

@@ -129,14 +129,14 @@ async def build_ingest(environ: Mapping[str, str]) -> Receivers:
 
 
 def _token_gate(environ: Mapping[str, str], owned: _Owned) -> TokenGate:
-    """The validation-token checker; without GRAPH_CLIENT_ID it refuses every rich batch (nothing to check against)."""
+    """The validation-token checker; without GRAPH_CLIENT_ID or GRAPH_TENANT_ID it refuses every rich batch."""
     from .security.tokens import TokenGate
     from .settings import token_settings
 
     found = token_settings(environ)
     if found is None:
-        return owned.own(TokenGate(None))
-    return owned.own(TokenGate(found.client_id, found.authority, found.issuers, ca_file=found.ca_file))
+        return owned.own(TokenGate(None, None))
+    return owned.own(TokenGate(found.client_id, found.tenant_id, found.authority, found.issuers, ca_file=found.ca_file))
 
 
 @dataclass(frozen=True)

@@ -294,6 +294,8 @@ class TokenSettings:
     authority: str
     ca_file: str | None
     issuers: tuple[str, ...]
+    # GRAPH_TENANT_ID: the one tenant whose tokens and notifications are accepted (None: none is).
+    tenant_id: str | None = None
 
 
 def resource_data_settings(environ: Mapping[str, str], required: bool) -> ResourceDataSettings | None:
@@ -322,7 +324,7 @@ def resource_data_settings(environ: Mapping[str, str], required: bool) -> Resour
 
 
 def token_settings(environ: Mapping[str, str]) -> TokenSettings | None:
-    """GRAPH_CLIENT_ID, AZURE_AUTHORITY_HOST and VALIDATION_TOKEN_ISSUERS; None without a client id."""
+    """GRAPH_CLIENT_ID, GRAPH_TENANT_ID, AZURE_AUTHORITY_HOST and VALIDATION_TOKEN_ISSUERS; None without a client id."""
     client_id = _optional(environ, "GRAPH_CLIENT_ID")
     if client_id is None:
         return None
@@ -340,7 +342,13 @@ def token_settings(environ: Mapping[str, str]) -> TokenSettings | None:
         if not usable or not isinstance(raw, list):
             raise InvalidSettingError("VALIDATION_TOKEN_ISSUERS", "must be a JSON list of https issuer URLs")
         issuers = tuple(raw)
-    return TokenSettings(client_id, authority.rstrip("/"), _optional(environ, "AZURE_AUTHORITY_CA_FILE"), issuers)
+    return TokenSettings(
+        client_id,
+        authority.rstrip("/"),
+        _optional(environ, "AZURE_AUTHORITY_CA_FILE"),
+        issuers,
+        _optional(environ, "GRAPH_TENANT_ID"),
+    )
 
 
 def renew_schedule(environ: Mapping[str, str]) -> str:
