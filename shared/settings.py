@@ -265,6 +265,23 @@ def health_cache_seconds(environ: Mapping[str, str]) -> float:
     return value
 
 
+DEFAULT_REFUSALS_FLUSH_SECONDS = 30.0
+
+
+def refusals_flush_seconds(environ: Mapping[str, str]) -> float:
+    """REFUSALS_FLUSH_SECONDS: how often an instance writes its refusal counts to the refusals table."""
+    text = _optional(environ, "REFUSALS_FLUSH_SECONDS")
+    if text is None:
+        return DEFAULT_REFUSALS_FLUSH_SECONDS
+    try:
+        value = float(text)
+    except ValueError:
+        raise InvalidSettingError("REFUSALS_FLUSH_SECONDS", "must be a number of seconds") from None
+    if not 1 <= value <= 3600:
+        raise InvalidSettingError("REFUSALS_FLUSH_SECONDS", "must be between 1 and 3600")
+    return value
+
+
 DEFAULT_TOKEN_ISSUERS = ("https://sts.windows.net/{tenant}/", "https://login.microsoftonline.com/{tenant}/v2.0")
 
 

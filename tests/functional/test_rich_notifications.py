@@ -20,6 +20,8 @@ from devtools.graphsim.rich import (
     tamper,
 )
 from devtools.messages import receive_json
+from shared import refusals
+from shared.clock import utcnow
 from shared.ingest import Ingest, SecretBook
 from shared.notifications import Envelope
 from shared.queues import MessageQueue
@@ -89,6 +91,11 @@ async def stack(
         yield Ingest(SecretBook(store.secret), MessageQueue(target), tokens=gate), queue, authority
 
 
+def refused(reason: refusals.Reason) -> int:
+    """Items this process counted as refused for ``reason`` (nothing flushes in these tests)."""
+    return sum(row.count for row in refusals.ledger().due(utcnow()) if row.reason is reason)
+
+
 def rich_batch(
     certificate: SampleCertificate, tokens: list[str], content: dict[str, Any] | None = None, tenant: str = TENANT
 ) -> bytes:
@@ -114,6 +121,7 @@ async def test_a_batch_with_valid_v1_and_v2_tokens_is_stored(
     tokens = [signer.token(TENANT, CLIENT_ID, version=1), signer.token(TENANT, CLIENT_ID, version=2)]
     assert (await ingest.accept(rich_batch(certificate, tokens))).status == 202
     [stored] = await receive_json(azurite.connection_string, queue)
+    assert refusals.ledger().due(utcnow()) == []
     assert stored["value"][0]["encryptedContent"]["encryptionCertificateId"] == "cert-1"
 
 
@@ -130,6 +138,7 @@ async def test_a_forged_token_is_answered_202_with_nothing_stored(
     assert (await ingest.accept(rich_batch(certificate, [good, forged]))).status == 202
     assert await receive_json(azurite.connection_string, queue) == []
     assert "bad signature" in caplog.text and forged not in caplog.text
+    assert refused(refusals.Reason.BAD_VALIDATION_TOKEN) == 1
 
 
 @pytest.mark.parametrize("version", [1, 2])
@@ -145,6 +154,7 @@ async def test_a_token_graph_minted_for_another_tenant_is_answered_202_with_noth
     foreign = signer.token(OTHER_TENANT, CLIENT_ID, version=version)
     assert (await ingest.accept(rich_batch(certificate, [foreign], tenant=OTHER_TENANT))).status == 202
     assert await receive_json(azurite.connection_string, queue) == []
+    assert refused(refusals.Reason.BAD_VALIDATION_TOKEN) == 1
 
 
 async def test_a_notification_of_another_tenant_is_answered_202_with_nothing_stored(
@@ -157,6 +167,7 @@ async def test_a_notification_of_another_tenant_is_answered_202_with_nothing_sto
     ours = signer.token(TENANT, CLIENT_ID)
     assert (await ingest.accept(rich_batch(certificate, [ours], tenant=OTHER_TENANT))).status == 202
     assert await receive_json(azurite.connection_string, queue) == []
+    assert refused(refusals.Reason.BAD_VALIDATION_TOKEN) == 1
 
 
 async def test_resource_data_without_tokens_is_not_stored(
@@ -165,6 +176,7 @@ async def test_resource_data_without_tokens_is_not_stored(
     ingest, queue, _ = stack
     assert (await ingest.accept(rich_batch(certificate, []))).status == 202
     assert await receive_json(azurite.connection_string, queue) == []
+    assert refused(refusals.Reason.BAD_VALIDATION_TOKEN) == 1
 
 
 async def test_an_unreachable_authority_is_answered_503_so_graph_retries(
