@@ -153,6 +153,11 @@ class Ledger:
                 self.written(rows, now)
             return len(rows)
 
+    @property
+    def flushing(self) -> bool:
+        """Whether a flush is under way."""
+        return self._lock is not None and self._lock.locked()
+
     def clear(self) -> None:
         """Forget every count (tests)."""
         self._counts.clear()

@@ -136,13 +136,14 @@ def _refusal_flusher(
     connection: StorageConnection,
     token: AsyncTokenCredential | None,
     prune: bool = False,
+    options: Mapping[str, Any] = _PATIENT_TABLE,
 ) -> RefusalFlusher:
     """Writes this process's refusal counts in the background, never on a request's path; a close flushes."""
     from .settings import refusals_flush_seconds
     from .storage import table_client
     from .stores.refusals import REFUSALS_TABLE, RefusalFlusher, RefusalTable
 
-    client = owned.own(table_client(connection, REFUSALS_TABLE, token, **_PATIENT_TABLE))
+    client = owned.own(table_client(connection, REFUSALS_TABLE, token, **options))
     return owned.own(RefusalFlusher(RefusalTable(client), refusals_flush_seconds(environ), prune=prune).start())
 
 
@@ -404,7 +405,8 @@ async def build_health(environ: Mapping[str, str]) -> Health:
     token = storage_credential(connection)
     if token is not None:
         owned.own(token)
-    refusals = _refusal_flusher(environ, owned, connection, token)
+    # Quick retries: a probe reads the table through it.
+    refusals = _refusal_flusher(environ, owned, connection, token, options=_FAST_TABLE)
     store = SubscriptionStore(owned.own(table_client(connection, SUBSCRIPTIONS_TABLE, token, **_FAST_TABLE)))
     cursors = owned.own(table_client(connection, CURSORS_TABLE, token, **_FAST_TABLE))
     names = [settings.notifications_queue, f"{settings.notifications_queue}-poison"]
