@@ -393,7 +393,7 @@ class SimControl:
         return dict(await self.call("POST", path))
 
     async def spoil_rich(self, *faults: str, token_version: int | None = None) -> dict[str, Any]:
-        """Spoil the next rich batches, one fault each: forged, expired, wrong-audience, tampered,
+        """Spoil the next rich batches, one fault each: forged, expired, wrong-audience, other-tenant, tampered,
         unknown-certificate; ``token_version`` 1 or 2 sets the form of the validation tokens."""
         body: dict[str, Any] = {"next": list(faults)}
         if token_version is not None:
