@@ -111,7 +111,7 @@ class SinkRunner:
             log.error("sink %s: event %s refused (%s): moved to poison", self.queue, _id(message), exc)
             return await self._give_up(message, "refused")
         except DeliveryDeferredError as exc:
-            return await self._wait(message, exc.delay)
+            return await self._wait(message, exc.delay, attempt)
         except DeliveryRetryError as exc:
             return await self._retry(message, str(exc), exc.retry_after, attempt)
         except Exception as exc:  # noqa: BLE001 - storage or Graph trouble: retried like an outage
@@ -129,10 +129,9 @@ class SinkRunner:
             return await self._give_up(message, "retried")
         log.warning("sink %s: event %s: %s; retry %d in %.0f s", self.queue, _id(message), reason, retries, delay)
         later = SinkMessage(message.payload, retries, message.deferrals, since)
-        await self._requeue(later, delay, message, attempt)
-        return "retrying"
+        return await self._requeue(later, delay, message, attempt) or "retrying"
 
-    async def _wait(self, message: SinkMessage, hint: float) -> str:
+    async def _wait(self, message: SinkMessage, hint: float, attempt: int) -> str:
         now = self._clock()
         since = message.since or now
         delay = self._policy.wait_delay(message.deferrals, since, now, hint)
@@ -141,18 +140,18 @@ class SinkRunner:
             log.error(text, self.queue, _id(message), format_time(since))
             return await self._give_up(message, "waited")
         later = SinkMessage(message.payload, message.retries, message.deferrals + 1, since)
-        await self._requeue(later, delay, message, 1)
-        return "deferred"
+        return await self._requeue(later, delay, message, attempt) or "deferred"
 
-    async def _requeue(self, later: SinkMessage, delay: float, message: SinkMessage, attempt: int) -> None:
-        """Re-enqueue; if even that fails, leave the message to the host, poisoned on its last attempt."""
+    async def _requeue(self, later: SinkMessage, delay: float, message: SinkMessage, attempt: int) -> str | None:
+        """Re-enqueue (None); if even that fails, leave the message to the host, poisoned on its last attempt."""
         try:
             await self._queue.send(later.to_text(), delay_seconds=delay)
         except Exception:
             if attempt < self._host_attempts:
                 raise
             log.error("sink %s: event %s could not be re-enqueued: moved to poison", self.queue, _id(message))
-            await self._give_up(message, "retried")
+            return await self._give_up(message, "retried")
+        return None
 
     async def _give_up(self, message: SinkMessage, reason: str) -> str:
         count(POISONED, sink=self.queue, reason=reason)
