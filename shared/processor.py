@@ -182,6 +182,9 @@ class Processor:
         reading = self._resource_data.read(record.subscription_id, rich)
         if reading.undecryptable:
             await self._poison_items(envelope, reading.undecryptable)
+            refusals.count(refusals.Reason.DECRYPTION_FAILED, len(reading.undecryptable), source="processor")
+        if reading.outside_window:
+            refusals.count(refusals.Reason.OUTSIDE_CALENDAR_WINDOW, reading.outside_window, source="processor")
         readable = [item for item, _ in reading.told]
         outcome = await self._sync.apply_notified(record, reading.told, envelope.deferrals)
         summary = Summary(events=outcome.events, poisoned=len(reading.undecryptable))
