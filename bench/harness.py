@@ -81,8 +81,18 @@ async def subscribe_via_host(stack: LocalStack, control: SimControl, count: int)
     return await control.subscriptions()
 
 
-async def quiet(stack: LocalStack, control: SimControl, limit: float = 60) -> None:
-    """Wait until the simulator has nothing left to deliver and the notifications queue is empty."""
+# A duplicate notification that meets a pass of several pages waits MAX_DEFER (30 s), then
+# one more, usually empty, pass covers it; a copy that loses that pass's lease race waits its
+# back-off (at most MAX_DEFER) once more. Beyond two of them and the passes, something is stuck.
+SETTLE_LIMIT = 180.0
+
+
+async def quiet(stack: LocalStack, control: SimControl, limit: float = SETTLE_LIMIT) -> float:
+    """Wait until the simulator has nothing left to deliver and the notifications queue is empty.
+
+    Empty means no message at all, invisible ones included: a deferred notification is
+    work still to do (it may cost a delta run), so it counts. Returns the seconds waited.
+    """
     from devtools.messages import peek_count
 
     connection = stack.azurite.connection_string
@@ -91,7 +101,38 @@ async def quiet(stack: LocalStack, control: SimControl, limit: float = 60) -> No
         pending = (await control.stats())["delivery"].get("pending", 0)
         return not pending and await peek_count(connection, NOTIFICATIONS_QUEUE) == 0
 
-    await wait_until(settled, limit, "the pipeline to settle", every=0.2)
+    return await wait_until(settled, limit, "the pipeline to settle", every=0.2)
+
+
+class HostLog:
+    """What the host's queue trigger did since a mark, from its ``message.processed`` log lines.
+
+    function_app logs one per queue message with the processor's summary (runs, skipped,
+    deferred, events...), so deferrals, which leave no other trace once acked, can be counted.
+    """
+
+    def __init__(self, stack: LocalStack) -> None:
+        self._path = stack.run_dir / "host.log"
+        self._offset = 0
+
+    def mark(self) -> None:
+        """Count from here on."""
+        self._offset = self._path.stat().st_size if self._path.exists() else 0
+
+    def processed(self) -> Counter[str]:
+        """The summaries' fields added up since the mark, plus ``messages``: how many were processed."""
+        totals: Counter[str] = Counter()
+        with self._path.open("rb") as log:
+            log.seek(self._offset)
+            for line in log.read().decode("utf-8", "replace").splitlines():
+                if " message.processed " not in line:
+                    continue
+                totals["messages"] += 1
+                for field in line.split(" message.processed ", 1)[1].split():
+                    name, _, value = field.partition("=")
+                    if value.isdigit() and name != "dequeue_count":
+                        totals[name] += int(value)
+        return totals
 
 
 class ChangeWatcher:

@@ -164,6 +164,9 @@ class Envelope:
     deferrals: int = 0
     # The W3C traceparent of the span that stored it, so one trace spans the queue hop; set only when tracing.
     traceparent: str | None = None
+    # Storage's insertion time of the message the items were first stored in; set on a deferred copy,
+    # whose own insertion time is later, so a pass that began after the first one still covers them.
+    notified_at: datetime | None = None
 
     def to_json(self) -> str:
         """Serialise compactly for the queue ("value" last: pack_items appends items there)."""
@@ -173,6 +176,8 @@ class Envelope:
             "receivedAt": format_time(self.received_at),
             "deferrals": self.deferrals,
         }
+        if self.notified_at is not None:
+            fields["notifiedAt"] = format_time(self.notified_at)
         if self.traceparent:
             fields["traceparent"] = self.traceparent
         fields["value"] = self.items
@@ -186,13 +191,14 @@ class Envelope:
             items = raw["value"]
             received_at = parse_time(raw["receivedAt"])
             deferrals = int(raw.get("deferrals", 0))
+            notified_at = parse_time(raw["notifiedAt"]) if "notifiedAt" in raw else None
         except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
             raise MalformedBodyError("queue message is not a notification envelope") from exc
         if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
             raise MalformedBodyError("queue message holds no notification list")
         traceparent = raw.get("traceparent")
         traceparent = traceparent if isinstance(traceparent, str) and len(traceparent) <= 128 else None
-        return cls(str(raw.get("source", "")), received_at, items, deferrals, traceparent)
+        return cls(str(raw.get("source", "")), received_at, items, deferrals, traceparent, notified_at)
 
 
 def split_envelope(envelope: Envelope, limit: int = MAX_MESSAGE_JSON_BYTES) -> list[str]:

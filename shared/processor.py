@@ -116,7 +116,9 @@ class Processor:
         return summary
 
     async def _process(self, envelope: Envelope, inserted_at: datetime | None) -> Summary:
-        notified_at = inserted_at or envelope.received_at
+        # A deferred copy is judged by when its items were first stored, not by its own (later) insertion:
+        # else the pass that made it wait never covers it, and each deferral asks for one more pass.
+        notified_at = envelope.notified_at or inserted_at or envelope.received_at
         groups: dict[str, list[dict[str, Any]]] = {}
         for item in envelope.items:
             groups.setdefault(str(item.get("subscriptionId", "")), []).append(item)
@@ -211,14 +213,18 @@ class Processor:
         if action is Action.SKIP:
             return Summary(skipped=1, events=outcome.events)
         if action is Action.DEFER:
-            await self._defer(envelope, items, outcome.decision.delay)
+            await self._defer(envelope, items, outcome.decision.delay, notified_at)
             return Summary(deferred=1, events=outcome.events)
         telemetry.count(telemetry.DELTA_RUNS)
         telemetry.record_duration(time.monotonic() - started)
         return Summary(runs=1, events=outcome.events)
 
-    async def _defer(self, envelope: Envelope, items: list[dict[str, Any]], delay: timedelta) -> None:
-        later = Envelope(envelope.source, envelope.received_at, items, envelope.deferrals + 1, envelope.traceparent)
+    async def _defer(
+        self, envelope: Envelope, items: list[dict[str, Any]], delay: timedelta, notified_at: datetime | None = None
+    ) -> None:
+        later = replace(
+            envelope, items=items, deferrals=envelope.deferrals + 1, notified_at=notified_at or envelope.notified_at
+        )
         await self._notifications.send(later.to_json(), delay_seconds=delay.total_seconds())
 
 

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from devtools.messages import receive_json
 from shared.clock import utcnow
 from shared.coalescing import Action
 from shared.notifications import Envelope
@@ -282,3 +283,59 @@ async def test_a_notification_whose_every_lease_race_is_lost_is_deferred_not_ack
     assert (summary.runs, summary.deferred) == (0, 1), "no pass ran: the notification is kept for later"
     sync._cursors = raced.inner
     await stack.pump(lambda: [e["changeType"] for e in stack.for_item(made["id"])] == ["created"], within=40)
+
+
+class Held:
+    """A drive source whose first page waits until released: a pass that holds the lease meanwhile."""
+
+    kind = "driveItem"
+    traits = PLAIN
+
+    def __init__(self, inner: Any) -> None:
+        self.inner, self.entered, self.release = inner, asyncio.Event(), asyncio.Event()
+
+    def handles(self, resource: str) -> bool:
+        return bool(self.inner.handles(resource))
+
+    async def page(self, resource: str, link: str | None, state: Any = None) -> Any:
+        self.entered.set()
+        await self.release.wait()
+        return await self.inner.page(resource, link, state)
+
+
+async def test_a_deferred_notification_is_covered_by_the_pass_that_made_it_wait(stack_factory):
+    # Before the fix, the deferred copy was judged by its own insertion time, after the start of the
+    # pass it waited for: that pass never covered it, so each deferral cost one more pass, and in a
+    # burst the copies that lost the next lease race were deferred again (python -m bench --only
+    # coalescing: 8 delta runs and 49 deferrals for 10 notification messages, 145 s to settle).
+    stack = await subscribed(stack_factory)
+    await stack.control.delivery(paused=True)  # the test plays the notification itself
+    made = await stack.control.create_item(DRIVE, "burst.txt")
+    record = await stack.record()
+    notified_at = utcnow()  # as storage stamped the notification's message
+    await asyncio.sleep(2.5)  # the pass below starts more than COVERAGE_MARGIN after it
+    held = Held(stack.worker.renewer._sync._sources.for_resource(RESOURCE))
+    running = asyncio.create_task(synchronizer(stack, SourceRegistry([held])).sync(record, utcnow()))
+    await asyncio.wait_for(held.entered.wait(), 10)
+    body = Envelope("notifications", notified_at, [{"subscriptionId": record.subscription_id, "changeType": "updated"}])
+
+    waited = await stack.worker.processor.handle(body.to_json(), notified_at)
+    held.release.set()
+    ran = await running
+    requests = (await stack.control.stats())["drives"][DRIVE]["deltaRequests"]
+    async with queue_client(stack.connection, NOTIFICATIONS_QUEUE) as client:
+        copies: list[Any] = []
+        for _ in range(100):  # the copy becomes visible after its delay (whole seconds)
+            copies = [m async for m in client.receive_messages(max_messages=32)]
+            if copies:
+                break
+            await asyncio.sleep(0.1)
+    [copy] = copies
+    again = await stack.worker.processor.handle(copy.content, copy.inserted_on, copy.dequeue_count)
+
+    assert waited.deferred == 1 and ran.decision.action is Action.RUN and ran.events == 1
+    assert copy.inserted_on > notified_at + timedelta(seconds=2), "the copy was stored after the pass began"
+    assert (again.skipped, again.runs, again.deferred) == (1, 0, 0), "covered by the pass it waited for"
+    assert (await stack.control.stats())["drives"][DRIVE]["deltaRequests"] == requests, "no pass of its own"
+    stack.events += await receive_json(stack.connection, CHANGES_QUEUE)
+    assert by_type(stack, made["id"]) == ["created"]

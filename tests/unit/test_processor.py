@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 from shared import refusals
+from shared.coalescing import Action
 from shared.notifications import Envelope
 from shared.processor import MAX_ATTEMPTS, Processor
+from shared.stores.subscriptions import SubscriptionRecord
 from tests.unit.test_rich_subscriptions import CHANNEL, NOW, Queue, Store, Synchronizer, record
 
 HOST_JSON = Path(__file__).resolve().parents[2] / "host.json"
@@ -46,3 +50,32 @@ async def test_resource_data_without_a_certificate_is_counted_as_not_decrypted()
     await processor.handle(Envelope("notifications", NOW, items).to_json())
 
     assert refused() == {"decryptionFailed": 1}
+
+
+class Busy(Synchronizer):
+    """A resource whose lease is always held: every notification is deferred; records the times it is judged by."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.judged: list[datetime] = []
+
+    async def sync(self, record: SubscriptionRecord, notified_at: datetime, deferrals: int) -> Any:
+        self.judged.append(notified_at)
+        return SimpleNamespace(decision=SimpleNamespace(action=Action.DEFER, delay=timedelta(seconds=30)), events=0)
+
+
+async def test_a_deferred_copy_is_judged_by_when_its_notification_was_first_stored():
+    # A copy's own insertion time is after the pass it waited for began: judged by it, the copy
+    # was never covered by that pass, and every deferral asked for a pass of its own.
+    busy, queue = Busy(), Queue()
+    processor = Processor(Store(record("drives/d1/root", NOW)), busy, None, queue, Queue(), lambda: NOW)  # type: ignore[arg-type]
+    first = NOW - timedelta(minutes=1)
+    items = [{"subscriptionId": "sub-1", "changeType": "updated"}]
+
+    await processor.handle(Envelope("notifications", first, items).to_json(), first)
+    await processor.handle(queue.sent[-1], first + timedelta(seconds=30))
+    await processor.handle(queue.sent[-1], first + timedelta(seconds=60))
+
+    assert busy.judged == [first, first, first]
+    copy = Envelope.from_json(queue.sent[-1])
+    assert (copy.notified_at, copy.deferrals, copy.items) == (first, 3, items)
