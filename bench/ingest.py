@@ -74,7 +74,7 @@ async def run(quick: bool) -> list[Row]:
         await post_level(url, json.dumps({"value": [item]}).encode(), 8, 200, 1)
         await take_stored(connection, 10_000)  # drop the warm-up's messages
         results: dict[int, list[tuple[Level, float]]] = {}
-        messages = items = 0
+        messages = items = lost = 0
         for batch in SHAPES:
             body = json.dumps({"value": [item] * batch}).encode()
             for senders in LEVELS:
@@ -83,6 +83,9 @@ async def run(quick: bool) -> list[Row]:
                 level = await post_level(url, body, senders, requests, batch)
                 written, held = await take_stored(connection, 2 * requests + 100)
                 messages, items = messages + written, items + held
+                # A POST answered 5xx may have been stored anyway (a write that finished after the deadline):
+                # Graph sends it again, a duplicate the promise allows. Fewer than accepted is a loss.
+                lost += max(0, (level.requests - level.failures) * batch - held)
                 results.setdefault(batch, []).append((level, raw))
                 say(
                     f"  ingest {batch:>2}/POST x{senders:<2} senders: {level.notifications_per_second:8.0f} notif/s, "
@@ -91,15 +94,17 @@ async def run(quick: bool) -> list[Row]:
                     f"load average {os.getloadavg()[0]:.1f}"
                 )
         posts = len(SHAPES) * len(LEVELS) * requests
-        notifications = sum(len(LEVELS) * requests * batch for batch in SHAPES)
+        sent = sum(len(LEVELS) * requests * batch for batch in SHAPES)
+        accepted = sum((lv.requests - lv.failures) * lv.batch for levels in results.values() for lv, _ in levels)
+        refused = sum(lv.failures for levels in results.values() for lv, _ in levels)
         many = await many_subscriptions(connection, url, sub, requests)
     rows.append(
         Row(
             NAME,
-            "notifications stored / accepted",
-            f"{items} / {notifications}",
-            goal="equal",
-            met=items == notifications,
+            "notifications stored / accepted (sent)",
+            f"{items} / {accepted} ({sent} sent; {refused} POSTs not 202)",
+            goal="none lost, <= sent",
+            met=not lost and items <= sent,
         )
     )
     rows.append(

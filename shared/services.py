@@ -7,6 +7,7 @@ Graph's handshake before any of them is imported.
 from __future__ import annotations
 
 import asyncio
+import gc
 from collections.abc import Awaitable, Callable, Mapping
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
@@ -74,7 +75,20 @@ class Lazy(Generic[T]):
         async with self._lock:
             if self._value is None:
                 self._value = await self._factory()
+                _keep_out_of_full_collections()
         return self._value
+
+
+def _keep_out_of_full_collections() -> None:
+    """Leave what the process has built to serve (SDK modules, clients) out of the GC's full collections.
+
+    It lives as long as the process, and a full collection walks every tracked object with
+    the process stopped: over the HTTP path's 67,000 that took 40 to 65 ms, twice per 2,000
+    requests at 32 senders, and every request in flight waited (the ingest p99). Collected
+    first, so no garbage is frozen with it.
+    """
+    gc.collect()
+    gc.freeze()
 
 
 class _Owned:
