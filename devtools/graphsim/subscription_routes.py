@@ -59,17 +59,15 @@ async def create(request: web.Request, state: SimState, m: re.Match[str], claims
         sub.drive_id = drive.id
     if len(state.subs.for_app(sub.application_id, now)) >= state.config.subscription_quota:
         raise GraphError(403, "Forbidden", "The number of subscriptions for this application has reached the limit.")
-    dup = state.subs.duplicate_of(sub, now)
-    if dup is not None:
-        raise GraphError(409, "Conflict", f"Subscription Id {dup.id} already exists for the requested combination")
+    # No 409 for a duplicate: "Each subscription has a unique subscriptionId, even if you have multiple
+    # subscriptions that monitor the same resource and use the same notification URL"
+    # (GD concepts/change-notifications-delivery-webhooks.md). The 409 of the Event Hubs and Event Grid
+    # pages is not a webhook's.
     timeout = state.config.validation_timeout_seconds
     await handshake.validate(state.session(), sub.notification_url, timeout)
     if sub.lifecycle_url:
         # Graph validates the lifecycle URL separately, even when it equals notificationUrl.
         await handshake.validate(state.session(), sub.lifecycle_url, timeout)
-    dup = state.subs.duplicate_of(sub, state.clock.now())
-    if dup is not None:  # a concurrent create won while we were validating
-        raise GraphError(409, "Conflict", f"Subscription Id {dup.id} already exists for the requested combination")
     state.subs.subs[sub.id] = sub
     log.info("created subscription %s on %s", sub.id, sub.resource)
     return json_response(request, sub.to_json(state.graph_url), status=201)

@@ -110,10 +110,6 @@ class Subscription:
         )
         return body
 
-    def conflict_key(self) -> tuple[str, str, str, str]:
-        """What makes two subscriptions duplicates: app, resource, changeType, URL."""
-        return (self.application_id, self.resource.strip("/").lower(), self.change_type.lower(), self.notification_url)
-
 
 def parse_resource(resource: str) -> tuple[str, str]:
     """Return (kind, key) for a drive-root resource: kind is drives, users or sites."""
@@ -265,9 +261,3 @@ class SubscriptionStore:
         """Active subscriptions watching a drive."""
         self.prune(now)
         return [s for s in self.subs.values() if s.drive_id == drive_id]
-
-    def duplicate_of(self, sub: Subscription, now: datetime) -> Subscription | None:
-        """An active subscription with the same conflict key, if any."""
-        self.prune(now)
-        key = sub.conflict_key()
-        return next((s for s in self.subs.values() if s.conflict_key() == key), None)

@@ -397,17 +397,19 @@ async def test_lifecycle_url_is_validated_separately(
 
 
 @pytest.mark.asyncio
-async def test_duplicate_subscription_conflicts(
+async def test_a_duplicate_subscription_gets_a_new_id_and_both_are_notified(
     sim: SimHandle, graph: GraphServiceClient, make_receiver: ReceiverFactory
 ) -> None:
+    # GD concepts/change-notifications-delivery-webhooks.md: a unique id even for the same resource and URL.
     drive, receiver = await make_drive(sim), await make_receiver()
     first = await graph.subscriptions.post(new_subscription(drive["id"], receiver.url))
-    assert first is not None
-    with pytest.raises(ODataError) as info:
-        await graph.subscriptions.post(new_subscription(drive["id"], receiver.url))
-    assert info.value.response_status_code == 409
-    assert info.value.error is not None
-    assert f"Subscription Id {first.id} already exists" in (info.value.error.message or "")
+    second = await graph.subscriptions.post(new_subscription(drive["id"], receiver.url))
+    assert first is not None and second is not None and first.id and second.id and first.id != second.id
+    listed = await graph.subscriptions.get()
+    assert listed is not None and {s.id for s in listed.value or []} == {first.id, second.id}
+    await control(sim, "POST", f"/drives/{drive['id']}/items", {"name": "one.txt"})
+    await receiver.wait_for(2)
+    assert sorted(n["subscriptionId"] for n in receiver.notifications) == sorted([first.id, second.id])
 
 
 @pytest.mark.asyncio
