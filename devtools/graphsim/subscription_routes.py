@@ -12,8 +12,9 @@ from aiohttp import web
 
 from . import handshake
 from .errors import GraphError, empty_response, json_response
+from .rich import checked_certificate
 from .state import SimState
-from .subscriptions import RULE_KIND, build, check_expiration, max_minutes, rule_for
+from .subscriptions import RULE_KIND, build, check_expiration, max_minutes, resource_path, rule_for
 
 log = logging.getLogger("graphsim.subscriptions")
 LIST_PAGE = 100
@@ -50,7 +51,7 @@ async def create(request: web.Request, state: SimState, m: re.Match[str], claims
     sub, kind, key = build(await _body(request), now, claims["appid"], claims["oid"])
     rule = rule_for(sub.resource) if kind == RULE_KIND else None
     if rule is not None:
-        if not rule.exists(state, sub.resource):
+        if not rule.exists(state, resource_path(sub.resource)):
             raise GraphError(404, "ResourceNotFound", "The resource could not be found.")
     else:
         drive = state.drives.find(kind, key)
@@ -81,7 +82,8 @@ async def list_subs(request: web.Request, state: SimState, m: re.Match[str], cla
     page = subs[skip : skip + LIST_PAGE]
     body: dict[str, Any] = {
         "@odata.context": f"{state.graph_url}/$metadata#subscriptions",
-        "value": [s.to_json() for s in page],
+        # "the clientState property value is not returned for security purposes" (GD subscription-list.md).
+        "value": [s.to_json() | {"clientState": None} for s in page],
     }
     if skip + LIST_PAGE < len(subs):
         body["@odata.nextLink"] = f"{state.graph_url}/subscriptions?$skiptoken={skip + LIST_PAGE}"
@@ -95,14 +97,27 @@ async def get_sub(request: web.Request, state: SimState, m: re.Match[str], claim
 
 
 async def patch_sub(request: web.Request, state: SimState, m: re.Match[str], claims: dict[str, Any]) -> web.Response:
-    """PATCH /subscriptions/{id}: only expirationDateTime changes."""
+    """PATCH /subscriptions/{id}: the expiry, and for a subscription with resource data its certificate.
+
+    Graph's key rotation guide PATCHes ``encryptionCertificate`` and ``encryptionCertificateId``
+    (GD concepts/change-notifications-with-resource-data.md, "Rotating keys"); later
+    notifications are encrypted for the new certificate.
+    """
     await _write(state)
     now = state.clock.now()
     sub = state.subs.get(m["id"], now, claims["appid"])
     body = await _body(request)
-    if not isinstance(body, dict) or "expirationDateTime" not in body:
+    rotating = isinstance(body, dict) and ("encryptionCertificate" in body or "encryptionCertificateId" in body)
+    if not isinstance(body, dict) or ("expirationDateTime" not in body and not rotating):
         raise GraphError(400, "InvalidRequest", "expirationDateTime is a required property.")
-    sub.expiration = check_expiration(body["expirationDateTime"], now, max_minutes(sub.resource))
+    expiration = sub.expiration
+    if "expirationDateTime" in body:
+        expiration = check_expiration(body["expirationDateTime"], now, max_minutes(sub.resource))
+    if rotating:
+        if not sub.include_resource_data:
+            raise GraphError(400, "InvalidRequest", "encryptionCertificate applies only with includeResourceData.")
+        sub.encryption_certificate, sub.encryption_certificate_id = checked_certificate(body)
+    sub.expiration = expiration
     return json_response(request, sub.to_json(state.graph_url))
 
 

@@ -46,6 +46,8 @@ class ResourceRule:
     # Rich notifications: whether includeResourceData is allowed, and whether Graph insists on it.
     resource_data: bool = False
     resource_data_required: bool = False
+    # Teams resources: an expiry further than this needs a lifecycleNotificationUrl (Graph answers 400).
+    lifecycle_required_after: timedelta | None = None
 
 
 # Each module that simulates such a resource adds its rule here when imported.
@@ -53,9 +55,14 @@ RESOURCE_RULES: list[ResourceRule] = []
 RULE_KIND = "rule"
 
 
+def resource_path(resource: str) -> str:
+    """A subscription resource without its OData query (``chats/getAllMessages?model=B``), as rules match it."""
+    return resource.partition("?")[0].strip()
+
+
 def rule_for(resource: str) -> ResourceRule | None:
     """The rule of a non-drive resource, or None (a drive root, or nothing simulated)."""
-    return next((rule for rule in RESOURCE_RULES if rule.pattern.match(resource.strip())), None)
+    return next((rule for rule in RESOURCE_RULES if rule.pattern.match(resource_path(resource))), None)
 
 
 def max_minutes(resource: str) -> int:
@@ -198,6 +205,16 @@ def build(body: Any, now: datetime, app_id: str, creator_id: str) -> tuple[Subsc
     notification_url = check_url(body["notificationUrl"], "notificationUrl")
     lifecycle = body.get("lifecycleNotificationUrl")
     lifecycle_url = None if lifecycle is None else check_url(lifecycle, "lifecycleNotificationUrl")
+    expiration = check_expiration(body["expirationDateTime"], now, max_minutes(resource))
+    beyond = rule.lifecycle_required_after if rule is not None else None
+    if beyond is not None and lifecycle_url is None and expiration > now + beyond:
+        # GD concepts/teams-changenotifications-chatmessage.md (and every Teams resource's page).
+        raise GraphError(
+            400,
+            "InvalidRequest",
+            "lifecycleNotificationUrl is a required property for subscription creation on this resource"
+            " when the expirationDateTime value is set to greater than 1 hour",
+        )
     if body.get("includeResourceData") and rule is None:
         raise GraphError(
             400, "InvalidRequest", "Rich notifications (includeResourceData) are not supported for driveItem resources."
@@ -215,7 +232,7 @@ def build(body: Any, now: datetime, app_id: str, creator_id: str) -> tuple[Subsc
         notification_url=notification_url,
         lifecycle_url=lifecycle_url,
         client_state=client_state,
-        expiration=check_expiration(body["expirationDateTime"], now, max_minutes(resource)),
+        expiration=expiration,
         application_id=app_id,
         creator_id=creator_id,
         tls_version=tls,
