@@ -1,4 +1,4 @@
-"""Teams chat messages: channel messages and the tenant's chat messages.
+"""Teams chat messages: a channel's messages, every channel's, and the tenant's chat messages.
 
 App-only subscriptions on these resources must include resource data (Graph
 refuses them otherwise), so every change arrives decrypted in its notification and
@@ -9,21 +9,22 @@ therefore reads no page and finds no change.
 
 from __future__ import annotations
 
-from .catalog import TEAMS_CHANNEL_MESSAGES, TEAMS_CHAT_MESSAGES
+from .catalog import TEAMS_ALL_CHANNEL_MESSAGES, TEAMS_CHANNEL_MESSAGES, TEAMS_CHAT_MESSAGES
 from .contract import Page
 
 KIND = "chatMessage"
 
 
 class TeamsMessageSource:
-    """The change source for teams/{id}/channels/{id}/messages and chats/getAllMessages."""
+    """The change source for teams/{id}/channels/{id}/messages, teams/getAllMessages and chats/getAllMessages."""
 
     kind = KIND
 
     def handles(self, resource: str) -> bool:
-        """True for a channel's messages or the tenant's chat messages."""
+        """True for a channel's messages, or the tenant's channel or chat messages."""
         path = resource.strip().strip("/")
-        return bool(TEAMS_CHANNEL_MESSAGES.match(path) or TEAMS_CHAT_MESSAGES.match(path))
+        patterns = (TEAMS_CHANNEL_MESSAGES, TEAMS_ALL_CHANNEL_MESSAGES, TEAMS_CHAT_MESSAGES)
+        return any(pattern.match(path) for pattern in patterns)
 
     async def page(self, resource: str, link: str | None) -> Page:
         """No page to read: changes come with their notifications (resource data is required)."""
