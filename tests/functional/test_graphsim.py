@@ -1128,7 +1128,7 @@ async def test_cli_prints_start_line_and_stops_on_sigterm(tmp_path: Path) -> Non
 
 @pytest.mark.asyncio
 async def test_parent_reference_paths_are_percent_encoded(sim: SimHandle) -> None:
-    # GD api-reference/v1.0/resources/itemreference.md: "Percent-encoded path", e.g. /drive/root:/Documents/my%20file.docx.
+    # GD api-reference/v1.0/resources/itemreference.md: "Percent-encoded path" (/drive/root:/Documents/my%20file.docx)
     drive, token = await make_drive(sim), await token_for(sim)
     base = f"/drives/{drive['id']}/items"
     folder = await control(sim, "POST", base, {"name": "My Folder", "folder": True})
