@@ -223,7 +223,16 @@ def _everywhere(state: Any, resource: str) -> bool:
 
 
 RESOURCE_RULES.extend(
-    ResourceRule(pattern, CHANGES, TEAMS_MAX_MINUTES, label, exists, True, required, LIFECYCLE_REQUIRED_AFTER)
+    ResourceRule(
+        pattern,
+        CHANGES,
+        TEAMS_MAX_MINUTES,
+        label,
+        exists,
+        resource_data=True,
+        resource_data_required=required,
+        lifecycle_required_after=LIFECYCLE_REQUIRED_AFTER,
+    )
     for pattern, label, exists, required in (
         (CHANNEL_MESSAGES, "Teams channel messages", _channel_exists, False),
         (ALL_CHANNEL_MESSAGES, "Teams messages of all channels", _everywhere, True),
