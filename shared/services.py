@@ -27,8 +27,9 @@ if TYPE_CHECKING:
     from .security.certificates import CertificateBook, NotificationCertificate
     from .security.resource_data import ResourceDataReader
     from .security.tokens import TokenGate
-    from .settings import CertificateSource
+    from .settings import CertificateSource, StorageConnection
     from .stores.desired import DesiredStore
+    from .stores.refusals import RefusalFlusher
     from .sweeper import Sweeper
 
 T = TypeVar("T")
@@ -120,6 +121,7 @@ async def build_ingest(environ: Mapping[str, str]) -> Receivers:
     token = storage_credential(connection)
     if token is not None:
         owned.own(token)
+    _refusal_flusher(environ, owned, connection, token)
     queue = MessageQueue(owned.own(queue_client(connection, NOTIFICATIONS_QUEUE, token, **_FAST)))
     store = SubscriptionStore(owned.own(table_client(connection, SUBSCRIPTIONS_TABLE, token, **_FAST_TABLE)))
     # One point read per subscription id the first time it is named, then cached (see SecretBook).
@@ -128,15 +130,32 @@ async def build_ingest(environ: Mapping[str, str]) -> Receivers:
     return Receivers(Ingest(secrets, queue, tokens=tokens), Ingest(secrets, queue, tokens=tokens), owned, secrets)
 
 
+def _refusal_flusher(
+    environ: Mapping[str, str],
+    owned: _Owned,
+    connection: StorageConnection,
+    token: AsyncTokenCredential | None,
+    prune: bool = False,
+    options: Mapping[str, Any] = _PATIENT_TABLE,
+) -> RefusalFlusher:
+    """Writes this process's refusal counts in the background, never on a request's path; a close flushes."""
+    from .settings import refusals_flush_seconds
+    from .storage import table_client
+    from .stores.refusals import REFUSALS_TABLE, RefusalFlusher, RefusalTable
+
+    client = owned.own(table_client(connection, REFUSALS_TABLE, token, **options))
+    return owned.own(RefusalFlusher(RefusalTable(client), refusals_flush_seconds(environ), prune=prune).start())
+
+
 def _token_gate(environ: Mapping[str, str], owned: _Owned) -> TokenGate:
-    """The validation-token checker; without GRAPH_CLIENT_ID it refuses every rich batch (nothing to check against)."""
+    """The validation-token checker; without GRAPH_CLIENT_ID or GRAPH_TENANT_ID it refuses every rich batch."""
     from .security.tokens import TokenGate
     from .settings import token_settings
 
     found = token_settings(environ)
     if found is None:
-        return owned.own(TokenGate(None))
-    return owned.own(TokenGate(found.client_id, found.authority, found.issuers, ca_file=found.ca_file))
+        return owned.own(TokenGate(None, None))
+    return owned.own(TokenGate(found.client_id, found.tenant_id, found.authority, found.issuers, ca_file=found.ca_file))
 
 
 @dataclass(frozen=True)
@@ -207,6 +226,8 @@ async def build_worker(environ: Mapping[str, str]) -> Worker:
     token = storage_credential(connection)
     if token is not None:
         owned.own(token)
+    # The worker's flusher also deletes old rows: one pruner per deployment suffices.
+    _refusal_flusher(environ, owned, connection, token, prune=True)
     store = SubscriptionStore(owned.own(table_client(connection, SUBSCRIPTIONS_TABLE, token, **_PATIENT_TABLE)))
     cursors = CursorStore(owned.own(table_client(connection, CURSORS_TABLE, token, **_PATIENT_TABLE)))
     index = ItemIndex(owned.own(table_client(connection, ITEMS_TABLE, token, **_PATIENT_TABLE)))
@@ -241,11 +262,13 @@ async def build_worker(environ: Mapping[str, str]) -> Worker:
 
     # SharePoint's own list webhooks: their REST API (certificate or managed identity), one more source.
     sharepoint_client = owned.own(await build_sharepoint_client(settings))
-    from .sources.outlook import FOLDERS_TABLE, FolderPositions, outlook_sources
+    from .sources.outlook import outlook_sources
+    from .stores.source_state import SOURCE_STATE_TABLE, SourceStateStore
 
-    # Outlook's all-folder message walk keeps one deltaLink per mail folder in a table of its own.
-    folders = FolderPositions(owned.own(table_client(connection, FOLDERS_TABLE, token, **_PATIENT_TABLE)))
-    await folders.setup()
+    # What sources keep besides their link (the all-folder mail walk's per-folder deltaLinks),
+    # committed by the synchronizer with each page.
+    source_state = SourceStateStore(owned.own(table_client(connection, SOURCE_STATE_TABLE, token, **_PATIENT_TABLE)))
+    await source_state.setup()
     sources = SourceRegistry(
         [
             SharePointListSource(sharepoint_client),
@@ -253,11 +276,11 @@ async def build_worker(environ: Mapping[str, str]) -> Worker:
             ListSource(graph),
             DirectorySource(graph, "users"),
             DirectorySource(graph, "groups"),
-            *outlook_sources(graph, folders, settings.calendar_window_days_past, settings.calendar_window_days_ahead),
+            *outlook_sources(graph, settings.calendar_window_days_past, settings.calendar_window_days_ahead),
             TeamsMessageSource(),
         ]
     )
-    synchronizer = Synchronizer(cursors, index, sources, outlet, notifications)
+    synchronizer = Synchronizer(cursors, index, sources, outlet, notifications, source_state)
     certificates = await _certificate_book(settings)
     renewer = Renewer(
         graph,
@@ -276,7 +299,7 @@ async def build_worker(environ: Mapping[str, str]) -> Worker:
         renewer,
         notifications,
         poison,
-        resource_data=_resource_data_reader(certificates, outlet, settings),
+        resource_data=_resource_data_reader(certificates, settings),
     )
     sweeper = Sweeper(store, cursors, notifications, settings.sweep_after)
     sharepoint = sharepoint_renewer(
@@ -343,17 +366,15 @@ def _encryption_for(
     return encryption
 
 
-def _resource_data_reader(
-    certificates: CertificateBook | None, outlet: Any, settings: Settings
-) -> ResourceDataReader | None:
-    """Turns rich notifications into events on the outlet; None without certificates."""
+def _resource_data_reader(certificates: CertificateBook | None, settings: Settings) -> ResourceDataReader | None:
+    """Decrypts rich notifications; None without certificates."""
     if certificates is None:
         return None
     from .clock import utcnow
     from .security.resource_data import ResourceDataReader
 
     window = (settings.calendar_window_days_past, settings.calendar_window_days_ahead)
-    return ResourceDataReader(certificates, outlet, utcnow, window)
+    return ResourceDataReader(certificates, utcnow, window)
 
 
 @dataclass(frozen=True)
@@ -384,6 +405,8 @@ async def build_health(environ: Mapping[str, str]) -> Health:
     token = storage_credential(connection)
     if token is not None:
         owned.own(token)
+    # Quick retries: a probe reads the table through it.
+    refusals = _refusal_flusher(environ, owned, connection, token, options=_FAST_TABLE)
     store = SubscriptionStore(owned.own(table_client(connection, SUBSCRIPTIONS_TABLE, token, **_FAST_TABLE)))
     cursors = owned.own(table_client(connection, CURSORS_TABLE, token, **_FAST_TABLE))
     names = [settings.notifications_queue, f"{settings.notifications_queue}-poison"]
@@ -399,7 +422,8 @@ async def build_health(environ: Mapping[str, str]) -> Health:
         except ResourceNotFoundError:
             return []  # no table yet: nothing subscribed so far
 
-    probe = HealthProbe(lambda: credential.get_token(scope), expiries, cursors, queues)
+    # The answering instance's own counts are flushed first; the others' are at most one flush interval old.
+    probe = HealthProbe(lambda: credential.get_token(scope), expiries, cursors, queues, refusals=refusals.totals)
     monitor = HealthMonitor(
         probe.snapshot,
         settings.health_cache_seconds,

@@ -48,6 +48,8 @@ if TYPE_CHECKING:
 # A change listener gets the subscription resource and (changeType, extra notification fields) pairs.
 Listener = Callable[[str, list[tuple[str, dict[str, Any]]]], None]
 OUTLOOK_MAX_MINUTES = 10080
+# With resource data (subscription.md, maximum length of subscription per resource type).
+OUTLOOK_RICH_MAX_MINUTES = 1440
 DEFAULT_PAGE = 10
 CHANGES = frozenset({"created", "updated", "deleted"})
 MAIL_FOLDERS = ("inbox", "drafts", "sentitems", "deleteditems", "archive")
@@ -193,6 +195,12 @@ class OutlookStore:
         item.deleted = True
         self._changed(box, item, item.folder, "", "deleted")
 
+    def restore_item(self, box: Mailbox, item: Item) -> None:
+        """A deleted item back in its folder, under its immutable id (moved back from Deleted Items)."""
+        item.deleted = False
+        item.modified = self._now()
+        self._changed(box, item, "", item.folder, "created")
+
     def _changed(self, box: Mailbox, item: Item, before: str, after: str, change_type: str) -> None:
         box.seq += 1
         item.seq = box.seq
@@ -206,6 +214,8 @@ class OutlookStore:
         extra = {
             "resource": f"Users/{user}/{path}/{item.id}",
             "resourceData": {"@odata.type": odata, "@odata.id": f"Users/{user}/{path}/{item.id}", "id": item.id},
+            # What a subscription with includeResourceData gets encrypted (state.py); never sent as is.
+            RESOURCE_KEY: _render(box, item),
         }
         targets: list[tuple[str, str]] = []
         u = user.lower()
@@ -232,6 +242,10 @@ class OutlookStore:
 
 
 # ---- delta ---------------------------------------------------------------------------------
+
+
+# The key under which a change hands its rendered item to the notifier, for rich notifications.
+RESOURCE_KEY = "@sim.resource"
 
 
 def _page_size(request: web.Request) -> int:
@@ -458,7 +472,15 @@ def _exists_for(pattern: re.Pattern[str], folder_kind: str) -> Any:
 for _text, _folder_kind in _RULES:
     _pattern = re.compile(_text, re.IGNORECASE)
     RESOURCE_RULES.append(
-        ResourceRule(_pattern, CHANGES, OUTLOOK_MAX_MINUTES, "Outlook", _exists_for(_pattern, _folder_kind))
+        ResourceRule(
+            _pattern,
+            CHANGES,
+            OUTLOOK_MAX_MINUTES,
+            "Outlook",
+            _exists_for(_pattern, _folder_kind),
+            resource_data=True,
+            rich_max_minutes=OUTLOOK_RICH_MAX_MINUTES,
+        )
     )
 
 
@@ -579,6 +601,17 @@ async def delete_item(request: web.Request) -> web.Response:
     state, box = _state(request), _control_box(request)
     state.outlook.delete_item(box, _control_item(request, box))
     return web.json_response({"deleted": 1})
+
+
+@routes.post("/_sim/outlook/mailboxes/{u}/items/{i}/restore")
+async def restore_item(request: web.Request) -> web.Response:
+    """Bring a deleted item back."""
+    state, box = _state(request), _control_box(request)
+    item = box.items.get(request.match_info["i"])
+    if item is None or not item.deleted:
+        return _err(404, "no such deleted item")
+    state.outlook.restore_item(box, item)
+    return web.json_response(_item_out(box, item))
 
 
 @routes.post("/_sim/outlook/mailboxes/{u}/expire-tokens")

@@ -46,6 +46,8 @@ class ResourceRule:
     # Rich notifications: whether includeResourceData is allowed, and whether Graph insists on it.
     resource_data: bool = False
     resource_data_required: bool = False
+    # A shorter longest lifetime with resource data (Outlook: 1,440 minutes), 0 when the same.
+    rich_max_minutes: int = 0
     # Teams resources: an expiry further than this needs a lifecycleNotificationUrl (Graph answers 400).
     lifecycle_required_after: timedelta | None = None
 
@@ -65,10 +67,12 @@ def rule_for(resource: str) -> ResourceRule | None:
     return next((rule for rule in RESOURCE_RULES if rule.pattern.match(resource_path(resource))), None)
 
 
-def max_minutes(resource: str) -> int:
+def max_minutes(resource: str, include_resource_data: bool = False) -> int:
     """The longest lifetime Graph grants a subscription on ``resource``."""
     rule = rule_for(resource)
-    return rule.max_minutes if rule is not None else DRIVE_MAX_MINUTES
+    if rule is None:
+        return DRIVE_MAX_MINUTES
+    return (rule.rich_max_minutes if include_resource_data else 0) or rule.max_minutes
 
 
 @dataclass
@@ -205,7 +209,14 @@ def build(body: Any, now: datetime, app_id: str, creator_id: str) -> tuple[Subsc
     notification_url = check_url(body["notificationUrl"], "notificationUrl")
     lifecycle = body.get("lifecycleNotificationUrl")
     lifecycle_url = None if lifecycle is None else check_url(lifecycle, "lifecycleNotificationUrl")
-    expiration = check_expiration(body["expirationDateTime"], now, max_minutes(resource))
+    if body.get("includeResourceData") and rule is None:
+        raise GraphError(
+            400, "InvalidRequest", "Rich notifications (includeResourceData) are not supported for driveItem resources."
+        )
+    from .rich import check_encryption  # rich notifications: rich.py
+
+    include, certificate, certificate_id = check_encryption(body, rule)
+    expiration = check_expiration(body["expirationDateTime"], now, max_minutes(resource, include))
     beyond = rule.lifecycle_required_after if rule is not None else None
     if beyond is not None and lifecycle_url is None and expiration > now + beyond:
         # GD concepts/teams-changenotifications-chatmessage.md (and every Teams resource's page).
@@ -215,13 +226,6 @@ def build(body: Any, now: datetime, app_id: str, creator_id: str) -> tuple[Subsc
             "lifecycleNotificationUrl is a required property for subscription creation on this resource"
             " when the expirationDateTime value is set to greater than 1 hour",
         )
-    if body.get("includeResourceData") and rule is None:
-        raise GraphError(
-            400, "InvalidRequest", "Rich notifications (includeResourceData) are not supported for driveItem resources."
-        )
-    from .rich import check_encryption  # rich notifications: rich.py
-
-    include, certificate, certificate_id = check_encryption(body, rule)
     tls = body.get("latestSupportedTlsVersion") or "v1_2"
     if tls not in ("v1_0", "v1_1", "v1_2", "v1_3"):
         raise GraphError(400, "InvalidRequest", f"Invalid latestSupportedTlsVersion '{tls}'.")
