@@ -261,10 +261,19 @@ class GraphGateway:
             }
         return _remote(await self._fetch(self._request("POST", self._client.subscriptions, body)))
 
-    async def renew_subscription(self, subscription_id: str, expires_at: datetime) -> datetime:
-        """PATCH the expiry; returns the expiry Graph granted."""
+    async def renew_subscription(
+        self, subscription_id: str, expires_at: datetime, encryption: tuple[str, str] | None = None
+    ) -> datetime:
+        """PATCH the expiry (and, given ``encryption``, the certificate); returns the expiry Graph granted.
+
+        Graph's key rotation: "update the encryptionCertificate and encryptionCertificateId
+        properties" with PATCH (GD concepts/change-notifications-with-resource-data.md).
+        """
         builder = self._client.subscriptions.by_subscription_id(subscription_id)
-        updated = await self._fetch(self._request("PATCH", builder, {"expirationDateTime": format_time(expires_at)}))
+        body: dict[str, Any] = {"expirationDateTime": format_time(expires_at)}
+        if encryption is not None:
+            body |= {"encryptionCertificate": encryption[0], "encryptionCertificateId": encryption[1]}
+        updated = await self._fetch(self._request("PATCH", builder, body))
         granted = updated.get("expirationDateTime")
         return parse_time(granted) if isinstance(granted, str) else expires_at
 
