@@ -259,7 +259,14 @@ class GraphGateway:
                 "encryptionCertificate": encryption[0],
                 "encryptionCertificateId": encryption[1],
             }
-        return _remote(await self._fetch(self._request("POST", self._client.subscriptions, body)))
+        request = self._request("POST", self._client.subscriptions, body)
+        if _immutable_ids(resource):
+            # Notifications then name an Outlook item by the immutable id its delta pages use, so a rich
+            # notification and a delta pass give one change one event id (outlook-immutable-id.md).
+            from .sources.catalog import IMMUTABLE_IDS
+
+            request.headers.try_add("Prefer", IMMUTABLE_IDS)
+        return _remote(await self._fetch(request))
 
     async def renew_subscription(
         self, subscription_id: str, expires_at: datetime, encryption: tuple[str, str] | None = None
@@ -325,3 +332,10 @@ def _remote(subscription: dict[str, Any]) -> RemoteSubscription:
         notification_url=str(subscription.get("notificationUrl") or ""),
         expires_at=parse_time(expires) if isinstance(expires, str) else None,
     )
+
+
+def _immutable_ids(resource: str) -> bool:
+    from .sources.catalog import readable_kind
+
+    kind = readable_kind(resource.split("?", 1)[0])
+    return kind is not None and kind.immutable_ids

@@ -49,6 +49,7 @@ async def create(request: web.Request, state: SimState, m: re.Match[str], claims
     await _write(state)
     now = state.clock.now()
     sub, kind, key = build(await _body(request), now, claims["appid"], claims["oid"])
+    sub.immutable_ids = 'idtype="immutableid"' in request.headers.get("Prefer", "").lower().replace(" ", "")
     rule = rule_for(sub.resource) if kind == RULE_KIND else None
     if rule is not None:
         if not rule.exists(state, resource_path(sub.resource)):

@@ -94,6 +94,9 @@ class Subscription:
     include_resource_data: bool = False
     encryption_certificate: str | None = None
     encryption_certificate_id: str | None = None
+    # Created with 'Prefer: IdType="ImmutableId"' (outlook-immutable-id.md): its notifications name
+    # Outlook items by immutable id. Not part of Graph's representation; the control API shows it.
+    immutable_ids: bool = False
 
     def to_json(self, graph_url: str | None = None) -> dict[str, Any]:
         """Graph's representation (``graph_url`` adds the ``@odata.context``)."""

@@ -34,6 +34,9 @@ OUTLOOK_FOLDER_MESSAGES = re.compile(r"^users/(?P<user>[^/]+)/mailFolders/(?P<fo
 OUTLOOK_MAILBOX_MESSAGES = re.compile(r"^users/(?P<user>[^/]+)/messages$", re.IGNORECASE)
 OUTLOOK_EVENTS = re.compile(r"^users/(?P<user>[^/]+)/(?:calendar/)?events$", re.IGNORECASE)
 OUTLOOK_CONTACTS = re.compile(r"^users/(?P<user>[^/]+)/(?:contactFolders/(?P<folder>[^/]+)/)?contacts$", re.IGNORECASE)
+# Outlook items by the id that survives a move between folders (outlook-immutable-id.md): asked for
+# on every delta request and when subscribing, so notifications and delta pages name an item alike.
+IMMUTABLE_IDS = 'IdType="ImmutableId"'
 _OUTLOOK_CHANGES = frozenset({"created", "updated", "deleted"})
 
 # The query options Graph documents on subscription resources, by name (lower case):
@@ -66,6 +69,9 @@ class ReadableResource:
     resource_data_required: bool = False
     # The query options Graph documents after this kind's resource (lower case; see above).
     query_options: frozenset[str] = frozenset()
+    # Outlook items: subscribed with 'Prefer: IdType="ImmutableId"', so notifications name an item
+    # by the same id its delta does (outlook-immutable-id.md, "Immutable ID with change notifications").
+    immutable_ids: bool = False
 
 
 # One entry per kind a change source reads; each kind's module adds its own entry here.
@@ -112,14 +118,15 @@ READABLE: tuple[ReadableResource, ...] = (
     ),
     # Outlook message, event and contact: created, updated and deleted, with or without resource
     # data (subscription-post-subscriptions.md, application permissions).
-    ReadableResource(
-        "Outlook folder messages", OUTLOOK_FOLDER_MESSAGES, _OUTLOOK_CHANGES, "Mail.Read", True, False, _SELECTS
+    *(
+        ReadableResource(name, pattern, _OUTLOOK_CHANGES, permission, True, False, _SELECTS, immutable_ids=True)
+        for name, pattern, permission in (
+            ("Outlook folder messages", OUTLOOK_FOLDER_MESSAGES, "Mail.Read"),
+            ("Outlook mailbox messages", OUTLOOK_MAILBOX_MESSAGES, "Mail.Read"),
+            ("Outlook events", OUTLOOK_EVENTS, "Calendars.Read"),
+            ("Outlook contacts", OUTLOOK_CONTACTS, "Contacts.Read"),
+        )
     ),
-    ReadableResource(
-        "Outlook mailbox messages", OUTLOOK_MAILBOX_MESSAGES, _OUTLOOK_CHANGES, "Mail.Read", True, False, _SELECTS
-    ),
-    ReadableResource("Outlook events", OUTLOOK_EVENTS, _OUTLOOK_CHANGES, "Calendars.Read", True, False, _SELECTS),
-    ReadableResource("Outlook contacts", OUTLOOK_CONTACTS, _OUTLOOK_CHANGES, "Contacts.Read", True, False, _SELECTS),
 )
 
 
