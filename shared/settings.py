@@ -266,16 +266,7 @@ def http_auth_level(environ: Mapping[str, str]) -> str:
 
 def health_cache_seconds(environ: Mapping[str, str]) -> float:
     """HEALTH_CACHE_SECONDS: how long one health snapshot serves every probe."""
-    text = _optional(environ, "HEALTH_CACHE_SECONDS")
-    if text is None:
-        return DEFAULT_HEALTH_CACHE_SECONDS
-    try:
-        value = float(text)
-    except ValueError:
-        raise InvalidSettingError("HEALTH_CACHE_SECONDS", "must be a number of seconds") from None
-    if not 0 <= value <= 3600:
-        raise InvalidSettingError("HEALTH_CACHE_SECONDS", "must be between 0 and 3600")
-    return value
+    return _seconds(environ, "HEALTH_CACHE_SECONDS", DEFAULT_HEALTH_CACHE_SECONDS, 0, 3600)
 
 
 DEFAULT_REFUSALS_FLUSH_SECONDS = 30.0
@@ -283,15 +274,20 @@ DEFAULT_REFUSALS_FLUSH_SECONDS = 30.0
 
 def refusals_flush_seconds(environ: Mapping[str, str]) -> float:
     """REFUSALS_FLUSH_SECONDS: how often an instance writes its refusal counts to the refusals table."""
-    text = _optional(environ, "REFUSALS_FLUSH_SECONDS")
+    return _seconds(environ, "REFUSALS_FLUSH_SECONDS", DEFAULT_REFUSALS_FLUSH_SECONDS, 1, 3600)
+
+
+def _seconds(environ: Mapping[str, str], name: str, default: float, low: float, high: float) -> float:
+    """A number of seconds between ``low`` and ``high``; ``default`` when unset."""
+    text = _optional(environ, name)
     if text is None:
-        return DEFAULT_REFUSALS_FLUSH_SECONDS
+        return default
     try:
         value = float(text)
     except ValueError:
-        raise InvalidSettingError("REFUSALS_FLUSH_SECONDS", "must be a number of seconds") from None
-    if not 1 <= value <= 3600:
-        raise InvalidSettingError("REFUSALS_FLUSH_SECONDS", "must be between 1 and 3600")
+        raise InvalidSettingError(name, "must be a number of seconds") from None
+    if not low <= value <= high:
+        raise InvalidSettingError(name, f"must be between {low:g} and {high:g}")
     return value
 
 
