@@ -51,7 +51,7 @@ MAX_FINDS_PER_REQUEST = 50
 ABSENT_MEMORY_SECONDS = 3600.0
 # Graph's subscription ids are GUIDs: an id of other characters, or longer, cannot be one and is never read.
 _READABLE_ID = re.compile(r"[0-9A-Za-z-]{1,64}")
-# Ids storage said it does not hold, remembered for ``miss_interval``: beyond this many, the expired ones go.
+# Ids storage said it does not hold, remembered for ABSENT_MEMORY_SECONDS: beyond this many, the expired ones go.
 _ABSENT_LIMIT = 10_000
 # A cached clientState is re-read in the background once this old (a deleted subscription's is dropped).
 DEFAULT_SECRET_TTL_SECONDS = 300.0
