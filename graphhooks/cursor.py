@@ -20,6 +20,7 @@ from shared.settings import NOTIFICATIONS_QUEUE, resource_key
 from shared.sources.contract import SourceRegistry
 from shared.stores.cursors import CursorStore
 from shared.stores.items import ItemIndex
+from shared.stores.source_state import SOURCE_STATE_TABLE, SourceStateStore
 from shared.stores.subscriptions import SubscriptionStore
 from shared.synchronizer import Synchronizer
 
@@ -49,7 +50,12 @@ async def _reset(current: Session, subscription_id: str) -> str:
         notifications = MessageQueue(storage.queue(NOTIFICATIONS_QUEUE))
         # Only the cursor is touched: no source is read, so no Graph settings are needed.
         synchronizer = Synchronizer(
-            cursors, ItemIndex(storage.table(ITEMS_TABLE)), SourceRegistry([]), notifications, notifications
+            cursors,
+            ItemIndex(storage.table(ITEMS_TABLE)),
+            SourceRegistry([]),
+            notifications,
+            notifications,
+            SourceStateStore(storage.table(SOURCE_STATE_TABLE)),
         )
         if not await synchronizer.resync(record.resource):
             cursor = await cursors.load(resource_key(record.resource))

@@ -40,6 +40,31 @@ class Decision:
     reason: str = ""
 
 
+def _busy(state: CursorState, deferrals: int, min_interval: timedelta) -> Decision:
+    """Wait for the run holding the lease."""
+    if state.in_progress and state.pages:
+        # A pass spanning invocations hands itself on; looking again every second or two
+        # only multiplies queue traffic while it runs, so wait the longest at once.
+        return Decision(Action.DEFER, MAX_DEFER, "a pass is in progress under a lease")
+    # The exponent is capped before use: a large deferral count must not overflow.
+    backoff = min(min_interval * (2 ** min(max(deferrals, 0), 16)), MAX_DEFER)
+    return Decision(Action.DEFER, backoff, "another run holds the lease")
+
+
+def decide_notified(
+    state: CursorState, now: datetime, deferrals: int = 0, min_interval: timedelta = DEFAULT_MIN_INTERVAL
+) -> Decision:
+    """Whether changes told by notifications (resource data) can be committed now.
+
+    They are committed under the resource's lease, as a page is: RUN when it is free,
+    else DEFER until the run holding it may have finished. Nothing is ever skipped:
+    only the notification knows its change.
+    """
+    if state.lease_until is not None and state.lease_until > now:
+        return _busy(state, deferrals, min_interval)
+    return Decision(Action.RUN, reason="lease free")
+
+
 def covers(synced_from: datetime | None, notified_at: datetime, margin: timedelta = COVERAGE_MARGIN) -> bool:
     """True when a pass that started at ``synced_from`` surely saw a change notified at ``notified_at``."""
     return synced_from is not None and synced_from >= notified_at + margin
@@ -61,16 +86,10 @@ def decide(
       of the burst and cover it with one run;
     - otherwise run.
     """
-    # The exponent is capped before use: a large deferral count must not overflow.
-    backoff = min(min_interval * (2 ** min(max(deferrals, 0), 16)), MAX_DEFER)
     if state.lease_until is not None and state.lease_until > now:
         if covers(state.synced_from, notified_at):
             return Decision(Action.SKIP, reason="covered by a completed pass")
-        if state.in_progress and state.pages:
-            # A pass spanning invocations hands itself on; looking again every second or two
-            # only multiplies queue traffic while it runs, so wait the longest at once.
-            return Decision(Action.DEFER, MAX_DEFER, "a pass is in progress under a lease")
-        return Decision(Action.DEFER, backoff, "another run holds the lease")
+        return _busy(state, deferrals, min_interval)
     if state.in_progress:
         return Decision(Action.RUN, reason="resume the pass in progress")
     if covers(state.synced_from, notified_at):

@@ -6,7 +6,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import astuple, dataclass, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -127,17 +127,10 @@ class Processor:
             return_exceptions=True,
         )
         failures = [r for r in results if isinstance(r, BaseException)]
-        summaries = [r for r in results if isinstance(r, Summary)]
         if failures:
             # Finished groups stay finished: a retry finds them covered and skips them.
             raise failures[0]
-        return Summary(
-            runs=sum(s.runs for s in summaries),
-            skipped=sum(s.skipped for s in summaries),
-            deferred=sum(s.deferred for s in summaries),
-            events=sum(s.events for s in summaries),
-            unknown=sum(s.unknown for s in summaries),
-        )
+        return _sum([r for r in results if isinstance(r, Summary)])
 
     async def _subscription(
         self, envelope: Envelope, notified_at: datetime, subscription_id: str, items: list[dict[str, Any]]
@@ -165,20 +158,42 @@ class Processor:
         rich = [item for item in items if resolves(item, record.resource)]
         if not rich:
             return await self._synchronize(envelope, notified_at, record, items)
-        decrypted = await self._decrypt(record, rich)
+        decrypted = await self._decrypt(envelope, record, rich)
         rest = [item for item in items if not resolves(item, record.resource)]
         if not rest:
             return decrypted
         # A missed event or a plain notification beside them still asks for a pass.
         synced = await self._synchronize(envelope, notified_at, record, rest)
-        return replace(synced, events=synced.events + decrypted.events, unknown=synced.unknown + decrypted.unknown)
+        return _sum([synced, decrypted])
 
-    async def _decrypt(self, record: SubscriptionRecord, rich: list[dict[str, Any]]) -> Summary:
-        """Rich notifications carry the resource itself: one event each, no delta run, no Graph call."""
+    async def _decrypt(self, envelope: Envelope, record: SubscriptionRecord, rich: list[dict[str, Any]]) -> Summary:
+        """Rich notifications carry the resource itself: committed like a delta page, with no Graph call.
+
+        One that cannot be decrypted (a certificate that was removed or rotated too early)
+        is moved to the poison queue, never dropped, so an operator can replay it once the
+        certificate is fixed. While a pass holds the resource's lease, they wait (deferred).
+        """
         if self._resource_data is None:
-            log.error("subscription %s: resource data but no NOTIFICATION_CERTIFICATE: dropped", record.subscription_id)
-            return Summary(unknown=len(rich))
-        return Summary(events=await self._resource_data.emit(record.subscription_id, record.resource, rich))
+            log.error(
+                "subscription %s: resource data but no NOTIFICATION_CERTIFICATE: poisoned", record.subscription_id
+            )
+            await self._poison_items(envelope, rich)
+            return Summary(poisoned=len(rich))
+        reading = self._resource_data.read(record.subscription_id, rich)
+        if reading.undecryptable:
+            await self._poison_items(envelope, reading.undecryptable)
+        readable = [item for item, _ in reading.told]
+        outcome = await self._sync.apply_notified(record, reading.told, envelope.deferrals)
+        summary = Summary(events=outcome.events, poisoned=len(reading.undecryptable))
+        if outcome.decision.action is Action.DEFER:
+            await self._defer(envelope, readable, outcome.decision.delay)
+            return replace(summary, deferred=1)
+        return summary
+
+    async def _poison_items(self, envelope: Envelope, items: list[dict[str, Any]]) -> None:
+        """Keep notifications that cannot be processed now, as an envelope an operator can replay."""
+        kept = Envelope(envelope.source, envelope.received_at, items, 0, envelope.traceparent)
+        await move_to_poison(self._poison, kept.to_json())
 
     async def _synchronize(
         self, envelope: Envelope, notified_at: datetime, record: SubscriptionRecord, items: list[dict[str, Any]]
@@ -191,10 +206,10 @@ class Processor:
             return Summary(unknown=len(items))
         action = outcome.decision.action
         if action is Action.SKIP:
-            return Summary(skipped=1)
+            return Summary(skipped=1, events=outcome.events)
         if action is Action.DEFER:
             await self._defer(envelope, items, outcome.decision.delay)
-            return Summary(deferred=1)
+            return Summary(deferred=1, events=outcome.events)
         telemetry.count(telemetry.DELTA_RUNS)
         telemetry.record_duration(time.monotonic() - started)
         return Summary(runs=1, events=outcome.events)
@@ -202,3 +217,8 @@ class Processor:
     async def _defer(self, envelope: Envelope, items: list[dict[str, Any]], delay: timedelta) -> None:
         later = Envelope(envelope.source, envelope.received_at, items, envelope.deferrals + 1, envelope.traceparent)
         await self._notifications.send(later.to_json(), delay_seconds=delay.total_seconds())
+
+
+def _sum(summaries: list[Summary]) -> Summary:
+    """The summaries added up, field by field."""
+    return Summary(*(sum(values) for values in zip(*(astuple(s) for s in summaries), strict=True)))

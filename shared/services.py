@@ -254,11 +254,13 @@ async def build_worker(environ: Mapping[str, str]) -> Worker:
 
     # SharePoint's own list webhooks: their REST API (certificate or managed identity), one more source.
     sharepoint_client = owned.own(await build_sharepoint_client(settings))
-    from .sources.outlook import FOLDERS_TABLE, FolderPositions, outlook_sources
+    from .sources.outlook import outlook_sources
+    from .stores.source_state import SOURCE_STATE_TABLE, SourceStateStore
 
-    # Outlook's all-folder message walk keeps one deltaLink per mail folder in a table of its own.
-    folders = FolderPositions(owned.own(table_client(connection, FOLDERS_TABLE, token, **_PATIENT_TABLE)))
-    await folders.setup()
+    # What sources keep besides their link (the all-folder mail walk's per-folder deltaLinks),
+    # committed by the synchronizer with each page.
+    source_state = SourceStateStore(owned.own(table_client(connection, SOURCE_STATE_TABLE, token, **_PATIENT_TABLE)))
+    await source_state.setup()
     sources = SourceRegistry(
         [
             SharePointListSource(sharepoint_client),
@@ -266,11 +268,11 @@ async def build_worker(environ: Mapping[str, str]) -> Worker:
             ListSource(graph),
             DirectorySource(graph, "users"),
             DirectorySource(graph, "groups"),
-            *outlook_sources(graph, folders, settings.calendar_window_days_past, settings.calendar_window_days_ahead),
+            *outlook_sources(graph, settings.calendar_window_days_past, settings.calendar_window_days_ahead),
             TeamsMessageSource(),
         ]
     )
-    synchronizer = Synchronizer(cursors, index, sources, outlet, notifications)
+    synchronizer = Synchronizer(cursors, index, sources, outlet, notifications, source_state)
     certificates = await _certificate_book(settings)
     renewer = Renewer(
         graph,
@@ -289,7 +291,7 @@ async def build_worker(environ: Mapping[str, str]) -> Worker:
         renewer,
         notifications,
         poison,
-        resource_data=_resource_data_reader(certificates, outlet, settings),
+        resource_data=_resource_data_reader(certificates, settings),
     )
     sweeper = Sweeper(store, cursors, notifications, settings.sweep_after)
     sharepoint = sharepoint_renewer(
@@ -356,17 +358,15 @@ def _encryption_for(
     return encryption
 
 
-def _resource_data_reader(
-    certificates: CertificateBook | None, outlet: Any, settings: Settings
-) -> ResourceDataReader | None:
-    """Turns rich notifications into events on the outlet; None without certificates."""
+def _resource_data_reader(certificates: CertificateBook | None, settings: Settings) -> ResourceDataReader | None:
+    """Decrypts rich notifications; None without certificates."""
     if certificates is None:
         return None
     from .clock import utcnow
     from .security.resource_data import ResourceDataReader
 
     window = (settings.calendar_window_days_past, settings.calendar_window_days_ahead)
-    return ResourceDataReader(certificates, outlet, utcnow, window)
+    return ResourceDataReader(certificates, utcnow, window)
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,13 @@
 """Delta passes for one subscription, page by page, resumable, within a time budget.
 
-For each page, in this order: classify it against the item index, store its
-events, write its index rows, then save the link reached in the cursor (an
-ETag-conditional write under the run's lease). A crash at any point repeats at
+Each page is committed in this order, and only here (``_commit``):
+1. classify it against the item index;
+2. store its events;
+3. write its index rows;
+4. save the source's own state the page returned (``Page.state``);
+5. save the link reached in the cursor (an ETag-conditional write under the run's lease).
+Sources never write: whatever position they keep travels in the page, so none can
+be saved before the changes it covers. A crash or failure at any step repeats at
 most one page, with the same event ids and change types; a run that spends its
 time budget saves its place and hands on through a continuation message, so a
 resource of any size finishes across invocations with bounded memory.
@@ -14,13 +19,14 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
+from typing import Any
 
 from .clock import utcnow
-from .coalescing import DEFAULT_MIN_INTERVAL, Action, Decision, decide
-from .errors import CursorConflictError, GraphRequestError, ResyncRequiredError, UnsupportedResourceError
+from .coalescing import DEFAULT_MIN_INTERVAL, Action, Decision, decide, decide_notified
+from .errors import CursorConflictError, GraphRequestError, ResyncRequiredError
 from .events import Classified, Context, classify_page, deletions, fit_event, known_removals_only
 from .lease import LEASE, Lease
 from .logs import log_event
@@ -28,9 +34,10 @@ from .notifications import Envelope
 from .outlet import EventOutlet
 from .queues import MessageQueue
 from .settings import resource_key
-from .sources.contract import SourceRegistry
+from .sources.contract import ChangeSource, NotifiedChange, Page, SourceRegistry
 from .stores.cursors import CursorState, CursorStore, Mode, StoredCursor
 from .stores.items import ItemIndex
+from .stores.source_state import SourceStateStore
 from .stores.subscriptions import SubscriptionRecord
 
 log = logging.getLogger(__name__)
@@ -39,6 +46,8 @@ IN_PLACE_WAIT = timedelta(seconds=1)
 RUN_BUDGET = timedelta(minutes=4)
 # Whole-second Date samples wobble by up to a second; beyond that the clocks have moved.
 CALIBRATION_SLACK = timedelta(seconds=1.5)
+# Lease races (or resumed passes) one notification tries before it is deferred.
+ATTEMPTS = 4
 # A broken server could otherwise page forever.
 MAX_PAGES = 1_000_000
 
@@ -71,6 +80,7 @@ class Synchronizer:
         sources: SourceRegistry,
         changes: MessageQueue | EventOutlet,
         continuations: MessageQueue,
+        source_state: SourceStateStore,
         clock: Callable[[], datetime] = utcnow,
         min_interval: timedelta = DEFAULT_MIN_INTERVAL,
         budget: timedelta = RUN_BUDGET,
@@ -82,6 +92,7 @@ class Synchronizer:
         self._sources = sources
         self._changes = changes
         self._continuations = continuations
+        self._source_state = source_state
         self._clock = clock
         self._min_interval = min_interval
         self._budget = budget.total_seconds()
@@ -136,14 +147,7 @@ class Synchronizer:
         key = resource_key(resource)
         await self._cursors.delete(key)
         await self._index.forget(key)
-        try:
-            source = self._sources.for_resource(resource)
-        except UnsupportedResourceError:
-            return
-        # A source with state of its own (Outlook's per-folder deltaLinks) drops it too.
-        release = getattr(source, "forget", None)
-        if release is not None:
-            await release(resource)
+        await self._source_state.forget(key)
 
     async def resync(self, resource: str) -> bool:
         """Turn the resource's cursor into a resync pass (a lifecycle ``missed``); False when a pass is under way.
@@ -174,12 +178,18 @@ class Synchronizer:
         return False
 
     async def sync(self, record: SubscriptionRecord, notified_at: datetime, deferrals: int = 0) -> SyncOutcome:
-        """Bring a subscription's resource up to date for a notification stored at ``notified_at``."""
+        """Bring a subscription's resource up to date for a notification stored at ``notified_at``.
+
+        RUN means a pass that began after the notification was stored ran (it covers
+        the change; it may hand on to a continuation); SKIP, that a completed pass
+        covers it already. Anything else is DEFER, so the notification is kept: a
+        lost lease race, or a resumed pass that may have started before it.
+        """
         key = resource_key(record.resource)
         waited = False
         events = 0
         decision = Decision(Action.DEFER, self._min_interval, "cursor contended")
-        for _ in range(4):
+        for _ in range(ATTEMPTS):
             cursor = await self._load(key)
             decision = decide(cursor.state, notified_at, self._now(), deferrals, self._min_interval)
             if decision.action is Action.DEFER and not waited and decision.delay <= IN_PLACE_WAIT:
@@ -188,21 +198,99 @@ class Synchronizer:
                 await asyncio.sleep(decision.delay.total_seconds())
                 continue
             if decision.action is not Action.RUN:
-                break
+                return SyncOutcome(decision, events)
             try:
                 lease = await self._acquire(cursor)
             except CursorConflictError:
                 continue  # another instance moved first: look at its result
             result = await self._run(record, lease)
             events += result.events
-            if result.handed_on:
-                return SyncOutcome(decision, events, handed_on=True)
             if result.began:
-                return SyncOutcome(decision, events)
-            # A resumed pass may have started before this notification: look again.
-        if events and decision.action is not Action.RUN:
-            return SyncOutcome(Decision(Action.RUN, reason=decision.reason), events)
-        return SyncOutcome(decision, events)
+                return SyncOutcome(decision, events, handed_on=result.handed_on)
+            if result.handed_on:
+                # A resumed pass goes on in its continuation, and may have started before this notification.
+                return SyncOutcome(Decision(Action.DEFER, self._min_interval, "resumed pass handed on"), events)
+            # A resumed pass completed, and may have started before this notification: look again.
+        # No pass known to cover the notification ran: keep it, never ack it.
+        return SyncOutcome(Decision(Action.DEFER, self._min_interval, "no covering pass yet"), events)
+
+    async def apply_notified(
+        self,
+        record: SubscriptionRecord,
+        notified: Sequence[tuple[Mapping[str, Any], Mapping[str, Any]]],
+        deferrals: int = 0,
+    ) -> SyncOutcome:
+        """Commit changes that notifications told with their resource data, as a delta page would be.
+
+        ``notified`` holds each notification with its resource (decrypted, or what a
+        deletion names); the resource's source turns it into the change its delta would
+        report. Each is classified against the item index and committed (events, then index rows)
+        under the resource's lease, so a delta pass never classifies the same item at the
+        same time: one change gets one event id whichever path sees it first, and a
+        repeat is no news. The cursor's position does not move. DEFER while a run holds
+        the lease: the notification is kept, and only it knows its change.
+        """
+        key = resource_key(record.resource)
+        source = self._sources.for_resource(record.resource)
+        told = [c for n, data in notified if (c := source.notified(record.resource, n, data)) is not None]
+        if len(told) < len(notified):
+            log.warning(
+                "subscription %s: %d notifications name no %s: ignored",
+                record.subscription_id,
+                len(notified) - len(told),
+                source.kind,
+            )
+        if not told:
+            return SyncOutcome(Decision(Action.RUN, reason="nothing told"))
+        for _ in range(ATTEMPTS):
+            cursor = await self._load(key)
+            if not cursor.exists:
+                # Every subscription's cursor is started before Graph is asked for it; a lease here would
+                # create an empty one and skip that start. Nothing else runs on this resource.
+                log.warning(
+                    "subscription %s has no cursor: notified changes committed unleased", record.subscription_id
+                )
+                return SyncOutcome(Decision(Action.RUN), await self._commit_notified(record, source, told))
+            decision = decide_notified(cursor.state, self._now(), deferrals, self._min_interval)
+            if decision.action is not Action.RUN:
+                return SyncOutcome(decision)
+            try:
+                lease = await self._acquire(cursor)
+            except CursorConflictError:
+                continue
+            try:
+                async with lease.kept_alive():
+                    events = await self._commit_notified(record, source, told)
+            finally:
+                await lease.release()
+            return SyncOutcome(decision, events)
+        return SyncOutcome(Decision(Action.DEFER, self._min_interval, "cursor contended"))
+
+    async def _commit_notified(
+        self, record: SubscriptionRecord, source: ChangeSource, told: Sequence[NotifiedChange]
+    ) -> int:
+        key = resource_key(record.resource)
+        containers: dict[str, list[NotifiedChange]] = {}
+        for change in told:
+            containers.setdefault(change.container_id, []).append(change)
+        events = 0
+        for container_id, group in containers.items():
+            changes = [c.change for c in group]
+            known = await self._index.known(key, [c.item_id for c in changes])
+            if source.traits.ignores_unknown_removals:
+                changes = known_removals_only(changes, known)
+            context = Context(
+                mode=Mode.DELTA,
+                kind=source.kind,
+                container_id=container_id,
+                subscription_id=record.subscription_id,
+                resource=record.resource,
+                observed_at=self._now(),
+            )
+            result = classify_page(changes, known, context)
+            await self._store(key, result)
+            events += len(result.events)
+        return events
 
     async def _run(self, record: SubscriptionRecord, lease: Lease) -> _RunResult:
         try:
@@ -232,7 +320,7 @@ class Synchronizer:
                 self._log(record, state, events, completed=True)
                 return _RunResult(events, handed_on=False, began=began)
             try:
-                page = await source.page(record.resource, state.next_link)
+                page = await source.page(record.resource, state.next_link, self._source_state.view(key))
             except ResyncRequiredError as stale:
                 log.warning("delta cursor for subscription %s is stale (410): resyncing", record.subscription_id)
                 state = replace(
@@ -259,7 +347,7 @@ class Synchronizer:
             )
             known = await self._index.known(key, [c.item_id for c in page.changes])
             changes = page.changes
-            if getattr(source, "ignores_unknown_removals", False):
+            if source.traits.ignores_unknown_removals:
                 # calendarView delta lists changed events outside its window as removed.
                 changes = known_removals_only(changes, known)
                 if len(changes) < len(page.changes):
@@ -269,9 +357,8 @@ class Synchronizer:
                         len(page.changes) - len(changes),
                     )
             result = classify_page(changes, known, context)
-            if mode is Mode.BASELINE and _silent_baseline(source):
+            if mode is Mode.BASELINE and source.traits.silent_baseline:
                 result = Classified([], result.writes)  # no 'latest' token: the first round only indexes
-            await self._store(key, result)
             events += len(result.events)
             if state.pages >= MAX_PAGES:
                 raise GraphRequestError(f"delta exceeded {MAX_PAGES} pages")
@@ -282,10 +369,10 @@ class Synchronizer:
                 state = replace(state, next_link=None, final_link=page.delta_link)
             else:
                 state = _completed(state, page.delta_link)
-                await lease.save(state, release=True)
+                await self._commit(key, result, page, lease, state, release=True)
                 self._log(record, state, events, completed=True)
                 return _RunResult(events, handed_on=False, began=began)
-            await lease.save(state)
+            await self._commit(key, result, page, lease, state)
             if self._monotonic() >= deadline:
                 return await self._hand_on(record, lease, events)
 
@@ -320,7 +407,7 @@ class Synchronizer:
         count = 0
         async for rows in self._index.unmarked(key, state.pass_id):
             result, purge = deletions(rows, context)
-            if state.mode is Mode.BASELINE and _silent_baseline(self._sources.for_resource(record.resource)):
+            if state.mode is Mode.BASELINE and self._sources.for_resource(record.resource).traits.silent_baseline:
                 result = Classified([], result.writes)
             await self._store(key, result)
             await self._index.purge(key, purge)
@@ -335,6 +422,14 @@ class Synchronizer:
         # Events first: a crash before the index write repeats them with the same ids.
         await self._changes.send_all(fit_event(event) for event in result.events)
         await self._index.apply(key, result.writes)
+
+    async def _commit(
+        self, key: str, result: Classified, page: Page, lease: Lease, state: CursorState, release: bool = False
+    ) -> None:
+        """Store a page's events and index rows, then the source's state, then the cursor: in that order only."""
+        await self._store(key, result)
+        await self._source_state.apply(key, page.state)
+        await lease.save(state, release=release)
 
     async def _hand_on(self, record: SubscriptionRecord, lease: Lease, events: int) -> _RunResult:
         """Release the lease with the place saved, and queue a message that resumes the pass."""
@@ -359,11 +454,6 @@ class Synchronizer:
 def _completed(state: CursorState, delta_link: str | None) -> CursorState:
     """The cursor once a pass is over: its deltaLink, and its start as the last completed pass."""
     return CursorState(delta_link=delta_link, synced_from=state.pass_started, lease_until=state.lease_until)
-
-
-def _silent_baseline(source: object) -> bool:
-    """True for a source whose first round reports nothing (it has no 'latest' token: Outlook)."""
-    return bool(getattr(source, "silent_baseline", False))
 
 
 def _new_pass() -> str:

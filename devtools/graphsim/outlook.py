@@ -48,6 +48,8 @@ if TYPE_CHECKING:
 # A change listener gets the subscription resource and (changeType, extra notification fields) pairs.
 Listener = Callable[[str, list[tuple[str, dict[str, Any]]]], None]
 OUTLOOK_MAX_MINUTES = 10080
+# With resource data (subscription.md, maximum length of subscription per resource type).
+OUTLOOK_RICH_MAX_MINUTES = 1440
 DEFAULT_PAGE = 10
 CHANGES = frozenset({"created", "updated", "deleted"})
 MAIL_FOLDERS = ("inbox", "drafts", "sentitems", "deleteditems", "archive")
@@ -206,6 +208,8 @@ class OutlookStore:
         extra = {
             "resource": f"Users/{user}/{path}/{item.id}",
             "resourceData": {"@odata.type": odata, "@odata.id": f"Users/{user}/{path}/{item.id}", "id": item.id},
+            # What a subscription with includeResourceData gets encrypted (state.py); never sent as is.
+            RESOURCE_KEY: _render(box, item),
         }
         targets: list[tuple[str, str]] = []
         u = user.lower()
@@ -232,6 +236,10 @@ class OutlookStore:
 
 
 # ---- delta ---------------------------------------------------------------------------------
+
+
+# The key under which a change hands its rendered item to the notifier, for rich notifications.
+RESOURCE_KEY = "@sim.resource"
 
 
 def _page_size(request: web.Request) -> int:
@@ -458,7 +466,15 @@ def _exists_for(pattern: re.Pattern[str], folder_kind: str) -> Any:
 for _text, _folder_kind in _RULES:
     _pattern = re.compile(_text, re.IGNORECASE)
     RESOURCE_RULES.append(
-        ResourceRule(_pattern, CHANGES, OUTLOOK_MAX_MINUTES, "Outlook", _exists_for(_pattern, _folder_kind))
+        ResourceRule(
+            _pattern,
+            CHANGES,
+            OUTLOOK_MAX_MINUTES,
+            "Outlook",
+            _exists_for(_pattern, _folder_kind),
+            resource_data=True,
+            rich_max_minutes=OUTLOOK_RICH_MAX_MINUTES,
+        )
     )
 
 

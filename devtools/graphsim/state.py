@@ -17,8 +17,8 @@ from .directory import Directory
 from .drives import Drive, DriveStore
 from .faults import FaultInjector, WriteThrottle
 from .lists import ListStore
-from .outlook import OutlookStore
-from .rich import RichDelivery
+from .outlook import RESOURCE_KEY, OutlookStore
+from .rich import RichDelivery, encrypt_content
 from .subscriptions import Subscription, SubscriptionStore
 from .teams import TeamsStore
 from .teams import notify as notify_teams
@@ -96,9 +96,25 @@ class SimState:
                 continue
             wanted = {c.strip() for c in sub.change_type.split(",")}
             base = self.notification(sub)
-            items = [base | {"changeType": kind, **extra} for kind, extra in changes if kind in wanted]
+            items = [self._rich(sub, base | {"changeType": kind, **extra}) for kind, extra in changes if kind in wanted]
             if items:
                 self.deliverer.enqueue(sub.notification_url, items)
+
+    def _rich(self, sub: Subscription, item: dict[str, Any]) -> dict[str, Any]:
+        """An Outlook notification as the subscription gets it: with its item encrypted when it asked for resource data.
+
+        As Graph documents for Outlook resources (change-notifications-with-resource-data.md), a
+        deletion carries no ``encryptedContent``: ``resourceData`` names the item.
+        """
+        resource = item.pop(RESOURCE_KEY, None)
+        if not (sub.include_resource_data and isinstance(resource, dict)):
+            return item
+        self.rich.audiences[sub.id] = sub.application_id
+        if item["changeType"] != "deleted" and sub.encryption_certificate and sub.encryption_certificate_id:
+            item["encryptedContent"] = encrypt_content(
+                resource, sub.encryption_certificate, sub.encryption_certificate_id
+            )
+        return item
 
     def lifecycle(self, sub: Subscription, event: str) -> bool:
         """Send a lifecycle notification; ``subscriptionRemoved`` also deletes the sub."""

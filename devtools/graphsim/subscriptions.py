@@ -46,6 +46,8 @@ class ResourceRule:
     # Rich notifications: whether includeResourceData is allowed, and whether Graph insists on it.
     resource_data: bool = False
     resource_data_required: bool = False
+    # A shorter longest lifetime with resource data (Outlook: 1,440 minutes), 0 when the same.
+    rich_max_minutes: int = 0
 
 
 # Each module that simulates such a resource adds its rule here when imported.
@@ -58,10 +60,12 @@ def rule_for(resource: str) -> ResourceRule | None:
     return next((rule for rule in RESOURCE_RULES if rule.pattern.match(resource.strip())), None)
 
 
-def max_minutes(resource: str) -> int:
+def max_minutes(resource: str, include_resource_data: bool = False) -> int:
     """The longest lifetime Graph grants a subscription on ``resource``."""
     rule = rule_for(resource)
-    return rule.max_minutes if rule is not None else DRIVE_MAX_MINUTES
+    if rule is None:
+        return DRIVE_MAX_MINUTES
+    return (rule.rich_max_minutes if include_resource_data else 0) or rule.max_minutes
 
 
 @dataclass
@@ -219,7 +223,7 @@ def build(body: Any, now: datetime, app_id: str, creator_id: str) -> tuple[Subsc
         notification_url=notification_url,
         lifecycle_url=lifecycle_url,
         client_state=client_state,
-        expiration=check_expiration(body["expirationDateTime"], now, max_minutes(resource)),
+        expiration=check_expiration(body["expirationDateTime"], now, max_minutes(resource, include)),
         application_id=app_id,
         creator_id=creator_id,
         tls_version=tls,

@@ -1,65 +1,27 @@
-"""Notifications carrying ``encryptedContent`` become change events directly, with no Graph call.
+"""Rich notifications: the resource each one carries, decrypted, or why it could not be read.
 
-The event's ``item`` is the decrypted resource; its id is stable: derived from the
-resource's id and version (``@odata.etag``, else ``lastModifiedDateTime``), so
-Graph's duplicates share an id. Resource data never reaches a log.
+A notification with ``encryptedContent`` tells its change itself: no delta run is
+needed. Reading it here only decrypts and checks; committing the change (against
+the item index, so it gets the same event id as a delta pass would give it) is the
+synchronizer's job (``Synchronizer.apply_notified``). A notification that cannot be
+decrypted is handed back as such, never dropped: the processor keeps it in the
+poison queue, from which an operator replays it once the certificate is fixed.
+Resource data never reaches a log.
 """
 
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any
 
 from ..errors import DecryptionError
-from ..events import ChangeEvent, event_id, fit_event
 from .certificates import CertificateBook
 from .decryption import decrypt_content
 
 log = logging.getLogger(__name__)
-CHANGE_TYPES = frozenset({"created", "updated", "deleted"})
-
-
-class EventSink(Protocol):
-    """Where events go (the graph-changes queue)."""
-
-    async def send(self, text: str) -> Any: ...
-
-
-def kind_of(resource: dict[str, Any], notification: dict[str, Any]) -> str:
-    """chatMessage, message, event...: from the resource's @odata.type (or the notification's resourceData)."""
-    data = notification.get("resourceData")
-    odata_type = resource.get("@odata.type") or (data.get("@odata.type") if isinstance(data, dict) else None)
-    if isinstance(odata_type, str) and odata_type:
-        name = odata_type.rsplit(".", 1)[-1]
-        return name[:1].lower() + name[1:]
-    return "resource"
-
-
-def container_of(resource: dict[str, Any], subscribed: str, path: object = None) -> str:
-    """The chat or channel a message belongs to; else the subscribed resource.
-
-    ``path`` is the notification's ``resource`` (``teams('t')/channels('c')/messages('m')``
-    or ``chats('c')/messages('m')``): a deletion carries no message, only that.
-    """
-    channel = resource.get("channelIdentity")
-    if isinstance(channel, dict) and channel.get("channelId"):
-        return f"{channel.get('teamId', '')}/{channel['channelId']}"
-    for field in ("chatId", "parentFolderId"):
-        if isinstance(resource.get(field), str) and resource[field]:
-            return str(resource[field])
-    named = _MESSAGE_PATH.match(path) if isinstance(path, str) else None
-    if named is not None:
-        return f"{named['team']}/{named['channel']}" if named["team"] else str(named["chat"])
-    return subscribed
-
-
-_MESSAGE_PATH = re.compile(
-    r"^/?(?:teams\('(?P<team>[^']+)'\)/channels\('(?P<channel>[^']+)'\)|chats\('(?P<chat>[^']+)'\))/messages\('[^']+'\)",
-    re.IGNORECASE,
-)
 
 
 def resolves(notification: dict[str, Any], subscribed: str) -> bool:
@@ -91,82 +53,56 @@ def _named_id(notification: dict[str, Any]) -> str | None:
     return item_id if isinstance(item_id, str) and item_id else None
 
 
-def version_of(resource: dict[str, Any]) -> str:
-    """What changes with every change of the resource."""
-    for field in ("@odata.etag", "lastModifiedDateTime", "changeKey", "deletedDateTime"):
-        value = resource.get(field)
-        if isinstance(value, str) and value:
-            return value
-    return ""
+@dataclass
+class Reading:
+    """What a batch of rich notifications held.
 
+    ``told``: each readable notification with its resource (decrypted, or what a
+    deletion names); ``undecryptable``: the notifications that could not be read;
+    ``outside_window``: calendar events outside the window, ignored as delta ignores them.
+    """
 
-def to_event(
-    notification: dict[str, Any], resource: dict[str, Any], subscription_id: str, subscribed: str, now: datetime
-) -> ChangeEvent | None:
-    """The change event of one decrypted notification, or None when it names no item."""
-    change_type = notification.get("changeType")
-    item_id = resource.get("id")
-    if change_type not in CHANGE_TYPES or not isinstance(item_id, str) or not item_id:
-        return None
-    kind = kind_of(resource, notification)
-    container = container_of(resource, subscribed, notification.get("resource"))
-    return ChangeEvent(
-        id=event_id(kind, container, item_id, str(change_type), version_of(resource)),
-        subscription_id=subscription_id,
-        resource=subscribed,
-        kind=kind,
-        change_type=str(change_type),
-        item_id=item_id,
-        container_id=container,
-        item=None if change_type == "deleted" else resource,
-        observed_at=now,
-    )
+    told: list[tuple[dict[str, Any], dict[str, Any]]] = field(default_factory=list)
+    undecryptable: list[dict[str, Any]] = field(default_factory=list)
+    outside_window: int = 0
 
 
 class ResourceDataReader:
-    """Decrypts rich notifications and sends their events."""
+    """Decrypts rich notifications and checks what they carry."""
 
     def __init__(
         self,
         certificates: CertificateBook,
-        changes: EventSink,
         clock: Callable[[], datetime],
         calendar_window_days: tuple[int, int] = (30, 365),
     ) -> None:
         self._certificates = certificates
-        self._changes = changes
         self._clock = clock
         # CALENDAR_WINDOW_DAYS_PAST and _AHEAD: an event outside them is ignored, as delta would.
         self._window_days = calendar_window_days
 
-    async def emit(self, subscription_id: str, subscribed: str, items: Sequence[dict[str, Any]]) -> int:
-        """Send one event per notification that decrypts and passes its signature; return how many."""
-        sent = 0
+    def read(self, subscription_id: str, items: Sequence[dict[str, Any]]) -> Reading:
+        """The resources ``items`` carry, and the ones that could not be read."""
+        reading = Reading()
         for item in items:
             try:
                 resource = self._resource(item)
             except DecryptionError as exc:
                 # The reason only: never the data, the key or the signature.
-                log.warning("subscription %s: notification dropped: %s", subscription_id, exc.reason)
+                log.warning("subscription %s: notification not decrypted: %s", subscription_id, exc.reason)
+                reading.undecryptable.append(item)
                 continue
-            now = self._clock()
-            event = to_event(item, resource, subscription_id, subscribed, now)
-            if event is not None and event.kind == "event" and self._outside_window(resource, now):
-                log.info(
-                    "subscription %s: event %s is outside the calendar window: ignored", subscription_id, event.item_id
-                )
+            if _is_calendar_event(resource, item) and self._outside_window(resource):
+                log.info("subscription %s: an event outside the calendar window: ignored", subscription_id)
+                reading.outside_window += 1
                 continue
-            if event is None:
-                log.warning("subscription %s: decrypted resource without id or changeType: dropped", subscription_id)
-                continue
-            await self._changes.send(fit_event(event))
-            sent += 1
-        return sent
+            reading.told.append((item, resource))
+        return reading
 
-    def _outside_window(self, resource: dict[str, Any], now: datetime) -> bool:
+    def _outside_window(self, resource: dict[str, Any]) -> bool:
         from ..sources.outlook.links import outside_window, window_around
 
-        return outside_window(resource, window_around(now, *self._window_days))
+        return outside_window(resource, window_around(self._clock(), *self._window_days))
 
     def _resource(self, notification: dict[str, Any]) -> dict[str, Any]:
         """The decrypted resource; for a deletion without ``encryptedContent``, what ``resourceData`` names."""
@@ -175,3 +111,9 @@ class ResourceDataReader:
             if item_id is not None:
                 return {"id": item_id}
         return decrypt_content(notification.get("encryptedContent"), self._certificates)
+
+
+def _is_calendar_event(resource: dict[str, Any], notification: dict[str, Any]) -> bool:
+    data = notification.get("resourceData")
+    odata_type = resource.get("@odata.type") or (data.get("@odata.type") if isinstance(data, dict) else None)
+    return isinstance(odata_type, str) and odata_type.rsplit(".", 1)[-1].lower() == "event"

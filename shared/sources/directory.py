@@ -16,11 +16,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 from typing import Any
 
 from ..errors import GraphRequestError, ResyncRequiredError
 from .catalog import DIRECTORY
-from .contract import Page, SourceChange
+from .contract import NO_STATE, PLAIN, NotifiedChange, Page, SourceChange, SourceState
 from .lists import GraphReader
 
 # Small but useful items: who the object is, not every property Graph has.
@@ -35,6 +36,8 @@ EXPIRED_TOKEN_CODES = frozenset({"syncstatenotfound", "syncstateinvalid"})
 class DirectorySource:
     """The ChangeSource for ``users`` and ``groups``: events of kind ``user`` or ``group``."""
 
+    traits = PLAIN
+
     def __init__(self, graph: GraphReader, collection: str) -> None:
         if collection not in SELECT:
             raise ValueError(f"not a directory collection: {collection!r}")
@@ -47,7 +50,13 @@ class DirectorySource:
         match = DIRECTORY.match(resource.strip("/"))
         return match is not None and match["collection"] == self._collection
 
-    async def page(self, resource: str, link: str | None) -> Page:
+    def notified(
+        self, resource: str, notification: Mapping[str, Any], data: Mapping[str, Any]
+    ) -> NotifiedChange | None:
+        """Users and groups are read by delta: their notifications carry no resource data here."""
+        return None
+
+    async def page(self, resource: str, link: str | None, state: SourceState = NO_STATE) -> Page:
         """One delta page: at ``link``, or the first page of a full enumeration."""
         try:
             if link:

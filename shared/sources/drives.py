@@ -8,19 +8,21 @@ again from the Location given.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from ..clock import optional_time
 from ..errors import GraphRequestError
 from ..graph import GraphGateway
 from .catalog import DRIVE_ROOT
-from .contract import Page, SourceChange
+from .contract import NO_STATE, PLAIN, NotifiedChange, Page, SourceChange, SourceState
 
 
 class DriveSource:
     """The ChangeSource for drive roots."""
 
     kind = "driveItem"
+    traits = PLAIN
 
     def __init__(self, graph: GraphGateway) -> None:
         self._graph = graph
@@ -30,7 +32,13 @@ class DriveSource:
         """Drive roots: drives/{id}/root, users/{id}/drive/root, groups/{id}/drive/root, sites/{id}/drive/root."""
         return DRIVE_ROOT.match(resource.strip("/")) is not None
 
-    async def page(self, resource: str, link: str | None) -> Page:
+    def notified(
+        self, resource: str, notification: Mapping[str, Any], data: Mapping[str, Any]
+    ) -> NotifiedChange | None:
+        """Drive notifications carry no resource data: a pass reads the change."""
+        return None
+
+    async def page(self, resource: str, link: str | None, state: SourceState = NO_STATE) -> Page:
         """One delta page: at ``link``, or the first page of a full enumeration."""
         drive_id = await self._drive_id(resource)
         body = await self._graph.fetch_url(link) if link else await self._graph.drive_delta(drive_id)

@@ -9,12 +9,13 @@ the query options in the links it returns.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, Protocol
 
 from ..clock import optional_time
 from ..errors import GraphRequestError
 from .catalog import SHAREPOINT_LIST
-from .contract import Page, SourceChange
+from .contract import NO_STATE, PLAIN, NotifiedChange, Page, SourceChange, SourceState
 
 # The list item's columns come with it; without them a consumer would need a second call per item.
 FIRST_PAGE_QUERY = {"$expand": "fields"}
@@ -32,6 +33,7 @@ class ListSource:
     """The ChangeSource for SharePoint lists: events of kind ``listItem`` whose item carries ``fields``."""
 
     kind = "listItem"
+    traits = PLAIN
 
     def __init__(self, graph: GraphReader) -> None:
         self._graph = graph
@@ -40,7 +42,13 @@ class ListSource:
         """sites/{site-id}/lists/{list-id}."""
         return SHAREPOINT_LIST.match(resource.strip("/")) is not None
 
-    async def page(self, resource: str, link: str | None) -> Page:
+    def notified(
+        self, resource: str, notification: Mapping[str, Any], data: Mapping[str, Any]
+    ) -> NotifiedChange | None:
+        """List notifications carry no resource data: a pass reads the change."""
+        return None
+
+    async def page(self, resource: str, link: str | None, state: SourceState = NO_STATE) -> Page:
         """One delta page: at ``link``, or the first page of a full enumeration."""
         match = SHAREPOINT_LIST.match(resource.strip("/"))
         if match is None:

@@ -17,13 +17,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 from ..clock import optional_time
 from ..errors import GraphRequestError
 from ..sharepoint.client import SharePointClient
 from ..sharepoint.lists import SharePointList, latest_per_item, list_of, next_link_of
-from .contract import Page, SourceChange
+from .contract import NO_STATE, PLAIN, NotifiedChange, Page, SourceChange, SourceState
 
 log = logging.getLogger(__name__)
 # Change records per GetChanges page, and items per enumeration page.
@@ -39,6 +40,7 @@ class SharePointListSource:
     """The ChangeSource for SharePoint lists and libraries watched by SharePoint's own webhooks."""
 
     kind = "listItem"
+    traits = PLAIN
 
     def __init__(self, client: SharePointClient, fetch_limit: int = FETCH_LIMIT, page_size: int = PAGE_SIZE) -> None:
         self._client = client
@@ -50,7 +52,13 @@ class SharePointListSource:
         """A list's REST URL, ``{site}/_api/web/lists('{id}')``."""
         return list_of(resource) is not None
 
-    async def page(self, resource: str, link: str | None) -> Page:
+    def notified(
+        self, resource: str, notification: Mapping[str, Any], data: Mapping[str, Any]
+    ) -> NotifiedChange | None:
+        """SharePoint's webhooks carry no resource data: a pass reads the change."""
+        return None
+
+    async def page(self, resource: str, link: str | None, state: SourceState = NO_STATE) -> Page:
         """One page: of changes after a token, of an enumeration, or the first page of one."""
         target = list_of(resource)
         if target is None:

@@ -17,7 +17,7 @@ from shared.clock import utcnow
 from shared.coalescing import Action
 from shared.notifications import Envelope
 from shared.settings import CHANGES_QUEUE, NOTIFICATIONS_QUEUE, resource_key
-from shared.sources.contract import SourceRegistry
+from shared.sources.contract import PLAIN, SourceRegistry
 from shared.storage import queue_client
 from shared.synchronizer import Synchronizer
 from tests.functional.stacks import DRIVE, RESOURCE, Stack, subscribed
@@ -29,7 +29,13 @@ def synchronizer(stack: Stack, sources: Any = None, **options: Any) -> Synchroni
     """Another synchronizer over the stack's storage, as another instance would build it."""
     parts = stack.worker.renewer._sync
     return Synchronizer(
-        parts._cursors, parts._index, sources or parts._sources, parts._changes, parts._continuations, **options
+        parts._cursors,
+        parts._index,
+        sources or parts._sources,
+        parts._changes,
+        parts._continuations,
+        parts._source_state,
+        **options,
     )
 
 
@@ -75,6 +81,7 @@ class Crashing:
     """A drive source that fails after a number of pages, as a crashed or killed run would stop."""
 
     kind = "driveItem"
+    traits = PLAIN
 
     def __init__(self, inner: Any, pages: int) -> None:
         self.inner, self.left = inner, pages
@@ -82,11 +89,11 @@ class Crashing:
     def handles(self, resource: str) -> bool:
         return bool(self.inner.handles(resource))
 
-    async def page(self, resource: str, link: str | None) -> Any:
+    async def page(self, resource: str, link: str | None, state: Any = None) -> Any:
         if self.left == 0:
             raise RuntimeError("the instance died")
         self.left -= 1
-        return await self.inner.page(resource, link)
+        return await self.inner.page(resource, link, state)
 
 
 async def test_a_run_that_dies_mid_enumeration_resumes_from_its_last_saved_page(stack_factory):
@@ -239,3 +246,39 @@ async def test_a_worker_whose_clock_is_off_never_skips_a_change(stack_factory, s
     await stack.pump(lambda: len(stack.for_item(second["id"])) == 1, within=20)
 
     assert by_type(stack, first["id"]) == by_type(stack, second["id"]) == ["created"]
+
+
+class RacedCursors:
+    """The cursor store, as seen by an instance that loses every lease race to others."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner, self.races = inner, 0
+
+    async def load(self, key: str) -> Any:
+        return await self.inner.load(key)
+
+    async def write(self, cursor: Any, state: Any) -> Any:
+        from shared.errors import CursorConflictError
+
+        self.races += 1
+        raise CursorConflictError("another instance moved first")
+
+
+async def test_a_notification_whose_every_lease_race_is_lost_is_deferred_not_acked(stack_factory):
+    stack = await subscribed(stack_factory)
+    record = await stack.record()
+    await stack.control.delivery(paused=True)  # only the deferred notification can bring the change
+    made = await stack.control.create_item(DRIVE, "late.txt")
+    sync = stack.worker.renewer._sync
+    sync._cursors = raced = RacedCursors(sync._cursors)
+
+    summary = await stack.worker.processor.handle(
+        Envelope(
+            "notifications", utcnow(), [{"subscriptionId": record.subscription_id, "changeType": "updated"}]
+        ).to_json()
+    )
+
+    assert raced.races >= 3, "every lease race was lost"
+    assert (summary.runs, summary.deferred) == (0, 1), "no pass ran: the notification is kept for later"
+    sync._cursors = raced.inner
+    await stack.pump(lambda: [e["changeType"] for e in stack.for_item(made["id"])] == ["created"], within=40)

@@ -9,8 +9,10 @@ from pathlib import Path
 from typing import Any
 
 import jsonschema
+import pytest
 
 from shared.clock import utcnow
+from shared.errors import StorageUnavailableError
 from tests.functional.stacks import Stack
 
 SCHEMA = json.loads((Path(__file__).resolve().parents[2] / "schemas" / "change-event.schema.json").read_text())
@@ -183,18 +185,25 @@ async def test_a_mailbox_no_longer_watched_leaves_no_folder_rows(stack_factory):
     resource = f"users/{USER}/messages"
     stack, _ = await outlook_stack(stack_factory, resource)
     await subscribe(stack)
-    folders = stack.worker.renewer._sync._sources.for_resource(resource)._folders
-    assert await folders.after(_key(resource), None) is not None, "the walk keeps a row per folder"
+    state = stack.worker.renewer._sync._source_state.view(_key(resource))
+    assert await state.after("folder:", None) is not None, "the walk keeps an entry per folder"
     report = await stack.worker.renewer.reconcile((), utcnow())
     assert report.deleted == 1
-    assert await folders.after(_key(resource), None) is None
+    assert await state.after("folder:", None) is None
 
 
-async def read_round(source: Any, resource: str, link: str | None) -> tuple[list[Any], int, str]:
-    """Every change of one delta round from ``link``, the number of pages, and the round's final link."""
+async def read_round(source: Any, resource: str, link: str | None, store: Any = None) -> tuple[list[Any], int, str]:
+    """Every change of one delta round from ``link``, the number of pages, and the round's final link.
+
+    With ``store`` (a SourceStateStore), each page's state is committed as the synchronizer would.
+    """
     found: list[Any] = []
     for pages in range(1, 100):
-        page = await source.page(resource, link)
+        if store is None:
+            page = await source.page(resource, link)
+        else:
+            page = await source.page(resource, link, store.view(_key(resource)))
+            await store.apply(_key(resource), page.state)
         found += page.changes
         if page.delta_link is not None:
             return found, pages, page.delta_link
@@ -233,14 +242,115 @@ async def test_the_all_folder_walk_reads_every_folder_page_by_page(stack_factory
     for folder in ("inbox", "archive", parent["id"], child["id"]):
         for n in range(3):
             ids.add((await stack.control.create_message(USER, folder, subject=f"{folder} {n}"))["id"])
-    folders = stack.worker.renewer._sync._sources.for_resource(resource)._folders
-    source = MailboxMessageSource(stack.worker.renewer._graph, folders, page_size=2)
+    store = stack.worker.renewer._sync._source_state
+    source = MailboxMessageSource(stack.worker.renewer._graph, page_size=2)
 
-    first, pages, final = await read_round(source, resource, None)
+    first, pages, final = await read_round(source, resource, None, store)
     assert {c.item_id for c in first} == ids and len(first) == len(ids)
     assert pages >= 8, "two pages in each folder holding messages"
 
     moved = next(iter(sorted(ids)))
     await stack.control.move_outlook_item(USER, moved, child["id"])
-    second, _, _ = await read_round(source, resource, final)
+    second, _, _ = await read_round(source, resource, final, store)
     assert [(c.item_id, c.version is None) for c in second] == [(moved, False)], "a move is no deletion"
+
+
+class FailingSend:
+    """The events outlet, with its next send of events failing as a storage outage would."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner, self.failed = inner, 0
+
+    async def send_all(self, texts: Any) -> None:
+        texts = list(texts)
+        if texts and not self.failed:
+            self.failed += 1
+            raise StorageUnavailableError("queue write failed")
+        await self.inner.send_all(texts)
+
+    async def send(self, text: str, **options: Any) -> None:
+        await self.inner.send(text, **options)
+
+
+async def test_a_failed_event_write_in_the_all_folder_walk_loses_no_message(stack_factory):
+    # The folder's round fits one page: its new deltaLink must not be saved before its events are.
+    resource = f"users/{USER}/messages"
+    stack, _ = await outlook_stack(stack_factory, resource)
+    await subscribe(stack)
+    record = await stack.record()
+    message = await stack.control.create_message(USER, subject="must not be lost")
+    sync = stack.worker.renewer._sync
+    outlet = sync._changes
+    sync._changes = FailingSend(outlet)
+    with pytest.raises(StorageUnavailableError):
+        await sync.sync(record, utcnow())
+    assert sync._changes.failed == 1
+
+    await sync.sync(record, utcnow())  # the host's retry
+    await stack.pump(lambda: changes(stack, message["id"]) == ["created"])
+    assert changes(stack, message["id"]) == ["created"]
+
+
+async def rich_outlook_stack(stack_factory: Any, tmp_path: Path, resource: str) -> Stack:
+    """A stack subscribed with resource data (rich notifications) to one Outlook resource, its first round done."""
+    from devtools.graphsim.rich import make_certificate
+
+    pfx = tmp_path / "outlook.pfx"
+    pfx.write_bytes(make_certificate("graph-outlook-tests").pfx("pfx-password"))
+    entries = [{"resource": resource, "changeType": ALL_CHANGES, "includeResourceData": True}]
+    stack = await stack_factory(
+        subscriptions=json.dumps(entries),
+        env={
+            "NOTIFICATION_CERTIFICATE": str(pfx),
+            "NOTIFICATION_CERTIFICATE_PASSWORD": "pfx-password",
+            "NOTIFICATION_CERTIFICATE_ID": "outlook-cert-1",
+        },
+    )
+    await stack.control.create_mailbox(USER)
+    await subscribe(stack)
+    return stack
+
+
+async def settle(stack: Stack) -> None:
+    """Let the simulator deliver what it holds, then process every stored notification."""
+    deadline = utcnow() + timedelta(seconds=10)
+    while utcnow() < deadline and (await stack.control.stats())["delivery"]["pending"]:
+        await stack.pump(lambda: True)
+    from shared.settings import NOTIFICATIONS_QUEUE
+    from shared.storage import queue_client
+
+    async with queue_client(stack.connection, NOTIFICATIONS_QUEUE) as client:
+        while (await client.get_queue_properties()).approximate_message_count:
+            await stack.pump(lambda: True)
+
+
+async def test_a_rich_outlook_change_seen_first_by_its_notification_keeps_its_id_in_the_next_pass(
+    stack_factory, tmp_path
+):
+    resource = f"users/{USER}/mailFolders/inbox/messages"
+    stack = await rich_outlook_stack(stack_factory, tmp_path, resource)
+    message = await stack.control.create_message(USER, subject="told by its notification")
+    await stack.pump(lambda: changes(stack, message["id"]) == ["created"])
+    [told] = stack.for_item(message["id"])
+    assert told["item"]["subject"] == "told by its notification", "the event carries the decrypted message"
+
+    await stack.request_sync(await stack.record())  # the sweep's delta pass reads the same change
+    await settle(stack)
+    assert [e["id"] for e in stack.for_item(message["id"])] == [told["id"]], "one change, one event"
+
+
+async def test_a_rich_outlook_change_seen_first_by_a_pass_keeps_its_id_when_its_notification_comes(
+    stack_factory, tmp_path
+):
+    resource = f"users/{USER}/mailFolders/inbox/messages"
+    stack = await rich_outlook_stack(stack_factory, tmp_path, resource)
+    await stack.control.delivery(paused=True)
+    message = await stack.control.create_message(USER, subject="read by a pass first")
+    await stack.request_sync(await stack.record())
+    await stack.pump(lambda: changes(stack, message["id"]) == ["created"])
+    [seen] = stack.for_item(message["id"])
+
+    await stack.control.delivery(paused=False)
+    await settle(stack)
+    assert (await stack.control.stats())["delivery"]["successes"] >= 1, "the notification was delivered"
+    assert [e["id"] for e in stack.for_item(message["id"])] == [seen["id"]], "one change, one event"

@@ -16,6 +16,7 @@ from azure.core.exceptions import ResourceNotFoundError
 from shared.clock import utcnow
 from shared.services import build_worker
 from shared.settings import CHANGES_QUEUE, resource_key
+from shared.sources.contract import PLAIN
 from shared.storage import queue_client
 from tests.functional.stacks import DRIVE, RESOURCE, Stack, subscribed
 
@@ -256,6 +257,7 @@ class Interleaved:
     """A drive source that lets another instance try its luck between the pages of a run."""
 
     kind = "driveItem"
+    traits = PLAIN
 
     def __init__(
         self, inner: Any, competitor: Callable[[], Awaitable[Any]], step: Callable[[], Awaitable[None]]
@@ -266,17 +268,19 @@ class Interleaved:
     def handles(self, resource: str) -> bool:
         return self.inner.handles(resource)
 
-    async def page(self, resource: str, link: str | None) -> Any:
+    async def page(self, resource: str, link: str | None, state: Any = None) -> Any:
         await self.step()
         outcome = await self.competitor()
         self.decisions.append(outcome.decision.action.value)
-        return await self.inner.page(resource, link)
+        return await self.inner.page(resource, link, state)
 
 
 def _synchronizer(parts: Any, sources: Any, **options: Any) -> Any:
     from shared.synchronizer import Synchronizer
 
-    return Synchronizer(parts._cursors, parts._index, sources, parts._changes, parts._continuations, **options)
+    return Synchronizer(
+        parts._cursors, parts._index, sources, parts._changes, parts._continuations, parts._source_state, **options
+    )
 
 
 async def test_a_run_longer_than_its_lease_keeps_it_so_no_other_instance_runs_meanwhile(stack_factory):

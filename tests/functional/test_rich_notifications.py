@@ -149,29 +149,17 @@ async def test_an_unreachable_authority_is_answered_503_so_graph_retries(
     assert await receive_json(azurite.connection_string, queue) == []
 
 
-@pytest.fixture
-async def changes(azurite: Azurite, unique_name: Callable[[str], str]) -> AsyncIterator[tuple[MessageQueue, str]]:
-    name = unique_name("changes")
-    async with queue_client(azurite.connection_string, name) as client:
-        yield MessageQueue(client), name
-
-
-async def test_a_stored_channel_message_becomes_an_event_carrying_the_decrypted_message(
-    azurite: Azurite,
-    changes: tuple[MessageQueue, str],
+def test_a_stored_channel_message_is_read_back_decrypted_and_a_tampered_one_is_kept_aside(
     certificate: SampleCertificate,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    queue, name = changes
     book = CertificateBook(parse_certificate(certificate.pem, None, "cert-1", "NOTIFICATION_CERTIFICATE"))
-    reader = ResourceDataReader(book, queue, lambda: datetime(2026, 11, 22, 10, 0, 1, tzinfo=UTC))
+    reader = ResourceDataReader(book, lambda: datetime(2026, 11, 22, 10, 0, 1, tzinfo=UTC))
     good = json.loads(rich_batch(certificate, []))["value"][0]
     bad = good | {"encryptedContent": tamper(good["encryptedContent"])}
     envelope = Envelope.from_json(Envelope("notifications", datetime.now(UTC), [good, bad, good]).to_json())
-    assert await reader.emit(SUBSCRIPTION_ID, RESOURCE, envelope.items) == 2
-    events = await receive_json(azurite.connection_string, name)
-    assert [e["item"] for e in events] == [MESSAGE, MESSAGE]
-    assert events[0]["id"] == events[1]["id"]  # Graph's duplicate shares the id
-    assert events[0]["kind"] == "chatMessage" and events[0]["changeType"] == "created"
+    reading = reader.read(SUBSCRIPTION_ID, envelope.items)
+    assert [resource for _, resource in reading.told] == [MESSAGE, MESSAGE]
+    assert reading.undecryptable == [bad]
     assert "dataSignature mismatch" in caplog.text
     assert "quarterly numbers" not in caplog.text

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from devtools.graphsim.rich import SampleCertificate, encrypt_content, make_certificate
+from devtools.graphsim.rich import SampleCertificate, encrypt_content, make_certificate, tamper
 from shared.coalescing import Action
 from shared.graph import GraphGateway, RemoteSubscription
 from shared.lifetimes import next_expiry
@@ -22,6 +22,7 @@ from shared.security.certificates import CertificateBook, parse_certificate
 from shared.security.resource_data import ResourceDataReader
 from shared.services import _encryption_for
 from shared.settings import DesiredSubscription
+from shared.sources.teams import TeamsMessageSource
 from shared.stores.subscriptions import ACTIVE, SubscriptionRecord
 
 NOW = datetime(2026, 11, 22, 10, 0, tzinfo=UTC)
@@ -114,12 +115,20 @@ class Store:
 
 
 class Synchronizer:
+    """Records what the processor asks: delta passes, and changes told by notifications (as the source reads them)."""
+
     def __init__(self) -> None:
         self.synced: list[str] = []
+        self.told: list[Any] = []
 
     async def sync(self, record: SubscriptionRecord, notified_at: datetime, deferrals: int) -> Any:
         self.synced.append(record.resource)
         return SimpleNamespace(decision=SimpleNamespace(action=Action.RUN, delay=timedelta(0)), events=1)
+
+    async def apply_notified(self, record: SubscriptionRecord, notified: Any, deferrals: int) -> Any:
+        source = TeamsMessageSource()
+        self.told += [(n["changeType"], source.notified(record.resource, n, data)) for n, data in notified]
+        return SimpleNamespace(decision=SimpleNamespace(action=Action.RUN, delay=timedelta(0)), events=len(notified))
 
 
 class Queue:
@@ -132,8 +141,8 @@ class Queue:
 
 def processor(certificate: SampleCertificate, store: Store, sync: Synchronizer, changes: Queue) -> Processor:
     book = CertificateBook(parse_certificate(certificate.pem, None, "cert-1", "NOTIFICATION_CERTIFICATE"))
-    reader = ResourceDataReader(book, changes, lambda: NOW)
-    return Processor(store, sync, None, Queue(), Queue(), lambda: NOW, resource_data=reader)  # type: ignore[arg-type]
+    reader = ResourceDataReader(book, lambda: NOW)
+    return Processor(store, sync, None, Queue(), changes, lambda: NOW, resource_data=reader)  # type: ignore[arg-type]
 
 
 def message(message_id: str) -> dict[str, Any]:
@@ -158,7 +167,7 @@ def rich(sid: str, change: str, certificate: SampleCertificate, message_id: str)
     return item
 
 
-async def test_rich_items_become_events_while_plain_items_of_the_same_message_ask_for_a_pass(
+async def test_rich_items_are_told_to_the_synchronizer_while_plain_items_of_the_same_message_ask_for_a_pass(
     certificate: SampleCertificate,
 ) -> None:
     teams, drive = record(CHANNEL, NOW + timedelta(days=1)), record("drives/b!x/root", NOW + timedelta(days=1))
@@ -174,10 +183,14 @@ async def test_rich_items_become_events_while_plain_items_of_the_same_message_as
     )
     assert sync.synced == ["drives/b!x/root"]  # the channel got no delta run
     assert summary.runs == 1 and summary.events == 1 + 2
-    assert [json.loads(e)["changeType"] for e in changes.sent] == ["created", "updated"]
+    assert [(change, told.change.item_id, told.change.item["body"]["content"]) for change, told in sync.told] == [
+        ("created", "m1", "hello"),
+        ("updated", "m1", "hello"),
+    ]
+    assert changes.sent == [], "nothing poisoned"
 
 
-async def test_a_teams_deletion_without_encrypted_content_becomes_a_deleted_event_not_a_pass(
+async def test_a_teams_deletion_without_encrypted_content_is_told_as_a_deletion_not_a_pass(
     certificate: SampleCertificate,
 ) -> None:
     # Graph's deletion names the message in resourceData only; a delta run could not see it.
@@ -187,10 +200,27 @@ async def test_a_teams_deletion_without_encrypted_content_becomes_a_deleted_even
     summary = await processor(certificate, Store(teams), sync, changes).handle(
         Envelope("notifications", NOW, items).to_json()
     )
-    [event] = [json.loads(e) for e in changes.sent]
+    [(_, told)] = sync.told
     assert sync.synced == [] and summary.events == 1
-    assert (event["changeType"], event["itemId"], event["item"]) == ("deleted", "m1", None)
-    assert event["kind"] == "chatMessage" and event["containerId"] == "team-1/19:general@thread.tacv2"
+    assert (told.change.item_id, told.change.version, told.change.item) == ("m1", None, None)
+    assert told.container_id == "team-1/19:general@thread.tacv2"
+
+
+async def test_a_notification_that_cannot_be_decrypted_is_kept_in_the_poison_queue_not_dropped(
+    certificate: SampleCertificate,
+) -> None:
+    sync, poison = Synchronizer(), Queue()
+    teams = record(CHANNEL, NOW + timedelta(days=1))
+    spoiled = rich("sub-1", "created", certificate, "m1")
+    spoiled["encryptedContent"] = tamper(spoiled["encryptedContent"])
+    items = [spoiled, rich("sub-1", "created", certificate, "m2")]
+    summary = await processor(certificate, Store(teams), sync, poison).handle(
+        Envelope("notifications", NOW, items).to_json()
+    )
+    assert [told.change.item_id for _, told in sync.told] == ["m2"]
+    assert summary.poisoned == 1 and summary.events == 1
+    [kept] = [Envelope.from_json(text) for text in poison.sent]
+    assert kept.items == [spoiled], "kept whole, to be replayed once the certificate is fixed"
 
 
 async def test_a_plain_deletion_on_a_drive_still_asks_for_a_pass(certificate: SampleCertificate) -> None:
@@ -281,8 +311,7 @@ async def test_a_rich_event_outside_the_calendar_window_is_ignored(
 ) -> None:
     # CALENDAR_WINDOW_DAYS_PAST 30 and _AHEAD 365 around NOW: delta would not return such an event either.
     book = CertificateBook(parse_certificate(certificate.pem, None, "cert-1", "NOTIFICATION_CERTIFICATE"))
-    changes = Queue()
-    reader = ResourceDataReader(book, changes, lambda: NOW, (30, 365))
+    reader = ResourceDataReader(book, lambda: NOW, (30, 365))
     event = {
         "@odata.type": "#Microsoft.Graph.Event",
         "id": "ev-1",
@@ -298,6 +327,6 @@ async def test_a_rich_event_outside_the_calendar_window_is_ignored(
         "encryptedContent": encrypt_content(event, certificate.public_base64, "cert-1"),
     }
 
-    sent = await reader.emit("sub-1", "users/u1/events", [item])
+    reading = reader.read("sub-1", [item])
 
-    assert sent == len(changes.sent) == expected
+    assert (len(reading.told), reading.outside_window) == (expected, 1 - expected)

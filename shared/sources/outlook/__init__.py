@@ -17,28 +17,26 @@ subscription's first round reads everything and emits nothing (``silent_baseline
 
 The links the synchronizer stores are this package's own (see ``links``): a Graph
 link wrapped with what the next page needs, e.g. the calendar window or the folder
-a walk is in. **The all-folder walk** keeps one deltaLink per folder in the
-``outlookfolders`` table (``folders``), because a mailbox can have hundreds of
-folders and a cursor property holds at most 64 KiB: a round lists the folders
-(``mailFolders`` and their ``childFolders``), then reads them one after another,
-each from its saved deltaLink, saving the new one when the folder's round ends; the
-cursor names only the folder in progress and its page, and the round's final
-"deltaLink" is a small token that starts the next round. A message moved between
+a walk is in. **The all-folder walk** keeps one deltaLink per folder in its source
+state (``folders``; the synchronizer commits it with the cursor), because a mailbox
+can have hundreds of folders and a cursor property holds at most 64 KiB: a round
+lists the folders (``mailFolders`` and their ``childFolders``), then reads them one
+after another, each from its saved deltaLink; the page that ends a folder's round
+carries its new deltaLink as a state write, saved only once that page's changes
+are stored. The cursor names only the folder in progress and its page, and the
+round's final "deltaLink" is a small token that starts the next round. A message moved between
 folders is reported by its new folder; the old folder's ``@removed`` is checked
 with one read of the message and dropped when the message still exists.
 """
 
 from __future__ import annotations
 
-from .folders import FOLDERS_TABLE, FolderPositions
 from .sources import ContactSource, EventSource, FolderMessageSource, MailboxMessageSource, outlook_sources
 
 __all__ = [
-    "FOLDERS_TABLE",
     "ContactSource",
     "EventSource",
     "FolderMessageSource",
-    "FolderPositions",
     "MailboxMessageSource",
     "outlook_sources",
 ]

@@ -8,6 +8,7 @@ list of folders.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -124,16 +125,32 @@ def _iso(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def outlook_version(item: Mapping[str, Any]) -> str:
+    """What changes with every change of an Outlook item: its changeKey.
+
+    Outlook's ``@odata.etag`` is the changeKey quoted as a weak ETag (``W/"CQAAAB..."``):
+    unquoted, it gives the same version when a ``$select`` left ``changeKey`` out, so a
+    delta page and a rich notification of one change agree.
+    """
+    key = item.get("changeKey")
+    if isinstance(key, str) and key:
+        return key
+    etag = item.get("@odata.etag")
+    if isinstance(etag, str) and etag:
+        return etag.removeprefix("W/").strip('"')
+    modified = item.get("lastModifiedDateTime")
+    return str(modified) if modified else ""
+
+
 def outlook_change(item: Any) -> SourceChange | None:
     """One delta item as a change: ``@removed`` is a deletion; the version is its changeKey."""
     if not isinstance(item, dict) or not isinstance(item.get("id"), str) or not item["id"]:
         return None
     if "@removed" in item:
         return SourceChange(item["id"], None, None)
-    version = item.get("changeKey") or item.get("@odata.etag") or item.get("lastModifiedDateTime") or ""
     return SourceChange(
         item["id"],
-        str(version),
+        outlook_version(item),
         item,
         created_at=optional_time(item.get("createdDateTime")),
         modified_at=optional_time(item.get("lastModifiedDateTime")),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -12,10 +12,18 @@ from urllib.parse import quote, urlencode
 
 from ...clock import utcnow
 from ...errors import GraphRequestError, ResyncRequiredError
-from ...settings import resource_key
 from ..catalog import OUTLOOK_CONTACTS, OUTLOOK_EVENTS, OUTLOOK_FOLDER_MESSAGES, OUTLOOK_MAILBOX_MESSAGES
-from ..contract import ChangeSource, Page, SourceChange
-from .folders import Folder, FolderPositions
+from ..contract import (
+    NO_STATE,
+    ChangeSource,
+    NotifiedChange,
+    Page,
+    SourceChange,
+    SourceState,
+    StateWrite,
+    Traits,
+)
+from .folders import FOLDER, Folder, folder_row, parse_folder
 from .links import Position, decode, encode, outlook_change, window_around, window_stale
 
 if TYPE_CHECKING:
@@ -38,7 +46,7 @@ class _OutlookSource:
     kind = ""
     pattern = OUTLOOK_FOLDER_MESSAGES
     # Outlook has no 'latest' token: the first round records the position and reports nothing.
-    silent_baseline = True
+    traits = Traits(silent_baseline=True)
 
     def __init__(self, graph: GraphGateway, page_size: int = PAGE_SIZE) -> None:
         self._graph = graph
@@ -48,6 +56,17 @@ class _OutlookSource:
     def handles(self, resource: str) -> bool:
         """True for this kind's resources."""
         return self.pattern.match(resource.strip().strip("/")) is not None
+
+    def notified(
+        self, resource: str, notification: Mapping[str, Any], data: Mapping[str, Any]
+    ) -> NotifiedChange | None:
+        """A rich notification's item as this kind's delta reports it: in the mailbox's container, by changeKey."""
+        change = outlook_change(dict(data))
+        if change is None:
+            return None
+        if notification.get("changeType") == "deleted":
+            change = SourceChange(change.item_id, None, None)
+        return NotifiedChange(self._match(resource)["user"], change)
 
     def _match(self, resource: str) -> dict[str, str]:
         match = self.pattern.match(resource.strip().strip("/"))
@@ -87,7 +106,7 @@ class FolderMessageSource(_OutlookSource):
     kind = "message"
     pattern = OUTLOOK_FOLDER_MESSAGES
 
-    async def page(self, resource: str, link: str | None) -> Page:
+    async def page(self, resource: str, link: str | None, state: SourceState = NO_STATE) -> Page:
         """One page of the folder's message delta."""
         parts = self._match(resource)
         first = self._url(f"users/{_segment(parts['user'])}/mailFolders/{_segment(parts['folder'])}/messages/delta")
@@ -100,7 +119,7 @@ class ContactSource(_OutlookSource):
     kind = "contact"
     pattern = OUTLOOK_CONTACTS
 
-    async def page(self, resource: str, link: str | None) -> Page:
+    async def page(self, resource: str, link: str | None, state: SourceState = NO_STATE) -> Page:
         """One page of the contact folder's delta."""
         parts = self._match(resource)
         user = _segment(parts["user"])
@@ -127,7 +146,7 @@ class EventSource(_OutlookSource):
 
     kind = "event"
     pattern = OUTLOOK_EVENTS
-    ignores_unknown_removals = True
+    traits = Traits(silent_baseline=True, ignores_unknown_removals=True)
 
     def __init__(
         self,
@@ -142,7 +161,7 @@ class EventSource(_OutlookSource):
         self._days_ahead = days_ahead
         self._clock = clock
 
-    async def page(self, resource: str, link: str | None) -> Page:
+    async def page(self, resource: str, link: str | None, state: SourceState = NO_STATE) -> Page:
         """One page of calendarView delta; ResyncRequiredError when the stored window must move."""
         parts = self._match(resource)
         now = self._clock()
@@ -162,58 +181,64 @@ class EventSource(_OutlookSource):
 class MailboxMessageSource(_OutlookSource):
     """``users/{id}/messages``: every folder of the mailbox, walked one folder after another.
 
-    See the package docstring: folders are listed at the start of each round, read
-    in the order of the folders table, each from its own saved deltaLink (from
-    scratch in an enumeration), and a ``@removed`` message that still exists (it
-    moved to another folder) is not a deletion.
+    See the package docstring: a round starts with a page that lists the folders
+    (its state writes add new folders and remove gone ones), then reads them in the
+    order of their entries, each from its saved deltaLink (from scratch in an
+    enumeration), and a ``@removed`` message that still exists (it moved to another
+    folder) is not a deletion. Each folder's new deltaLink is a state write of the
+    page that ends its round, so it is saved only once that page's changes are.
     """
 
     kind = "message"
     pattern = OUTLOOK_MAILBOX_MESSAGES
 
-    def __init__(self, graph: GraphGateway, folders: FolderPositions, page_size: int = PAGE_SIZE) -> None:
-        super().__init__(graph, page_size)
-        self._folders = folders
-
-    async def page(self, resource: str, link: str | None) -> Page:
+    async def page(self, resource: str, link: str | None, state: SourceState = NO_STATE) -> Page:
         """One page of the walk: at ``link``, or the first page of an enumeration of every folder."""
         user = self._match(resource)["user"]
-        key = resource_key(resource)
         position = decode(link) if link else Position(full=True)
-        folder: Folder | None
         if position.folder is None:
-            await self._folders.replace(key, await self._list_folders(user))
-            folder = await self._folders.after(key, None)
-            position = Position(full=position.full)
-        else:
-            folder = await self._folders.get(key, position.folder)
-            if folder is None:  # the folder left the mailbox since the round began: go on
-                return await self._next_folder(user, key, position, position.folder, [])
-        if folder is None:  # a mailbox with no folders
-            return Page(user, [], None, encode(Position(final=True)))
-        position = replace(position, folder=folder.row)
+            return await self._start_round(user, position, state)
+        value = await state.get(position.folder)
+        if value is None:  # the folder left the mailbox since the round began: go on
+            return await self._next_folder(user, position, position.folder, [], (), state)
+        folder = parse_folder(position.folder, value)
         start = self._url(f"users/{_segment(user)}/mailFolders/{_segment(folder.folder_id)}/messages/delta")
         url = position.link or (None if position.full else folder.link) or start
         changes, next_link, delta_link = await self._read(url)
         changes = await self._confirm_removals(user, changes)
         if next_link is not None:
             return Page(user, changes, encode(replace(position, link=next_link)), None)
-        assert delta_link is not None
-        await self._folders.save(key, folder, delta_link)
-        return await self._next_folder(user, key, position, folder.row, changes)
+        return await self._next_folder(user, position, folder.row, changes, (folder.saved(delta_link),), state)
 
-    async def forget(self, resource: str) -> None:
-        """Drop the walk's per-folder deltaLinks (nothing subscribes to the mailbox any more)."""
-        await self._folders.forget(resource_key(resource))
+    async def _start_round(self, user: str, position: Position, state: SourceState) -> Page:
+        """The round's first page: no changes, the folder list as state writes, and the first folder next."""
+        listed = {folder_row(f): f for f in await self._list_folders(user)}
+        present = {name async for name in state.names(FOLDER)}
+        if not position.full and not present:
+            # No saved positions (state lost, or written by an older version): only an enumeration
+            # can tell what was deleted meanwhile.
+            raise ResyncRequiredError("no saved folder positions for the mailbox", None)
+        writes = [Folder(row, folder_id).saved(None) for row, folder_id in listed.items() if row not in present]
+        writes += [StateWrite(name, None) for name in sorted(present - listed.keys())]
+        if not listed:  # a mailbox with no folders
+            return Page(user, [], None, encode(Position(final=True)), tuple(writes))
+        first = min(listed)
+        return Page(user, [], encode(Position(folder=first, full=position.full)), None, tuple(writes))
 
     async def _next_folder(
-        self, user: str, key: str, position: Position, row: str, changes: list[SourceChange]
+        self,
+        user: str,
+        position: Position,
+        row: str,
+        changes: list[SourceChange],
+        writes: tuple[StateWrite, ...],
+        state: SourceState,
     ) -> Page:
-        following = await self._folders.after(key, row)
+        following = await state.after(FOLDER, row)
         if following is None:
             # The round is over; its "deltaLink" starts the next round from each folder's saved link.
-            return Page(user, changes, None, encode(Position(final=True)))
-        return Page(user, changes, encode(Position(folder=following.row, full=position.full)), None)
+            return Page(user, changes, None, encode(Position(final=True)), writes)
+        return Page(user, changes, encode(Position(folder=following[0], full=position.full)), None, writes)
 
     async def _list_folders(self, user: str) -> list[str]:
         """Every mail folder's id: the top-level folders, then their child folders, breadth first."""
@@ -257,13 +282,11 @@ class MailboxMessageSource(_OutlookSource):
         return [c for c in changes if not (c.version is None and c.item_id in alive)]
 
 
-def outlook_sources(
-    graph: GraphGateway, folders: FolderPositions, days_past: int, days_ahead: int
-) -> list[ChangeSource]:
+def outlook_sources(graph: GraphGateway, days_past: int, days_ahead: int) -> list[ChangeSource]:
     """The Outlook sources, for the registry."""
     return [
         FolderMessageSource(graph),
-        MailboxMessageSource(graph, folders),
+        MailboxMessageSource(graph),
         EventSource(graph, days_past, days_ahead),
         ContactSource(graph),
     ]
