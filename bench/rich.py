@@ -75,12 +75,12 @@ async def token_checks(
 
     cold: list[float] = []
     for _ in range(rounds):
-        gate, tokens = TokenGate(client, sim.authority, ca_file=sim.ca_file), pair()
+        gate, tokens = TokenGate(client, tenant, sim.authority, ca_file=sim.ca_file), pair()
         try:
             cold.append(await _timed(lambda: check(gate, tokens)))  # noqa: B023 - awaited at once
         finally:
             await gate.close()
-    gate = TokenGate(client, sim.authority, ca_file=sim.ca_file)
+    gate = TokenGate(client, tenant, sim.authority, ca_file=sim.ca_file)
     try:
         await check(gate, pair())
         fresh = [pair() for _ in range(rounds * 10)]  # signed beforehand: only the check is timed

@@ -242,6 +242,22 @@ class SimControl:
         """Delete a list item."""
         await self.call("DELETE", f"/sites/{site_id}/lists/{list_id}/items/{item_id}")
 
+    async def restore_list_item(self, site_id: str, list_id: str, item_id: str) -> dict[str, Any]:
+        """Bring a deleted list item back (the recycle bin's restore)."""
+        return dict(await self.call("POST", f"/sites/{site_id}/lists/{list_id}/items/{item_id}/restore"))
+
+    async def restore_directory_object(self, collection: str, object_id: str) -> dict[str, Any]:
+        """Restore a deleted user or group."""
+        return dict(await self.call("POST", f"/{collection}/{object_id}/restore"))
+
+    async def restore_outlook_item(self, user_id: str, item_id: str) -> dict[str, Any]:
+        """Bring a deleted message, event or contact back, under its id."""
+        return dict(await self.call("POST", f"/outlook/mailboxes/{user_id}/items/{item_id}/restore"))
+
+    async def sp_restore_item(self, list_id: str, item_id: int) -> dict[str, Any]:
+        """Restore a SharePoint list item from the recycle bin."""
+        return dict(await self.call("POST", f"/sharepoint/lists/{list_id}/items/{item_id}/restore"))
+
     async def expire_list_tokens(self, site_id: str, list_id: str) -> None:
         """Make every delta token issued so far for the list stale (410 Gone)."""
         await self.call("POST", f"/sites/{site_id}/lists/{list_id}/expire-tokens")
@@ -369,8 +385,15 @@ class SimControl:
         """Soft-delete a message."""
         await self.call("DELETE", f"{self._messages(team_id, channel_id, chat_id)}/{message_id}")
 
+    async def undelete_message(
+        self, message_id: str, *, team_id: str | None = None, channel_id: str | None = None, chat_id: str | None = None
+    ) -> dict[str, Any]:
+        """Undo a message's soft delete."""
+        path = f"{self._messages(team_id, channel_id, chat_id)}/{message_id}/undoSoftDelete"
+        return dict(await self.call("POST", path))
+
     async def spoil_rich(self, *faults: str, token_version: int | None = None) -> dict[str, Any]:
-        """Spoil the next rich batches, one fault each: forged, expired, wrong-audience, tampered,
+        """Spoil the next rich batches, one fault each: forged, expired, wrong-audience, other-tenant, tampered,
         unknown-certificate; ``token_version`` 1 or 2 sets the form of the validation tokens."""
         body: dict[str, Any] = {"next": list(faults)}
         if token_version is not None:

@@ -122,9 +122,10 @@ def change_type_of(change: SourceChange, known: Known | None, mode: Mode, since:
         return None if known.version == change.version else "updated"
     if mode in (Mode.DELTA, Mode.FULL) or since is None:
         return "created"
-    if not change.dated:
-        return None  # no timestamps to tell: an enumeration of such a kind only indexes
     threshold = since - CLOCK_SKEW
+    if not change.dated:
+        # No modification time to tell whether it changed since: only an item created since is news.
+        return "created" if change.created_at is not None and change.created_at >= threshold else None
     if change.modified_at is not None and change.modified_at < threshold:
         return None
     if change.created_at is not None and change.created_at < threshold:
@@ -150,17 +151,25 @@ def classify_page(changes: list[SourceChange], known: dict[str, Known], context:
     for change in latest.values():
         previous = known.get(change.item_id)
         change_type = change_type_of(change, previous, context.mode, context.since)
+        life = previous.life if previous is not None else 0
         if change.version is None:
             version = previous.version if previous is not None else ""
             if change_type is not None:
-                events.append(_event(context, change.item_id, "deleted", version, None))
-                writes.append(IndexWrite(change.item_id, version, deleted=True, pass_id=mark))
+                events.append(_event(context, change.item_id, "deleted", _lived(version, life), None))
+                writes.append(IndexWrite(change.item_id, version, deleted=True, pass_id=mark, life=life))
             continue
+        if previous is not None and previous.deleted:
+            life += 1  # restored: a new life, whatever version it comes back at
         if change_type is not None:
-            events.append(_event(context, change.item_id, change_type, change.version, change.item))
+            events.append(_event(context, change.item_id, change_type, _lived(change.version, life), change.item))
         if change_type is not None or context.mode.enumerates:
-            writes.append(IndexWrite(change.item_id, change.version, pass_id=mark))
+            writes.append(IndexWrite(change.item_id, change.version, pass_id=mark, life=life))
     return Classified(events, writes)
+
+
+def _lived(version: str, life: int) -> str:
+    """The version an event id hashes: in an item's first life, its version; after a restore, with the life."""
+    return version if life == 0 else f"{version}~{life}"
 
 
 def deletions(rows: list[tuple[str, Known]], context: Context) -> tuple[Classified, list[str]]:
@@ -172,8 +181,8 @@ def deletions(rows: list[tuple[str, Known]], context: Context) -> tuple[Classifi
         if known.deleted:
             purge.append(item_id)
             continue
-        events.append(_event(context, item_id, "deleted", known.version, None))
-        writes.append(IndexWrite(item_id, known.version, deleted=True, pass_id=context.pass_id))
+        events.append(_event(context, item_id, "deleted", _lived(known.version, known.life), None))
+        writes.append(IndexWrite(item_id, known.version, deleted=True, pass_id=context.pass_id, life=known.life))
     return Classified(events, writes), purge
 
 

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from .clock import format_time, utcnow
 from .logs import log_event
+from .refusals import Reason, Totals
 
 if TYPE_CHECKING:
     from azure.data.tables.aio import TableClient
@@ -27,6 +28,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 # One slow check must not hold a probe longer than a load balancer waits.
 CHECK_TIMEOUT_SECONDS = 5.0
+# Refusals that mean a broken certificate or consent rather than noise: any in the last hour is a warning.
+ALARMING = (Reason.BAD_VALIDATION_TOKEN, Reason.DECRYPTION_FAILED)
 
 
 @dataclass(frozen=True)
@@ -40,6 +43,9 @@ class Snapshot:
     expiries: tuple[datetime | None, ...] | None = None
     queue_depths: Mapping[str, int] = field(default_factory=dict)
     oldest_sync: datetime | None = None
+    # Every instance's refusals by reason (None: not read); why they could not be read.
+    refusals: Totals | None = None
+    refusals_error: str | None = None
 
 
 @dataclass(frozen=True)
@@ -53,7 +59,8 @@ class Verdict:
 def assess(snapshot: Snapshot, now: datetime, poison_queue: str = "graph-notifications-poison") -> Verdict:
     """200 when storage and Graph answer and no subscription is past its expiry; else 503 with the reasons.
 
-    A message in the poison queue needs a look but stops nothing: it is a warning.
+    A message in the poison queue needs a look but stops nothing: it is a warning, and so
+    is an ALARMING refusal in the last hour.
     """
     reasons: list[str] = []
     warnings: list[str] = []
@@ -75,6 +82,13 @@ def assess(snapshot: Snapshot, now: datetime, poison_queue: str = "graph-notific
     poisoned = snapshot.queue_depths.get(poison_queue, 0)
     if poisoned:
         warnings.append(f"{poisoned} message(s) in {poison_queue}")
+    refusals = snapshot.refusals
+    if refusals is not None:
+        warnings += [
+            f"{n} item(s) refused in the last hour: {r.value}" for r in ALARMING if (n := refusals.last_hour.get(r))
+        ]
+    elif snapshot.refusals_error:
+        warnings.append(f"refusal counts unavailable ({snapshot.refusals_error})")
     oldest = snapshot.oldest_sync
     body: dict[str, Any] = {
         "status": "unhealthy" if reasons else "healthy",
@@ -87,6 +101,7 @@ def assess(snapshot: Snapshot, now: datetime, poison_queue: str = "graph-notific
         "queues": dict(snapshot.queue_depths),
         "oldestSync": format_time(oldest) if oldest else None,
         "oldestSyncAgeSeconds": round((now - oldest).total_seconds(), 1) if oldest else None,
+        "refusals": refusals.as_json() if refusals is not None else None,
     }
     return Verdict(503 if reasons else 200, body)
 
@@ -96,7 +111,8 @@ class HealthProbe:
 
     ``token`` gets a Graph access token (azure-identity caches it until it nears expiry);
     ``expiries`` lists the stored subscriptions' expiries; ``cursors`` is the delta
-    cursor table; ``queues`` the queues whose depth is reported.
+    cursor table; ``queues`` the queues whose depth is reported; ``refusals`` sums the
+    refusals table (a failure there is a warning, not a reason: nothing stops working).
     """
 
     def __init__(
@@ -107,7 +123,9 @@ class HealthProbe:
         queues: Sequence[QueueClient],
         clock: Callable[[], datetime] = utcnow,
         timeout: float = CHECK_TIMEOUT_SECONDS,
+        refusals: Callable[[], Awaitable[Totals]] | None = None,
     ) -> None:
+        self._refusals = refusals
         self._token = token
         self._expiries = expiries
         self._cursors = cursors
@@ -118,10 +136,11 @@ class HealthProbe:
     async def snapshot(self) -> Snapshot:
         """Run every check at once; each failure is recorded by its cause, none raises."""
         checked_at = self._clock()
-        token, expiries, oldest, *depths = await asyncio.gather(
+        token, expiries, oldest, refusals, *depths = await asyncio.gather(
             self._bounded(self._token()),
             self._bounded(self._expiries()),
             self._bounded(oldest_sync(self._cursors)),
+            self._bounded(self._refusals() if self._refusals is not None else _nothing()),
             *(self._bounded(queue_depth(q)) for q in self._queues),
             return_exceptions=True,
         )
@@ -135,10 +154,16 @@ class HealthProbe:
                 q.queue_name: d for q, d in zip(self._queues, depths, strict=True) if not isinstance(d, BaseException)
             },
             oldest_sync=None if isinstance(oldest, BaseException) else oldest,
+            refusals=None if isinstance(refusals, BaseException) else refusals,
+            refusals_error=_cause(refusals) if isinstance(refusals, BaseException) else None,
         )
 
     async def _bounded(self, call: Awaitable[Any]) -> Any:
         return await asyncio.wait_for(call, self._timeout)
+
+
+async def _nothing() -> None:
+    return None
 
 
 def _cause(error: BaseException) -> str:

@@ -27,7 +27,7 @@ from datetime import datetime
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
-from . import telemetry
+from . import refusals, telemetry
 from .clock import utcnow
 from .errors import AuthorityUnavailableError, BodyTooLargeError, MalformedBodyError, StorageUnavailableError
 from .notifications import MAX_BODY_BYTES, Envelope, Rejection, check_items, handshake_token, parse_batch
@@ -275,6 +275,10 @@ def _failure(task: asyncio.Task[None]) -> str:
     return "cancelled" if task.cancelled() else type(task.exception()).__name__
 
 
+def _body_reason(error: MalformedBodyError | BodyTooLargeError) -> refusals.Reason:
+    return refusals.Reason.TOO_LARGE if isinstance(error, BodyTooLargeError) else refusals.Reason.MALFORMED
+
+
 def _summary(rejected: list[Rejection], total: int) -> str:
     """Counts by reason: no subscription id, no clientState, nothing a sender chose."""
     counts = Counter(rejection.reason for rejection in rejected)
@@ -318,6 +322,7 @@ class Ingest:
             items = parse_batch(body)
         except (MalformedBodyError, BodyTooLargeError) as exc:
             log.warning("%s: refused a body of %d bytes with %d: %s", source, len(body), exc.status, exc)
+            refusals.count(_body_reason(exc), source=source)  # one per body: its items were never read
             return Reply(exc.status, str(exc))
         telemetry.count(telemetry.RECEIVED, len(items), source=source)
         refused = await self._check_tokens(body, items, source)
@@ -332,7 +337,7 @@ class Ingest:
             fields = {"event": "notifications.rejected", "dropped": len(verdict.rejected), "total": len(items)}
             log.warning("%s: %s", source, _summary(verdict.rejected, len(items)), extra=fields)
             for reason, dropped in Counter(r.reason for r in verdict.rejected).items():
-                telemetry.count(telemetry.REJECTED, dropped, reason=reason, source=source)
+                refusals.count(refusals.reason_of(reason), dropped, source=source)
         # The checked items are stored even when others wait for a retry: they are processed now rather
         # than after Graph's back-off, and kept if Graph gives up. The retry stores them again (delivery
         # is at least once, and the queue trigger is idempotent).
@@ -356,6 +361,7 @@ class Ingest:
         except (MalformedBodyError, BodyTooLargeError) as exc:
             # Only this request's items: the checks above make this rare (a nesting depth the encoder refuses).
             log.warning("%s: refused a batch with %d: %s", source, exc.status, exc)
+            refusals.count(_body_reason(exc), len(accepted), source=source)
             return Reply(exc.status, str(exc))
         except (StorageUnavailableError, TimeoutError) as exc:
             log.error("%s: queue write failed (%s): answering 503 so Graph retries", source, type(exc).__name__)
@@ -376,14 +382,16 @@ class Ingest:
             return None
         if self._tokens is None:
             log.warning("%s: dropped a batch of %d with validation tokens: no token checker", source, len(items))
+            refusals.count(refusals.Reason.BAD_VALIDATION_TOKEN, len(items), source=source)
             return Reply(202)
         try:
-            refusal = await self._tokens.refusal(tokens)
+            refusal = await self._tokens.refusal(tokens, items)
         except AuthorityUnavailableError as exc:
             log.error("%s: %s: answering 503 so Graph retries", source, exc)
             return Reply(503, "token keys unavailable, retry later")
         if refusal is not None:
             # The reason only, never the token.
             log.warning("%s: dropped a batch of %d: validation token rejected (%s)", source, len(items), refusal)
+            refusals.count(refusals.Reason.BAD_VALIDATION_TOKEN, len(items), source=source)
             return Reply(202)
         return None

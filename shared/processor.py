@@ -10,7 +10,7 @@ from dataclasses import astuple, dataclass, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from . import telemetry
+from . import refusals, telemetry
 from .claims import redeem
 from .clock import utcnow
 from .coalescing import Action
@@ -138,6 +138,7 @@ class Processor:
         record = await self._store.find(subscription_id) if subscription_id else None
         if record is None:
             log.warning("notification for subscription %s, which is no longer stored: dropped", subscription_id)
+            refusals.count(refusals.Reason.UNKNOWN_SUBSCRIPTION, len(items), source="processor")
             return Summary(unknown=len(items))
         if envelope.source in _FROM_OUTSIDE:
             await self._note(record, envelope.received_at)
@@ -177,11 +178,15 @@ class Processor:
             log.error(
                 "subscription %s: resource data but no NOTIFICATION_CERTIFICATE: poisoned", record.subscription_id
             )
+            refusals.count(refusals.Reason.DECRYPTION_FAILED, len(rich), source="processor")
             await self._poison_items(envelope, rich)
             return Summary(poisoned=len(rich))
         reading = self._resource_data.read(record.subscription_id, rich)
         if reading.undecryptable:
             await self._poison_items(envelope, reading.undecryptable)
+            refusals.count(refusals.Reason.DECRYPTION_FAILED, len(reading.undecryptable), source="processor")
+        if reading.outside_window:
+            refusals.count(refusals.Reason.OUTSIDE_CALENDAR_WINDOW, reading.outside_window, source="processor")
         readable = [item for item, _ in reading.told]
         outcome = await self._sync.apply_notified(record, reading.told, envelope.deferrals)
         summary = Summary(events=outcome.events, poisoned=len(reading.undecryptable))

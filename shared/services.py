@@ -27,8 +27,9 @@ if TYPE_CHECKING:
     from .security.certificates import CertificateBook, NotificationCertificate
     from .security.resource_data import ResourceDataReader
     from .security.tokens import TokenGate
-    from .settings import CertificateSource
+    from .settings import CertificateSource, StorageConnection
     from .stores.desired import DesiredStore
+    from .stores.refusals import RefusalFlusher
     from .sweeper import Sweeper
 
 T = TypeVar("T")
@@ -121,6 +122,7 @@ async def build_ingest(environ: Mapping[str, str]) -> Receivers:
     token = storage_credential(connection)
     if token is not None:
         owned.own(token)
+    _refusal_flusher(environ, owned, connection, token)
     # Items too large for a queue message go to blobs (claims.py); the client is built on the first one.
     claims = claims_for(connection, token, **_FAST)
     queue = MessageQueue(
@@ -134,15 +136,32 @@ async def build_ingest(environ: Mapping[str, str]) -> Receivers:
     return Receivers(Ingest(secrets, queue, tokens=tokens), Ingest(secrets, queue, tokens=tokens), owned, secrets)
 
 
+def _refusal_flusher(
+    environ: Mapping[str, str],
+    owned: _Owned,
+    connection: StorageConnection,
+    token: AsyncTokenCredential | None,
+    prune: bool = False,
+    options: Mapping[str, Any] = _PATIENT_TABLE,
+) -> RefusalFlusher:
+    """Writes this process's refusal counts in the background, never on a request's path; a close flushes."""
+    from .settings import refusals_flush_seconds
+    from .storage import table_client
+    from .stores.refusals import REFUSALS_TABLE, RefusalFlusher, RefusalTable
+
+    client = owned.own(table_client(connection, REFUSALS_TABLE, token, **options))
+    return owned.own(RefusalFlusher(RefusalTable(client), refusals_flush_seconds(environ), prune=prune).start())
+
+
 def _token_gate(environ: Mapping[str, str], owned: _Owned) -> TokenGate:
-    """The validation-token checker; without GRAPH_CLIENT_ID it refuses every rich batch (nothing to check against)."""
+    """The validation-token checker; without GRAPH_CLIENT_ID or GRAPH_TENANT_ID it refuses every rich batch."""
     from .security.tokens import TokenGate
     from .settings import token_settings
 
     found = token_settings(environ)
     if found is None:
-        return owned.own(TokenGate(None))
-    return owned.own(TokenGate(found.client_id, found.authority, found.issuers, ca_file=found.ca_file))
+        return owned.own(TokenGate(None, None))
+    return owned.own(TokenGate(found.client_id, found.tenant_id, found.authority, found.issuers, ca_file=found.ca_file))
 
 
 @dataclass(frozen=True)
@@ -213,6 +232,8 @@ async def build_worker(environ: Mapping[str, str]) -> Worker:
     token = storage_credential(connection)
     if token is not None:
         owned.own(token)
+    # The worker's flusher also deletes old rows: one pruner per deployment suffices.
+    _refusal_flusher(environ, owned, connection, token, prune=True)
     store = SubscriptionStore(owned.own(table_client(connection, SUBSCRIPTIONS_TABLE, token, **_PATIENT_TABLE)))
     cursors = CursorStore(owned.own(table_client(connection, CURSORS_TABLE, token, **_PATIENT_TABLE)))
     index = ItemIndex(owned.own(table_client(connection, ITEMS_TABLE, token, **_PATIENT_TABLE)))
@@ -397,6 +418,8 @@ async def build_health(environ: Mapping[str, str]) -> Health:
     token = storage_credential(connection)
     if token is not None:
         owned.own(token)
+    # Quick retries: a probe reads the table through it.
+    refusals = _refusal_flusher(environ, owned, connection, token, options=_FAST_TABLE)
     store = SubscriptionStore(owned.own(table_client(connection, SUBSCRIPTIONS_TABLE, token, **_FAST_TABLE)))
     cursors = owned.own(table_client(connection, CURSORS_TABLE, token, **_FAST_TABLE))
     names = [settings.notifications_queue, f"{settings.notifications_queue}-poison"]
@@ -412,7 +435,8 @@ async def build_health(environ: Mapping[str, str]) -> Health:
         except ResourceNotFoundError:
             return []  # no table yet: nothing subscribed so far
 
-    probe = HealthProbe(lambda: credential.get_token(scope), expiries, cursors, queues)
+    # The answering instance's own counts are flushed first; the others' are at most one flush interval old.
+    probe = HealthProbe(lambda: credential.get_token(scope), expiries, cursors, queues, refusals=refusals.totals)
     monitor = HealthMonitor(
         probe.snapshot,
         settings.health_cache_seconds,

@@ -265,6 +265,23 @@ def health_cache_seconds(environ: Mapping[str, str]) -> float:
     return value
 
 
+DEFAULT_REFUSALS_FLUSH_SECONDS = 30.0
+
+
+def refusals_flush_seconds(environ: Mapping[str, str]) -> float:
+    """REFUSALS_FLUSH_SECONDS: how often an instance writes its refusal counts to the refusals table."""
+    text = _optional(environ, "REFUSALS_FLUSH_SECONDS")
+    if text is None:
+        return DEFAULT_REFUSALS_FLUSH_SECONDS
+    try:
+        value = float(text)
+    except ValueError:
+        raise InvalidSettingError("REFUSALS_FLUSH_SECONDS", "must be a number of seconds") from None
+    if not 1 <= value <= 3600:
+        raise InvalidSettingError("REFUSALS_FLUSH_SECONDS", "must be between 1 and 3600")
+    return value
+
+
 DEFAULT_TOKEN_ISSUERS = ("https://sts.windows.net/{tenant}/", "https://login.microsoftonline.com/{tenant}/v2.0")
 
 
@@ -294,6 +311,8 @@ class TokenSettings:
     authority: str
     ca_file: str | None
     issuers: tuple[str, ...]
+    # GRAPH_TENANT_ID: the one tenant whose tokens and notifications are accepted (None: none is).
+    tenant_id: str | None = None
 
 
 def resource_data_settings(environ: Mapping[str, str], required: bool) -> ResourceDataSettings | None:
@@ -322,7 +341,7 @@ def resource_data_settings(environ: Mapping[str, str], required: bool) -> Resour
 
 
 def token_settings(environ: Mapping[str, str]) -> TokenSettings | None:
-    """GRAPH_CLIENT_ID, AZURE_AUTHORITY_HOST and VALIDATION_TOKEN_ISSUERS; None without a client id."""
+    """GRAPH_CLIENT_ID, GRAPH_TENANT_ID, AZURE_AUTHORITY_HOST and VALIDATION_TOKEN_ISSUERS; None without a client id."""
     client_id = _optional(environ, "GRAPH_CLIENT_ID")
     if client_id is None:
         return None
@@ -340,7 +359,13 @@ def token_settings(environ: Mapping[str, str]) -> TokenSettings | None:
         if not usable or not isinstance(raw, list):
             raise InvalidSettingError("VALIDATION_TOKEN_ISSUERS", "must be a JSON list of https issuer URLs")
         issuers = tuple(raw)
-    return TokenSettings(client_id, authority.rstrip("/"), _optional(environ, "AZURE_AUTHORITY_CA_FILE"), issuers)
+    return TokenSettings(
+        client_id,
+        authority.rstrip("/"),
+        _optional(environ, "AZURE_AUTHORITY_CA_FILE"),
+        issuers,
+        _optional(environ, "GRAPH_TENANT_ID"),
+    )
 
 
 def renew_schedule(environ: Mapping[str, str]) -> str:

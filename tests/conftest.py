@@ -27,6 +27,14 @@ def azurite() -> Iterator[Azurite]:
         emulator.stop()
 
 
+@pytest.fixture(autouse=True)
+def _fresh_refusal_counts() -> None:
+    """Each test starts with an empty refusal ledger: refusals.count adds to one per process."""
+    from shared import refusals
+
+    refusals.ledger().clear()
+
+
 @pytest.fixture
 def unique_name() -> Callable[[str], str]:
     """Make queue and table names that no other test uses (letters and digits only)."""

@@ -15,11 +15,14 @@ from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
+from .clock import graph_time
 from .errors import GraphError, json_response
 from .lists import Listener, decode_token, encode_token, read_json
 from .subscriptions import RESOURCE_RULES, ResourceRule
@@ -61,9 +64,10 @@ class Collection:
 class Directory:
     """The tenant's users and groups."""
 
-    def __init__(self) -> None:
+    def __init__(self, now: Callable[[], datetime] | None = None) -> None:
         self.collections = {"users": Collection("users"), "groups": Collection("groups")}
         self.listeners: list[Listener] = []
+        self._now = now or (lambda: datetime.now(UTC))
 
     def _stamp(self, coll: Collection, obj: DirObject, change_type: str) -> None:
         coll.seq += 1
@@ -85,7 +89,8 @@ class Directory:
 
     def add(self, collection: str, props: dict[str, Any], object_id: str | None = None) -> DirObject:
         """A new user or group."""
-        obj = DirObject(object_id or str(uuid.uuid4()), dict(props))
+        # createdDateTime: a property of user and group resources, returned when selected.
+        obj = DirObject(object_id or str(uuid.uuid4()), {"createdDateTime": graph_time(self._now()), **props})
         self._stamp(self.collections[collection], obj, "updated")
         return obj
 
@@ -103,6 +108,15 @@ class Directory:
                 if not group.deleted and group.members.get(obj.id, (0, False))[1]:
                     self.set_member(group, obj.id, False)
 
+    def restore(self, collection: str, object_id: str) -> DirObject | None:
+        """Restore a deleted user or group (directory/deletedItems/{id}/restore); None when none is deleted."""
+        obj = self.collections[collection].objects.get(object_id)
+        if obj is None or not obj.deleted:
+            return None
+        obj.deleted = False
+        self._stamp(self.collections[collection], obj, "updated")
+        return obj
+
     def set_member(self, group: DirObject, user_id: str, present: bool) -> None:
         """Add a member to a group, or remove one: the group changes."""
         groups = self.collections["groups"]
@@ -115,7 +129,8 @@ class Directory:
         ids = []
         for n in range(count):
             users.seq += 1
-            obj = DirObject(str(uuid.uuid4()), {"displayName": f"{prefix} {n}"}, users.seq)
+            props = {"displayName": f"{prefix} {n}", "createdDateTime": graph_time(self._now())}
+            obj = DirObject(str(uuid.uuid4()), props, users.seq)
             users.objects[obj.id] = obj
             ids.append(obj.id)
         return ids
@@ -320,6 +335,16 @@ async def delete_object(request: web.Request) -> web.Response:
     coll = request.match_info["coll"]
     _state(request).directory.delete(coll, _object(request, coll, "id"))
     return web.json_response({"deleted": 1})
+
+
+@routes.post("/_sim/{coll:users|groups}/{id}/restore")
+async def restore_object(request: web.Request) -> web.Response:
+    """Restore a deleted user or group."""
+    coll = request.match_info["coll"]
+    obj = _state(request).directory.restore(coll, request.match_info["id"])
+    if obj is None:
+        raise web.HTTPNotFound(text='{"error": "no such deleted object"}', content_type="application/json")
+    return web.json_response({"id": obj.id, **obj.props})
 
 
 @routes.post("/_sim/groups/{id}/members")

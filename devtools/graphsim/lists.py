@@ -132,6 +132,13 @@ class ListStore:
         item.deleted = True
         self._stamp(lst, item)
 
+    def restore_item(self, lst: SpList, item: ListItem) -> None:
+        """Bring a deleted item back from the recycle bin, under its id: a new version."""
+        item.deleted = False
+        item.version += 1
+        item.modified = self.clock.now()
+        self._stamp(lst, item)
+
 
 def item_json(lst: SpList, item: ListItem, graph_url: str, fields: bool) -> dict[str, Any]:
     """A listItem as Graph renders it (``fields`` when expanded)."""
@@ -324,6 +331,17 @@ async def delete_list_item(request: web.Request) -> web.Response:
     state, lst = _state(request), _control_list(request)
     state.lists.delete_item(lst, _control_item(request, lst))
     return web.json_response({"deleted": 1})
+
+
+@routes.post("/_sim/sites/{site}/lists/{list}/items/{item}/restore")
+async def restore_list_item(request: web.Request) -> web.Response:
+    """Restore a deleted item (the recycle bin's restore)."""
+    state, lst = _state(request), _control_list(request)
+    item = lst.items.get(request.match_info["item"])
+    if item is None or not item.deleted:
+        raise web.HTTPNotFound(text='{"error": "no such deleted item"}', content_type="application/json")
+    state.lists.restore_item(lst, item)
+    return web.json_response(item_json(lst, item, state.graph_url, True))
 
 
 @routes.post("/_sim/sites/{site}/lists/{list}/expire-tokens")

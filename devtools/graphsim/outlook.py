@@ -195,6 +195,12 @@ class OutlookStore:
         item.deleted = True
         self._changed(box, item, item.folder, "", "deleted")
 
+    def restore_item(self, box: Mailbox, item: Item) -> None:
+        """A deleted item back in its folder, under its immutable id (moved back from Deleted Items)."""
+        item.deleted = False
+        item.modified = self._now()
+        self._changed(box, item, "", item.folder, "created")
+
     def _changed(self, box: Mailbox, item: Item, before: str, after: str, change_type: str) -> None:
         box.seq += 1
         item.seq = box.seq
@@ -595,6 +601,17 @@ async def delete_item(request: web.Request) -> web.Response:
     state, box = _state(request), _control_box(request)
     state.outlook.delete_item(box, _control_item(request, box))
     return web.json_response({"deleted": 1})
+
+
+@routes.post("/_sim/outlook/mailboxes/{u}/items/{i}/restore")
+async def restore_item(request: web.Request) -> web.Response:
+    """Bring a deleted item back."""
+    state, box = _state(request), _control_box(request)
+    item = box.items.get(request.match_info["i"])
+    if item is None or not item.deleted:
+        return _err(404, "no such deleted item")
+    state.outlook.restore_item(box, item)
+    return web.json_response(_item_out(box, item))
 
 
 @routes.post("/_sim/outlook/mailboxes/{u}/expire-tokens")

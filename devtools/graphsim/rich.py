@@ -225,7 +225,9 @@ def check_encryption(body: dict[str, Any], rule: Any) -> tuple[bool, str | None,
 
 
 # What the next rich batches carry instead of the real thing (POST /_sim/rich).
-FAULTS = ("forged", "expired", "wrong-audience", "tampered", "unknown-certificate")
+FAULTS = ("forged", "expired", "wrong-audience", "other-tenant", "tampered", "unknown-certificate")
+# The tenant an "other-tenant" token is minted for: properly signed, but not the subscriber's tenant.
+OTHER_TENANT = "22222222-2222-2222-2222-222222222222"
 
 
 class RichDelivery:
@@ -271,6 +273,8 @@ class RichDelivery:
             return self.signer.token(tenant, app, self.token_version, now=time.time() - 2 * TOKEN_LIFETIME_SECONDS)
         if fault == "wrong-audience":
             return self.signer.token(tenant, "00000000-0000-0000-0000-00000000a0d1", self.token_version)
+        if fault == "other-tenant":
+            return self.signer.token(OTHER_TENANT, app, self.token_version)
         token = self.signer.token(tenant, app, self.token_version)
         return forge(token) if fault == "forged" else token
 

@@ -142,6 +142,7 @@ class SPList:
     log_start: int = 0  # tokens before this change number have expired
     next_item: int = 1
     subs: dict[str, SPSubscription] = field(default_factory=dict)
+    recycled: dict[int, SPItem] = field(default_factory=dict)  # the recycle bin
 
     def token(self, number: int, moment: datetime) -> str:
         ticks = _EPOCH_TICKS + int(moment.timestamp() * 10_000_000)
@@ -663,8 +664,23 @@ async def delete_item(request: web.Request) -> web.Response:
     item = target.items.pop(int(request.match_info["item"]), None)
     if item is None:
         raise web.HTTPNotFound(text="no such item")
+    target.recycled[item.id] = item
     sim.change(target, item, 3)
     return web.json_response({"ok": True})
+
+
+@routes.post("/_sim/sharepoint/lists/{list}/items/{item}/restore")
+async def restore_item(request: web.Request) -> web.Response:
+    """Restore an item from the recycle bin (the change log says Restore, ChangeType 7) -> the item."""
+    sim, target = _control(request), _control_list(request)
+    item = target.recycled.pop(int(request.match_info["item"]), None)
+    if item is None:
+        raise web.HTTPNotFound(text="no such recycled item")
+    item.version += 1
+    item.modified = sim.now()
+    target.items[item.id] = item
+    sim.change(target, item, 7)
+    return web.json_response(item.to_json())
 
 
 @routes.post("/_sim/sharepoint/lists/{list}/expire-tokens")

@@ -53,7 +53,7 @@ class SimState:
         self.drives.listeners.append(self.on_drive_change)
         self.lists = ListStore(self.clock)
         self.lists.listeners.append(self.on_resource_change)
-        self.directory = Directory()
+        self.directory = Directory(self.clock.now)
         self.directory.listeners.append(self.on_resource_change)
         self.outlook = OutlookStore(self.clock.now)
         self.outlook.listeners.append(self.on_resource_change)
@@ -141,7 +141,7 @@ class SimState:
         self.drives.drives.clear()
         self.lists.lists.clear()
         self.outlook.mailboxes.clear()
-        self.directory = Directory()
+        self.directory = Directory(self.clock.now)
         self.directory.listeners.append(self.on_resource_change)
         self.drives.delta_lag_seconds = self.config.delta_lag_seconds
         self.subs.subs.clear()

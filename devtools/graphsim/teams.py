@@ -159,6 +159,21 @@ class TeamsStore:
         message["deletedDateTime"] = message["lastModifiedDateTime"] = graph_time(now)
         self._changed(where, "deleted", message)
 
+    def undelete(self, where: Conversation, message_id: str) -> dict[str, Any]:
+        """Undo a soft delete (chatMessage: undoSoftDelete): the message is back, with a new etag.
+
+        Graph's docs name no change type for it; the simulator sends ``updated`` with the message.
+        """
+        message = where.messages.get(message_id)
+        if message is None or message["deletedDateTime"] is None:
+            raise KeyError(message_id)
+        now = self._now()
+        message["deletedDateTime"] = None
+        message["lastModifiedDateTime"] = graph_time(now)
+        message["etag"] = self._next_id(now)
+        self._changed(where, "updated", message)
+        return message
+
     def _live(self, where: Conversation, message_id: str) -> dict[str, Any]:
         message = where.messages.get(message_id)
         if message is None or message["deletedDateTime"] is not None:
@@ -307,3 +322,14 @@ async def delete_message(request: web.Request) -> web.Response:
     except KeyError:
         raise _missing("message") from None
     return web.Response(status=204)
+
+
+@routes.post("/_sim/teams/{t}/channels/{c}/messages/{m}/undoSoftDelete")
+@routes.post("/_sim/chats/{chat}/messages/{m}/undoSoftDelete")
+async def undelete_message(request: web.Request) -> web.Response:
+    """Undo a message's soft delete -> the message."""
+    try:
+        message = _store(request).undelete(_conversation(request), request.match_info["m"])
+    except KeyError:
+        raise _missing("deleted message") from None
+    return web.json_response(message)

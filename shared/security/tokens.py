@@ -2,8 +2,11 @@
 
 Each token must carry a valid signature by a key of the authority's OpenID
 configuration, be unexpired, be meant for this app (``aud``), come from an issuer
-of the token's tenant (v1 and v2 forms by default), and name Graph's change-tracking
-app as its caller (``appid`` in v1, ``azp`` in v2).
+of the tenant this app serves (GRAPH_TENANT_ID; v1 and v2 forms by default), and
+name Graph's change-tracking app as its caller (``appid`` in v1, ``azp`` in v2), as
+Graph's change-notifications-with-resource-data.md lists them. The token's own
+``tid`` is never trusted to pick the issuer: a token Graph minted for another
+tenant is refused, and so is a batch whose items name another ``tenantId``.
 
 The keys are fetched once and cached; a key id the cache lacks triggers a refetch
 at most once every ``refetch_interval`` seconds, so forged key ids cannot make this
@@ -14,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any
@@ -31,6 +35,8 @@ REFETCH_INTERVAL_SECONDS = 10.0
 LEEWAY_SECONDS = 60.0
 # Verified tokens remembered (by their text) until they expire.
 VERIFIED_CACHE_SIZE = 1024
+# A tenant id as Entra writes it in issuers: a GUID (a domain name never appears in a token's issuer).
+_TENANT_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 FetchJson = Callable[[str], Awaitable[dict[str, Any]]]
 
@@ -99,18 +105,20 @@ class SigningKeys:
 
 
 class ValidationTokenChecker:
-    """Checks validation tokens against the authority's keys and this app's identity."""
+    """Checks validation tokens against the authority's keys and this app's identity (app id and tenant)."""
 
     def __init__(
         self,
         keys: SigningKeys,
         client_id: str,
+        tenant: str,
         issuers: Sequence[str] = DEFAULT_ISSUERS,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._keys = keys
         self._client_id = client_id
-        self._issuers = tuple(issuers)
+        # Filled in once with the app's own tenant, never with the token's unverified ``tid``.
+        self._issuers = [issuer.replace("{tenant}", tenant.lower()) for issuer in issuers]
         self._clock = clock
         # Graph sends the same token with batch after batch: one fully checked stays good until it expires.
         self._verified: dict[str, dict[str, Any]] = {}
@@ -135,17 +143,12 @@ class ValidationTokenChecker:
         import jwt
 
         try:
-            # One parse for the header and the unverified claims (PyJWT's base64 checks are not free).
-            unverified_token = jwt.decode_complete(token, options={"verify_signature": False})
+            header = jwt.get_unverified_header(token)
         except jwt.InvalidTokenError:
             raise ValidationTokenError("malformed") from None
-        header, unverified = unverified_token["header"], unverified_token["payload"]
         kid = header.get("kid")
         if header.get("alg") != "RS256" or not isinstance(kid, str):
             raise ValidationTokenError("unsupported signature algorithm")
-        tenant = unverified.get("tid")
-        if not isinstance(tenant, str) or not tenant:
-            raise ValidationTokenError("no tenant")
         key = await self._keys.key(kid)
         try:
             claims: dict[str, Any] = jwt.decode(
@@ -153,7 +156,7 @@ class ValidationTokenChecker:
                 key,
                 algorithms=["RS256"],
                 audience=self._client_id,
-                issuer=[issuer.replace("{tenant}", tenant) for issuer in self._issuers],
+                issuer=self._issuers,
                 leeway=LEEWAY_SECONDS,
                 options={"require": ["exp", "aud", "iss"]},
             )
@@ -225,11 +228,12 @@ class HttpJson:
 
 
 class TokenGate:
-    """What the HTTP path asks before storing a rich batch: are all its validation tokens valid?"""
+    """What the HTTP path asks before storing a rich batch: are all its validation tokens valid, for our tenant?"""
 
     def __init__(
         self,
         client_id: str | None,
+        tenant: str | None,
         authority: str = DEFAULT_AUTHORITY,
         issuers: Sequence[str] = DEFAULT_ISSUERS,
         fetch: FetchJson | None = None,
@@ -238,7 +242,13 @@ class TokenGate:
     ) -> None:
         self._http = HttpJson(ca_file) if fetch is None else None
         self._keys = SigningKeys(fetch or self._http or HttpJson(ca_file), authority)
-        self._checker = ValidationTokenChecker(self._keys, client_id, issuers) if client_id else None
+        self._tenant = (tenant or "").strip().lower()
+        self._unusable = _unusable(client_id, self._tenant)
+        self._checker = (
+            ValidationTokenChecker(self._keys, client_id, self._tenant, issuers)
+            if client_id and self._unusable is None
+            else None
+        )
         self._deadline = deadline
 
     @property
@@ -246,15 +256,17 @@ class TokenGate:
         """How many times the authority's keys were fetched (for the bench)."""
         return self._keys.fetches
 
-    async def refusal(self, tokens: Sequence[object]) -> str | None:
-        """Why the batch must not be stored, or None when every token is valid.
+    async def refusal(self, tokens: Sequence[object], items: Iterable[Mapping[str, Any]] = ()) -> str | None:
+        """Why the batch must not be stored, or None when every token is valid and every item is our tenant's.
 
         Raise AuthorityUnavailableError when the keys cannot be had in time (the caller answers 503).
         """
         if not tokens:
             return "resource data without validation tokens"
         if self._checker is None:
-            return "GRAPH_CLIENT_ID is not set, so validation tokens cannot be checked"
+            return self._unusable
+        if any(_foreign(item.get("tenantId"), self._tenant) for item in items):
+            return "notification of another tenant"
         try:
             await asyncio.wait_for(self._checker.check_all(tokens), self._deadline)
         except ValidationTokenError as exc:
@@ -267,3 +279,18 @@ class TokenGate:
         """Close the HTTP session."""
         if self._http is not None:
             await self._http.close()
+
+
+def _unusable(client_id: str | None, tenant: str) -> str | None:
+    """Why no token can be checked with these settings, or None."""
+    if not client_id:
+        return "GRAPH_CLIENT_ID is not set, so validation tokens cannot be checked"
+    if not _TENANT_ID.fullmatch(tenant):
+        # Graph's tokens name the tenant by its id; a domain name would match no issuer.
+        return "GRAPH_TENANT_ID is not a tenant id (a GUID), so validation tokens cannot be checked"
+    return None
+
+
+def _foreign(tenant_id: object, ours: str) -> bool:
+    # An item without tenantId is covered by its token, which names our tenant.
+    return tenant_id is not None and (not isinstance(tenant_id, str) or tenant_id.strip().lower() != ours)

@@ -12,11 +12,13 @@ import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
 from ..errors import InvalidSettingError, MissingSettingError
 from ..settings import STORAGE_SETTING, StorageConnection, storage_connection
+from .schedule import DEFAULT_HORIZON_HOURS, MAX_HORIZON_HOURS, RetryPolicy
 
 KEY = "SINKS"
 # Azure Functions binds a trigger to a queue name when the app is indexed: at most this many sinks.
@@ -24,23 +26,28 @@ MAX_SINKS = 8
 # Queue names: 3-63 characters, lowercase letters, digits and single hyphens; "-poison" must still fit.
 _QUEUE_NAME = re.compile(r"^[a-z0-9](?:[a-z0-9]|-(?!-))*[a-z0-9]$")
 _MAX_QUEUE_NAME = 63 - len("-poison")
-DEFAULT_RETRIES = 8
 DEFAULT_TEAMS_WINDOW = 30.0
 MAX_TEAMS_WINDOW = 120.0
 
 
 @dataclass(frozen=True)
 class Delivery:
-    """What every sink shares: its queue and how hard it retries."""
+    """What every sink shares: its queue and how long it retries (``retryHours``, ``maxAttempts``)."""
 
     index: int
     queue: str
-    max_attempts: int = DEFAULT_RETRIES
+    max_attempts: int | None = None
+    retry_hours: float = DEFAULT_HORIZON_HOURS
 
     @property
     def poison_queue(self) -> str:
-        """Where events that keep failing go, as the Functions host names it."""
+        """Where refused events, and events failing past the horizon, go, as the Functions host names it."""
         return f"{self.queue}-poison"
+
+    @property
+    def policy(self) -> RetryPolicy:
+        """The sink's retry schedule."""
+        return RetryPolicy(horizon=timedelta(hours=self.retry_hours), max_attempts=self.max_attempts)
 
 
 @dataclass(frozen=True)
@@ -111,7 +118,7 @@ def _entry(index: int, entry: Any, environ: Mapping[str, str]) -> SinkConfig:
     kind = entry.get("type")
     if kind not in ("webhook", "blob", "teams"):
         raise _invalid(index, f"unknown type {kind!r} (webhook, blob or teams)")
-    delivery = Delivery(index, _queue_name(index, kind, entry), _int(index, entry, "maxAttempts", DEFAULT_RETRIES, 1))
+    delivery = _delivery(index, kind, entry)
     if kind == "webhook":
         return WebhookSink(
             delivery,
@@ -148,6 +155,14 @@ def _blob(index: int, entry: dict[str, Any], environ: Mapping[str, str], deliver
     if on_delete not in ("delete", "move"):
         raise _invalid(index, "onDelete must be 'delete' or 'move'")
     return BlobSink(delivery, container, setting, connection, keep_deleted=on_delete == "move")
+
+
+def _delivery(index: int, kind: str, entry: dict[str, Any]) -> Delivery:
+    attempts = None if entry.get("maxAttempts") is None else _int(index, entry, "maxAttempts", 1, 1)
+    hours = _positive(index, entry, "retryHours", DEFAULT_HORIZON_HOURS) or DEFAULT_HORIZON_HOURS
+    if hours > MAX_HORIZON_HOURS:
+        raise _invalid(index, f"retryHours is at most {MAX_HORIZON_HOURS:.0f} (7 days)")
+    return Delivery(index, _queue_name(index, kind, entry), attempts, hours)
 
 
 def _queue_name(index: int, kind: str, entry: dict[str, Any]) -> str:

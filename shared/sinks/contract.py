@@ -2,8 +2,8 @@
 
 ``deliver`` raises DeliveryRetryError (try again later), DeliveryRejectedError (never
 will succeed: poison now) or DeliveryDeferredError (wait, not a failure); any other
-exception is retried by the host and poisoned on its last attempt. ``abandon`` is
-told when a message is poisoned, so a sink can release what it held for it.
+exception is retried like a DeliveryRetryError, up to the sink's horizon (runner.py).
+``abandon`` is told when a message is poisoned, so a sink can release what it held for it.
 """
 
 from __future__ import annotations

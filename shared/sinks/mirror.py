@@ -1,5 +1,10 @@
 """The blob mirror of drives: each file at ``{drive-id}/{path}`` in a container.
 
+The path is Graph's percent-encoded ``parentReference.path``, decoded once, and no name
+ever leaves its drive's prefix: blobnames.py decides, refusing (poison at once) what
+would escape or what Blob storage cannot hold, and mapping a trailing dot. Every blob
+name the mirror touches, stored rows and listings included, passes that check.
+
 A created or updated file is read through Graph (a GET of the item gives its path,
 which delta omits on OneDrive for Business, its hashes and its pre-authenticated
 ``@microsoft.graph.downloadUrl``) and streamed in ranged GETs of RANGE bytes into
@@ -33,6 +38,7 @@ from urllib.parse import quote, unquote
 from ..errors import DeliveryRetryError, GraphRequestError, TransientGraphError
 from ..settings import resource_key
 from ..stores.tables import ensure_table, quote_filter
+from .blobnames import DELETED_PREFIX, blob_name, checked_blob
 from .config import BlobSink
 from .ordering import OrderBook
 
@@ -45,15 +51,6 @@ if TYPE_CHECKING:
 
 MIRROR_TABLE = "sinkmirror"
 RANGE = 8 * 1024 * 1024
-DELETED_PREFIX = "deleted/"
-
-
-def blob_name(drive_id: str, item: dict[str, Any]) -> str:
-    """``{drive-id}/{path}/{name}`` from a GET of the item (its parentReference.path)."""
-    parent = str((item.get("parentReference") or {}).get("path") or "")
-    folder = parent.split("root:", 1)[1] if "root:" in parent else ""
-    parts = [p for p in folder.split("/") if p] + [str(item.get("name", ""))]
-    return "/".join([drive_id, *parts])
 
 
 def content_hash(item: dict[str, Any]) -> str:
@@ -158,7 +155,7 @@ class BlobMirror:
         except ResourceNotFoundError:
             row = None
         previous = str(row["blob"]) if row else None
-        blob = self._container.get_blob_client(target)
+        blob = self._blob(target)
         stored = await self._metadata_of(blob)
         if stored is not None and wanted and stored.get("contenthash") == wanted:
             if stored != metadata:
@@ -232,7 +229,8 @@ class BlobMirror:
             await self._index.upsert_entity({"PartitionKey": folders, "RowKey": row["RowKey"], "prefix": moved})
 
     def _blob(self, name: str) -> BlobClient:
-        return self._container.get_blob_client(name)
+        """The blob client for ``name``, once it is known to stay inside its prefix (rows and listings too)."""
+        return self._container.get_blob_client(checked_blob(name))
 
     async def _remove(self, drive_id: str, item_id: str) -> None:
         from azure.core.exceptions import ResourceNotFoundError

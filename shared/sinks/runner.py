@@ -1,40 +1,49 @@
-"""Runs one sink's queue: deliver, retry with back-off, or poison, never drop.
+"""Runs one sink's queue: deliver, retry with back-off, wait, or poison, never drop.
 
-A retryable failure (timeout, 408, 429, 5xx) is re-enqueued with a growing
-visibility delay (at least the destination's ``Retry-After``), carrying its retry
-count, up to the sink's ``maxAttempts``; the host's own fixed 5 s retry is kept for
-unexpected errors (storage down), poisoned on its last attempt like the core does.
-A 4xx other than 408 and 429 is poisoned at once. The poison queue holds the
-original message text, so moving it back onto the sink's queue replays it.
+A failure that may pass (timeout, connection error, 5xx, 429, 408, a closed door: 401,
+403, 404; storage or Graph trouble) is re-enqueued with a visibility delay from the
+sink's RetryPolicy (schedule.py), the message carrying its retry count and the time of
+its first failure, until the sink's horizon (``retryHours``, default 24) has passed: an
+outage of hours is waited out, not poisoned. A refusal is poisoned at once: a 4xx that
+means "never" (400, 410, 413, 422…) or a name Blob storage cannot hold. A later event of
+an item waits, re-enqueued, while an earlier one is retried, for the same horizon. Only
+when re-enqueuing itself fails does the host's own retry apply (poisoned on its last
+attempt, like the core's queue). The poison queue holds the original message text, so
+moving it back onto the sink's queue replays it. Every poisoning is counted by reason.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
+from ..clock import format_time, optional_time, utcnow
 from ..errors import DeliveryDeferredError, DeliveryRejectedError, DeliveryRetryError
 from ..queues import MessageQueue, move_to_poison
+from ..telemetry import count
 from .config import Delivery
 from .contract import Sink
+from .schedule import RetryPolicy
 
 log = logging.getLogger(__name__)
 # host.json's maxDequeueCount: the host's attempt after which a message is poisoned.
 HOST_ATTEMPTS = 5
-MAX_DELAY = 3600.0
-# A message waiting on its item's earlier event gives up waiting after this many deferrals.
-MAX_DEFERRALS = 720
+# Counted per sink and reason: refused, retried (past the horizon), waited, malformed.
+POISONED = "graphhooks.sinks.poisoned"
 
 
 @dataclass(frozen=True)
 class SinkMessage:
-    """A sink queue message: the payload, and how often it was retried or deferred."""
+    """A sink queue message: the payload, how often it was retried or waited, and since when."""
 
     payload: dict[str, Any]
     retries: int = 0
     deferrals: int = 0
+    since: datetime | None = None  # the first failed or deferred attempt
 
     @classmethod
     def from_text(cls, text: str) -> SinkMessage:
@@ -43,7 +52,8 @@ class SinkMessage:
         if not isinstance(data, dict):
             raise ValueError("not a JSON object")
         if "sinkRetry" in data and isinstance(data.get("payload"), dict):
-            return cls(data["payload"], int(data["sinkRetry"]), int(data.get("sinkDeferrals", 0)))
+            since = optional_time(data.get("sinkSince"))
+            return cls(data["payload"], int(data["sinkRetry"]), int(data.get("sinkDeferrals", 0)), since)
         return cls(data)
 
     def payload_text(self) -> str:
@@ -52,14 +62,11 @@ class SinkMessage:
 
     def to_text(self) -> str:
         """The wrapper written when re-enqueuing."""
-        body = {"sinkRetry": self.retries, "sinkDeferrals": self.deferrals, "payload": self.payload}
+        body: dict[str, Any] = {"sinkRetry": self.retries, "sinkDeferrals": self.deferrals}
+        if self.since is not None:
+            body["sinkSince"] = format_time(self.since)
+        body["payload"] = self.payload
         return json.dumps(body, separators=(",", ":"), ensure_ascii=False)
-
-
-def backoff(retries: int, base: float, retry_after: float | None) -> float:
-    """Seconds before retry number ``retries + 1``: doubling from ``base``, never below Retry-After."""
-    delay = min(base * 2.0**retries, MAX_DELAY)
-    return max(delay, min(retry_after or 0.0, MAX_DELAY))
 
 
 class SinkRunner:
@@ -71,15 +78,17 @@ class SinkRunner:
         delivery: Delivery,
         queue: MessageQueue,
         poison: MessageQueue,
-        retry_base: float = 2.0,
+        policy: RetryPolicy | None = None,
         host_attempts: int = HOST_ATTEMPTS,
+        clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self.sink = sink
         self._delivery = delivery
         self._queue = queue
         self._poison = poison
-        self._retry_base = retry_base
+        self._policy = policy or delivery.policy
         self._host_attempts = host_attempts
+        self._clock = clock
 
     @property
     def queue(self) -> str:
@@ -93,37 +102,63 @@ class SinkRunner:
             message = SinkMessage.from_text(text)
         except (ValueError, TypeError):
             log.error("sink %s: a message is not JSON: moved to poison", self.queue)
+            count(POISONED, sink=self.queue, reason="malformed")
             await move_to_poison(self._poison, text)
             return "poisoned"
         try:
             await self.sink.deliver([message.payload])
         except DeliveryRejectedError as exc:
-            log.error("sink %s: destination refused a message (%s): moved to poison", self.queue, exc)
-            return await self._give_up(message)
+            log.error("sink %s: event %s refused (%s): moved to poison", self.queue, _id(message), exc)
+            return await self._give_up(message, "refused")
         except DeliveryDeferredError as exc:
-            if message.deferrals >= MAX_DEFERRALS:
-                log.error("sink %s: a message waited too long: moved to poison", self.queue)
-                return await self._give_up(message)
-            later = SinkMessage(message.payload, message.retries, message.deferrals + 1)
-            await self._queue.send(later.to_text(), delay_seconds=exc.delay)
-            return "deferred"
+            return await self._wait(message, exc.delay, attempt)
         except DeliveryRetryError as exc:
-            retries = message.retries + 1
-            if retries >= self._delivery.max_attempts:
-                log.error("sink %s: failed %d times (%s): moved to poison", self.queue, retries, exc)
-                return await self._give_up(message)
-            delay = backoff(message.retries, self._retry_base, exc.retry_after)
-            log.warning("sink %s: %s; retry %d in %.0f s", self.queue, exc, retries, delay)
-            await self._queue.send(SinkMessage(message.payload, retries).to_text(), delay_seconds=delay)
-            return "retrying"
-        except Exception as exc:
-            if attempt < self._host_attempts:
-                raise
-            log.error("sink %s: failed %d times (%s): moved to poison", self.queue, attempt, type(exc).__name__)
-            return await self._give_up(message)
+            return await self._retry(message, str(exc), exc.retry_after, attempt)
+        except Exception as exc:  # noqa: BLE001 - storage or Graph trouble: retried like an outage
+            return await self._retry(message, type(exc).__name__, None, attempt)
         return "delivered"
 
-    async def _give_up(self, message: SinkMessage) -> str:
+    async def _retry(self, message: SinkMessage, reason: str, retry_after: float | None, attempt: int) -> str:
+        now = self._clock()
+        since = message.since or now
+        delay = self._policy.retry_delay(message.retries, since, now, retry_after)
+        retries = message.retries + 1
+        if delay is None:
+            text = "sink %s: event %s failed %d times since %s, last %s: moved to poison"
+            log.error(text, self.queue, _id(message), retries, format_time(since), reason)
+            return await self._give_up(message, "retried")
+        log.warning("sink %s: event %s: %s; retry %d in %.0f s", self.queue, _id(message), reason, retries, delay)
+        later = SinkMessage(message.payload, retries, message.deferrals, since)
+        return await self._requeue(later, delay, message, attempt) or "retrying"
+
+    async def _wait(self, message: SinkMessage, hint: float, attempt: int) -> str:
+        now = self._clock()
+        since = message.since or now
+        delay = self._policy.wait_delay(message.deferrals, since, now, hint)
+        if delay is None:
+            text = "sink %s: event %s waited for its item since %s: moved to poison"
+            log.error(text, self.queue, _id(message), format_time(since))
+            return await self._give_up(message, "waited")
+        later = SinkMessage(message.payload, message.retries, message.deferrals + 1, since)
+        return await self._requeue(later, delay, message, attempt) or "deferred"
+
+    async def _requeue(self, later: SinkMessage, delay: float, message: SinkMessage, attempt: int) -> str | None:
+        """Re-enqueue (None); if even that fails, leave the message to the host, poisoned on its last attempt."""
+        try:
+            await self._queue.send(later.to_text(), delay_seconds=delay)
+        except Exception:
+            if attempt < self._host_attempts:
+                raise
+            log.error("sink %s: event %s could not be re-enqueued: moved to poison", self.queue, _id(message))
+            return await self._give_up(message, "retried")
+        return None
+
+    async def _give_up(self, message: SinkMessage, reason: str) -> str:
+        count(POISONED, sink=self.queue, reason=reason)
         await move_to_poison(self._poison, message.payload_text())
         await self.sink.abandon([message.payload])
         return "poisoned"
+
+
+def _id(message: SinkMessage) -> str:
+    return str(message.payload.get("id", "?"))

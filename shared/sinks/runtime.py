@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
+from ..clock import utcnow
+from ..queues import MessageQueue
 from ..settings import StorageConnection, storage_connection
-from .config import BlobSink, SinkConfig, WebhookSink, parse_sinks
+from .config import BlobSink, Delivery, SinkConfig, WebhookSink, parse_sinks
 from .runner import SinkRunner
 
 _PATIENT = {"retry_total": 3, "initial_backoff": 1, "increment_base": 2, "random_jitter_range": 1}
@@ -33,8 +36,14 @@ class SinkRuntime:
             await client.close()
 
 
-async def build_sinks(environ: Mapping[str, str], retry_base: float = 2.0) -> SinkRuntime:
-    """Build a runner for each entry of SINKS."""
+async def build_sinks(
+    environ: Mapping[str, str], tempo: float = 1.0, clock: Callable[[], datetime] = utcnow
+) -> SinkRuntime:
+    """Build a runner for each entry of SINKS.
+
+    Tests pass a clock, to play hours of an outage, and a ``tempo`` below 1 to shorten the
+    real waits between tries (the horizon is kept: it is read on the clock).
+    """
     from ..storage import storage_credential
 
     connection = storage_connection(environ)
@@ -43,19 +52,21 @@ async def build_sinks(environ: Mapping[str, str], retry_base: float = 2.0) -> Si
     if token is not None:
         runtime.closers.append(token)
     for config in parse_sinks(environ):
-        runtime.runners[config.delivery.queue] = await _runner(config, connection, token, runtime, retry_base, environ)
+        parts = await _parts(config, connection, token, runtime, environ, tempo)
+        policy = config.delivery.policy.scaled(tempo)
+        runtime.runners[config.delivery.queue] = SinkRunner(*parts, policy=policy, clock=clock)
     return runtime
 
 
-async def _runner(
+async def _parts(
     config: SinkConfig,
     connection: StorageConnection,
     token: Any,
     runtime: SinkRuntime,
-    retry_base: float,
     environ: Mapping[str, str],
-) -> SinkRunner:
-    from ..queues import MessageQueue
+    tempo: float,
+) -> tuple[Any, Delivery, MessageQueue, MessageQueue]:
+    """The sink, its delivery settings, its queue and its poison queue."""
     from ..storage import queue_client, table_client
 
     def own(client: Any) -> Any:
@@ -69,22 +80,23 @@ async def _runner(
         from .ordering import ORDER_TABLE, OrderBook
         from .webhook import WebhookForward
 
-        order = OrderBook(own(table_client(connection, ORDER_TABLE, token, **_PATIENT_TABLE)), config.delivery.queue)
+        table = own(table_client(connection, ORDER_TABLE, token, **_PATIENT_TABLE))
+        order = OrderBook(table, config.delivery.queue, wait=tempo)
         await order.setup()
         sink = WebhookForward(config, order)
     elif isinstance(config, BlobSink):
-        sink = await _mirror(config, connection, token, own, environ)
+        sink = await _mirror(config, connection, token, own, environ, tempo)
     else:
         from .teams import BATCH_TABLE, TeamsSummary
 
         summary = TeamsSummary(config, own(table_client(connection, BATCH_TABLE, token, **_PATIENT_TABLE)), queue)
         await summary.setup()
         sink = summary
-    return SinkRunner(sink, config.delivery, queue, poison, retry_base=retry_base)
+    return sink, config.delivery, queue, poison
 
 
 async def _mirror(
-    config: BlobSink, connection: StorageConnection, token: Any, own: Any, environ: Mapping[str, str]
+    config: BlobSink, connection: StorageConnection, token: Any, own: Any, environ: Mapping[str, str], tempo: float
 ) -> Any:
     """The blob mirror reads files through Graph, so it needs the Graph settings too."""
     from azure.storage.blob.aio import ContainerClient
@@ -108,7 +120,7 @@ async def _mirror(
         container = ContainerClient(blobs.blob_service_uri, config.container, credential=blob_token)
     own(container)
     index = own(table_client(connection, MIRROR_TABLE, token, **_PATIENT_TABLE))
-    order = OrderBook(own(table_client(connection, ORDER_TABLE, token, **_PATIENT_TABLE)), config.delivery.queue)
+    order = OrderBook(own(table_client(connection, ORDER_TABLE, token, **_PATIENT_TABLE)), config.delivery.queue, tempo)
     mirror = BlobMirror(config, GraphGateway(client), settings.graph_base_url, container, index, order)
     await mirror.setup()
     return mirror

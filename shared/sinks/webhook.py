@@ -47,9 +47,15 @@ def retry_after(value: str | None) -> float | None:
     return max(0.0, (when - datetime.now(UTC)).total_seconds())
 
 
+# Statuses that say the receiver is unavailable for now, not that it refuses this event: a
+# timeout, a rate limit, and the door itself (a stopped App Service answers 403, a deploy in
+# progress 404, a credential being rotated 401). Standard Webhooks retries every failure.
+UNAVAILABLE = frozenset({401, 403, 404, 408, 425, 429})
+
+
 def classify(status: int, retry_after_header: str | None) -> None:
-    """Raise for a failed status: retry 408, 429 and 5xx; reject other 4xx; pass 2xx and 3xx."""
-    if status == 408 or status == 429 or status >= 500:
+    """Raise for a failed status: retry 5xx and UNAVAILABLE; reject other 4xx (400, 410, 413, 422…)."""
+    if status in UNAVAILABLE or status >= 500:
         raise DeliveryRetryError(f"HTTP {status}", retry_after(retry_after_header))
     if status >= 400:
         raise DeliveryRejectedError(f"HTTP {status}")

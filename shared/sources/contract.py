@@ -40,7 +40,8 @@ class SourceChange:
     created_at: datetime | None = None
     modified_at: datetime | None = None
     # False for kinds with no modification time (users, groups): an enumeration cannot
-    # tell whether an item new to the index changed since, so it indexes it silently.
+    # tell whether an item new to the index changed since, so it indexes it silently,
+    # unless ``created_at`` says it was created since.
     dated: bool = True
 
 

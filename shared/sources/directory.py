@@ -8,8 +8,9 @@ group's membership changes come as ``members@delta`` (a member that left carries
 
 Directory objects have no eTag or modification time, so an item's version is a
 hash of what delta returned for it; and an enumeration (the first pass, a resync)
-indexes items it has not seen silently. A user or group is therefore ``created``
-exactly when it first appears after the baseline.
+indexes items it has not seen silently, unless their ``createdDateTime`` says they
+were created since the last completed pass. A user or group is therefore ``created``
+exactly when it first appears after the baseline, even across a resync.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+from ..clock import optional_time
 from ..errors import GraphRequestError, ResyncRequiredError
 from .catalog import DIRECTORY
 from .contract import NO_STATE, PLAIN, NotifiedChange, Page, SourceChange, SourceState
@@ -26,8 +28,8 @@ from .lists import GraphReader
 
 # Small but useful items: who the object is, not every property Graph has.
 SELECT = {
-    "users": "id,displayName,userPrincipalName,mail,accountEnabled,jobTitle,department",
-    "groups": "id,displayName,description,mail,mailEnabled,securityEnabled,groupTypes,members",
+    "users": "id,displayName,userPrincipalName,mail,accountEnabled,jobTitle,department,createdDateTime",
+    "groups": "id,displayName,description,mail,mailEnabled,securityEnabled,groupTypes,createdDateTime,members",
 }
 # Graph's answer to a directory delta token past its lifetime.
 EXPIRED_TOKEN_CODES = frozenset({"syncstatenotfound", "syncstateinvalid"})
@@ -96,4 +98,6 @@ def to_change(item: Any) -> SourceChange | None:
         return None
     if "@removed" in item:
         return SourceChange(item["id"], None, None, dated=False)
-    return SourceChange(item["id"], version_of(item), item, dated=False)
+    # No modification time, but a creation time: a resync reports an object created since as created.
+    created = optional_time(item.get("createdDateTime"))
+    return SourceChange(item["id"], version_of(item), item, created_at=created, dated=False)

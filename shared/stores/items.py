@@ -28,10 +28,16 @@ UNMARKED_PAGE = 1000
 
 @dataclass(frozen=True)
 class Known:
-    """What the index holds for one item: its last reported version, and whether it is deleted."""
+    """What the index holds for one item: its last reported version, whether it is deleted, and its life.
+
+    ``life`` counts the item's restores: an item deleted and restored lives again under
+    the same id and may come back at the same version (a directory object's version is
+    a hash of its properties), so events tell its lives apart by it.
+    """
 
     version: str
     deleted: bool = False
+    life: int = 0
 
 
 @dataclass(frozen=True)
@@ -42,10 +48,11 @@ class IndexWrite:
     version: str
     deleted: bool = False
     pass_id: str = ""
+    life: int = 0
 
 
 def _known(entity: Any) -> Known:
-    return Known(str(entity.get("Version", "")), bool(entity.get("Deleted", False)))
+    return Known(str(entity.get("Version", "")), bool(entity.get("Deleted", False)), int(entity.get("Life") or 0))
 
 
 def row_key(item_id: str) -> str:
@@ -80,7 +87,7 @@ class ItemIndex:
         async def one(item_id: str) -> tuple[str, Known | None]:
             async with gate:
                 try:
-                    entity = await self._client.get_entity(key, row_key(item_id), select=["Version", "Deleted"])
+                    entity = await self._client.get_entity(key, row_key(item_id), select=["Version", "Deleted", "Life"])
                 except ResourceNotFoundError:
                     return item_id, None
             return item_id, _known(entity)
@@ -100,6 +107,7 @@ class ItemIndex:
                     "Version": w.version,
                     "Deleted": w.deleted,
                     "Pass": w.pass_id,
+                    "Life": w.life,
                 },
             )
             for w in writes
@@ -110,7 +118,7 @@ class ItemIndex:
         """Pages of the rows that pass ``pass_id`` did not mark (every row has a Pass value)."""
         query = self._client.query_entities(
             f"PartitionKey eq {quote_filter(key)} and Pass ne {quote_filter(pass_id)}",
-            select=["ItemId", "Version", "Deleted"],
+            select=["ItemId", "Version", "Deleted", "Life"],
             results_per_page=UNMARKED_PAGE,
         )
         async for page in query.by_page():

@@ -8,7 +8,10 @@ from datetime import timedelta
 
 from devtools.azurite import free_port
 from shared.clock import utcnow
+from shared.refusals import Ledger, Reason
 from shared.services import build_health
+from shared.storage import table_client
+from shared.stores.refusals import REFUSALS_TABLE, RefusalFlusher, RefusalTable
 from tests.functional.app_functions import FUNCTIONS
 from tests.functional.stacks import subscribed
 
@@ -72,3 +75,56 @@ async def test_a_subscription_past_its_expiry_answers_503(stack_factory):
 
     assert status == 503
     assert "1 subscription(s) past their expiry" in body["reasons"]
+
+
+async def test_every_instances_refusals_are_summed_by_reason(stack_factory):
+    # Two instances, each with its own ledger, flushing to the one table; any instance may answer the probe.
+    stack = await stack_factory()
+    now = utcnow()
+    first, second = Ledger(), Ledger()
+    first.add(Reason.BAD_CLIENT_STATE, 3, now)
+    first.add(Reason.UNKNOWN_SUBSCRIPTION, 1, now)
+    second.add(Reason.BAD_CLIENT_STATE, 2, now)
+    second.add(Reason.DECRYPTION_FAILED, 4, now - timedelta(hours=2))
+    async with table_client(stack.connection, REFUSALS_TABLE) as client:
+        for ledger in (first, second):
+            flusher = RefusalFlusher(RefusalTable(client), counts=ledger).start()
+            await flusher.close()  # a graceful close flushes
+
+    status, body = await check(stack.env)
+
+    assert status == 200
+    hour, day = body["refusals"]["lastHour"], body["refusals"]["last24Hours"]
+    assert {reason: n for reason, n in hour.items() if n} == {"badClientState": 5, "unknownSubscription": 1}
+    assert {reason: n for reason, n in day.items() if n} == {
+        "badClientState": 5,
+        "unknownSubscription": 1,
+        "decryptionFailed": 4,
+    }
+    assert body["warnings"] == []  # the decryption failures are two hours old
+
+
+async def test_refused_notifications_show_in_health_by_reason(stack_factory, monkeypatch):
+    import aiohttp
+    import azure.functions as func
+
+    import function_app
+
+    stack = await subscribed(stack_factory)
+    record = await stack.record()
+    forged = {"subscriptionId": record.subscription_id, "changeType": "updated", "clientState": "wrong"}
+    stranger = {"subscriptionId": "7a1c9e40-0000-4000-8000-00000000abcd", "changeType": "updated", "clientState": "x"}
+    async with aiohttp.ClientSession() as session:
+        batch = {"value": [forged, stranger, forged]}
+        async with session.post(stack.env["NOTIFICATION_URL"], json=batch) as response:
+            assert response.status == 202
+    for key, value in stack.env.items():
+        monkeypatch.setenv(key, value)
+
+    response = await FUNCTIONS["health"].get_user_function()(
+        func.HttpRequest("GET", "http://localhost/api/health", body=b"")
+    )
+    await (await function_app.health_checks.get()).close()
+
+    refused = json.loads(response.get_body())["refusals"]["lastHour"]
+    assert {reason: n for reason, n in refused.items() if n} == {"badClientState": 2, "unknownSubscription": 1}

@@ -18,6 +18,8 @@ import pytest
 
 from devtools.azurite import Azurite, free_port
 from devtools.messages import receive_json
+from shared import refusals
+from shared.clock import utcnow
 from shared.errors import MalformedBodyError
 from shared.ingest import MAX_FINDS_PER_REQUEST, SECRETS_DEADLINE_SECONDS, Ingest, SecretBook
 from shared.notifications import MAX_BODY_BYTES, MAX_ITEMS_PER_BATCH, MAX_MESSAGE_JSON_BYTES, Envelope
@@ -278,6 +280,30 @@ async def test_rejected_items_give_one_summary_line_with_counts_by_reason(azurit
     assert "guess-" not in caplog.text and SECRET not in caplog.text
     [message] = await read_all(azurite.connection_string, queue)
     assert len(message["value"]) == 1
+
+
+async def test_every_refusal_is_counted_by_reason(azurite, ingest_factory):
+    ingest, queue = await ingest_factory()
+    stranger = "7a1c9e40-0000-4000-8000-00000000abcd"
+    await ingest.accept(b"{not json")
+    await ingest.accept(batch(notification(padding="x" * MAX_BODY_BYTES)))
+    forged, unknown, shapeless = notification(client_state="forged"), notification(stranger), {"changeType": "updated"}
+    await ingest.accept(batch(forged, forged, unknown, shapeless, notification()))
+    await ingest.accept(poisoned_batch())
+    await ingest.accept(batch(notification(lifecycleEvent="bogus")), lifecycle=True)
+
+    counted: dict[str, int] = {}
+    for row in refusals.ledger().due(utcnow()):  # nothing flushes here; a 5-minute bucket may have turned
+        counted[row.reason.value] = counted.get(row.reason.value, 0) + row.count
+    assert counted == {
+        "malformed": 2,  # the body that is not JSON (counted once), the item that is not Unicode
+        "tooLarge": 1,
+        "badClientState": 2,
+        "unknownSubscription": 1,
+        "noSubscriptionId": 1,
+        "unknownLifecycleEvent": 1,
+    }
+    assert len(await read_all(azurite.connection_string, queue)) == 1  # the one valid item
 
 
 def poisoned_batch() -> bytes:

@@ -20,6 +20,8 @@ from devtools.graphsim.rich import (
     tamper,
 )
 from devtools.messages import receive_json
+from shared import refusals
+from shared.clock import utcnow
 from shared.ingest import Ingest, SecretBook
 from shared.notifications import Envelope
 from shared.queues import MessageQueue
@@ -32,6 +34,7 @@ from shared.stores.subscriptions import ACTIVE, SubscriptionRecord, Subscription
 SUBSCRIPTION_ID = "5a1f3c4e-7d0b-4b8e-9a0c-1f2e3d4c5b6a"
 SECRET = "rich-client-state"
 TENANT = "84bd8158-6d4d-4958-8b9f-9d6445542f95"
+OTHER_TENANT = "11111111-2222-3333-4444-555555555555"
 CLIENT_ID = "7f1b2b5c-1111-4c3c-9e2e-0a0b0c0d0e0f"
 AUTHORITY = "https://login.example.test"
 JWKS_URI = f"{AUTHORITY}/common/discovery/v2.0/keys"
@@ -84,17 +87,24 @@ async def stack(
             SubscriptionRecord(key, RESOURCE, "created", SECRET, ACTIVE, datetime.now(UTC), SUBSCRIPTION_ID)
         )
         target = await clients.enter_async_context(queue_client(azurite.connection_string, queue))
-        gate = TokenGate(CLIENT_ID, AUTHORITY, fetch=authority.fetch)
+        gate = TokenGate(CLIENT_ID, TENANT, AUTHORITY, fetch=authority.fetch)
         yield Ingest(SecretBook(store.secret), MessageQueue(target), tokens=gate), queue, authority
 
 
-def rich_batch(certificate: SampleCertificate, tokens: list[str], content: dict[str, Any] | None = None) -> bytes:
+def refused(reason: refusals.Reason) -> int:
+    """Items this process counted as refused for ``reason`` (nothing flushes in these tests)."""
+    return sum(row.count for row in refusals.ledger().due(utcnow()) if row.reason is reason)
+
+
+def rich_batch(
+    certificate: SampleCertificate, tokens: list[str], content: dict[str, Any] | None = None, tenant: str = TENANT
+) -> bytes:
     item = {
         "subscriptionId": SUBSCRIPTION_ID,
         "changeType": "created",
         "resource": RESOURCE,
         "clientState": SECRET,
-        "tenantId": TENANT,
+        "tenantId": tenant,
         "resourceData": {"id": MESSAGE["id"], "@odata.type": "#Microsoft.Graph.chatMessage"},
         "encryptedContent": content or encrypt_content(MESSAGE, certificate.public_base64, "cert-1"),
     }
@@ -111,6 +121,7 @@ async def test_a_batch_with_valid_v1_and_v2_tokens_is_stored(
     tokens = [signer.token(TENANT, CLIENT_ID, version=1), signer.token(TENANT, CLIENT_ID, version=2)]
     assert (await ingest.accept(rich_batch(certificate, tokens))).status == 202
     [stored] = await receive_json(azurite.connection_string, queue)
+    assert refusals.ledger().due(utcnow()) == []
     assert stored["value"][0]["encryptedContent"]["encryptionCertificateId"] == "cert-1"
 
 
@@ -127,6 +138,36 @@ async def test_a_forged_token_is_answered_202_with_nothing_stored(
     assert (await ingest.accept(rich_batch(certificate, [good, forged]))).status == 202
     assert await receive_json(azurite.connection_string, queue) == []
     assert "bad signature" in caplog.text and forged not in caplog.text
+    assert refused(refusals.Reason.BAD_VALIDATION_TOKEN) == 1
+
+
+@pytest.mark.parametrize("version", [1, 2])
+async def test_a_token_graph_minted_for_another_tenant_is_answered_202_with_nothing_stored(
+    stack: tuple[Ingest, str, Authority],
+    azurite: Azurite,
+    signer: ValidationTokenSigner,
+    certificate: SampleCertificate,
+    version: int,
+) -> None:
+    # Signed by the authority's key, for this app, with tid, issuer and items all naming the other tenant.
+    ingest, queue, _ = stack
+    foreign = signer.token(OTHER_TENANT, CLIENT_ID, version=version)
+    assert (await ingest.accept(rich_batch(certificate, [foreign], tenant=OTHER_TENANT))).status == 202
+    assert await receive_json(azurite.connection_string, queue) == []
+    assert refused(refusals.Reason.BAD_VALIDATION_TOKEN) == 1
+
+
+async def test_a_notification_of_another_tenant_is_answered_202_with_nothing_stored(
+    stack: tuple[Ingest, str, Authority],
+    azurite: Azurite,
+    signer: ValidationTokenSigner,
+    certificate: SampleCertificate,
+) -> None:
+    ingest, queue, _ = stack
+    ours = signer.token(TENANT, CLIENT_ID)
+    assert (await ingest.accept(rich_batch(certificate, [ours], tenant=OTHER_TENANT))).status == 202
+    assert await receive_json(azurite.connection_string, queue) == []
+    assert refused(refusals.Reason.BAD_VALIDATION_TOKEN) == 1
 
 
 async def test_resource_data_without_tokens_is_not_stored(
@@ -135,6 +176,7 @@ async def test_resource_data_without_tokens_is_not_stored(
     ingest, queue, _ = stack
     assert (await ingest.accept(rich_batch(certificate, []))).status == 202
     assert await receive_json(azurite.connection_string, queue) == []
+    assert refused(refusals.Reason.BAD_VALIDATION_TOKEN) == 1
 
 
 async def test_an_unreachable_authority_is_answered_503_so_graph_retries(

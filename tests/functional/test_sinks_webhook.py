@@ -7,6 +7,7 @@ import json
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -18,8 +19,11 @@ from devtools.azurite import free_port
 from devtools.messages import receive_json
 from shared.outlet import EventOutlet
 from shared.queues import MessageQueue
+from shared.sinks.ordering import ORDER_TABLE
+from shared.sinks.runner import HOST_ATTEMPTS
 from shared.sinks.runtime import SinkRuntime, build_sinks
-from shared.storage import queue_client
+from shared.sinks.schedule import RetryPolicy
+from shared.storage import queue_client, table_client
 from tests.conftest import PAYLOADS
 from tests.functional.stacks import DRIVE, subscribed
 
@@ -34,6 +38,7 @@ class Receiver:
     url: str
     script: list[int] = field(default_factory=list)
     down: bool = False
+    retry_after: str | None = None  # sent with the 503s while down
     verified: list[dict[str, Any]] = field(default_factory=list)
     requests: int = 0
     bad_signatures: int = 0
@@ -47,7 +52,7 @@ class Receiver:
             self.bad_signatures += 1
             return web.Response(status=401)
         if self.down:
-            return web.Response(status=503)
+            return web.Response(status=503, headers={"Retry-After": self.retry_after} if self.retry_after else None)
         if self.script:
             status = self.script.pop(0)
             if status >= 400:
@@ -100,13 +105,23 @@ async def drain(runtime: SinkRuntime, connection: str, queue: str, until: Callab
         raise TimeoutError(f"condition not met in {within} s")
 
 
+@dataclass
+class Clock:
+    """The runner's clock: the test moves it to play an outage of hours in seconds."""
+
+    at: datetime = datetime(2026, 11, 22, 10, 0, tzinfo=UTC)
+
+    def __call__(self) -> datetime:
+        return self.at
+
+
 async def setup(
-    azurite: Any, unique_name: Any, receiver: Receiver, **entry: Any
-) -> tuple[SinkRuntime, str, dict[str, str]]:
+    azurite: Any, unique_name: Any, receiver: Receiver, clock: Clock | None = None, tempo: float = 0.1, **entry: Any
+) -> tuple[SinkRuntime, str]:
     queue = unique_name("hook")
     sinks = [{"type": "webhook", "url": receiver.url, "secret": SECRET, "name": queue, **entry}]
     env = {"AzureWebJobsStorage": azurite.connection_string, "SINKS": json.dumps(sinks)}
-    return await build_sinks(env, retry_base=0.2), queue
+    return await build_sinks(env, tempo=tempo, clock=clock or Clock()), queue
 
 
 async def emit(connection: str, changes: str, sink_queue: str, *events: dict[str, Any]) -> None:
@@ -143,31 +158,130 @@ async def test_500_then_recovery_delivers_once(azurite: Any, unique_name: Any, r
     assert await receive_json(azurite.connection_string, f"{queue}-poison") == []
 
 
-async def test_down_longer_than_retries_poisons_then_replay_delivers(
+async def poisoned(connection: str, queue: str) -> list[dict[str, Any]]:
+    return await receive_json(connection, f"{queue}-poison")
+
+
+async def test_a_receiver_down_for_4_minutes_gets_every_event_in_order(
+    azurite: Any, unique_name: Any, receiver: Receiver
+) -> None:
+    """Plays the default schedule's tries: at 0, 2, 6, 14, 30, 62, 126 and 254 s the receiver is
+    down (the old default, 8 attempts over about 4 minutes, poisoned here); at 510 s it is back."""
+    policy = RetryPolicy()
+    schedule = [0.0]
+    for retries in range(12):
+        now = Clock().at + timedelta(seconds=schedule[-1])
+        schedule.append(schedule[-1] + (policy.retry_delay(retries, Clock().at, now, None) or 0.0))
+    receiver.retry_after = "0"  # no in-process waiting: each try is one quick round
+    clock = Clock()
+    start = clock.at
+    runtime, queue = await setup(azurite, unique_name, receiver, clock, tempo=0.005)
+    connection = azurite.connection_string
+    deleted = event(id="deleted-1", changeType="deleted", item=None, observedAt="2026-11-22T10:00:05.000000Z")
+    tried = 0
+    try:
+        await emit(connection, unique_name("changes"), queue, EVENT)
+        for at in schedule:
+            clock.at = start + timedelta(seconds=at)
+            receiver.down = at < 4.5 * 60
+            if not receiver.down:
+                break
+            requests = receiver.requests
+            await drain(runtime, connection, queue, lambda r=requests: receiver.requests > r, 10)
+            tried += 1
+            assert await poisoned(connection, queue) == [], f"poisoned after {at:.0f} s"
+            if tried == 1:  # the deleted arrives while the created is retried: it waits behind it
+                await emit(connection, unique_name("changes"), queue, deleted)
+        assert tried == 8 and receiver.verified == []
+        await drain(runtime, connection, queue, lambda: len(receiver.verified) == 2, 20)
+    finally:
+        await runtime.close()
+    assert [e["changeType"] for e in receiver.verified] == ["created", "deleted"]
+    assert await poisoned(connection, queue) == []
+
+
+async def test_a_receiver_down_for_hours_gets_every_event_in_order(
+    azurite: Any, unique_name: Any, receiver: Receiver
+) -> None:
+    """The clock jumps through a 23 h 50 min outage: the created is retried, the deleted waits, neither is poisoned."""
+    receiver.down = True
+    clock = Clock()
+    start = clock.at
+    runtime, queue = await setup(azurite, unique_name, receiver, clock, tempo=0.01)
+    connection = azurite.connection_string
+    deleted = event(id="deleted-1", changeType="deleted", item=None, observedAt="2026-11-22T10:00:05.000000Z")
+    try:
+        await emit(connection, unique_name("changes"), queue, EVENT)
+        with pytest.raises(TimeoutError):
+            await drain(runtime, connection, queue, lambda: False, 1.0)
+        await emit(connection, unique_name("changes"), queue, deleted)
+        for hours in (3.0, 23.0 + 50 / 60):  # the outage goes on: the created is tried again, the deleted waits
+            requests = receiver.requests
+            clock.at = start + timedelta(hours=hours)
+            await drain(runtime, connection, queue, lambda r=requests: receiver.requests > r, 10)
+            assert await poisoned(connection, queue) == []
+        assert receiver.verified == []
+        receiver.down = False  # back, with the clock at the end of the outage
+        await drain(runtime, connection, queue, lambda: len(receiver.verified) == 2, 20)
+    finally:
+        await runtime.close()
+    assert [e["changeType"] for e in receiver.verified] == ["created", "deleted"]
+    assert await poisoned(connection, queue) == []
+
+
+async def test_past_the_horizon_events_are_poisoned_then_replay_delivers(
     azurite: Any, unique_name: Any, receiver: Receiver
 ) -> None:
     receiver.down = True
-    runtime, queue = await setup(azurite, unique_name, receiver, maxAttempts=2)
+    clock = Clock()
+    runtime, queue = await setup(azurite, unique_name, receiver, clock, retryHours=2)
     connection = azurite.connection_string
-    poisoned: list[dict[str, Any]] = []
+    found: list[dict[str, Any]] = []
     try:
         await emit(connection, unique_name("changes"), queue, EVENT)
-
-        async def poisoned_now() -> None:
-            poisoned.extend(await receive_json(connection, f"{queue}-poison"))
-
+        with pytest.raises(TimeoutError):
+            await drain(runtime, connection, queue, lambda: False, 1.5)
+        clock.at += timedelta(hours=1, minutes=59)  # within the horizon: still retried
+        with pytest.raises(TimeoutError):
+            await drain(runtime, connection, queue, lambda: False, 2.5)
+        assert await poisoned(connection, queue) == []
+        clock.at += timedelta(minutes=2)  # past it: the next failure poisons
         deadline = time.monotonic() + 15
-        while not poisoned and time.monotonic() < deadline:
+        while not found and time.monotonic() < deadline:
             with pytest.raises(TimeoutError):
-                await drain(runtime, connection, queue, lambda: False, 1.5)
-            await poisoned_now()
-        assert poisoned == [EVENT]
+                await drain(runtime, connection, queue, lambda: False, 1.0)
+            found.extend(await poisoned(connection, queue))
+        assert found == [EVENT]
         assert receiver.verified == []
-        # The destination is back: replay the poison queue onto the sink queue.
+        # The destination is back: replay the poison queue onto the sink's queue.
         receiver.down = False
         async with queue_client(connection, queue) as client:
-            await MessageQueue(client).send_all(json.dumps(p) for p in poisoned)
+            await MessageQueue(client).send_all(json.dumps(p) for p in found)
         await drain(runtime, connection, queue, lambda: len(receiver.verified) == 1, 10)
+    finally:
+        await runtime.close()
+    assert receiver.verified == [EVENT]
+
+
+async def test_storage_trouble_is_retried_like_an_outage_not_poisoned_by_the_host(
+    azurite_factory: Any, unique_name: Any, receiver: Receiver
+) -> None:
+    azurite = azurite_factory()  # a private account: its order table goes missing for a while
+    runtime, queue = await setup(azurite, unique_name, receiver)
+    connection = azurite.connection_string
+    try:
+        async with table_client(connection, ORDER_TABLE) as table:
+            await table.delete_table()
+        await emit(connection, unique_name("changes"), queue, EVENT)
+        async with queue_client(connection, queue) as client:
+            [message] = [m async for m in client.receive_messages(max_messages=1, visibility_timeout=30)]
+            # Even on the host's last attempt, the failure is re-enqueued for later, not poisoned.
+            assert await runtime.runner(queue).handle(message.content, HOST_ATTEMPTS) == "retrying"
+            await client.delete_message(message)
+        assert await poisoned(connection, queue) == []
+        async with table_client(connection, ORDER_TABLE) as table:
+            await table.create_table()
+        await drain(runtime, connection, queue, lambda: len(receiver.verified) == 1, 15)
     finally:
         await runtime.close()
     assert receiver.verified == [EVENT]

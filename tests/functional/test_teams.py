@@ -92,13 +92,15 @@ async def test_a_posted_edited_and_deleted_channel_message_becomes_three_events(
     assert len({e["id"] for e in stack.events}) == 3
 
 
-async def test_a_batch_with_a_forged_token_is_answered_202_and_nothing_is_stored(
-    stack_factory: Any, certificate_file: Path
+@pytest.mark.parametrize("fault", ["forged", "other-tenant"])
+async def test_a_batch_with_a_bad_token_is_answered_202_and_nothing_is_stored(
+    stack_factory: Any, certificate_file: Path, fault: str
 ) -> None:
     # Expired and wrong-audience tokens take the same path; tests/unit/test_security_tokens.py has each reason.
+    # other-tenant: signed with the authority's published key, for this app, but minted for another tenant.
     stack = await subscribed(stack_factory, certificate_file)
     before = (await stack.control.stats())["delivery"]["successes"]
-    await stack.control.spoil_rich("forged")
+    await stack.control.spoil_rich(fault)
     refused = await stack.control.post_message("not to be stored", **WHERE)
     await delivered(stack, before + 1)  # answered 2xx: Graph does not retry it
     assert (await stack.control.stats())["delivery"]["failures"] == {}

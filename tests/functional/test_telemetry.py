@@ -40,11 +40,11 @@ async def test_notifications_with_a_wrong_client_state_are_counted_by_reason(sta
     _, reader = in_memory()
     stack = await subscribed(stack_factory)
     record = await stack.record()
-    before = counted(reader, telemetry.REJECTED, reason="clientState mismatch", source="notifications")
+    before = counted(reader, telemetry.REJECTED, reason="badClientState", source="notifications")
     forged = {"subscriptionId": record.subscription_id, "changeType": "updated", "clientState": "wrong"}
 
     url = stack.env["NOTIFICATION_URL"]
     async with aiohttp.ClientSession() as session, session.post(url, json={"value": [forged] * 3}) as response:
         assert response.status == 202
 
-    assert counted(reader, telemetry.REJECTED, reason="clientState mismatch", source="notifications") == before + 3
+    assert counted(reader, telemetry.REJECTED, reason="badClientState", source="notifications") == before + 3

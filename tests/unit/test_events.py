@@ -173,6 +173,22 @@ def test_delete_restore_delete_gives_two_deletions_with_different_ids():
     assert first_delete.events[0].id != second_delete.events[0].id
 
 
+def test_an_item_restored_at_the_same_version_lives_again_under_new_ids():
+    # A directory object's version hashes its properties: restored unchanged, it comes back at v1.
+    created = run([live("item-1", "v1")], {})
+    index = {w.item_id: Known(w.version, w.deleted, w.life) for w in created.writes}
+    first_delete = run([gone("item-1")], index)
+    index = {w.item_id: Known(w.version, w.deleted, w.life) for w in first_delete.writes}
+    restore = run([live("item-1", "v1")], index)
+    index = {w.item_id: Known(w.version, w.deleted, w.life) for w in restore.writes}
+    again = run([live("item-1", "v1")], index)
+    second_delete = run([gone("item-1")], index)
+
+    assert summary(restore) == [("created", "item-1")] and again.events == []
+    assert restore.events[0].id != created.events[0].id
+    assert second_delete.events[0].id != first_delete.events[0].id
+
+
 # --- the created / updated decision -------------------------------------------------------
 
 

@@ -7,6 +7,7 @@ import json
 from datetime import UTC, datetime, timedelta
 
 from shared.health import HealthMonitor, Snapshot, assess
+from shared.refusals import Reason, Totals
 
 NOW = datetime(2026, 11, 22, 10, 0, tzinfo=UTC)
 QUEUES = {"graph-notifications": 2, "graph-notifications-poison": 0, "graph-changes": 5}
@@ -18,6 +19,7 @@ def healthy(**changes: object) -> Snapshot:
         "expiries": (NOW + timedelta(days=2), NOW + timedelta(hours=5), None),
         "queue_depths": QUEUES,
         "oldest_sync": NOW - timedelta(minutes=4),
+        "refusals": Totals({}, {}),
     }
     fields.update(changes)
     return Snapshot(**fields)  # type: ignore[arg-type]
@@ -63,6 +65,37 @@ def test_a_poisoned_message_is_a_warning_not_an_outage():
 
     assert verdict.status == 200
     assert verdict.body["warnings"] == ["3 message(s) in graph-notifications-poison"]
+
+
+def test_refusals_are_shown_by_reason_for_the_last_hour_and_day():
+    totals = Totals({Reason.UNKNOWN_SUBSCRIPTION: 2}, {Reason.UNKNOWN_SUBSCRIPTION: 9, Reason.BAD_CLIENT_STATE: 1})
+    verdict = assess(healthy(refusals=totals), NOW)
+
+    assert verdict.status == 200
+    assert verdict.body["warnings"] == []  # routine: a deleted subscription's last notifications, say
+    refused = verdict.body["refusals"]
+    assert refused["lastHour"]["unknownSubscription"] == 2 and refused["lastHour"]["badClientState"] == 0
+    assert refused["last24Hours"]["unknownSubscription"] == 9 and refused["last24Hours"]["badClientState"] == 1
+    assert set(refused["lastHour"]) == set(refused["last24Hours"]) == {reason.value for reason in Reason}
+
+
+def test_a_broken_certificate_or_consent_in_the_last_hour_is_a_warning():
+    totals = Totals({Reason.DECRYPTION_FAILED: 4, Reason.BAD_VALIDATION_TOKEN: 1}, {Reason.DECRYPTION_FAILED: 4})
+    verdict = assess(healthy(refusals=totals), NOW)
+
+    assert verdict.status == 200
+    assert verdict.body["warnings"] == [
+        "1 item(s) refused in the last hour: badValidationToken",
+        "4 item(s) refused in the last hour: decryptionFailed",
+    ]
+
+
+def test_refusal_counts_that_cannot_be_read_are_a_warning_not_an_outage():
+    verdict = assess(healthy(refusals=None, refusals_error="timeout"), NOW)
+
+    assert verdict.status == 200
+    assert verdict.body["refusals"] is None
+    assert verdict.body["warnings"] == ["refusal counts unavailable (timeout)"]
 
 
 def test_the_body_is_plain_json_with_no_setting_in_it():

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from devtools.graphsim.rich import SampleCertificate, encrypt_content, make_certificate, tamper
+from shared import refusals
 from shared.coalescing import Action
 from shared.graph import GraphGateway, RemoteSubscription
 from shared.lifetimes import next_expiry
@@ -221,6 +222,8 @@ async def test_a_notification_that_cannot_be_decrypted_is_kept_in_the_poison_que
     assert summary.poisoned == 1 and summary.events == 1
     [kept] = [Envelope.from_json(text) for text in poison.sent]
     assert kept.items == [spoiled], "kept whole, to be replayed once the certificate is fixed"
+    counted = {(row.reason, row.count) for row in refusals.ledger().due(NOW + timedelta(days=1))}
+    assert counted == {(refusals.Reason.DECRYPTION_FAILED, 1)}, "counted where an operator sees it"
 
 
 async def test_a_plain_deletion_on_a_drive_still_asks_for_a_pass(certificate: SampleCertificate) -> None:

@@ -9,9 +9,10 @@ import pytest
 
 from devtools.graphsim.rich import ValidationTokenSigner, forge
 from shared.errors import AuthorityUnavailableError, ValidationTokenError
-from shared.security.tokens import SigningKeys, ValidationTokenChecker, openid_configuration_url
+from shared.security.tokens import SigningKeys, TokenGate, ValidationTokenChecker, openid_configuration_url
 
 TENANT = "84bd8158-6d4d-4958-8b9f-9d6445542f95"
+OTHER_TENANT = "11111111-2222-3333-4444-555555555555"
 CLIENT_ID = "7f1b2b5c-1111-4c3c-9e2e-0a0b0c0d0e0f"
 AUTHORITY = "https://login.microsoftonline.com"
 JWKS_URI = "https://login.microsoftonline.com/common/discovery/v2.0/keys"
@@ -61,7 +62,7 @@ def clock() -> Clock:
 
 @pytest.fixture
 def checker(authority: Authority, clock: Clock) -> ValidationTokenChecker:
-    return ValidationTokenChecker(SigningKeys(authority.fetch, AUTHORITY, clock=clock), CLIENT_ID)
+    return ValidationTokenChecker(SigningKeys(authority.fetch, AUTHORITY, clock=clock), CLIENT_ID, TENANT)
 
 
 async def reason(checker: ValidationTokenChecker, token: str) -> str:
@@ -121,6 +122,23 @@ async def test_an_issuer_of_another_tenant_is_rejected(
     assert await reason(checker, token) == "wrong issuer"
 
 
+@pytest.mark.parametrize("version", [1, 2])
+async def test_a_token_graph_minted_for_another_tenant_is_rejected(
+    checker: ValidationTokenChecker, signer: ValidationTokenSigner, version: int
+) -> None:
+    # Signed by the authority's key, its tid and issuer agree: only the tenant is not ours.
+    token = signer.token(OTHER_TENANT, CLIENT_ID, version=version)
+    assert await reason(checker, token) == "wrong issuer"
+
+
+async def test_the_tenant_setting_may_be_written_in_upper_case(
+    authority: Authority, signer: ValidationTokenSigner
+) -> None:
+    checker = ValidationTokenChecker(SigningKeys(authority.fetch, AUTHORITY), CLIENT_ID, TENANT.upper())
+    for version in (1, 2):
+        await checker.check(signer.token(TENANT, CLIENT_ID, version=version))
+
+
 async def test_a_v1_token_from_another_caller_is_rejected(
     checker: ValidationTokenChecker, signer: ValidationTokenSigner
 ) -> None:
@@ -147,7 +165,7 @@ async def test_a_token_that_is_not_a_jwt_is_rejected(checker: ValidationTokenChe
 
 async def test_national_cloud_issuers_come_from_settings(authority: Authority, signer: ValidationTokenSigner) -> None:
     issuers = ["https://login.microsoftonline.us/{tenant}/v2.0"]
-    checker = ValidationTokenChecker(SigningKeys(authority.fetch, AUTHORITY), CLIENT_ID, issuers)
+    checker = ValidationTokenChecker(SigningKeys(authority.fetch, AUTHORITY), CLIENT_ID, TENANT, issuers)
     us = signer.token(TENANT, CLIENT_ID, version=2, iss=f"https://login.microsoftonline.us/{TENANT}/v2.0")
     await checker.check(us)
     assert await reason(checker, signer.token(TENANT, CLIENT_ID, version=1)) == "wrong issuer"
@@ -197,9 +215,48 @@ async def test_a_token_seen_before_is_not_verified_again_but_still_expires(
 ) -> None:
     wall = Clock()
     wall.now = time.time()
-    checker = ValidationTokenChecker(SigningKeys(authority.fetch, AUTHORITY), CLIENT_ID, clock=wall)
+    checker = ValidationTokenChecker(SigningKeys(authority.fetch, AUTHORITY), CLIENT_ID, TENANT, clock=wall)
     token = signer.token(TENANT, CLIENT_ID, lifetime=600)
     first = await checker.check(token)
     assert await checker.check(token) == first
     wall.now += 600 + 61  # past its expiry and the leeway
     assert await reason(checker, token) == "expired"
+
+
+def gate(authority: Authority, tenant: str | None = TENANT) -> TokenGate:
+    return TokenGate(CLIENT_ID, tenant, AUTHORITY, fetch=authority.fetch)
+
+
+def item(tenant: object = TENANT) -> dict[str, Any]:
+    return {"subscriptionId": "s1", "changeType": "created", "tenantId": tenant, "encryptedContent": {}}
+
+
+async def test_the_gate_passes_our_tenants_tokens_and_notifications(
+    authority: Authority, signer: ValidationTokenSigner
+) -> None:
+    tokens = [signer.token(TENANT, CLIENT_ID, version=1), signer.token(TENANT, CLIENT_ID, version=2)]
+    assert await gate(authority).refusal(tokens, [item(), item(TENANT.upper())]) is None
+
+
+async def test_the_gate_refuses_a_notification_of_another_tenant_under_a_valid_token(
+    authority: Authority, signer: ValidationTokenSigner
+) -> None:
+    tokens = [signer.token(TENANT, CLIENT_ID)]
+    assert await gate(authority).refusal(tokens, [item(), item(OTHER_TENANT)]) == "notification of another tenant"
+    assert await gate(authority).refusal(tokens, [item(42)]) == "notification of another tenant"
+    assert await gate(authority).refusal(tokens, [item(None)]) is None  # none named: the token speaks for it
+
+
+async def test_the_gate_refuses_a_token_of_another_tenant(authority: Authority, signer: ValidationTokenSigner) -> None:
+    # Graph makes one token per app and tenant among a batch's items: the other tenant's token alone fails it.
+    tokens = [signer.token(TENANT, CLIENT_ID), signer.token(OTHER_TENANT, CLIENT_ID, version=2)]
+    assert await gate(authority).refusal(tokens, [item()]) == "wrong issuer"
+
+
+@pytest.mark.parametrize("tenant", [None, "", "contoso.onmicrosoft.com"])
+async def test_without_a_tenant_id_the_gate_refuses_naming_the_setting(
+    authority: Authority, signer: ValidationTokenSigner, tenant: str | None
+) -> None:
+    refusal = await gate(authority, tenant).refusal([signer.token(TENANT, CLIENT_ID)], [item()])
+    assert refusal is not None and "GRAPH_TENANT_ID" in refusal
+    assert authority.fetched == []  # nothing to check against: no key is fetched

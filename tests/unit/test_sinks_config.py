@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -35,7 +36,8 @@ def test_webhook_entry_with_defaults_and_named_queues() -> None:
     )
     assert isinstance(hook, WebhookSink) and isinstance(teams, TeamsSink)
     assert (hook.delivery.queue, hook.delivery.poison_queue) == ("sink-0-webhook", "sink-0-webhook-poison")
-    assert (hook.concurrency, hook.rate_per_second, hook.delivery.max_attempts) == (8, None, 8)
+    assert (hook.concurrency, hook.rate_per_second, hook.delivery.max_attempts) == (8, None, None)
+    assert hook.delivery.policy.horizon == timedelta(hours=24)  # an outage of hours is waited out
     assert (teams.delivery.queue, teams.window_seconds) == ("team-cards", 60.0)
 
 
@@ -124,6 +126,23 @@ def test_refuses_bad_rate() -> None:
     assert "ratePerSecond must be a positive number" in refused(
         {"type": "webhook", "url": "https://e.org/h", "secret": SECRET, "ratePerSecond": "fast"}
     )
+
+
+def test_retry_horizon_and_attempt_cap_are_settings() -> None:
+    (hook,) = parse({"type": "webhook", "url": "https://e.org/h", "secret": SECRET, "retryHours": 2, "maxAttempts": 40})
+    assert hook.delivery.policy.horizon == timedelta(hours=2)
+    assert hook.delivery.policy.max_attempts == 40
+
+
+@pytest.mark.parametrize("hours", [0, -1, "day", True])
+def test_refuses_a_retry_horizon_that_is_not_a_positive_number(hours: Any) -> None:
+    assert "retryHours must be a positive number" in refused(
+        {"type": "teams", "url": "https://e.org/w", "retryHours": hours}
+    )
+
+
+def test_refuses_a_retry_horizon_over_a_week() -> None:
+    assert "retryHours is at most 168" in refused({"type": "teams", "url": "https://e.org/w", "retryHours": 169})
 
 
 def test_refuses_teams_window_over_two_minutes() -> None:

@@ -2,22 +2,24 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import pytest
 
 from shared.errors import DeliveryRejectedError, DeliveryRetryError
-from shared.sinks.runner import MAX_DELAY, SinkMessage, backoff
+from shared.sinks.runner import SinkMessage
 from shared.sinks.teams import CARD_TYPE, card
 from shared.sinks.webhook import classify, retry_after
 
 
-@pytest.mark.parametrize("status", [408, 429, 500, 502, 503])
-def test_retryable_statuses(status: int) -> None:
+@pytest.mark.parametrize("status", [401, 403, 404, 408, 425, 429, 500, 502, 503, 504])
+def test_unavailable_statuses_are_retried(status: int) -> None:
     with pytest.raises(DeliveryRetryError):
         classify(status, None)
 
 
-@pytest.mark.parametrize("status", [400, 401, 403, 404, 410, 413])
-def test_other_client_errors_are_rejected(status: int) -> None:
+@pytest.mark.parametrize("status", [400, 405, 410, 413, 415, 422])
+def test_refusals_are_rejected(status: int) -> None:
     with pytest.raises(DeliveryRejectedError):
         classify(status, None)
 
@@ -39,16 +41,11 @@ def test_429_carries_retry_after() -> None:
     assert info.value.retry_after == 12.0
 
 
-def test_backoff_doubles_honours_retry_after_and_is_capped() -> None:
-    assert [backoff(n, 2.0, None) for n in range(4)] == [2.0, 4.0, 8.0, 16.0]
-    assert backoff(0, 2.0, 30.0) == 30.0
-    assert backoff(40, 2.0, None) == MAX_DELAY
-
-
 def test_sink_message_round_trip_keeps_the_payload_alone_for_poison() -> None:
     event = {"schemaVersion": 1, "id": "e1"}
-    again = SinkMessage.from_text(SinkMessage(event, 3, 1).to_text())
-    assert (again.payload, again.retries, again.deferrals) == (event, 3, 1)
+    since = datetime(2026, 11, 22, 10, 0, 1, 123456, tzinfo=UTC)
+    again = SinkMessage.from_text(SinkMessage(event, 3, 1, since).to_text())
+    assert (again.payload, again.retries, again.deferrals, again.since) == (event, 3, 1, since)
     assert SinkMessage.from_text(again.payload_text()) == SinkMessage(event)
 
 

@@ -120,14 +120,14 @@ def test_a_span_continues_the_trace_named_by_a_traceparent():
 
 def test_counters_histogram_and_queue_gauge_use_the_documented_names():
     _, reader = in_memory()
-    before = counted(reader, telemetry.REJECTED, reason="clientState mismatch", source="notifications")
+    before = counted(reader, telemetry.REJECTED, reason="badClientState", source="notifications")
 
-    telemetry.count(telemetry.REJECTED, 2, reason="clientState mismatch", source="notifications")
+    telemetry.count(telemetry.REJECTED, 2, reason="badClientState", source="notifications")
     telemetry.count(telemetry.RENEWALS, 1, outcome="failed")
     telemetry.record_duration(1.5)
     telemetry.observe_depths({"graph-notifications-poison": 4})
 
-    assert counted(reader, telemetry.REJECTED, reason="clientState mismatch", source="notifications") == before + 2
+    assert counted(reader, telemetry.REJECTED, reason="badClientState", source="notifications") == before + 2
     assert counted(reader, telemetry.RENEWALS, outcome="failed") >= 1
     assert any(p.count >= 1 for p in metric_points(reader, "graphhooks.delta.duration"))
     assert [
