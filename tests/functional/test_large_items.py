@@ -78,7 +78,7 @@ async def rig(
             clients.push_async_callback(claims.close)
             target = await clients.enter_async_context(queue_client(azurite.connection_string, queue, retry_total=0))
             messages = MessageQueue(target, claims=claims)
-            gate = TokenGate(CLIENT_ID, "https://login.example.test", fetch=Authority(signer).fetch)
+            gate = TokenGate(CLIENT_ID, TENANT, "https://login.example.test", fetch=Authority(signer).fetch)
             return Ingest(SecretBook(store.secret), messages, tokens=gate), messages, queue
 
         yield make
