@@ -723,7 +723,8 @@ async def test_change_notification_shape(
     await receiver.wait_for(1)
     [n] = receiver.notifications
     assert n["subscriptionId"] == sub.id and n["clientState"] == "s3cret"
-    assert n["changeType"] == "updated" and n["resource"] == f"drives/{drive['id']}/root"
+    # As OneDrive's documented example: no changeType (a drive subscription allows only "updated").
+    assert "changeType" not in n and n["resource"] == f"drives/{drive['id']}/root"
     assert n["tenantId"] == sim.config.tenant_id and n["subscriptionExpirationDateTime"]
 
 
