@@ -13,11 +13,10 @@ import os
 import azure.functions as func
 
 from shared.clock import utcnow
-from shared.ingest import Reply, answer_handshake
+from shared.ingest import Reply, answer_handshake, refuse_declared_size
 from shared.logs import log_event
 from shared.services import Lazy, build_health, build_ingest, build_worker
 from shared.settings import http_auth_level, renew_schedule
-from shared.sharepoint.lists import as_graph_batch
 from shared.sinks.config import sink_queues
 from shared.sinks.runtime import build_sinks
 
@@ -35,31 +34,42 @@ def _respond(reply: Reply) -> func.HttpResponse:
     )
 
 
-@app.route(route="notifications", methods=["POST"])
-async def notifications(req: func.HttpRequest) -> func.HttpResponse:
-    """Graph's change notifications: handshake, or check and enqueue."""
+async def _receive(req: func.HttpRequest, lifecycle: bool = False) -> func.HttpResponse:
+    """Size first (the Content-Length header, before the body is touched), then the handshake, then the batch.
+
+    The host itself refuses a body over FUNCTIONS_REQUEST_BODY_SIZE_LIMIT (infra/app/settings.bicep);
+    this check holds wherever the app runs. Ingest checks the body's actual length before parsing it.
+    """
+    refused = refuse_declared_size(req.headers)
+    if refused is not None:
+        return _respond(refused)
     handshake = answer_handshake(req.params)
     if handshake is not None:
         return _respond(handshake)
-    return _respond(await (await receivers.get()).notifications.accept(req.get_body()))
+    endpoints = await receivers.get()
+    ingest = endpoints.lifecycle if lifecycle else endpoints.notifications
+    return _respond(await ingest.accept(req.get_body(), lifecycle=lifecycle))
+
+
+@app.route(route="notifications", methods=["POST"])
+async def notifications(req: func.HttpRequest) -> func.HttpResponse:
+    """Graph's change notifications: handshake, or check and enqueue."""
+    return await _receive(req)
 
 
 @app.route(route="lifecycle", methods=["POST"])
 async def lifecycle(req: func.HttpRequest) -> func.HttpResponse:
     """Graph's lifecycle events: handshake, or check and enqueue."""
-    handshake = answer_handshake(req.params)
-    if handshake is not None:
-        return _respond(handshake)
-    return _respond(await (await receivers.get()).lifecycle.accept(req.get_body(), lifecycle=True))
+    return await _receive(req, lifecycle=True)
 
 
 @app.route(route="sharepoint", methods=["POST"])
 async def sharepoint(req: func.HttpRequest) -> func.HttpResponse:
-    """SharePoint's list webhooks: the handshake (within SharePoint's 5 s), or check and enqueue."""
-    handshake = answer_handshake(req.params)
-    if handshake is not None:
-        return _respond(handshake)
-    return _respond(await (await receivers.get()).notifications.accept(as_graph_batch(req.get_body())))
+    """SharePoint's list webhooks: the handshake (within SharePoint's 5 s), or check and enqueue.
+
+    SharePoint's items carry no changeType: the shared checks read that as "updated", as for OneDrive.
+    """
+    return await _receive(req)
 
 
 @app.queue_trigger(arg_name="msg", queue_name="graph-notifications", connection="AzureWebJobsStorage")

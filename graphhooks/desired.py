@@ -10,6 +10,7 @@ from rich.table import Table
 
 from shared.errors import InvalidSettingError, OperatorRequestError, SettingsError
 from shared.settings import DesiredSubscription, parse_desired, resource_data_settings
+from shared.sources.catalog import split_resource
 from shared.stores.desired import DESIRED_TABLE, DesiredStore
 
 from .runtime import Session, console, run, session
@@ -59,7 +60,7 @@ def add(
     """Add (or replace) a desired subscription in the table; the next renew tick creates it."""
     current = session(ctx)
     item = run(_add(current, resource, change_type, include_resource_data, for_each_member_of))
-    console.print(f"added {item.resource} ({item.change_type}): the next renew tick creates its subscription")
+    console.print(f"added {item.graph_resource} ({item.change_type}): the next renew tick creates its subscription")
 
 
 async def _add(
@@ -110,7 +111,7 @@ async def _remove(current: Session, resource: str, change_type: str | None) -> t
 
 
 def _matches(item: DesiredSubscription, resource: str, change_type: str | None) -> bool:
-    if item.resource != resource:
+    if item.resource != split_resource(resource)[0]:
         return False
     return change_type is None or item.change_type == change_type.replace(" ", "")
 
@@ -138,4 +139,5 @@ async def _list(current: Session) -> tuple[tuple[DesiredSubscription, ...], tupl
 
 
 def _cells(item: DesiredSubscription) -> tuple[str, str, str, str]:
-    return item.resource, item.change_type, "yes" if item.include_resource_data else "", item.for_each_member_of or ""
+    resource_data = "yes" if item.include_resource_data else ""
+    return item.graph_resource, item.change_type, resource_data, item.for_each_member_of or ""

@@ -17,6 +17,7 @@ from rich.table import Table
 from shared.clock import utcnow
 from shared.errors import OperatorRequestError
 from shared.settings import DesiredSubscription, resource_key
+from shared.sources.catalog import split_resource
 from shared.stores.cursors import CursorState, CursorStore
 from shared.stores.desired import desired_subscriptions
 from shared.stores.subscriptions import ACTIVE, SubscriptionRecord, SubscriptionStore
@@ -50,21 +51,21 @@ def when(moment: datetime | None) -> str:
 
 @app.command("list")
 def list_subscriptions(ctx: typer.Context) -> None:
-    """A table of resource, id, status, expiry, last notification and last completed sync (never a clientState)."""
+    """A table of resource, id, status, expiry, last notification, last sync and certificate (never a clientState)."""
     rows = run(_rows(session(ctx)))
-    table = Table(
-        "resource", "id", "status", "expires", "last notification", "last completed sync", "pass", title="subscriptions"
-    )
+    columns = ("resource", "id", "status", "expires", "last notification", "last completed sync", "pass", "certificate")
+    table = Table(*columns, title="subscriptions")
     for row in rows:
         record = row.record
         table.add_row(
-            record.resource,
+            record.graph_resource,
             record.subscription_id or "-",
             record.status,
             when(record.expires_at),
             when(row.notified),
             when(row.cursor.synced_from),
             row.cursor.mode.value if row.cursor.mode else "",
+            record.certificate_id,  # rich subscriptions: the certificate Graph encrypts for
         )
     console.print(table)
     console.print(f"{len(rows)} subscription(s)")
@@ -119,7 +120,8 @@ async def _create(current: Session, resource: str, change_type: str | None) -> S
 
 async def _desired_entry(worker: Worker, resource: str, change_type: str | None) -> DesiredSubscription:
     desired = await desired_subscriptions(worker.settings.subscriptions, worker.desired)
-    found = [d for d in desired if d.resource == resource and (change_type is None or d.change_type == change_type)]
+    path = split_resource(resource)[0]
+    found = [d for d in desired if d.resource == path and (change_type is None or d.change_type == change_type)]
     if not found:
         raise OperatorRequestError(f"{resource} is not desired: add it first with `graphhooks desired add {resource}`")
     if len(found) > 1:

@@ -76,6 +76,16 @@ class SubscriptionConflictError(GraphRequestError):
     """Graph already has a subscription for this resource, changeType and URL (409)."""
 
 
+class SubscriptionPendingError(GraphWebhookError):
+    """A subscription is being created and Graph has not named it to this app yet: ask again soon.
+
+    An unknown id may be that subscription's (Graph notifies as soon as it answers the
+    creation), so the HTTP path answers 503 and Graph retries, rather than dropping it.
+    """
+
+    status = 503
+
+
 class ResyncRequiredError(GraphRequestError):
     """A delta cursor is stale (410 Gone): the resource must be enumerated again."""
 

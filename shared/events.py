@@ -107,7 +107,7 @@ def change_type_of(change: SourceChange, known: Known | None, mode: Mode, since:
 
     - a deletion is news once: the index still holds the item live, or never saw it;
     - an item the index holds at the same version is no news (a repeated run, or an
-      enumeration of an unchanged item);
+      enumeration of an unchanged item), unless a delta round reports a new ``detail``;
     - a restored item (the index holds a tombstone) is created again;
     - an item new to the index is created, except in a baseline or resync, where the
       index may not have seen it: there it is news only if it changed after ``since``
@@ -119,7 +119,9 @@ def change_type_of(change: SourceChange, known: Known | None, mode: Mode, since:
     if known is not None:
         if known.deleted:
             return "created"
-        return None if known.version == change.version else "updated"
+        if known.version != change.version or _detail_news(change, known, mode):
+            return "updated"
+        return None
     if mode in (Mode.DELTA, Mode.FULL) or since is None:
         return "created"
     threshold = since - CLOCK_SKEW
@@ -158,13 +160,24 @@ def classify_page(changes: list[SourceChange], known: dict[str, Known], context:
                 events.append(_event(context, change.item_id, "deleted", _lived(version, life), None))
                 writes.append(IndexWrite(change.item_id, version, deleted=True, pass_id=mark, life=life))
             continue
+        detail = change.detail
         if previous is not None and previous.deleted:
             life += 1  # restored: a new life, whatever version it comes back at
+        elif previous is not None and previous.version == change.version and change_type is not None:
+            life += 1  # told by its detail alone (a membership change): the version alone cannot tell it apart
+        elif previous is not None and context.mode.enumerates:
+            detail = previous.detail  # an enumeration lists the detail whole: keep the last round's
         if change_type is not None:
-            events.append(_event(context, change.item_id, change_type, _lived(change.version, life), change.item))
+            version = _lived(change.version + (f"+{detail}" if detail else ""), life)
+            events.append(_event(context, change.item_id, change_type, version, change.item))
         if change_type is not None or context.mode.enumerates:
-            writes.append(IndexWrite(change.item_id, change.version, pass_id=mark, life=life))
+            writes.append(IndexWrite(change.item_id, change.version, pass_id=mark, life=life, detail=detail))
     return Classified(events, writes)
+
+
+def _detail_news(change: SourceChange, known: Known, mode: Mode) -> bool:
+    """A delta round reported a detail (a group's members@delta) other than the one last indexed."""
+    return not mode.enumerates and bool(change.detail) and change.detail != known.detail
 
 
 def _lived(version: str, life: int) -> str:

@@ -259,12 +259,28 @@ class GraphGateway:
                 "encryptionCertificate": encryption[0],
                 "encryptionCertificateId": encryption[1],
             }
-        return _remote(await self._fetch(self._request("POST", self._client.subscriptions, body)))
+        request = self._request("POST", self._client.subscriptions, body)
+        if _immutable_ids(resource):
+            # Notifications then name an Outlook item by the immutable id its delta pages use, so a rich
+            # notification and a delta pass give one change one event id (outlook-immutable-id.md).
+            from .sources.catalog import IMMUTABLE_IDS
 
-    async def renew_subscription(self, subscription_id: str, expires_at: datetime) -> datetime:
-        """PATCH the expiry; returns the expiry Graph granted."""
+            request.headers.try_add("Prefer", IMMUTABLE_IDS)
+        return _remote(await self._fetch(request))
+
+    async def renew_subscription(
+        self, subscription_id: str, expires_at: datetime, encryption: tuple[str, str] | None = None
+    ) -> datetime:
+        """PATCH the expiry (and, given ``encryption``, the certificate); returns the expiry Graph granted.
+
+        Graph's key rotation: "update the encryptionCertificate and encryptionCertificateId
+        properties" with PATCH (GD concepts/change-notifications-with-resource-data.md).
+        """
         builder = self._client.subscriptions.by_subscription_id(subscription_id)
-        updated = await self._fetch(self._request("PATCH", builder, {"expirationDateTime": format_time(expires_at)}))
+        body: dict[str, Any] = {"expirationDateTime": format_time(expires_at)}
+        if encryption is not None:
+            body |= {"encryptionCertificate": encryption[0], "encryptionCertificateId": encryption[1]}
+        updated = await self._fetch(self._request("PATCH", builder, body))
         granted = updated.get("expirationDateTime")
         return parse_time(granted) if isinstance(granted, str) else expires_at
 
@@ -316,3 +332,10 @@ def _remote(subscription: dict[str, Any]) -> RemoteSubscription:
         notification_url=str(subscription.get("notificationUrl") or ""),
         expires_at=parse_time(expires) if isinstance(expires, str) else None,
     )
+
+
+def _immutable_ids(resource: str) -> bool:
+    from .sources.catalog import readable_kind
+
+    kind = readable_kind(resource.split("?", 1)[0])
+    return kind is not None and kind.immutable_ids

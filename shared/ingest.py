@@ -4,7 +4,12 @@ Graph counts an answer slower than 3 s against the endpoint, so nothing here
 calls Graph, and storage is touched little per request: the queue write, which
 concurrent requests share (see writer.py), plus a point read of a subscription's
 secret the first time an instance sees its id (cached, and refreshed in the
-background every few minutes).
+background every few minutes). An item too large for a queue message adds a
+blob write (see claims.py).
+
+A 2xx means every valid item is stored. An item whose subscription could not be
+checked (its secret not read in time, or more new ids than one request reads) is
+answered 503, so that Graph retries the batch.
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 from . import refusals, telemetry
 from .clock import utcnow
 from .errors import AuthorityUnavailableError, BodyTooLargeError, MalformedBodyError, StorageUnavailableError
-from .notifications import Envelope, Rejection, check_items, handshake_token, parse_batch
+from .notifications import MAX_BODY_BYTES, Envelope, Rejection, check_items, handshake_token, parse_batch
 from .queues import MessageQueue
 from .writer import GroupWriter
 
@@ -36,11 +41,17 @@ log = logging.getLogger(__name__)
 # Leaves room inside Graph's 3 s budget for the host and the network.
 WRITE_DEADLINE_SECONDS = 2.0
 SECRETS_DEADLINE_SECONDS = 0.8
-# Point reads one request may cause; ids beyond count as unknown, so forged ids cannot force unbounded reads.
-MAX_FINDS_PER_REQUEST = 10
+# Point reads one request may cause, so forged ids cannot force unbounded reads. Ids beyond are not
+# checked: the request is answered 503 and Graph's retry reads the next ones (the first are cached by then).
+# A subscription set brings 25 new ids in one batch routinely: they are read in one request.
+MAX_FINDS_PER_REQUEST = 50
+# An id storage said it does not hold is read again after ``miss_interval``, when a request has reads to
+# spare; for this long, one with none to spare counts it unknown on that answer rather than unchecked, so a
+# batch naming many gone subscriptions is settled in a few retries instead of being answered 503 forever.
+ABSENT_MEMORY_SECONDS = 3600.0
 # Graph's subscription ids are GUIDs: an id of other characters, or longer, cannot be one and is never read.
 _READABLE_ID = re.compile(r"[0-9A-Za-z-]{1,64}")
-# Ids storage said it does not hold, remembered for ``miss_interval``: beyond this many, the expired ones go.
+# Ids storage said it does not hold, remembered for ABSENT_MEMORY_SECONDS: beyond this many, the expired ones go.
 _ABSENT_LIMIT = 10_000
 # A cached clientState is re-read in the background once this old (a deleted subscription's is dropped).
 DEFAULT_SECRET_TTL_SECONDS = 300.0
@@ -58,6 +69,20 @@ class Reply:
     body: str = ""
     mimetype: str = "text/plain"
     headers: Mapping[str, str] = field(default_factory=lambda: SAFE_HEADERS)
+
+
+def refuse_declared_size(headers: Mapping[str, str]) -> Reply | None:
+    """413 when the Content-Length header announces more than MAX_BODY_BYTES, before any byte is read.
+
+    ``headers`` is looked up case-insensitively (as azure.functions' and aiohttp's are). No
+    header, or one that is not a number, is left to the check of the body itself.
+    """
+    declared = headers.get("content-length") or headers.get("Content-Length")
+    if declared is None or not declared.strip().isdigit():
+        return None
+    if int(declared) > MAX_BODY_BYTES:
+        return Reply(413, f"body exceeds {MAX_BODY_BYTES} bytes")
+    return None
 
 
 def answer_handshake(params: Mapping[str, str]) -> Reply | None:
@@ -80,10 +105,11 @@ class SecretBook:
     it when its subscription is gone); no request that gives up cancels a read, so a slow
     table cannot turn into a run of 503s.
 
-    When storage cannot answer an id in time, ``view`` raises (the caller answers 503); it
-    never drops silently. The reads are bounded: an id storage says it does not hold is not
-    read again for ``miss_interval``, at most ``max_finds`` ids are read per request (the
-    others count as unknown), and beyond ``limit`` ids the oldest are forgotten.
+    An id whose read fails, or does not end within the deadline, is reported unchecked by
+    ``view`` (the caller answers 503); it is never taken for unknown. The reads are bounded:
+    at most ``max_finds`` ids are read per request (the others are unchecked too), an id
+    storage says it does not hold is not read again for ``miss_interval`` (see
+    ABSENT_MEMORY_SECONDS), and beyond ``limit`` ids the oldest are forgotten.
     """
 
     def __init__(
@@ -95,10 +121,12 @@ class SecretBook:
         deadline: float = SECRETS_DEADLINE_SECONDS,
         clock: Callable[[], float] = time.monotonic,
         limit: int = CACHED_SECRETS_LIMIT,
+        absent_memory: float = ABSENT_MEMORY_SECONDS,
     ) -> None:
         self._find = find
         self._ttl = ttl
         self._miss_interval = miss_interval
+        self._absent_memory = absent_memory
         self._max_finds = max_finds
         self._deadline = deadline
         self._clock = clock
@@ -109,18 +137,29 @@ class SecretBook:
         self._absent: dict[str, float] = {}  # id -> when storage said it holds no such id
         self._finding: dict[str, asyncio.Task[None]] = {}
 
-    async def view(self, subscription_ids: Iterable[str]) -> Callable[[str], str | None]:
-        """A lookup function that knows every id in ``subscription_ids`` that exists.
+    async def view(self, subscription_ids: Iterable[str]) -> SecretView:
+        """What this request may know of ``subscription_ids``: each one's secret, or that it is unchecked.
 
-        Raise when storage has not answered within the deadline, or failed.
+        Waits at most the deadline; a read still running then goes on in the background,
+        and a later request gets its answer.
         """
-        deadline = asyncio.get_running_loop().time() + self._deadline
-        missing, stale = self._sort(subscription_ids)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._deadline
+        reads, stale, unchecked = self._plan(subscription_ids)
         for sid in stale:
             self._start_find(sid)  # not awaited: this request gets the value it has
-        if missing:
-            await _wait([self._start_find(sid) for sid in missing], deadline)
-        return self._secrets.get
+        why = f"more than {self._max_finds} new subscription ids" if unchecked else None
+        if reads:
+            tasks = {sid: self._start_find(sid) for sid in reads}
+            done, _ = await asyncio.wait(tasks.values(), timeout=max(0.0, deadline - loop.time()))
+            for sid, task in tasks.items():
+                if task not in done:
+                    unchecked.append(sid)
+                    why = why or "subscription secrets not read in time"
+                elif task.cancelled() or task.exception() is not None:
+                    unchecked.append(sid)
+                    why = why or f"subscription secrets unavailable ({_failure(task)})"
+        return SecretView(self._secrets.get, frozenset(unchecked), why)
 
     async def settle(self) -> None:
         """Wait for the point reads in flight (their errors are not raised)."""
@@ -128,14 +167,18 @@ class SecretBook:
         if tasks:
             await asyncio.wait(tasks)
 
-    def _sort(self, subscription_ids: Iterable[str]) -> tuple[list[str], list[str]]:
-        """The ids to read before answering, and the cached ones to refresh in the background."""
+    def _plan(self, subscription_ids: Iterable[str]) -> tuple[list[str], list[str], list[str]]:
+        """The ids to read before answering, the cached ones to refresh in the background, and those left unchecked.
+
+        Ids never read (or long forgotten) come first, in order of appearance; ids known to be
+        absent are read again with the reads to spare. An id that cannot be a subscription id
+        is never read: it is unknown.
+        """
         now = self._clock()
-        missing: list[str] = []
+        new: list[str] = []
+        recheck: list[str] = []
         stale: list[str] = []
-        for sid in subscription_ids:
-            if sid in missing or sid in stale:
-                continue
+        for sid in dict.fromkeys(subscription_ids):
             read_at = self._read_at.get(sid)
             if read_at is not None:
                 failed_at = self._failed_at.get(sid)
@@ -144,12 +187,16 @@ class SecretBook:
                 if now - read_at >= self._ttl and retry_ok:
                     stale.append(sid)
                 continue
-            if len(missing) == self._max_finds or not _READABLE_ID.fullmatch(sid):
+            if not _READABLE_ID.fullmatch(sid):
                 continue
             absent_since = self._absent.get(sid)
-            if absent_since is None or now - absent_since >= self._miss_interval:
-                missing.append(sid)
-        return missing, stale
+            if absent_since is None or now - absent_since >= self._absent_memory:
+                new.append(sid)
+            elif now - absent_since >= self._miss_interval:
+                recheck.append(sid)
+        reads = new[: self._max_finds]
+        reads += recheck[: self._max_finds - len(reads)]
+        return reads, stale, new[self._max_finds :]
 
     def _start_find(self, subscription_id: str) -> asyncio.Task[None]:
         task = self._finding.get(subscription_id)
@@ -197,11 +244,24 @@ class SecretBook:
 
     def _forget_old_absences(self) -> None:
         now = self._clock()
-        self._absent = {sid: at for sid, at in self._absent.items() if now - at < self._miss_interval}
+        self._absent = {sid: at for sid, at in self._absent.items() if now - at < self._absent_memory}
         if len(self._absent) > _ABSENT_LIMIT // 2:
             # A flood of forged ids: forgetting them all costs at most a read each, bounded per request,
             # where rescanning on every miss would cost a scan of the whole map.
             self._absent.clear()
+
+
+@dataclass(frozen=True)
+class SecretView:
+    """What one request knows of its subscriptions.
+
+    ``secret_of`` gives an id's clientState, or None when storage does not hold it;
+    ``unchecked`` are the ids it could not ask storage about (``why`` says why).
+    """
+
+    secret_of: Callable[[str], str | None]
+    unchecked: frozenset[str] = frozenset()
+    why: str | None = None
 
 
 def _retrieve(task: asyncio.Task[None]) -> None:
@@ -210,14 +270,9 @@ def _retrieve(task: asyncio.Task[None]) -> None:
         task.exception()
 
 
-async def _wait(tasks: list[asyncio.Task[None]], deadline: float) -> None:
-    """Wait for ``tasks`` until ``deadline`` without cancelling them; raise their first error."""
-    timeout = max(0.0, deadline - asyncio.get_running_loop().time())
-    done, pending = await asyncio.wait(tasks, timeout=timeout)
-    if pending:
-        raise TimeoutError("subscription secrets not read in time")
-    for task in done:
-        task.result()
+def _failure(task: asyncio.Task[None]) -> str:
+    """The name of what ended a failed read (never its message, which may quote storage's answer)."""
+    return "cancelled" if task.cancelled() else type(task.exception()).__name__
 
 
 def _body_reason(error: MalformedBodyError | BodyTooLargeError) -> refusals.Reason:
@@ -248,10 +303,11 @@ class Ingest:
         self._tokens = tokens
 
     async def accept(self, body: bytes, lifecycle: bool = False) -> Reply:
-        """Check a batch and store its valid items; 202 only once they are stored.
+        """Check a batch and store its valid items; 202 only once every valid item is stored.
 
-        Logs at most one line per request: why the body was refused, or how many items
-        were dropped for which reasons (never a clientState).
+        Logs at most one line per request for what was refused (why the body was, or how
+        many items were dropped for which reasons, never a clientState), and one when the
+        answer is 503.
         """
         source = "lifecycle" if lifecycle else "notifications"
         # The trace starts here; the envelope carries it to the queue trigger.
@@ -274,32 +330,43 @@ class Ingest:
             return refused
         # In order of appearance, so the ids read first (see SecretBook) are the batch's first.
         ids = dict.fromkeys(sid for item in items if isinstance(sid := item.get("subscriptionId"), str) and sid)
-        try:
-            lookup = await self._secrets.view(ids)
-        except Exception as exc:  # noqa: BLE001 - any storage failure means "try again later"
-            log.error("%s: subscription secrets unavailable (%s): answering 503", source, type(exc).__name__)
-            return Reply(503, "storage unavailable, retry later")
-        verdict = check_items(items, lookup, lifecycle)
+        view = await self._secrets.view(ids)
+        verdict = check_items(items, view.secret_of, lifecycle, view.unchecked)
         if verdict.rejected:
             # One line per request however many items: the fields go to App Insights as dimensions.
             fields = {"event": "notifications.rejected", "dropped": len(verdict.rejected), "total": len(items)}
             log.warning("%s: %s", source, _summary(verdict.rejected, len(items)), extra=fields)
             for reason, dropped in Counter(r.reason for r in verdict.rejected).items():
                 refusals.count(refusals.reason_of(reason), dropped, source=source)
-        if not verdict.accepted:
-            return Reply(202)
-        envelope = Envelope(source, received_at, verdict.accepted, traceparent=telemetry.current_traceparent())
+        # The checked items are stored even when others wait for a retry: they are processed now rather
+        # than after Graph's back-off, and kept if Graph gives up. The retry stores them again (delivery
+        # is at least once, and the queue trigger is idempotent).
+        stored = await self._store(source, received_at, verdict.accepted) if verdict.accepted else Reply(202)
+        if verdict.unchecked:
+            log.error(
+                "%s: %d of %d notifications not checked (%s): answering 503 so Graph retries",
+                source,
+                len(verdict.unchecked),
+                len(items),
+                view.why,
+            )
+            return Reply(503, "subscriptions not checked yet, retry later")
+        return stored
+
+    async def _store(self, source: str, received_at: datetime, accepted: list[dict[str, Any]]) -> Reply:
+        """Store the accepted items with one queue write (and a blob each for items over 48 KiB)."""
+        envelope = Envelope(source, received_at, accepted, traceparent=telemetry.current_traceparent())
         try:
             await asyncio.wait_for(self._writer.store(envelope), WRITE_DEADLINE_SECONDS)
         except (MalformedBodyError, BodyTooLargeError) as exc:
             # Only this request's items: the checks above make this rare (a nesting depth the encoder refuses).
             log.warning("%s: refused a batch with %d: %s", source, exc.status, exc)
-            refusals.count(_body_reason(exc), len(verdict.accepted), source=source)
+            refusals.count(_body_reason(exc), len(accepted), source=source)
             return Reply(exc.status, str(exc))
         except (StorageUnavailableError, TimeoutError) as exc:
             log.error("%s: queue write failed (%s): answering 503 so Graph retries", source, type(exc).__name__)
             return Reply(503, "storage unavailable, retry later")
-        telemetry.count(telemetry.ENQUEUED, len(verdict.accepted), source=source)
+        telemetry.count(telemetry.ENQUEUED, len(accepted), source=source)
         return Reply(202)
 
     async def _check_tokens(self, body: bytes, items: list[dict[str, Any]], source: str) -> Reply | None:

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import hmac
 import json
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Container, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -22,6 +22,10 @@ MAX_ITEMS_PER_BATCH = 1000
 # A queue message holds 64 KiB once base64-encoded, so 48 KiB of JSON.
 MAX_MESSAGE_JSON_BYTES = (64 * 1024 // 4) * 3
 LIFECYCLE_EVENTS = frozenset({"reauthorizationRequired", "subscriptionRemoved", "missed"})
+# OneDrive's documented notifications carry no changeType (onedrive-api-docs, docs/rest-api/concepts/
+# using-webhooks.md), nor do SharePoint's list webhooks: drives and lists allow only "updated", so that is
+# what a change notification without one means.
+IMPLIED_CHANGE_TYPE = "updated"
 # Fields that are secret or useless once checked: never stored in the queue.
 _DROPPED_FIELDS = ("clientState",)
 
@@ -79,26 +83,34 @@ class Rejection:
 
 @dataclass(frozen=True)
 class Verdict:
-    """The items to store and the ones dropped, with their reasons."""
+    """The items to store, the ones dropped with their reasons, and those not checked (retry them)."""
 
     accepted: list[dict[str, Any]]
     rejected: list[Rejection]
+    unchecked: list[Rejection] = field(default_factory=list)
 
 
 def check_items(
     items: Iterable[dict[str, Any]],
     secret_of: Callable[[str], str | None],
     lifecycle: bool,
+    unchecked: Container[str] = frozenset(),
 ) -> Verdict:
     """Keep the items whose clientState matches their subscription's secret.
 
-    ``secret_of`` maps a subscription id to its clientState, or None when unknown.
-    The comparison is constant-time, so a caller learns nothing from timing. An item
-    is kept only if it can be written to a queue message, so one bad item never fails
-    a write that carries others (see writer.py).
+    ``secret_of`` maps a subscription id to its clientState, or None when unknown; an
+    item whose subscription id is in ``unchecked`` (its secret could not be read in
+    time) is neither kept nor rejected: it is listed in ``Verdict.unchecked``, for the
+    caller to answer 5xx so that Graph retries it. The comparison is constant-time, so
+    a caller learns nothing from timing. An item is kept only if it can be written to a
+    queue message, so one bad item never fails a write that carries others (see
+    writer.py): one holding text that is not Unicode, or a number that is not finite
+    (``1e999`` parses to infinity), is rejected alone. A change notification without
+    ``changeType`` is kept as ``updated`` (see IMPLIED_CHANGE_TYPE).
     """
     accepted: list[dict[str, Any]] = []
     rejected: list[Rejection] = []
+    waiting: list[Rejection] = []
     for index, item in enumerate(items):
         subscription_id = item.get("subscriptionId")
         if not isinstance(subscription_id, str) or not subscription_id:
@@ -107,6 +119,9 @@ def check_items(
         reason = _shape_problem(item, lifecycle)
         if reason:
             rejected.append(Rejection(index, subscription_id, reason))
+            continue
+        if subscription_id in unchecked:
+            waiting.append(Rejection(index, subscription_id, "subscription not checked"))
             continue
         expected = secret_of(subscription_id)
         if expected is None:
@@ -119,13 +134,15 @@ def check_items(
             rejected.append(Rejection(index, subscription_id, "clientState mismatch"))
             continue
         kept = {k: v for k, v in item.items() if k not in _DROPPED_FIELDS}
+        if "changeType" not in kept and "lifecycleEvent" not in kept:
+            kept["changeType"] = IMPLIED_CHANGE_TYPE
         try:
             encode_item(kept)
         except MalformedBodyError as exc:
             rejected.append(Rejection(index, subscription_id, str(exc)))
             continue
         accepted.append(kept)
-    return Verdict(accepted, rejected)
+    return Verdict(accepted, rejected, waiting)
 
 
 def _shape_problem(item: Mapping[str, Any], lifecycle: bool) -> str | None:
@@ -135,7 +152,8 @@ def _shape_problem(item: Mapping[str, Any], lifecycle: bool) -> str | None:
         if not isinstance(event, str) or event not in LIFECYCLE_EVENTS:
             return "unknown lifecycleEvent"
         return None
-    if not isinstance(item.get("changeType"), str):
+    # Absent means IMPLIED_CHANGE_TYPE; present, it must be text.
+    if "changeType" in item and not isinstance(item["changeType"], str):
         return "no changeType"
     return None
 
@@ -144,14 +162,35 @@ def encode_item(item: Mapping[str, Any]) -> bytes:
     """The item's compact UTF-8 JSON, as a queue message carries it.
 
     Raise MalformedBodyError when it has none: text with a lone surrogate (valid as a
-    JSON escape, "\\ud800", but not in UTF-8), or nesting deeper than the encoder goes.
+    JSON escape, "\\ud800", but not in UTF-8), a number that is not finite (``1e999``
+    parses to infinity, which JSON cannot write), or nesting deeper than the encoder goes.
     """
     try:
-        return json.dumps(item, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+        return json.dumps(item, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode("utf-8")
     except UnicodeEncodeError as exc:
         raise MalformedBodyError("text not valid Unicode") from exc
-    except (RecursionError, ValueError) as exc:
+    except RecursionError as exc:
         raise MalformedBodyError("not storable as JSON") from exc
+    except ValueError as exc:
+        # allow_nan=False: the only ValueError an item parsed from JSON can raise here.
+        raise MalformedBodyError("number out of range") from exc
+
+
+class ClaimedItem(dict[str, Any]):
+    """An item read back from a blob (see claims.py), remembering the claim that stood for it.
+
+    An envelope written again (a deferral, a copy to poison) carries the claim, not the
+    item, so it still fits a queue message.
+    """
+
+    def __init__(self, item: Mapping[str, Any], claim: Mapping[str, Any]) -> None:
+        super().__init__(item)
+        self.claim = dict(claim)
+
+
+def stored_form(item: dict[str, Any]) -> dict[str, Any]:
+    """What a queue message carries for ``item``: its claim if it came from a blob, else itself."""
+    return item.claim if isinstance(item, ClaimedItem) else item
 
 
 @dataclass(frozen=True)
@@ -180,7 +219,7 @@ class Envelope:
             fields["notifiedAt"] = format_time(self.notified_at)
         if self.traceparent:
             fields["traceparent"] = self.traceparent
-        fields["value"] = self.items
+        fields["value"] = [stored_form(item) for item in self.items]
         return json.dumps(fields, separators=(",", ":"), ensure_ascii=False)
 
     @classmethod
@@ -203,7 +242,7 @@ class Envelope:
 
 def split_envelope(envelope: Envelope, limit: int = MAX_MESSAGE_JSON_BYTES) -> list[str]:
     """Split an envelope into queue-message texts that each fit ``limit`` UTF-8 bytes."""
-    return pack_items(envelope, [encode_item(item) for item in envelope.items], limit)
+    return pack_items(envelope, [encode_item(stored_form(item)) for item in envelope.items], limit)
 
 
 def item_room(envelope: Envelope, limit: int = MAX_MESSAGE_JSON_BYTES) -> int:

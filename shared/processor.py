@@ -11,6 +11,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from . import refusals, telemetry
+from .claims import redeem
 from .clock import utcnow
 from .coalescing import Action
 from .errors import MalformedBodyError, UnsupportedResourceError
@@ -108,7 +109,8 @@ class Processor:
             log.warning("last notification of %s not recorded: %s", record.subscription_id, type(exc).__name__)
 
     async def _handle(self, body: str | bytes, inserted_at: datetime | None) -> Summary:
-        envelope = Envelope.from_json(body)
+        # Items over 48 KiB wait in blobs: the envelope carries claims for them (claims.py).
+        envelope = await redeem(Envelope.from_json(body), self._notifications)
         # Continues the trace of the request that stored the message, across the queue hop.
         with telemetry.span("graphhooks.process", envelope.traceparent, source=envelope.source):
             summary = await self._process(envelope, inserted_at)

@@ -13,6 +13,8 @@ from .errors import StorageUnavailableError
 if TYPE_CHECKING:
     from azure.storage.queue.aio import QueueClient
 
+    from .claims import ClaimStore
+
 
 # Storage's default time-to-live is 7 days: a consumer down for a week would lose events.
 NEVER_EXPIRES = -1
@@ -21,9 +23,11 @@ NEVER_EXPIRES = -1
 class MessageQueue:
     """Send text messages to one queue, which never expire; the client decides the encoding."""
 
-    def __init__(self, client: QueueClient, concurrency: int = 16) -> None:
+    def __init__(self, client: QueueClient, concurrency: int = 16, claims: ClaimStore | None = None) -> None:
         self._client = client
         self._concurrency = concurrency
+        # Where this queue's messages keep items too large for a message (claims.py); None: nowhere.
+        self.claims = claims
 
     @property
     def name(self) -> str:

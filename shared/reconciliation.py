@@ -9,13 +9,15 @@ of its own, so a tick may plan from the table alone.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 from .graph import RemoteSubscription
 from .lifetimes import renewal_due
 from .settings import DesiredSubscription
+from .sources.catalog import split_resource
+from .stores.pending import PendingCreation
 from .stores.subscriptions import ACTIVE, CREATING, SubscriptionRecord
 
 # Graph answers a creation only after two validation handshakes of at most 10 s each
@@ -58,26 +60,35 @@ def plan(
     remote: Iterable[RemoteSubscription] | None,
     now: datetime,
     notification_url: str,
+    pending: Mapping[str, str] | None = None,
+    certificate: tuple[str, str] | None = None,
 ) -> Plan:
     """Compare desired, stored and (when listed) remote subscriptions and list what to change.
 
     With ``remote`` None, Graph's view is unknown this tick: nothing is re-created for
     being missing from it and no stray is deleted (a 404 on renewal still re-creates).
+    ``pending`` maps a record's key to the id Graph gave a creation its record does not
+    name yet (stores/pending.py): that subscription is adopted, never deleted as a stray.
+    ``certificate`` (id, thumbprint) is the one rich subscriptions must be encrypted for:
+    a subscription on another is renewed now, which moves it.
     """
     wanted = {d.key: d for d in desired}
     stored = {r.key: r for r in records}
+    adopting = pending or {}
     known_remote = remote is not None
     ours = [s for s in remote or () if s.notification_url == notification_url]
     remote_by_id = {s.id: s for s in ours}
     remote_by_key: dict[str, list[str]] = {}
     for sub in ours:
-        key = DesiredSubscription(sub.resource.strip("/"), sub.change_type).key
-        remote_by_key.setdefault(key, []).append(sub.id)
+        remote_by_key.setdefault(_remote_key(sub), []).append(sub.id)
 
     result = Plan()
     for key, want in wanted.items():
         record = stored.get(key)
-        strays = [i for i in remote_by_key.get(key, []) if record is None or i != record.subscription_id]
+        # Graph gives a duplicate its own id (no 409): two runs, or a crash between Graph's answer and
+        # the save, leave extra subscriptions on a resource. All but the recorded (or adopted) one go.
+        keep = {record.subscription_id if record is not None else "", adopting.get(key, "")}
+        strays = [i for i in remote_by_key.get(key, []) if i not in keep]
         if record is None:
             result.create.append(want)
         elif record.status != ACTIVE:
@@ -85,14 +96,16 @@ def plan(
                 continue  # another run is creating it right now
             # A failed or dead attempt: retried now. A record that still holds its old id is re-created.
             if record.subscription_id:
-                result.recreate.append(record)
+                result.recreate.append(replace(record, query=want.query))
             else:
                 result.create.append(want)
-        elif known_remote and record.subscription_id not in remote_by_id:
-            result.recreate.append(record)
+        elif record.query != want.query or (known_remote and record.subscription_id not in remote_by_id):
+            # Graph cannot change a subscription's resource: a new query needs a new subscription.
+            result.recreate.append(replace(record, query=want.query))
         elif _renewal_due(record, remote_by_id.get(record.subscription_id), now, want.include_resource_data):
             result.renew.append(record)
-        # Graph allows one subscription per combination: a stray would make creation fail with 409.
+        elif want.include_resource_data and certificate is not None and _certificate(record) != certificate:
+            result.renew.append(record)  # encrypted for an old certificate: the renewal moves it
         result.delete_remote.extend(strays)
 
     known_ids = {r.subscription_id for r in stored.values() if r.subscription_id}
@@ -103,6 +116,37 @@ def plan(
         if key not in wanted:
             result.delete_remote.extend(i for i in ids if i not in known_ids)
     return result
+
+
+def sort_pending(
+    rows: Iterable[PendingCreation], records: Iterable[SubscriptionRecord], now: datetime
+) -> tuple[list[PendingCreation], dict[str, str]]:
+    """The pending rows whose creation is over, and the ids Graph gave creations whose record is still to save.
+
+    Over: the record went, or is active (naming the id: done; another: a race lost), or a POST
+    without an answer is older than any POST lasts. A row naming an id whose record is not active
+    is a creation Graph answered before a crash: the next attempt adopts that subscription.
+    """
+    stored = {r.key: r for r in records}
+    finished: list[PendingCreation] = []
+    adopting: dict[str, str] = {}
+    for row in rows:
+        record = stored.get(row.key)
+        if record is None or record.status == ACTIVE or not (row.subscription_id or row.in_flight(now)):
+            finished.append(row)
+        elif row.subscription_id:
+            adopting[row.key] = row.subscription_id
+    return finished, adopting
+
+
+def _remote_key(sub: RemoteSubscription) -> str:
+    """The desired key a subscription listed by Graph stands for (its resource's query aside)."""
+    path, _ = split_resource(sub.resource)
+    return DesiredSubscription(path, sub.change_type).key
+
+
+def _certificate(record: SubscriptionRecord) -> tuple[str, str]:
+    return record.certificate_id, record.certificate_thumbprint
 
 
 def _renewal_due(

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import secrets
 from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -13,18 +12,20 @@ from typing import TYPE_CHECKING, Any
 from . import telemetry
 from .budget import WriteBudget
 from .clock import utcnow
-from .errors import SubscriptionConflictError, SubscriptionNotFoundError
+from .creation import create_recorded, encrypted_for, thumbprint
+from .errors import GraphRequestError, SubscriptionNotFoundError
 from .graph import GraphGateway, RemoteSubscription
 from .lifetimes import next_expiry
 from .logs import log_event
 from .notifications import Envelope
 from .queues import MessageQueue
-from .reconciliation import listing_due, plan
+from .reconciliation import listing_due, plan, sort_pending
 from .settings import DesiredSubscription, resource_key
 from .stores.subscriptions import CREATING, FAILED, SubscriptionRecord, SubscriptionStore
 from .synchronizer import Synchronizer
 
 if TYPE_CHECKING:
+    from .stores.pending import PendingCreation
     from .subscription_sets import SubscriptionSets
 
 log = logging.getLogger(__name__)
@@ -91,9 +92,8 @@ class Renewer:
         # With the list's URL, pages are fetched one by one within the list budget.
         self._list_budget = list_budget or WriteBudget(LIST_REQUESTS, LIST_WINDOW_SECONDS)
         self._listed_at: datetime | None = None
-        # Graph's list as read during the current reconciliation: 409s share it.
-        self._listing: list[RemoteSubscription] | None = None
-        self._listing_lock = asyncio.Lock()
+        # Records seen by the last tick: whether this one lists Graph is decided before reading them.
+        self._records_seen = 0
         self._backfilled = False
         # Expands forEachMemberOf entries into one subscription per member of the group.
         self._sets = sets
@@ -116,23 +116,27 @@ class Renewer:
             # Once per process: records written before id rows existed get theirs.
             await self._store.backfill()
             self._backfilled = True
-        records = await self._store.list()
-        listing = listing_due(len(records), self._listed_at, self._clock()) if list_remote is None else list_remote
+        due = listing_due(self._records_seen, self._listed_at, self._clock())
+        listing = due if list_remote is None else list_remote
         remote = await self._list_remote() if listing else None
         if listing:
             self._listed_at = self._clock()
-        self._listing = remote
-        try:
-            todo = plan(desired, records, remote, now, self._endpoints.notification_url)
-            # Computed once, so removing N records costs O(N), not a table scan each.
-            kept = {resource_key(d.resource) for d in desired}
-            removals = await self._each(todo.delete_remote, self._delete_remote)
-            deleted = await self._each(todo.delete, lambda r: self.remove(r, kept))
-            created = await self._each(todo.create, lambda d: self.create(d, now))
-            recreated = await self._each(todo.recreate, lambda r: self.recreate(r, now))
-            renewed = await self._each(todo.renew, lambda r: self.renew(r, now))
-        finally:
-            self._listing = None
+        # Read after Graph's list, pending rows before records: a creation under way then shows as a
+        # creating record (saved before its row, and its row before its POST), never as a stray to delete.
+        rows = await self._store.pending.all()
+        records = await self._store.list()
+        self._records_seen = len(records)
+        finished, adopting = sort_pending(rows, records, now)
+        await self._each(finished, self._store.pending.settle)
+        certificate = self._current_certificate()
+        todo = plan(desired, records, remote, now, self._endpoints.notification_url, adopting, certificate)
+        # Computed once, so removing N records costs O(N), not a table scan each.
+        kept = {resource_key(d.resource) for d in desired}
+        removals = await self._each(todo.delete_remote, self._delete_stray)
+        deleted = await self._each(todo.delete, lambda r: self.remove(r, kept))
+        created = await self._each(todo.create, lambda d: self.create(d, now))
+        recreated = await self._each(todo.recreate, lambda r: self.recreate(r, now))
+        renewed = await self._each(todo.renew, lambda r: self.renew(r, now))
         results = (removals, deleted, created, recreated, renewed)
         report = Report(
             created=created[0],
@@ -165,31 +169,57 @@ class Renewer:
             client_state="",
             status=CREATING,
             updated_at=now,
+            query=want.query,
         )
         if want.include_resource_data:
             self._rich.add(resource_key(want.resource))
         return await self._establish(record, now)
 
     async def recreate(self, record: SubscriptionRecord, now: datetime) -> SubscriptionRecord:
-        """Replace a subscription Graph lost; the cursor is kept, so the gap is resynced.
+        """Replace a subscription (Graph lost it, or its query changed); the cursor is kept, so the gap is resynced.
 
         The record keeps the old id and clientState until the new subscription is
-        active, so notifications queued for the old one still resolve; if creation
-        fails, the record is marked failed and the next tick tries again.
+        active, so notifications queued for the old one still resolve; the old one is
+        deleted only then, so no change falls between the two. If creation fails, the
+        record is marked failed and the next tick tries again.
         """
         return await self._establish(record, now)
 
     async def renew(self, record: SubscriptionRecord, now: datetime) -> SubscriptionRecord:
-        """Extend a subscription to its resource's maximum lifetime; re-create it on 404."""
-        expiry = next_expiry(record.resource, now, self._encryption(record.resource) is not None)
+        """Extend a subscription to its resource's maximum lifetime; re-create it on 404.
+
+        A subscription with resource data whose certificate is not the current one
+        (NOTIFICATION_CERTIFICATE changed) gets the new certificate with the same PATCH, as
+        Graph's key rotation guide says (GD concepts/change-notifications-with-resource-data.md,
+        "Rotating keys"); should Graph refuse that (400), the subscription is re-created with it.
+        """
+        encryption = self._encryption(record.resource)
+        expiry = next_expiry(record.resource, now, encryption is not None)
+        moving = encryption if encryption is not None and not encrypted_for(record, encryption) else None
         try:
-            granted = await self._write(lambda: self._graph.renew_subscription(record.subscription_id, expiry))
+            granted = await self._write(lambda: self._patch(record.subscription_id, expiry, moving))
         except SubscriptionNotFoundError:
             log.info("subscription %s is gone at Graph: re-creating it", record.subscription_id)
             return await self.recreate(record, now)
+        except GraphRequestError as exc:
+            if moving is None or exc.graph_status != 400:
+                raise
+            log.warning("Graph refused a new certificate for %s: re-creating it", record.subscription_id)
+            return await self.recreate(record, now)
         renewed = record.activated(record.subscription_id, granted, now)
+        if moving is not None:
+            renewed = replace(renewed, certificate_id=moving[1], certificate_thumbprint=thumbprint(moving[0]))
+            log.info("subscription %s moved to certificate %s", record.subscription_id, moving[1])
         await self._store.save(renewed)
         return renewed
+
+    async def _patch(self, subscription_id: str, expiry: datetime, moving: tuple[str, str] | None) -> datetime:
+        if moving is None:
+            # Only rich subscriptions ever move: SharePoint's gateway takes no encryption.
+            granted: datetime = await self._graph.renew_subscription(subscription_id, expiry)
+        else:
+            granted = await self._graph.renew_subscription(subscription_id, expiry, encryption=moving)
+        return granted
 
     async def reauthorize(self, record: SubscriptionRecord, now: datetime) -> None:
         """Answer reauthorizationRequired; re-create the subscription if Graph lost it."""
@@ -217,27 +247,30 @@ class Renewer:
         await self._store.save(attempt)
         try:
             await self._sync.start(record.resource, self._full)
-            if record.subscription_id:
-                # Graph allows one subscription per combination: the old one must go first.
-                await self._delete_remote(record.subscription_id)
-            client_state = secrets.token_urlsafe(32)
-            expiry = next_expiry(record.resource, now, self._encryption(record.resource) is not None)
-            try:
-                remote = await self._write(lambda: self._post(record, client_state, expiry))
-            except SubscriptionConflictError:
-                await self._delete_conflicting(record)
-                remote = await self._write(lambda: self._post(record, client_state, expiry))
+            earlier = await self._store.pending.get(record.key)
+            if earlier is not None and earlier.subscription_id:
+                # Graph created one for an attempt that died before its record named it: finish that one.
+                created = earlier
+                log.info("adopting subscription %s, created before a crash", created.subscription_id)
+            else:
+                created = await self._write(lambda: self._post(record, now))
+            active = replace(
+                attempt.activated(created.subscription_id, created.expires_at or now, now, created.client_state),
+                certificate_id=created.certificate_id,
+                certificate_thumbprint=created.certificate_thumbprint,
+            )
+            # The new id row is written with the record; the old one goes only once the record has moved on.
+            await self._store.save(active)
         except Exception:
             await self._mark_failed(attempt)
             raise
-        active = attempt.activated(remote.id, remote.expires_at or expiry, now, client_state)
-        # The new id row is written with the record; the old one goes only once the record has moved on.
-        await self._store.save(active)
-        if record.subscription_id and record.subscription_id != remote.id:
-            await self._store.retire(record.subscription_id)
+        await self._store.pending.settle(created)
+        if record.subscription_id and record.subscription_id != active.subscription_id:
+            # Graph allows several subscriptions on one resource: the old one goes once the new one is live.
+            await self._retire_remote(record.subscription_id)
         # Changes made while no subscription existed reach no notification: look now.
         await self._request_sync(active)
-        log.info("created subscription %s for %s", remote.id, record.resource)
+        log.info("created subscription %s for %s", active.subscription_id, record.resource)
         return active
 
     async def _mark_failed(self, attempt: SubscriptionRecord) -> None:
@@ -246,34 +279,20 @@ class Renewer:
         except Exception:  # noqa: BLE001 - best effort: a creating record also counts as dead after a while
             log.warning("could not mark subscription %s as failed", attempt.key)
 
-    async def _post(self, record: SubscriptionRecord, client_state: str, expiry: datetime) -> Any:
-        return await self._graph.create_subscription(
-            record.resource,
-            record.change_type,
-            self._endpoints.notification_url,
-            self._endpoints.lifecycle_url,
-            client_state,
-            expiry,
-            encryption=self._encryption(record.resource),
-        )
+    async def _post(self, record: SubscriptionRecord, now: datetime) -> PendingCreation:
+        encryption = self._encryption(record.resource)
+        expiry = next_expiry(record.resource, now, encryption is not None)
+        urls = (self._endpoints.notification_url, self._endpoints.lifecycle_url)
+        return await create_recorded(self._graph, self._store.pending, record, urls, encryption, expiry, self._clock)
 
     def _encryption(self, resource: str) -> tuple[str, str] | None:
         """The certificate (base64 DER, id) to subscribe ``resource`` with, when it asks for resource data."""
         return self._encryption_for(resource, resource_key(resource) in self._rich)
 
-    async def _delete_conflicting(self, record: SubscriptionRecord) -> None:
-        key = DesiredSubscription(record.resource, record.change_type).key
-        for sub in await self._remote_for_conflict():
-            same = DesiredSubscription(sub.resource.strip("/"), sub.change_type).key == key
-            if same and sub.notification_url == self._endpoints.notification_url:
-                await self._delete_remote(sub.id)
-
-    async def _remote_for_conflict(self) -> list[RemoteSubscription]:
-        """Graph's list for resolving a 409: read at most once per reconciliation, not once per conflict."""
-        async with self._listing_lock:
-            if self._listing is None:
-                self._listing = await self._list_remote()
-            return self._listing
+    def _current_certificate(self) -> tuple[str, str] | None:
+        """(id, thumbprint) of the certificate rich subscriptions are made with now; None without one."""
+        current = self._encryption_for("", True)
+        return (current[1], thumbprint(current[0])) if current is not None else None
 
     async def _list_remote(self) -> list[RemoteSubscription]:
         """Every subscription this app has at Graph, page by page within the list budget."""
@@ -281,6 +300,18 @@ class Renewer:
 
     async def _delete_remote(self, subscription_id: str) -> None:
         await self._write(lambda: self._graph.delete_subscription(subscription_id))
+
+    async def _delete_stray(self, subscription_id: str) -> None:
+        """Delete a subscription no record names (a duplicate, or one left by a crash) and its id row, if any."""
+        await self._delete_remote(subscription_id)
+        await self._store.retire(subscription_id)
+
+    async def _retire_remote(self, subscription_id: str) -> None:
+        """Delete a replaced subscription; should that fail, it is a stray the next listing deletes."""
+        try:
+            await self._delete_stray(subscription_id)
+        except Exception as exc:  # noqa: BLE001 - the new subscription is live: this is tidying up
+            log.warning("replaced subscription %s not deleted yet (%s)", subscription_id, type(exc).__name__)
 
     async def _request_sync(self, record: SubscriptionRecord) -> None:
         item = {"subscriptionId": record.subscription_id, "changeType": "updated", "resource": record.resource}

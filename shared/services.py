@@ -124,6 +124,7 @@ class Receivers:
 
 async def build_ingest(environ: Mapping[str, str]) -> Receivers:
     """The HTTP path needs only the storage connection, not the Graph settings."""
+    from .claims import claims_for
     from .queues import MessageQueue
     from .storage import queue_client, storage_credential, table_client
     from .stores.subscriptions import SubscriptionStore
@@ -136,7 +137,12 @@ async def build_ingest(environ: Mapping[str, str]) -> Receivers:
     if token is not None:
         owned.own(token)
     _refusal_flusher(environ, owned, connection, token)
-    queue = MessageQueue(owned.own(queue_client(connection, NOTIFICATIONS_QUEUE, token, **_FAST)))
+    # Items too large for a queue message go to blobs (claims.py); the client is built on the first one.
+    claims = claims_for(connection, token, **_FAST)
+    queue = MessageQueue(
+        owned.own(queue_client(connection, NOTIFICATIONS_QUEUE, token, **_FAST)),
+        claims=owned.own(claims) if claims is not None else None,
+    )
     store = SubscriptionStore(owned.own(table_client(connection, SUBSCRIPTIONS_TABLE, token, **_FAST_TABLE)))
     # One point read per subscription id the first time it is named, then cached (see SecretBook).
     secrets = SecretBook(store.secret)
@@ -248,9 +254,16 @@ async def build_worker(environ: Mapping[str, str]) -> Worker:
     members = MemberStore(owned.own(table_client(connection, MEMBERS_TABLE, token, **_PATIENT_TABLE)))
     for table in (store, cursors, index, members):
         await table.setup()
-    queues = [settings.notifications_queue, f"{settings.notifications_queue}-poison"]
-    notifications, poison = (
-        MessageQueue(owned.own(queue_client(connection, name, token, **_PATIENT))) for name in queues
+    from .claims import claims_for
+
+    # The queue trigger redeems the claims the HTTP path queued for items over 48 KiB (claims.py).
+    claims = claims_for(connection, token, **_PATIENT)
+    notifications = MessageQueue(
+        owned.own(queue_client(connection, settings.notifications_queue, token, **_PATIENT)),
+        claims=owned.own(claims) if claims is not None else None,
+    )
+    poison = MessageQueue(
+        owned.own(queue_client(connection, f"{settings.notifications_queue}-poison", token, **_PATIENT))
     )
     changes = MessageQueue(owned.own(_changes_client(settings, token, owned, **_PATIENT)))
     from .outlet import EventOutlet

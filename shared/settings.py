@@ -13,7 +13,7 @@ from .errors import InvalidSettingError, MissingSettingError
 from .sharepoint.lists import SharePointList
 from .sharepoint.lists import notification_url_for as sharepoint_url_for
 from .sharepoint.lists import parse_subscriptions as parse_sharepoint
-from .sources.catalog import READABLE, readable_kind
+from .sources.catalog import READABLE, query_problem, readable_kind, split_resource
 
 DEFAULT_GRAPH_BASE_URL = "https://graph.microsoft.com/v1.0"
 # Every 5 minutes: the safety sweep runs on this timer, so it bounds how late a dropped change arrives.
@@ -32,7 +32,11 @@ MEMBER_PLACEHOLDER = "{member}"
 
 
 def resource_key(resource: str) -> str:
-    """A resource as a Table storage key (which forbids '/', '\\', '#' and '?')."""
+    """A resource as a Table storage key (which forbids '/', '\\', '#' and '?').
+
+    Cursors and item rows are keyed by it, so it never changes for a resource: a subscription's
+    query (``?model=B``) is kept apart (DesiredSubscription.query) and never reaches it.
+    """
     safe = resource.strip().strip("/").replace("/", ":").replace("\\", ":")
     return safe.replace("#", "%23").replace("?", "%3F")
 
@@ -43,18 +47,27 @@ class DesiredSubscription:
 
     ``include_resource_data`` asks Graph for rich notifications (encrypted resource
     data); ``for_each_member_of`` names a group whose members the entry expands over,
-    its resource holding a ``{member}`` placeholder.
+    its resource holding a ``{member}`` placeholder. ``query`` is the OData query Graph
+    documents for the resource (``model=B``, ``$select=subject``): it reaches Graph in the
+    subscription's resource unchanged, while ``resource``, the path alone, keys the
+    subscription, its cursor and its change source.
     """
 
     resource: str
     change_type: str
     include_resource_data: bool = False
     for_each_member_of: str | None = None
+    query: str = ""
 
     @property
     def key(self) -> str:
-        """A stable key usable as a Table storage RowKey (no '/', '\\', '#' or '?')."""
+        """A stable key usable as a Table storage RowKey (no '/', '\\', '#' or '?'); the query has no part in it."""
         return f"{resource_key(self.resource)}|{self.change_type}"
+
+    @property
+    def graph_resource(self) -> str:
+        """The resource as Graph is given it: the path, then the query, unchanged."""
+        return f"{self.resource}?{self.query}" if self.query else self.resource
 
 
 @dataclass(frozen=True)
@@ -253,16 +266,7 @@ def http_auth_level(environ: Mapping[str, str]) -> str:
 
 def health_cache_seconds(environ: Mapping[str, str]) -> float:
     """HEALTH_CACHE_SECONDS: how long one health snapshot serves every probe."""
-    text = _optional(environ, "HEALTH_CACHE_SECONDS")
-    if text is None:
-        return DEFAULT_HEALTH_CACHE_SECONDS
-    try:
-        value = float(text)
-    except ValueError:
-        raise InvalidSettingError("HEALTH_CACHE_SECONDS", "must be a number of seconds") from None
-    if not 0 <= value <= 3600:
-        raise InvalidSettingError("HEALTH_CACHE_SECONDS", "must be between 0 and 3600")
-    return value
+    return _seconds(environ, "HEALTH_CACHE_SECONDS", DEFAULT_HEALTH_CACHE_SECONDS, 0, 3600)
 
 
 DEFAULT_REFUSALS_FLUSH_SECONDS = 30.0
@@ -270,15 +274,20 @@ DEFAULT_REFUSALS_FLUSH_SECONDS = 30.0
 
 def refusals_flush_seconds(environ: Mapping[str, str]) -> float:
     """REFUSALS_FLUSH_SECONDS: how often an instance writes its refusal counts to the refusals table."""
-    text = _optional(environ, "REFUSALS_FLUSH_SECONDS")
+    return _seconds(environ, "REFUSALS_FLUSH_SECONDS", DEFAULT_REFUSALS_FLUSH_SECONDS, 1, 3600)
+
+
+def _seconds(environ: Mapping[str, str], name: str, default: float, low: float, high: float) -> float:
+    """A number of seconds between ``low`` and ``high``; ``default`` when unset."""
+    text = _optional(environ, name)
     if text is None:
-        return DEFAULT_REFUSALS_FLUSH_SECONDS
+        return default
     try:
         value = float(text)
     except ValueError:
-        raise InvalidSettingError("REFUSALS_FLUSH_SECONDS", "must be a number of seconds") from None
-    if not 1 <= value <= 3600:
-        raise InvalidSettingError("REFUSALS_FLUSH_SECONDS", "must be between 1 and 3600")
+        raise InvalidSettingError(name, "must be a number of seconds") from None
+    if not low <= value <= high:
+        raise InvalidSettingError(name, f"must be between {low:g} and {high:g}")
     return value
 
 
@@ -431,12 +440,13 @@ def parse_desired(text: str) -> tuple[DesiredSubscription, ...]:
         group = entry.get("forEachMemberOf")
         if group is not None and (not isinstance(group, str) or not group.strip()):
             raise InvalidSettingError("GRAPH_SUBSCRIPTIONS", f"entry {index}: forEachMemberOf must be a group id")
-        if (group is not None) != (MEMBER_PLACEHOLDER in resource):
+        path, query = split_resource(resource)
+        if (group is not None) != (MEMBER_PLACEHOLDER in path):
             raise InvalidSettingError(
                 "GRAPH_SUBSCRIPTIONS",
                 f"entry {index} ({resource!r}): forEachMemberOf and a {MEMBER_PLACEHOLDER} placeholder go together",
             )
-        item = DesiredSubscription(resource.strip().strip("/"), change_type.replace(" ", ""), include, group)
+        item = DesiredSubscription(path, change_type.replace(" ", ""), include, group, query)
         _check_readable(index, item)
         desired[item.key] = item
     return tuple(desired.values())
@@ -472,6 +482,9 @@ def _check_readable(index: int, item: DesiredSubscription) -> None:
         raise InvalidSettingError(
             "GRAPH_SUBSCRIPTIONS", f"entry {index} ({item.resource!r}): Graph sends no resource data for a {kind.name}"
         )
+    problem = query_problem(kind, item.query, item.include_resource_data)
+    if problem is not None:
+        raise InvalidSettingError("GRAPH_SUBSCRIPTIONS", f"entry {index} ({item.graph_resource!r}): {problem}")
 
 
 def _required(environ: Mapping[str, str], key: str) -> str:

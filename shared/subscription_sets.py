@@ -40,7 +40,10 @@ def expand(
             continue
         for member in sorted(members[entry.for_each_member_of]):
             one = DesiredSubscription(
-                entry.resource.replace(MEMBER_PLACEHOLDER, member), entry.change_type, entry.include_resource_data
+                entry.resource.replace(MEMBER_PLACEHOLDER, member),
+                entry.change_type,
+                entry.include_resource_data,
+                query=entry.query,
             )
             expanded.setdefault(one.key, one)
     return tuple(expanded.values())

@@ -8,7 +8,9 @@ rest exactly one.
 
 Each request's items are encoded before it joins a group, in the request
 itself: an item that cannot be stored fails that request only, never a write
-that carries others.
+that carries others. So is an item too large for a queue message written to a
+blob (see claims.py), the group carrying its claim: a blob that cannot be written
+fails only its own request.
 """
 
 from __future__ import annotations
@@ -39,13 +41,15 @@ class GroupWriter:
     async def store(self, envelope: Envelope) -> None:
         """Return once the envelope's items are stored; raise what the write raised.
 
-        Raise MalformedBodyError or BodyTooLargeError, before joining any write, for
-        an item that has no UTF-8 JSON form or fits no queue message.
+        Raise, before joining any write: MalformedBodyError for an item that has no
+        UTF-8 JSON form; for an item that fits no queue message, BodyTooLargeError
+        when the queue has no claim store, StorageUnavailableError when its blob
+        cannot be written.
         """
         encoded = [encode_item(item) for item in envelope.items]
         room = item_room(envelope)
         if any(len(item) > room for item in encoded):
-            raise BodyTooLargeError("one notification exceeds the queue message limit")
+            encoded = await self._check_in(envelope, encoded, room)
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         # A request that timed out no longer reads its outcome; retrieve it so none goes unseen.
         done.add_done_callback(lambda future: future.cancelled() or future.exception())
@@ -54,6 +58,22 @@ class GroupWriter:
             self._flusher = asyncio.create_task(self._flush())
         # Shielded: a request that gives up must not cancel a write that carries others.
         await asyncio.shield(done)
+
+    async def _check_in(self, envelope: Envelope, encoded: list[bytes], room: int) -> list[bytes]:
+        """``encoded`` with each item over ``room`` bytes written to a blob and replaced by its claim."""
+        claims = self._queue.claims
+        if claims is None:
+            raise BodyTooLargeError("one notification exceeds the queue message limit")
+        large = [index for index, item in enumerate(encoded) if len(item) > room]
+        owner = [str(item.get("subscriptionId", "")) for item in envelope.items]
+        # At most 21 (a body holds 1 MiB): written at once, within the request's deadline.
+        stubs = await asyncio.gather(
+            *(claims.check_in(owner[index], encoded[index], envelope.received_at) for index in large)
+        )
+        checked = list(encoded)
+        for index, stub in zip(large, stubs, strict=True):
+            checked[index] = encode_item(stub)
+        return checked
 
     async def _flush(self) -> None:
         while self._waiting:

@@ -14,7 +14,7 @@ routes = web.RouteTableDef()
 
 
 def _sub_out(sub: Subscription) -> dict[str, Any]:
-    return {**sub.to_json(), "driveId": sub.drive_id}
+    return {**sub.to_json(), "driveId": sub.drive_id, "immutableIds": sub.immutable_ids}
 
 
 @routes.get("/_sim/stats")

@@ -8,6 +8,10 @@ and retries it with exponential back-off (base doubling, capped, with jitter) un
 Graph drops notifications after 4 hours.  ``duplicates`` > 1 re-sends each delivered
 batch, because Graph delivers at least once and duplicates are normal.
 
+Drive notifications go without ``changeType``, as OneDrive's documented example shows
+them (onedrive-api-docs, docs/rest-api/concepts/using-webhooks.md): a drive subscription
+allows only ``updated``, so the receiver must read a missing one as that.
+
 Outage faults: ``drop`` discards new change notifications for every URL (counted as
 dropped), as Graph does for an endpoint it considers slow; lifecycle notifications still
 go, since they are how Graph reports such losses.  ``delay_seconds`` holds each batch
@@ -20,6 +24,7 @@ import asyncio
 import json
 import logging
 import random
+import re
 import time
 from collections import Counter, deque
 from collections.abc import Callable
@@ -30,6 +35,16 @@ import aiohttp
 from .config import SimConfig
 
 log = logging.getLogger("graphsim.delivery")
+# A drive's root as a subscription names it: drives/{id}/root, users/{id}/drive/root, me/drive/root, ...
+_DRIVE_ROOT = re.compile(r"(?:^|/)drive(?:s/[^/]+)?/root$")
+
+
+def as_onedrive_sends(item: dict[str, Any]) -> dict[str, Any]:
+    """A drive change notification without its changeType, as in OneDrive's example; others unchanged."""
+    resource = str(item.get("resource") or "").strip("/")
+    if "lifecycleEvent" in item or item.get("changeType") != "updated" or not _DRIVE_ROOT.search(resource):
+        return item
+    return {key: value for key, value in item.items() if key != "changeType"}
 
 
 class DeliveryStats:
@@ -101,7 +116,7 @@ class Deliverer:
             items = kept
         if not items:
             return
-        self.queues.setdefault(url, deque()).extend(items)
+        self.queues.setdefault(url, deque()).extend(as_onedrive_sends(item) for item in items)
         self._wakeups.setdefault(url, asyncio.Event()).set()
         task = self._tasks.get(url)
         if task is None or task.done():

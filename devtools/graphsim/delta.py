@@ -44,10 +44,26 @@ def _page_size(request: web.Request, state: SimState) -> tuple[int, str | None]:
     m = re.search(r"odata\.maxpagesize=(\d+)", prefer)
     if m and int(m.group(1)) > 0:
         return int(m.group(1)), f"odata.maxpagesize={m.group(1)}"
-    top = request.query.get("$top")
-    if top and top.isdigit() and int(top) > 0:
-        return int(top), None
+    top = _top(request)
+    if top is not None:
+        return top, None
     return state.config.page_size, None
+
+
+def _top(request: web.Request) -> int | None:
+    top = request.query.get("$top")
+    return int(top) if top and top.isdigit() and int(top) > 0 else None
+
+
+def _keeping_top(request: web.Request, link: str) -> str:
+    """``link`` with the request's ``$top``: Graph keeps a delta request's query options in its links.
+
+    "Microsoft Graph automatically encodes any specified parameters into the token portion of the
+    nextLink or deltaLink URL" (GD api-reference/v1.0/api/user-delta.md, query parameters), and
+    driveItem delta supports ``$top`` (GD api-reference/v1.0/api/driveitem-delta.md).
+    """
+    top = _top(request)
+    return link if top is None else f"{link}&$top={top}"
 
 
 def delta_url(state: SimState, drive: Drive, token: str | None = None) -> str:
@@ -126,7 +142,7 @@ async def handle_delta(request: web.Request, state: SimState, drive: Drive, raw_
     if raw_token == "latest":
         drive.delta_runs += 1
         link = DeltaToken("d", drive.id, visible, drive.token_epoch, now).encode()
-        return _page(request, state, drive, [], None, delta_url(state, drive, link), None)
+        return _page(request, state, drive, [], None, _keeping_top(request, delta_url(state, drive, link)), None)
     ids: list[str] | None
     offset, snapshot = 0, visible
     if raw_token is None:
@@ -155,9 +171,9 @@ async def handle_delta(request: web.Request, state: SimState, drive: Drive, raw_
     values = [item_json(state.drives, drive, it, in_delta=True) for it in items if it]
     if offset + size < len(ids):
         nxt = DeltaToken("p", drive.id, snapshot, drive.token_epoch, now, cursor, offset + size).encode()
-        return _page(request, state, drive, values, delta_url(state, drive, nxt), None, applied)
+        return _page(request, state, drive, values, _keeping_top(request, delta_url(state, drive, nxt)), None, applied)
     link = DeltaToken("d", drive.id, snapshot, drive.token_epoch, now).encode()
-    return _page(request, state, drive, values, None, delta_url(state, drive, link), applied)
+    return _page(request, state, drive, values, None, _keeping_top(request, delta_url(state, drive, link)), applied)
 
 
 def _page(

@@ -40,6 +40,22 @@ def drive_json(drive: Drive, graph_url: str) -> dict[str, Any]:
     return body
 
 
+# A path segment's characters that stay as they are (RFC 3986 pchar): spaces, '%', '#', '?' and
+# non-ASCII letters are percent-encoded.
+_PATH_SAFE = "!$&'()*+,;=:@"
+
+
+def encoded_path(path: str) -> str:
+    """``/drive/root:/My Folder`` as Graph gives it in ``parentReference.path``: ``/drive/root:/My%20Folder``.
+
+    itemReference.path is the "Percent-encoded path that can be used to navigate to the item",
+    e.g. ``/drive/root:/Documents/my%20file.docx`` (GD api-reference/v1.0/resources/itemreference.md).
+    Delta leaves ``path`` out altogether (GD api-reference/v1.0/api/driveitem-delta.md, Remarks).
+    """
+    prefix, colon, names = path.partition(":")
+    return prefix + colon + "/".join(quote(name, safe=_PATH_SAFE) for name in names.split("/"))
+
+
 def _parent_ref(store: DriveStore, drive: Drive, item: Item, with_path: bool) -> dict[str, Any]:
     ref: dict[str, Any] = {"driveType": "business", "driveId": drive.id}
     if item.parent_id is None:
@@ -48,7 +64,7 @@ def _parent_ref(store: DriveStore, drive: Drive, item: Item, with_path: bool) ->
     if drive.site_id:
         ref["siteId"] = drive.site_id
     if with_path:
-        ref["path"] = store.path_of(drive, item)
+        ref["path"] = encoded_path(store.path_of(drive, item))
     return ref
 
 

@@ -210,6 +210,14 @@ def check_encryption(body: dict[str, Any], rule: Any) -> tuple[bool, str | None,
         raise GraphError(
             400, "InvalidRequest", f"Rich notifications (includeResourceData) are not supported for {body['resource']}."
         )
+    certificate, certificate_id = checked_certificate(body)
+    return True, certificate, certificate_id
+
+
+def checked_certificate(body: dict[str, Any]) -> tuple[str, str]:
+    """(encryptionCertificate, encryptionCertificateId) of a request, both present and an RSA certificate."""
+    from .errors import GraphError
+
     certificate, certificate_id = body.get("encryptionCertificate"), body.get("encryptionCertificateId")
     if not isinstance(certificate, str) or not certificate:
         raise GraphError(400, "InvalidRequest", "encryptionCertificate is required when includeResourceData is true.")
@@ -221,7 +229,7 @@ def check_encryption(body: dict[str, Any], rule: Any) -> tuple[bool, str | None,
         raise GraphError(400, "InvalidRequest", "encryptionCertificate is not a base64-encoded certificate.") from None
     if not isinstance(public_key, rsa.RSAPublicKey):
         raise GraphError(400, "InvalidRequest", "encryptionCertificate must hold an RSA public key.")
-    return True, certificate, certificate_id
+    return certificate, certificate_id
 
 
 # What the next rich batches carry instead of the real thing (POST /_sim/rich).

@@ -19,7 +19,7 @@ from .faults import FaultInjector, WriteThrottle
 from .lists import ListStore
 from .outlook import RESOURCE_KEY, OutlookStore
 from .rich import RichDelivery, encrypt_content
-from .subscriptions import Subscription, SubscriptionStore
+from .subscriptions import Subscription, SubscriptionStore, resource_path
 from .teams import TeamsStore
 from .teams import notify as notify_teams
 
@@ -92,7 +92,7 @@ class SimState:
         """Notify the subscriptions on ``resource`` (lists, users, groups) of the change types they asked for."""
         self.subs.prune(self.clock.now())
         for sub in list(self.subs.subs.values()):
-            if sub.resource.strip("/").lower() != resource:
+            if resource_path(sub.resource).strip("/").lower() != resource:
                 continue
             wanted = {c.strip() for c in sub.change_type.split(",")}
             base = self.notification(sub)

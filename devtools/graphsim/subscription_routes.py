@@ -12,8 +12,9 @@ from aiohttp import web
 
 from . import handshake
 from .errors import GraphError, empty_response, json_response
+from .rich import checked_certificate
 from .state import SimState
-from .subscriptions import RULE_KIND, build, check_expiration, max_minutes, rule_for
+from .subscriptions import RULE_KIND, build, check_expiration, max_minutes, resource_path, rule_for
 
 log = logging.getLogger("graphsim.subscriptions")
 LIST_PAGE = 100
@@ -48,9 +49,10 @@ async def create(request: web.Request, state: SimState, m: re.Match[str], claims
     await _write(state)
     now = state.clock.now()
     sub, kind, key = build(await _body(request), now, claims["appid"], claims["oid"])
+    sub.immutable_ids = 'idtype="immutableid"' in request.headers.get("Prefer", "").lower().replace(" ", "")
     rule = rule_for(sub.resource) if kind == RULE_KIND else None
     if rule is not None:
-        if not rule.exists(state, sub.resource):
+        if not rule.exists(state, resource_path(sub.resource)):
             raise GraphError(404, "ResourceNotFound", "The resource could not be found.")
     else:
         drive = state.drives.find(kind, key)
@@ -59,17 +61,15 @@ async def create(request: web.Request, state: SimState, m: re.Match[str], claims
         sub.drive_id = drive.id
     if len(state.subs.for_app(sub.application_id, now)) >= state.config.subscription_quota:
         raise GraphError(403, "Forbidden", "The number of subscriptions for this application has reached the limit.")
-    dup = state.subs.duplicate_of(sub, now)
-    if dup is not None:
-        raise GraphError(409, "Conflict", f"Subscription Id {dup.id} already exists for the requested combination")
+    # No 409 for a duplicate: "Each subscription has a unique subscriptionId, even if you have multiple
+    # subscriptions that monitor the same resource and use the same notification URL"
+    # (GD concepts/change-notifications-delivery-webhooks.md). The 409 of the Event Hubs and Event Grid
+    # pages is not a webhook's.
     timeout = state.config.validation_timeout_seconds
     await handshake.validate(state.session(), sub.notification_url, timeout)
     if sub.lifecycle_url:
         # Graph validates the lifecycle URL separately, even when it equals notificationUrl.
         await handshake.validate(state.session(), sub.lifecycle_url, timeout)
-    dup = state.subs.duplicate_of(sub, state.clock.now())
-    if dup is not None:  # a concurrent create won while we were validating
-        raise GraphError(409, "Conflict", f"Subscription Id {dup.id} already exists for the requested combination")
     state.subs.subs[sub.id] = sub
     log.info("created subscription %s on %s", sub.id, sub.resource)
     return json_response(request, sub.to_json(state.graph_url), status=201)
@@ -83,7 +83,8 @@ async def list_subs(request: web.Request, state: SimState, m: re.Match[str], cla
     page = subs[skip : skip + LIST_PAGE]
     body: dict[str, Any] = {
         "@odata.context": f"{state.graph_url}/$metadata#subscriptions",
-        "value": [s.to_json() for s in page],
+        # "the clientState property value is not returned for security purposes" (GD subscription-list.md).
+        "value": [s.to_json() | {"clientState": None} for s in page],
     }
     if skip + LIST_PAGE < len(subs):
         body["@odata.nextLink"] = f"{state.graph_url}/subscriptions?$skiptoken={skip + LIST_PAGE}"
@@ -97,14 +98,27 @@ async def get_sub(request: web.Request, state: SimState, m: re.Match[str], claim
 
 
 async def patch_sub(request: web.Request, state: SimState, m: re.Match[str], claims: dict[str, Any]) -> web.Response:
-    """PATCH /subscriptions/{id}: only expirationDateTime changes."""
+    """PATCH /subscriptions/{id}: the expiry, and for a subscription with resource data its certificate.
+
+    Graph's key rotation guide PATCHes ``encryptionCertificate`` and ``encryptionCertificateId``
+    (GD concepts/change-notifications-with-resource-data.md, "Rotating keys"); later
+    notifications are encrypted for the new certificate.
+    """
     await _write(state)
     now = state.clock.now()
     sub = state.subs.get(m["id"], now, claims["appid"])
     body = await _body(request)
-    if not isinstance(body, dict) or "expirationDateTime" not in body:
+    rotating = isinstance(body, dict) and ("encryptionCertificate" in body or "encryptionCertificateId" in body)
+    if not isinstance(body, dict) or ("expirationDateTime" not in body and not rotating):
         raise GraphError(400, "InvalidRequest", "expirationDateTime is a required property.")
-    sub.expiration = check_expiration(body["expirationDateTime"], now, max_minutes(sub.resource))
+    expiration = sub.expiration
+    if "expirationDateTime" in body:
+        expiration = check_expiration(body["expirationDateTime"], now, max_minutes(sub.resource))
+    if rotating:
+        if not sub.include_resource_data:
+            raise GraphError(400, "InvalidRequest", "encryptionCertificate applies only with includeResourceData.")
+        sub.encryption_certificate, sub.encryption_certificate_id = checked_certificate(body)
+    sub.expiration = expiration
     return json_response(request, sub.to_json(state.graph_url))
 
 

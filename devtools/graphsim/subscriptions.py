@@ -48,6 +48,8 @@ class ResourceRule:
     resource_data_required: bool = False
     # A shorter longest lifetime with resource data (Outlook: 1,440 minutes), 0 when the same.
     rich_max_minutes: int = 0
+    # Teams resources: an expiry further than this needs a lifecycleNotificationUrl (Graph answers 400).
+    lifecycle_required_after: timedelta | None = None
 
 
 # Each module that simulates such a resource adds its rule here when imported.
@@ -55,9 +57,14 @@ RESOURCE_RULES: list[ResourceRule] = []
 RULE_KIND = "rule"
 
 
+def resource_path(resource: str) -> str:
+    """A subscription resource without its OData query (``chats/getAllMessages?model=B``), as rules match it."""
+    return resource.partition("?")[0].strip()
+
+
 def rule_for(resource: str) -> ResourceRule | None:
     """The rule of a non-drive resource, or None (a drive root, or nothing simulated)."""
-    return next((rule for rule in RESOURCE_RULES if rule.pattern.match(resource.strip())), None)
+    return next((rule for rule in RESOURCE_RULES if rule.pattern.match(resource_path(resource))), None)
 
 
 def max_minutes(resource: str, include_resource_data: bool = False) -> int:
@@ -87,6 +94,9 @@ class Subscription:
     include_resource_data: bool = False
     encryption_certificate: str | None = None
     encryption_certificate_id: str | None = None
+    # Created with 'Prefer: IdType="ImmutableId"' (outlook-immutable-id.md): its notifications name
+    # Outlook items by immutable id. Not part of Graph's representation; the control API shows it.
+    immutable_ids: bool = False
 
     def to_json(self, graph_url: str | None = None) -> dict[str, Any]:
         """Graph's representation (``graph_url`` adds the ``@odata.context``)."""
@@ -113,10 +123,6 @@ class Subscription:
             }
         )
         return body
-
-    def conflict_key(self) -> tuple[str, str, str, str]:
-        """What makes two subscriptions duplicates: app, resource, changeType, URL."""
-        return (self.application_id, self.resource.strip("/").lower(), self.change_type.lower(), self.notification_url)
 
 
 def parse_resource(resource: str) -> tuple[str, str]:
@@ -213,6 +219,16 @@ def build(body: Any, now: datetime, app_id: str, creator_id: str) -> tuple[Subsc
     from .rich import check_encryption  # rich notifications: rich.py
 
     include, certificate, certificate_id = check_encryption(body, rule)
+    expiration = check_expiration(body["expirationDateTime"], now, max_minutes(resource, include))
+    beyond = rule.lifecycle_required_after if rule is not None else None
+    if beyond is not None and lifecycle_url is None and expiration > now + beyond:
+        # GD concepts/teams-changenotifications-chatmessage.md (and every Teams resource's page).
+        raise GraphError(
+            400,
+            "InvalidRequest",
+            "lifecycleNotificationUrl is a required property for subscription creation on this resource"
+            " when the expirationDateTime value is set to greater than 1 hour",
+        )
     tls = body.get("latestSupportedTlsVersion") or "v1_2"
     if tls not in ("v1_0", "v1_1", "v1_2", "v1_3"):
         raise GraphError(400, "InvalidRequest", f"Invalid latestSupportedTlsVersion '{tls}'.")
@@ -223,7 +239,7 @@ def build(body: Any, now: datetime, app_id: str, creator_id: str) -> tuple[Subsc
         notification_url=notification_url,
         lifecycle_url=lifecycle_url,
         client_state=client_state,
-        expiration=check_expiration(body["expirationDateTime"], now, max_minutes(resource, include)),
+        expiration=expiration,
         application_id=app_id,
         creator_id=creator_id,
         tls_version=tls,
@@ -269,9 +285,3 @@ class SubscriptionStore:
         """Active subscriptions watching a drive."""
         self.prune(now)
         return [s for s in self.subs.values() if s.drive_id == drive_id]
-
-    def duplicate_of(self, sub: Subscription, now: datetime) -> Subscription | None:
-        """An active subscription with the same conflict key, if any."""
-        self.prune(now)
-        key = sub.conflict_key()
-        return next((s for s in self.subs.values() if s.conflict_key() == key), None)

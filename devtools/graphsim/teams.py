@@ -1,12 +1,14 @@
 """Teams in the simulator: teams with channels, chats, their messages, and rich change notifications.
 
-Subscriptions on ``teams/{id}/channels/{id}/messages`` and ``chats/getAllMessages``
-(teams-changenotifications-chatmessage.md) get one notification per change. With
+Subscriptions on ``teams/{id}/channels/{id}/messages``, ``teams/getAllMessages`` and
+``chats/getAllMessages`` (teams-changenotifications-chatmessage.md; the last two take
+``?model=A`` or ``?model=B``) get one notification per change. With
 ``includeResourceData`` each carries the message encrypted with the subscription's
 certificate (rich.py); a deletion carries only ``resourceData`` (id and type), no
 ``encryptedContent``. The batch's ``validationTokens`` are added at delivery
 (rich.py RichDelivery). Graph refuses an app-only ``chats/getAllMessages``
-subscription without resource data, and so does the simulator.
+subscription without resource data, and so does the simulator, and one that lasts
+more than an hour without a ``lifecycleNotificationUrl``.
 
 The control API (``/_sim/teams``, ``/_sim/chats``) creates teams, channels and chats
 and posts, edits and deletes messages.
@@ -19,19 +21,22 @@ import secrets
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
 from .clock import graph_time
 from .rich import encrypt_content
-from .subscriptions import RESOURCE_RULES, ResourceRule
+from .subscriptions import RESOURCE_RULES, ResourceRule, resource_path
 
 if TYPE_CHECKING:
     from .state import SimState
 
 TEAMS_MAX_MINUTES = 4320
+# "If you request a subscription expirationDateTime that is more than 1 hour in the future, you must
+# subscribe to lifecycle notifications" (GD concepts/teams-changenotifications-chatmessage.md).
+LIFECYCLE_REQUIRED_AFTER = timedelta(hours=1)
 CHANGES = frozenset({"created", "updated", "deleted"})
 CHAT_MESSAGE_TYPE = "#Microsoft.Graph.chatMessage"
 SENDER = {"id": "8ea0e38b-efb3-4757-924a-5f94061cf8c2", "displayName": "Robin Kline"}
@@ -52,11 +57,11 @@ class Conversation:
             return f"teams('{self.team_id}')/channels('{self.id}')/messages('{message_id}')"
         return f"chats('{self.id}')/messages('{message_id}')"
 
-    def subscribed(self) -> str:
-        """The subscription resource that hears about this conversation's messages (lower case)."""
+    def subscribed(self) -> frozenset[str]:
+        """The subscription resources that hear about this conversation's messages (lower case, no query)."""
         if self.team_id is not None:
-            return f"teams/{self.team_id}/channels/{self.id}/messages".lower()
-        return "chats/getallmessages"
+            return frozenset({f"teams/{self.team_id}/channels/{self.id}/messages".lower(), "teams/getallmessages"})
+        return frozenset({"chats/getallmessages"})
 
 
 Listener = Callable[[Conversation, str, dict[str, Any]], None]
@@ -193,10 +198,10 @@ class TeamsStore:
 def notify(state: SimState, where: Conversation, change_type: str, message: dict[str, Any]) -> None:
     """One notification per subscription on the conversation that asked for ``change_type``."""
     state.subs.prune(state.clock.now())
-    target = where.subscribed()
+    targets = where.subscribed()
     path = where.path(message["id"])
     for sub in list(state.subs.subs.values()):
-        if sub.resource.strip("/").lower() != target:
+        if resource_path(sub.resource).strip("/").lower() not in targets:
             continue
         if change_type not in {c.strip() for c in sub.change_type.split(",")}:
             continue
@@ -219,6 +224,7 @@ def notify(state: SimState, where: Conversation, change_type: str, message: dict
 # ---- subscription rules ------------------------------------------------------------------------
 
 CHANNEL_MESSAGES = re.compile(r"^/?teams/(?P<t>[^/]+)/channels/(?P<c>[^/]+)/messages/?$", re.IGNORECASE)
+ALL_CHANNEL_MESSAGES = re.compile(r"^/?teams/getAllMessages/?$", re.IGNORECASE)
 CHAT_MESSAGES = re.compile(r"^/?chats/getAllMessages/?$", re.IGNORECASE)
 
 
@@ -227,11 +233,26 @@ def _channel_exists(state: Any, resource: str) -> bool:
     return m is not None and state.teams.channel(m["t"], m["c"]) is not None
 
 
-RESOURCE_RULES.append(
-    ResourceRule(CHANNEL_MESSAGES, CHANGES, TEAMS_MAX_MINUTES, "Teams channel messages", _channel_exists, True)
-)
-RESOURCE_RULES.append(
-    ResourceRule(CHAT_MESSAGES, CHANGES, TEAMS_MAX_MINUTES, "Teams chat messages", lambda s, r: True, True, True)
+def _everywhere(state: Any, resource: str) -> bool:
+    return True
+
+
+RESOURCE_RULES.extend(
+    ResourceRule(
+        pattern,
+        CHANGES,
+        TEAMS_MAX_MINUTES,
+        label,
+        exists,
+        resource_data=True,
+        resource_data_required=required,
+        lifecycle_required_after=LIFECYCLE_REQUIRED_AFTER,
+    )
+    for pattern, label, exists, required in (
+        (CHANNEL_MESSAGES, "Teams channel messages", _channel_exists, False),
+        (ALL_CHANNEL_MESSAGES, "Teams messages of all channels", _everywhere, True),
+        (CHAT_MESSAGES, "Teams chat messages", _everywhere, True),
+    )
 )
 
 

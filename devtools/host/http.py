@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hmac
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,11 +14,49 @@ from aiohttp import web
 from devtools.host.invoker import Invoker
 from devtools.host.loader import FunctionSpec
 from devtools.host.routing import Route, compile_route, parse_query
+from devtools.host.settings import HostConfigError
 
 log = logging.getLogger("devtools.host")
 
 MAX_BODY_BYTES = 100 * 1024 * 1024  # the host's default request body limit (100 MB)
+# The app setting that changes it (learn.microsoft.com, "App settings reference for Azure Functions";
+# MicrosoftDocs/azure-docs, articles/azure-functions/functions-app-settings.md), in bytes.
+BODY_LIMIT_SETTING = "FUNCTIONS_REQUEST_BODY_SIZE_LIMIT"
+_CHUNK = 64 * 1024
 _HOP_BY_HOP = {"content-length", "transfer-encoding", "connection", "keep-alive"}
+
+
+def body_limit(environ: Mapping[str, str]) -> int:
+    """The request body limit, from FUNCTIONS_REQUEST_BODY_SIZE_LIMIT or the host's default."""
+    text = environ.get(BODY_LIMIT_SETTING, "").strip()
+    if not text:
+        return MAX_BODY_BYTES
+    if not text.isdigit() or int(text) < 1:
+        raise HostConfigError(f"{BODY_LIMIT_SETTING} must be a positive number of bytes, not {text!r}")
+    return int(text)
+
+
+async def read_body(request: web.Request, limit: int) -> bytes | None:
+    """The request's body, or None when it is over ``limit`` bytes.
+
+    Refused on its Content-Length before a byte is read; a body without one (chunked) is
+    read no further than the limit and one chunk, never buffered whole.
+    """
+    if request.content_length is not None and request.content_length > limit:
+        return None
+    body = bytearray()
+    async for chunk in request.content.iter_chunked(_CHUNK):
+        body += chunk
+        if len(body) > limit:
+            return None
+    return bytes(body)
+
+
+def too_large(limit: int) -> web.Response:
+    """413 for a body over ``limit``; the connection closes, as the rest of the body is never read."""
+    response = web.Response(status=413, text=f"request body exceeds {limit} bytes")
+    response.force_close()
+    return response
 
 
 @dataclass(frozen=True)
@@ -94,12 +132,18 @@ class HttpDispatcher:
     """Finds the function for a request, checks its key and invokes it."""
 
     def __init__(
-        self, functions: Sequence[HttpFunction], route_prefix: str, invoker: Invoker, function_key: str | None
+        self,
+        functions: Sequence[HttpFunction],
+        route_prefix: str,
+        invoker: Invoker,
+        function_key: str | None,
+        max_body: int = MAX_BODY_BYTES,
     ) -> None:
         self._functions = sorted(functions, key=lambda f: f.route.precedence())
         self._prefix = route_prefix.strip("/")
         self._invoker = invoker
         self._key = function_key
+        self._max_body = max_body
         self.accepting = True
 
     def _below_prefix(self, raw_path: str) -> str | None:
@@ -131,7 +175,9 @@ class HttpDispatcher:
         fn, route_values = found
         if fn.auth_level != "anonymous" and not key_matches(request, self._key):
             return web.Response(status=401)
-        body = await request.read()
+        body = await read_body(request, self._max_body)
+        if body is None:
+            return too_large(self._max_body)
         req = func.HttpRequest(
             method=request.method,
             url=str(request.url),

@@ -14,9 +14,9 @@ from aiohttp import web
 
 from devtools.host.admin import AdminApi
 from devtools.host.http import (
-    MAX_BODY_BYTES,
     HttpDispatcher,
     HttpFunction,
+    body_limit,
     http_function,
 )
 from devtools.host.invoker import Invoker
@@ -102,8 +102,12 @@ class LocalHost:
         self._index(specs)
         everything = {s.name: s for s in specs}
         self.admin = AdminApi(everything, self.invoker, self.options.function_key)
-        self.dispatcher = HttpDispatcher(self.http, self.config.route_prefix, self.invoker, self.options.function_key)
-        app = web.Application(client_max_size=MAX_BODY_BYTES)
+        # Read once the app's settings are loaded, as the host does; bodies over it get 413 unread.
+        max_body = body_limit(os.environ)
+        self.dispatcher = HttpDispatcher(
+            self.http, self.config.route_prefix, self.invoker, self.options.function_key, max_body
+        )
+        app = web.Application(client_max_size=max_body)
         self.admin.register(app)
         app.router.add_route("*", "/{tail:.*}", self.dispatcher.handle)
         # No access log: query strings can carry function keys.

@@ -40,6 +40,11 @@ var required = {
   LIFECYCLE_NOTIFICATION_URL: 'https://${hostName}/api/lifecycle?code=${functionKey}'
   GRAPH_SUBSCRIPTIONS: graphSubscriptions
   INITIAL_SYNC: initialSync
+  // The host refuses a larger request body itself (413) before the app sees it; the app's own limit
+  // is the same 1 MiB (shared/notifications.py MAX_BODY_BYTES). Documented in "App settings reference
+  // for Azure Functions" (MicrosoftDocs/azure-docs, articles/azure-functions/functions-app-settings.md,
+  // FUNCTIONS_REQUEST_BODY_SIZE_LIMIT: bytes, default 104,857,600).
+  FUNCTIONS_REQUEST_BODY_SIZE_LIMIT: '1048576'
 }
 
 var secret = empty(graphClientSecretUri) ? {} : {

@@ -180,24 +180,3 @@ def next_link_of(body: Any) -> str | None:
     if isinstance(inner, dict) and isinstance(inner.get("__next"), str):
         return str(inner["__next"])
     return None
-
-
-def as_graph_batch(body: bytes) -> bytes:
-    """A SharePoint notification batch in the shape the shared HTTP path checks.
-
-    SharePoint's items carry no ``changeType``; they always mean "the list
-    changed", which is Graph's ``updated``. A body that is not a JSON batch is
-    passed through unchanged, so the shared checks answer it as they would.
-    """
-    try:
-        batch = json.loads(body)
-    except (ValueError, RecursionError):
-        return body
-    items = batch.get("value") if isinstance(batch, dict) else None
-    if not isinstance(items, list):
-        return body
-    for item in items:
-        if isinstance(item, dict) and "changeType" not in item:
-            item["changeType"] = "updated"
-    # ASCII escapes keep a lone surrogate as the escape it arrived as: the shared checks reject it.
-    return json.dumps(batch, separators=(",", ":")).encode("ascii")

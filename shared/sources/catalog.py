@@ -1,7 +1,9 @@
 """Which subscription resources this app can read, and the change types Graph accepts for them (pure).
 
 Settings check GRAPH_SUBSCRIPTIONS against this list without importing any SDK;
-the change sources match resources with the same patterns.
+the change sources match resources with the same patterns. A resource may end in an
+OData query Graph documents for its kind (``chats/getAllMessages?model=B``): patterns
+match the path, and ``query_problem`` checks the query.
 """
 
 from __future__ import annotations
@@ -20,8 +22,9 @@ DIRECTORY = re.compile(r"^(?P<collection>users|groups)$")
 USERS = re.compile(r"^users$")
 GROUPS = re.compile(r"^groups$")
 
-# teams/{id}/channels/{id}/messages and chats/getAllMessages (the tenant's chats).
+# teams/{id}/channels/{id}/messages, teams/getAllMessages (every channel's) and chats/getAllMessages (every chat's).
 TEAMS_CHANNEL_MESSAGES = re.compile(r"^teams/(?P<team>[^/]+)/channels/(?P<channel>[^/]+)/messages$")
+TEAMS_ALL_CHANNEL_MESSAGES = re.compile(r"^teams/getAllMessages$")
 TEAMS_CHAT_MESSAGES = re.compile(r"^chats/getAllMessages$")
 
 # Outlook (shared/sources/outlook/): users/{id}/mailFolders/{id}/messages, users/{id}/messages (every folder),
@@ -31,7 +34,24 @@ OUTLOOK_FOLDER_MESSAGES = re.compile(r"^users/(?P<user>[^/]+)/mailFolders/(?P<fo
 OUTLOOK_MAILBOX_MESSAGES = re.compile(r"^users/(?P<user>[^/]+)/messages$", re.IGNORECASE)
 OUTLOOK_EVENTS = re.compile(r"^users/(?P<user>[^/]+)/(?:calendar/)?events$", re.IGNORECASE)
 OUTLOOK_CONTACTS = re.compile(r"^users/(?P<user>[^/]+)/(?:contactFolders/(?P<folder>[^/]+)/)?contacts$", re.IGNORECASE)
+# Outlook items by the id that survives a move between folders (outlook-immutable-id.md): asked for
+# on every delta request and when subscribing, so notifications and delta pages name an item alike.
+IMMUTABLE_IDS = 'IdType="ImmutableId"'
 _OUTLOOK_CHANGES = frozenset({"created", "updated", "deleted"})
+
+# The query options Graph documents on subscription resources, by name (lower case):
+# - model (A or B): the licensing model of Teams' metered tenant-wide APIs; without it Graph runs the
+#   subscription in evaluation mode, with a capped quota (GD includes/teams-model-A-and-B-disclaimer.md);
+# - $select: the properties rich Outlook notifications carry, "Do not include ... $select=Body,UniqueBody"
+#   (GD concepts/outlook-change-notifications-overview.md, "Include resource data in notification payload");
+# - $search and $filter: keyword and mention filters on a channel's messages
+#   (GD concepts/teams-changenotifications-chatmessage.md, "Subscribe to messages in a channel").
+MODEL = "model"
+SELECT = "$select"
+_SELECTS = frozenset({SELECT})
+_TEAMS_MODELS = frozenset({"A", "B"})
+_SELECT_REFUSED = frozenset({"body", "uniquebody"})
+_PROPERTY = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 
 
 @dataclass(frozen=True)
@@ -47,6 +67,11 @@ class ReadableResource:
     resource_data: bool = False
     # Whether app-only subscriptions must ask for resource data (Graph refuses them otherwise).
     resource_data_required: bool = False
+    # The query options Graph documents after this kind's resource (lower case; see above).
+    query_options: frozenset[str] = frozenset()
+    # Outlook items: subscribed with 'Prefer: IdType="ImmutableId"', so notifications name an item
+    # by the same id its delta does (outlook-immutable-id.md, "Immutable ID with change notifications").
+    immutable_ids: bool = False
 
 
 # One entry per kind a change source reads; each kind's module adds its own entry here.
@@ -69,6 +94,18 @@ READABLE: tuple[ReadableResource, ...] = (
         "ChannelMessage.Read.All",
         resource_data=True,
         resource_data_required=True,
+        query_options=frozenset({"$search", "$filter"}),
+    ),
+    # Every channel's messages and replies in the tenant: application permission ChannelMessage.Read.All,
+    # resource data supported (GD concepts/teams-changenotifications-chatmessage.md, "across all channels").
+    ReadableResource(
+        "Teams messages of all channels",
+        TEAMS_ALL_CHANNEL_MESSAGES,
+        frozenset({"created", "updated", "deleted"}),
+        "ChannelMessage.Read.All",
+        resource_data=True,
+        resource_data_required=True,
+        query_options=frozenset({MODEL}),
     ),
     ReadableResource(
         "Teams chat messages",
@@ -77,22 +114,71 @@ READABLE: tuple[ReadableResource, ...] = (
         "Chat.Read.All",
         resource_data=True,
         resource_data_required=True,
+        query_options=frozenset({MODEL}),
     ),
     # Outlook message, event and contact: created, updated and deleted, with or without resource
     # data (subscription-post-subscriptions.md, application permissions).
-    ReadableResource("Outlook folder messages", OUTLOOK_FOLDER_MESSAGES, _OUTLOOK_CHANGES, "Mail.Read", True),
-    ReadableResource("Outlook mailbox messages", OUTLOOK_MAILBOX_MESSAGES, _OUTLOOK_CHANGES, "Mail.Read", True),
-    ReadableResource("Outlook events", OUTLOOK_EVENTS, _OUTLOOK_CHANGES, "Calendars.Read", True),
-    ReadableResource("Outlook contacts", OUTLOOK_CONTACTS, _OUTLOOK_CHANGES, "Contacts.Read", True),
+    *(
+        ReadableResource(name, pattern, _OUTLOOK_CHANGES, permission, True, False, _SELECTS, immutable_ids=True)
+        for name, pattern, permission in (
+            ("Outlook folder messages", OUTLOOK_FOLDER_MESSAGES, "Mail.Read"),
+            ("Outlook mailbox messages", OUTLOOK_MAILBOX_MESSAGES, "Mail.Read"),
+            ("Outlook events", OUTLOOK_EVENTS, "Calendars.Read"),
+            ("Outlook contacts", OUTLOOK_CONTACTS, "Contacts.Read"),
+        )
+    ),
 )
 
 
+def split_resource(resource: str) -> tuple[str, str]:
+    """(path, query) of a subscription resource: ``chats/getAllMessages?model=B`` gives ``model=B`` apart."""
+    path, _, query = resource.partition("?")
+    return path.strip().strip("/"), query.strip()
+
+
 def readable_kind(resource: str) -> ReadableResource | None:
-    """The readable resource kind ``resource`` belongs to, or None when no source reads it."""
-    path = resource.strip().strip("/")
+    """The readable resource kind ``resource`` belongs to (its query aside), or None when no source reads it."""
+    path, _ = split_resource(resource)
     for kind in READABLE:
         if kind.pattern.match(path):
             return kind
+    return None
+
+
+def query_problem(kind: ReadableResource, query: str, include_resource_data: bool) -> str | None:
+    """Why Graph would refuse (or ignore) ``query`` on a ``kind`` resource; None when it is documented."""
+    if not query:
+        return None
+    allowed = ", ".join(sorted(kind.query_options)) or "none"
+    seen: set[str] = set()
+    for part in query.split("&"):
+        name, equals, value = part.partition("=")
+        option = name.strip().lower()
+        if option not in kind.query_options:
+            return f"query option {name.strip()!r} is not documented for a {kind.name} (allowed: {allowed})"
+        if option in seen:
+            return f"query option {name.strip()!r} is given twice"
+        seen.add(option)
+        if not equals or not value.strip():
+            return f"query option {name.strip()!r} needs a value"
+        if option == MODEL and value.strip() not in _TEAMS_MODELS:
+            return f"model must be A or B (Teams licensing models), not {value.strip()!r}"
+        if option == SELECT:
+            problem = _select_problem(value, include_resource_data)
+            if problem is not None:
+                return problem
+    return None
+
+
+def _select_problem(value: str, include_resource_data: bool) -> str | None:
+    if not include_resource_data:
+        return "$select chooses what rich notifications carry: it needs includeResourceData"
+    names = [name.strip() for name in value.split(",")]
+    if not all(_PROPERTY.match(name) for name in names):
+        return f"$select must list property names separated by commas, not {value!r}"
+    refused = [name for name in names if name.lower() in _SELECT_REFUSED]
+    if refused:
+        return f"Graph refuses $select={','.join(refused)} in a subscription's resource"
     return None
 
 

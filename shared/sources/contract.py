@@ -43,6 +43,10 @@ class SourceChange:
     # tell whether an item new to the index changed since, so it indexes it silently,
     # unless ``created_at`` says it was created since.
     dated: bool = True
+    # What only an incremental round reports, beside the version: a group's members@delta.
+    # It makes a change news in a delta round; an enumeration, which lists it whole, never
+    # compares it (else every group with members would look changed after a resync).
+    detail: str = ""
 
 
 @dataclass(frozen=True)

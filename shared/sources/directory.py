@@ -86,9 +86,17 @@ def to_page(collection: str, body: dict[str, Any]) -> Page:
     raise GraphRequestError("delta page has neither a nextLink nor a deltaLink")
 
 
+# A group's membership changes: listed whole by an enumeration, as changes by a delta round.
+MEMBERS = "members@delta"
+
+
 def version_of(item: dict[str, Any]) -> str:
-    """A stable version for a directory object: the hash of what delta returned for it."""
-    canonical = json.dumps(item, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    """A stable version for a directory object: the hash of what delta returned for it, members aside."""
+    return _digest({k: v for k, v in item.items() if k != MEMBERS})
+
+
+def _digest(value: Any) -> str:
+    canonical = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(canonical.encode()).hexdigest()[:32]
 
 
@@ -100,4 +108,6 @@ def to_change(item: Any) -> SourceChange | None:
         return SourceChange(item["id"], None, None, dated=False)
     # No modification time, but a creation time: a resync reports an object created since as created.
     created = optional_time(item.get("createdDateTime"))
-    return SourceChange(item["id"], version_of(item), item, created_at=created, dated=False)
+    # A membership change is news in a delta round; an enumeration lists every member, which is no change.
+    detail = _digest(item[MEMBERS]) if item.get(MEMBERS) else ""
+    return SourceChange(item["id"], version_of(item), item, created_at=created, dated=False, detail=detail)

@@ -1,4 +1,4 @@
-"""Teams chat messages: channel messages and the tenant's chat messages.
+"""Teams chat messages: a channel's messages, every channel's, and the tenant's chat messages.
 
 App-only subscriptions on these resources must include resource data (Graph
 refuses them otherwise), so every change arrives in its notification: decrypted,
@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..clock import optional_time
-from .catalog import TEAMS_CHANNEL_MESSAGES, TEAMS_CHAT_MESSAGES
+from .catalog import TEAMS_ALL_CHANNEL_MESSAGES, TEAMS_CHANNEL_MESSAGES, TEAMS_CHAT_MESSAGES
 from .contract import NO_STATE, NotifiedChange, Page, SourceChange, SourceState, Traits
 
 KIND = "chatMessage"
@@ -27,15 +27,16 @@ _MESSAGE_PATH = re.compile(
 
 
 class TeamsMessageSource:
-    """The change source for teams/{id}/channels/{id}/messages and chats/getAllMessages."""
+    """The change source for teams/{id}/channels/{id}/messages, teams/getAllMessages and chats/getAllMessages."""
 
     kind = KIND
     traits = Traits(notified_only=True)
 
     def handles(self, resource: str) -> bool:
-        """True for a channel's messages or the tenant's chat messages."""
+        """True for a channel's messages, or the tenant's channel or chat messages."""
         path = resource.strip().strip("/")
-        return bool(TEAMS_CHANNEL_MESSAGES.match(path) or TEAMS_CHAT_MESSAGES.match(path))
+        patterns = (TEAMS_CHANNEL_MESSAGES, TEAMS_ALL_CHANNEL_MESSAGES, TEAMS_CHAT_MESSAGES)
+        return any(pattern.match(path) for pattern in patterns)
 
     def notified(
         self, resource: str, notification: Mapping[str, Any], data: Mapping[str, Any]

@@ -30,6 +30,7 @@ def _to_entity(item: DesiredSubscription) -> dict[str, Any]:
         "ChangeType": item.change_type,
         "IncludeResourceData": item.include_resource_data,
         "ForEachMemberOf": item.for_each_member_of or "",
+        "Query": item.query,
     }
 
 
@@ -39,6 +40,7 @@ def _from_entity(entity: Any) -> DesiredSubscription:
         change_type=str(entity["ChangeType"]),
         include_resource_data=bool(entity.get("IncludeResourceData")),
         for_each_member_of=str(entity.get("ForEachMemberOf") or "") or None,
+        query=str(entity.get("Query") or ""),
     )
 
 

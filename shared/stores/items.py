@@ -24,20 +24,25 @@ if TYPE_CHECKING:
 
 _BATCH = 100  # Table storage's limit for one transaction
 UNMARKED_PAGE = 1000
+# The columns a lookup reads.
+_KNOWN = ["Version", "Deleted", "Life", "Detail"]
 
 
 @dataclass(frozen=True)
 class Known:
     """What the index holds for one item: its last reported version, whether it is deleted, and its life.
 
-    ``life`` counts the item's restores: an item deleted and restored lives again under
-    the same id and may come back at the same version (a directory object's version is
-    a hash of its properties), so events tell its lives apart by it.
+    ``life`` counts the item's restores (and changes told by ``detail`` alone): an item
+    deleted and restored lives again under the same id and may come back at the same
+    version (a directory object's version is a hash of its properties), so events tell
+    its lives apart by it. ``detail`` is what the last delta round reported beside the
+    version (see SourceChange.detail).
     """
 
     version: str
     deleted: bool = False
     life: int = 0
+    detail: str = ""
 
 
 @dataclass(frozen=True)
@@ -49,10 +54,16 @@ class IndexWrite:
     deleted: bool = False
     pass_id: str = ""
     life: int = 0
+    detail: str = ""
 
 
 def _known(entity: Any) -> Known:
-    return Known(str(entity.get("Version", "")), bool(entity.get("Deleted", False)), int(entity.get("Life") or 0))
+    return Known(
+        str(entity.get("Version", "")),
+        bool(entity.get("Deleted", False)),
+        int(entity.get("Life") or 0),
+        str(entity.get("Detail") or ""),
+    )
 
 
 def row_key(item_id: str) -> str:
@@ -87,7 +98,7 @@ class ItemIndex:
         async def one(item_id: str) -> tuple[str, Known | None]:
             async with gate:
                 try:
-                    entity = await self._client.get_entity(key, row_key(item_id), select=["Version", "Deleted", "Life"])
+                    entity = await self._client.get_entity(key, row_key(item_id), select=_KNOWN)
                 except ResourceNotFoundError:
                     return item_id, None
             return item_id, _known(entity)
@@ -108,6 +119,7 @@ class ItemIndex:
                     "Deleted": w.deleted,
                     "Pass": w.pass_id,
                     "Life": w.life,
+                    "Detail": w.detail,
                 },
             )
             for w in writes
@@ -118,7 +130,7 @@ class ItemIndex:
         """Pages of the rows that pass ``pass_id`` did not mark (every row has a Pass value)."""
         query = self._client.query_entities(
             f"PartitionKey eq {quote_filter(key)} and Pass ne {quote_filter(pass_id)}",
-            select=["ItemId", "Version", "Deleted", "Life"],
+            select=["ItemId", *_KNOWN],
             results_per_page=UNMARKED_PAGE,
         )
         async for page in query.by_page():

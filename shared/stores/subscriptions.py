@@ -8,15 +8,20 @@ subscription with one point read. Rows of different partitions cannot share a
 transaction, so writes are ordered: an id row is written before its record
 switches to that id, and removed only after the record has moved on. A crash
 leaves at worst an id row whose record no longer names it, which ``find``
-ignores.
+ignores. A third kind, the ``pending`` rows (stores/pending.py), covers a creation
+from before Graph is asked until its record names the new id.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from ..clock import utcnow
+from ..errors import SubscriptionPendingError
+from .pending import PendingCreation, PendingCreations
 from .tables import ensure_table, quote_filter
 
 if TYPE_CHECKING:
@@ -51,6 +56,17 @@ class SubscriptionRecord:
     updated_at: datetime
     subscription_id: str = ""
     expires_at: datetime | None = None
+    # The OData query sent to Graph after the resource (``model=B``, ``$select=...``); the rest of
+    # the app reads ``resource`` alone, so cursors and sources never see it.
+    query: str = ""
+    # The certificate Graph encrypts this subscription's resource data for (rich subscriptions).
+    certificate_id: str = ""
+    certificate_thumbprint: str = ""
+
+    @property
+    def graph_resource(self) -> str:
+        """The subscription's ``resource`` as Graph is given it: the path, then the query, unchanged."""
+        return f"{self.resource}?{self.query}" if self.query else self.resource
 
     def activated(
         self, subscription_id: str, expires_at: datetime, now: datetime, client_state: str | None = None
@@ -77,6 +93,9 @@ def _to_entity(record: SubscriptionRecord) -> dict[str, Any]:
         "UpdatedAt": record.updated_at,
         "SubscriptionId": record.subscription_id,
         "ExpiresAt": record.expires_at,
+        "Query": record.query,
+        "CertificateId": record.certificate_id,
+        "CertificateThumbprint": record.certificate_thumbprint,
         # Marks a record whose id row is written with it (records from before id rows lack it).
         "Indexed": True,
     }
@@ -92,6 +111,22 @@ def _from_entity(entity: Any) -> SubscriptionRecord:
         updated_at=entity["UpdatedAt"],
         subscription_id=entity.get("SubscriptionId") or "",
         expires_at=entity.get("ExpiresAt"),
+        query=entity.get("Query") or "",
+        certificate_id=entity.get("CertificateId") or "",
+        certificate_thumbprint=entity.get("CertificateThumbprint") or "",
+    )
+
+
+def _as_created(record: SubscriptionRecord, pending: PendingCreation) -> SubscriptionRecord:
+    """The record as it is about to be saved: Graph created ``pending``'s subscription for it."""
+    return replace(
+        record,
+        subscription_id=pending.subscription_id,
+        client_state=pending.client_state,
+        status=ACTIVE,
+        expires_at=pending.expires_at or record.expires_at,
+        certificate_id=pending.certificate_id,
+        certificate_thumbprint=pending.certificate_thumbprint,
     )
 
 
@@ -106,8 +141,10 @@ def _usable_id(subscription_id: str) -> bool:
 class SubscriptionStore:
     """Subscription records and their id rows in one table."""
 
-    def __init__(self, client: TableClient) -> None:
+    def __init__(self, client: TableClient, clock: Callable[[], datetime] = utcnow) -> None:
         self._client = client
+        self._clock = clock
+        self.pending = PendingCreations(client)
 
     async def setup(self) -> None:
         """Create the table if needed."""
@@ -119,25 +156,56 @@ class SubscriptionStore:
         return [_from_entity(entity) async for entity in query]
 
     async def secret(self, subscription_id: str) -> str | None:
-        """The clientState of Graph subscription ``subscription_id`` (one point read), None if unknown."""
+        """The clientState of Graph subscription ``subscription_id`` (one point read), None if unknown.
+
+        An id without its row may belong to a creation Graph has just answered: a pending row
+        naming it gives its clientState; while a POST is still in flight, no unknown id can be
+        called unknown, so SubscriptionPendingError asks the caller to answer 503 (Graph retries).
+        """
         entity = await self._id_row(subscription_id)
-        if entity is None:
+        if entity is not None:
+            return str(entity.get("ClientState") or "") or None
+        if not _usable_id(subscription_id):
             return None
-        return str(entity.get("ClientState") or "") or None
+        creations = await self.pending.all()
+        for pending in creations:
+            if pending.subscription_id == subscription_id:
+                return pending.client_state or None
+        now = self._clock()
+        if any(pending.in_flight(now) for pending in creations):
+            raise SubscriptionPendingError("a subscription is being created: its id may not be recorded yet")
+        return None
 
     async def find(self, subscription_id: str) -> SubscriptionRecord | None:
-        """The record holding Graph subscription ``subscription_id``, if any (two point reads)."""
+        """The record holding Graph subscription ``subscription_id``, if any (two point reads).
+
+        A subscription Graph created whose record does not name it yet (its save is under way,
+        or a crash came first) is found through its pending row, as the record it is becoming.
+        """
+        pointer = await self._id_row(subscription_id)
+        if pointer is not None and pointer.get("RecordKey"):
+            record = await self._record(pointer["RecordKey"])
+            if record is None or record.subscription_id == subscription_id:
+                return record
+            # A row left by a crash may point at a record that has moved on to another id.
+            pending = await self.pending.get(record.key)
+            named = pending is not None and pending.subscription_id == subscription_id
+            return _as_created(record, pending) if pending is not None and named else None
+        if pointer is not None or not _usable_id(subscription_id):
+            return None
+        for pending in await self.pending.all():
+            if pending.subscription_id == subscription_id:
+                record = await self._record(pending.key)
+                return _as_created(record, pending) if record is not None else None
+        return None
+
+    async def _record(self, key: str) -> SubscriptionRecord | None:
         from azure.core.exceptions import ResourceNotFoundError
 
-        pointer = await self._id_row(subscription_id)
-        if pointer is None or not pointer.get("RecordKey"):
-            return None
         try:
-            record = _from_entity(await self._client.get_entity(PARTITION, pointer["RecordKey"]))
+            return _from_entity(await self._client.get_entity(PARTITION, key))
         except ResourceNotFoundError:
             return None
-        # A row left by a crash may point at a record that has moved on to another id.
-        return record if record.subscription_id == subscription_id else None
 
     async def save(self, record: SubscriptionRecord) -> None:
         """Insert or replace a record; its id row is written first, so the id is findable once the record names it."""
@@ -191,9 +259,10 @@ class SubscriptionStore:
             await self._client.delete_entity(BY_ID, subscription_id)
 
     async def delete(self, key: str, subscription_id: str = "") -> None:
-        """Remove a record, then the id row of its subscription; missing ones are fine."""
+        """Remove a record, then the id row of its subscription and any creation of it; missing ones are fine."""
         await self._client.delete_entity(PARTITION, key)
         await self.retire(subscription_id)
+        await self.pending.settle(key)
 
     async def _id_row(self, subscription_id: str) -> Any:
         from azure.core.exceptions import ResourceNotFoundError

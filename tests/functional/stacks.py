@@ -19,16 +19,16 @@ import pytest
 from aiohttp import web
 
 from devtools.azurite import Azurite, free_port
+from devtools.host.http import read_body, too_large
 from devtools.launch import Simulator, start_simulator
 from devtools.messages import receive_json
 from devtools.simclient import SimControl
 from shared.clock import utcnow
 from shared.ingest import answer_handshake
-from shared.notifications import Envelope
+from shared.notifications import MAX_BODY_BYTES, Envelope
 from shared.queues import MessageQueue
 from shared.services import Receivers, Worker, build_ingest, build_worker
 from shared.settings import CHANGES_QUEUE, NOTIFICATIONS_QUEUE
-from shared.sharepoint.lists import as_graph_batch
 from shared.storage import queue_client
 
 DRIVE = "b!pipeline-drive"
@@ -106,25 +106,21 @@ async def _receiver(env: dict[str, str], port: int) -> tuple[web.AppRunner, Rece
     receivers = await build_ingest(env)
 
     async def handle(request: web.Request) -> web.Response:
+        """function_app's routes: a body over the limit is refused unread, as the host does
+        (FUNCTIONS_REQUEST_BODY_SIZE_LIMIT); then the handshake, or the batch (SharePoint's too)."""
+        body = await read_body(request, MAX_BODY_BYTES)
+        if body is None:
+            return too_large(MAX_BODY_BYTES)
         reply = answer_handshake(dict(request.query))
         if reply is None:
             lifecycle = request.path.endswith("/lifecycle")
             ingest = receivers.lifecycle if lifecycle else receivers.notifications
-            reply = await ingest.accept(await request.read(), lifecycle=lifecycle)
+            reply = await ingest.accept(body, lifecycle=lifecycle)
         return web.Response(status=reply.status, text=reply.body, content_type=reply.mimetype)
 
-    app = web.Application()
-    app.router.add_post("/api/notifications", handle)
-    app.router.add_post("/api/lifecycle", handle)
-
-    async def sharepoint(request: web.Request) -> web.Response:
-        """function_app's sharepoint route: the handshake, or SharePoint's batch through the same checks."""
-        reply = answer_handshake(dict(request.query))
-        if reply is None:
-            reply = await receivers.notifications.accept(as_graph_batch(await request.read()))
-        return web.Response(status=reply.status, text=reply.body, content_type=reply.mimetype)
-
-    app.router.add_post("/api/sharepoint", sharepoint)
+    app = web.Application(client_max_size=MAX_BODY_BYTES)
+    for route in ("notifications", "lifecycle", "sharepoint"):
+        app.router.add_post(f"/api/{route}", handle)
     runner = web.AppRunner(app)
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", port).start()

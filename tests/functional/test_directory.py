@@ -17,13 +17,17 @@ from tests.functional.stacks import Stack
 SCHEMA = json.loads((Path(__file__).resolve().parents[2] / "schemas" / "change-event.schema.json").read_text())
 
 
+# Made long before subscribing: a baseline reports only what was created moments before it.
+BEFORE = {"createdDateTime": "2024-03-01T09:00:00Z"}
+
+
 def changes(stack: Stack, object_id: str) -> list[str]:
     return [e["changeType"] for e in stack.events if e["itemId"] == object_id]
 
 
 async def test_users_subscription_lives_41760_minutes_and_the_baseline_is_silent(stack_factory):
     stack = await stack_factory(subscriptions=json.dumps([{"resource": "users", "changeType": "updated,deleted"}]))
-    await stack.control.create_user(displayName="Existing One")
+    await stack.control.create_user(displayName="Existing One", **BEFORE)
     await stack.reconcile()
     await stack.pump(lambda: True)
     [sub] = [s for s in await stack.control.subscriptions() if s["resource"] == "users"]
@@ -34,7 +38,7 @@ async def test_users_subscription_lives_41760_minutes_and_the_baseline_is_silent
 
 async def test_a_user_new_to_the_index_is_created_then_updated_then_deleted(stack_factory):
     stack = await stack_factory(subscriptions=json.dumps([{"resource": "users", "changeType": "updated,deleted"}]))
-    existing = await stack.control.create_user(displayName="Existing One")
+    existing = await stack.control.create_user(displayName="Existing One", **BEFORE)
     await stack.reconcile()
     await stack.pump(lambda: True)
 
@@ -56,9 +60,9 @@ async def test_a_user_new_to_the_index_is_created_then_updated_then_deleted(stac
 
 async def test_a_membership_change_arrives_as_members_delta_in_a_group_event(stack_factory):
     stack = await stack_factory(subscriptions=json.dumps([{"resource": "groups", "changeType": "updated,deleted"}]))
-    alice = await stack.control.create_user(displayName="Alice")
-    bob = await stack.control.create_user(displayName="Bob")
-    group = await stack.control.create_group(displayName="Team", members=[alice["id"]])
+    alice = await stack.control.create_user(displayName="Alice", **BEFORE)
+    bob = await stack.control.create_user(displayName="Bob", **BEFORE)
+    group = await stack.control.create_group(displayName="Team", members=[alice["id"]], **BEFORE)
     await stack.reconcile()
     await stack.pump(lambda: True)
 
@@ -79,8 +83,8 @@ async def test_a_membership_change_arrives_as_members_delta_in_a_group_event(sta
 
 async def test_an_expired_directory_token_enumerates_again_and_reports_deletions(stack_factory):
     stack = await stack_factory(subscriptions=json.dumps([{"resource": "users", "changeType": "updated,deleted"}]))
-    kept = await stack.control.create_user(displayName="Kept")
-    gone = await stack.control.create_user(displayName="Gone")
+    kept = await stack.control.create_user(displayName="Kept", **BEFORE)
+    gone = await stack.control.create_user(displayName="Gone", **BEFORE)
     await stack.reconcile()
     await stack.pump(lambda: True)
     await stack.control.delivery(drop=True)

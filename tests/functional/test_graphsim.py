@@ -397,17 +397,19 @@ async def test_lifecycle_url_is_validated_separately(
 
 
 @pytest.mark.asyncio
-async def test_duplicate_subscription_conflicts(
+async def test_a_duplicate_subscription_gets_a_new_id_and_both_are_notified(
     sim: SimHandle, graph: GraphServiceClient, make_receiver: ReceiverFactory
 ) -> None:
+    # GD concepts/change-notifications-delivery-webhooks.md: a unique id even for the same resource and URL.
     drive, receiver = await make_drive(sim), await make_receiver()
     first = await graph.subscriptions.post(new_subscription(drive["id"], receiver.url))
-    assert first is not None
-    with pytest.raises(ODataError) as info:
-        await graph.subscriptions.post(new_subscription(drive["id"], receiver.url))
-    assert info.value.response_status_code == 409
-    assert info.value.error is not None
-    assert f"Subscription Id {first.id} already exists" in (info.value.error.message or "")
+    second = await graph.subscriptions.post(new_subscription(drive["id"], receiver.url))
+    assert first is not None and second is not None and first.id and second.id and first.id != second.id
+    listed = await graph.subscriptions.get()
+    assert listed is not None and {s.id for s in listed.value or []} == {first.id, second.id}
+    await control(sim, "POST", f"/drives/{drive['id']}/items", {"name": "one.txt"})
+    await receiver.wait_for(2)
+    assert sorted(n["subscriptionId"] for n in receiver.notifications) == sorted([first.id, second.id])
 
 
 @pytest.mark.asyncio
@@ -721,7 +723,8 @@ async def test_change_notification_shape(
     await receiver.wait_for(1)
     [n] = receiver.notifications
     assert n["subscriptionId"] == sub.id and n["clientState"] == "s3cret"
-    assert n["changeType"] == "updated" and n["resource"] == f"drives/{drive['id']}/root"
+    # As OneDrive's documented example: no changeType (a drive subscription allows only "updated").
+    assert "changeType" not in n and n["resource"] == f"drives/{drive['id']}/root"
     assert n["tenantId"] == sim.config.tenant_id and n["subscriptionExpirationDateTime"]
 
 
@@ -1013,7 +1016,7 @@ async def test_evicted_run_answers_410(sim: SimHandle) -> None:
     status, headers, _ = await raw_graph(sim, "GET", first["@odata.nextLink"], token)
     assert status == 410 and headers["Location"].endswith("/root/delta")
     status, _, page = await raw_graph(sim, "GET", newer["@odata.nextLink"], token)
-    assert status == 200 and len(page["value"]) == 17  # the rest: $top is not carried over
+    assert status == 200 and len(page["value"]) == 5  # $top is carried over, as Graph keeps it in the link
 
 
 # --------------------------------------------------------------------------- outage faults
@@ -1119,3 +1122,110 @@ async def test_cli_prints_start_line_and_stops_on_sigterm(tmp_path: Path) -> Non
         _, err = await proc.communicate()
     assert code == 0
     assert b"other-secret" not in err
+
+
+# --------------------------------------------------------------------------- Graph's documented details
+
+
+@pytest.mark.asyncio
+async def test_parent_reference_paths_are_percent_encoded(sim: SimHandle) -> None:
+    # GD api-reference/v1.0/resources/itemreference.md: "Percent-encoded path" (/drive/root:/Documents/my%20file.docx)
+    drive, token = await make_drive(sim), await token_for(sim)
+    base = f"/drives/{drive['id']}/items"
+    folder = await control(sim, "POST", base, {"name": "My Folder", "folder": True})
+    inner = await control(sim, "POST", base, {"name": "Ünïcode #1", "folder": True, "parentId": folder["id"]})
+    doc = await control(sim, "POST", base, {"name": "a b.txt", "parentId": inner["id"]})
+    status, _, item = await raw_graph(sim, "GET", f"{base}/{doc['id']}", token)
+    assert status == 200
+    assert item["parentReference"]["path"] == "/drive/root:/My%20Folder/%C3%9Cn%C3%AFcode%20%231"
+    assert item["name"] == "a b.txt"
+    changed, _, _ = await raw_delta_all(sim, token, f"/drives/{drive['id']}/root/delta")
+    # driveitem-delta.md: parentReference in delta carries no path at all.
+    assert all("path" not in i["parentReference"] for i in changed)
+
+
+@pytest.mark.asyncio
+async def test_delta_links_keep_top(sim: SimHandle) -> None:
+    drive, token = await make_drive(sim), await token_for(sim)
+    await control(sim, "POST", f"/drives/{drive['id']}/items:bulk", {"count": 4})
+    url: str | None = f"/drives/{drive['id']}/root/delta?$top=2"
+    sizes: list[int] = []
+    while url:
+        status, _, page = await raw_graph(sim, "GET", url, token)
+        assert status == 200
+        sizes.append(len(page["value"]))
+        url = page.get("@odata.nextLink")
+    assert sizes == [2, 2, 1]  # root + 4 files, two a page on every page, not only the first
+    assert parse_qs(urlsplit(page["@odata.deltaLink"]).query)["$top"] == ["2"]
+
+
+def rich_body(resource: str, url: str, minutes: float, **fields: Any) -> dict[str, Any]:
+    """A POST /subscriptions body for a Teams resource with resource data."""
+    from devtools.graphsim.rich import make_certificate
+
+    body = {
+        "changeType": "created,updated",
+        "notificationUrl": url,
+        "resource": resource,
+        "includeResourceData": True,
+        "encryptionCertificate": make_certificate().public_base64,
+        "encryptionCertificateId": "cert-1",
+        "expirationDateTime": future(minutes).isoformat(),
+        "clientState": "s3cret",
+    }
+    return body | fields
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("resource", ["chats/getAllMessages", "teams/getAllMessages"])
+async def test_a_teams_subscription_past_an_hour_needs_a_lifecycle_url(
+    sim: SimHandle, make_receiver: ReceiverFactory, resource: str
+) -> None:
+    # GD concepts/teams-changenotifications-chatmessage.md: past 1 hour, lifecycleNotificationUrl is required.
+    receiver, token = await make_receiver(), await token_for(sim)
+    status, _, err = await raw_graph(sim, "POST", "/subscriptions", token, rich_body(resource, receiver.url, 120))
+    assert status == 400 and "lifecycleNotificationUrl is a required property" in err["error"]["message"]
+    assert receiver.validations == []
+    status, _, made = await raw_graph(sim, "POST", "/subscriptions", token, rich_body(resource, receiver.url, 55))
+    assert status == 201, made
+    body = rich_body(resource, receiver.url, 120, lifecycleNotificationUrl=receiver.url)
+    status, _, made = await raw_graph(sim, "POST", "/subscriptions", token, body)
+    assert status == 201 and made["lifecycleNotificationUrl"] == receiver.url
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("resource", ["chats/getAllMessages?model=B", "teams/getAllMessages?model=A"])
+async def test_the_licensing_model_stays_in_the_subscribed_resource(
+    sim: SimHandle, make_receiver: ReceiverFactory, resource: str
+) -> None:
+    receiver, token = await make_receiver(), await token_for(sim)
+    status, _, made = await raw_graph(sim, "POST", "/subscriptions", token, rich_body(resource, receiver.url, 55))
+    assert status == 201 and made["resource"] == resource
+    status, _, listed = await raw_graph(sim, "GET", "/subscriptions", token)
+    assert [s["resource"] for s in listed["value"]] == [resource]
+    assert listed["value"][0]["clientState"] is None  # GD subscription-list.md: never returned
+
+
+@pytest.mark.asyncio
+async def test_a_rich_subscription_takes_a_new_certificate_by_patch(
+    sim: SimHandle, make_receiver: ReceiverFactory
+) -> None:
+    # GD concepts/change-notifications-with-resource-data.md, "Rotating keys": PATCH the certificate and its id.
+    from devtools.graphsim.rich import make_certificate
+
+    receiver, token = await make_receiver(), await token_for(sim)
+    _, _, made = await raw_graph(
+        sim, "POST", "/subscriptions", token, rich_body("chats/getAllMessages", receiver.url, 55)
+    )
+    chat = await control(sim, "POST", "/chats", {})
+    new = {"encryptionCertificate": make_certificate().public_base64, "encryptionCertificateId": "cert-2"}
+    status, _, err = await raw_graph(
+        sim, "PATCH", f"/subscriptions/{made['id']}", token, {"encryptionCertificate": "x"}
+    )
+    assert status == 400, err
+    status, _, patched = await raw_graph(sim, "PATCH", f"/subscriptions/{made['id']}", token, new)
+    assert status == 200 and patched["encryptionCertificateId"] == "cert-2"
+    assert patched["expirationDateTime"] == made["expirationDateTime"]
+    await control(sim, "POST", f"/chats/{chat['id']}/messages", {"content": "after the rotation"})
+    await receiver.wait_for(1)
+    assert receiver.notifications[0]["encryptedContent"]["encryptionCertificateId"] == "cert-2"

@@ -298,3 +298,55 @@ def test_shutdown_gives_up_after_the_timeout(start_host: Callable[..., Host], az
     assert time.monotonic() - started < 10
     assert "abandoned" in host.log()
     assert not records.of("finished")
+
+
+def send_until_answered(host: Host, head: bytes, part: bytes, parts: int) -> tuple[bytes, int]:
+    """Send ``head``, then up to ``parts`` of ``part`` while no answer has come; the answer and the parts sent."""
+    import select
+    import socket
+
+    target = host.url.removeprefix("http://").split(":")
+    with socket.create_connection((target[0], int(target[1])), timeout=10) as conn:
+        conn.sendall(head)
+        sent = 0
+        while sent < parts and not select.select([conn], [], [], 0)[0]:
+            try:
+                conn.sendall(part)
+            except OSError:
+                break  # the host closed the connection after answering
+            sent += 1
+            time.sleep(0.005)  # paced: a host that answers at once has answered within a few parts
+        return conn.recv(4096), sent
+
+
+def test_a_body_over_the_size_limit_setting_is_refused_before_it_is_sent(start_host: Callable[..., Host]) -> None:
+    # FUNCTIONS_REQUEST_BODY_SIZE_LIMIT, as the Functions host reads it (default 100 MB).
+    host = start_host(env={"FUNCTIONS_REQUEST_BODY_SIZE_LIMIT": "4096"})
+    assert host.request("/api/items/7", method="POST", body=b"x" * 4096)[0] == 200
+    assert host.request("/api/items/7", method="POST", body=b"x" * 4097)[0] == 413
+
+    total, part = 40 * 1024 * 1024, b" " * (64 * 1024)
+    declared = f"POST /api/items/7 HTTP/1.1\r\nHost: x\r\nContent-Length: {total}\r\n\r\n".encode()
+    answer, sent = send_until_answered(host, declared, part, total // len(part))
+    assert answer.startswith(b"HTTP/1.1 413"), answer[:80]
+    assert sent * len(part) < 1024 * 1024  # refused on the header, unread
+
+    chunked = b"POST /api/items/7 HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+    answer, sent = send_until_answered(host, chunked, f"{len(part):x}\r\n".encode() + part + b"\r\n", 640)
+    assert answer.startswith(b"HTTP/1.1 413"), answer[:80]
+    assert sent * len(part) < 8 * 1024 * 1024
+    assert host.log().count("Executed 'Functions.items'") == 1  # the others were refused before any invocation
+
+
+def test_a_size_limit_setting_that_is_not_a_number_stops_the_host(azurite: Azurite, tmp_path: Path) -> None:
+    env = {**os.environ, "AzureWebJobsStorage": azurite.connection_string, "FUNCTIONS_REQUEST_BODY_SIZE_LIMIT": "1MB"}
+    done = subprocess.run(
+        [sys.executable, "-m", "devtools.host", "--port", str(free_port()), "--script-root", str(APP)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2
+    assert "FUNCTIONS_REQUEST_BODY_SIZE_LIMIT must be a positive number of bytes" in done.stderr

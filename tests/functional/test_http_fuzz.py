@@ -1,8 +1,9 @@
 """Generated bodies against both endpoints' Ingest, backed by a real Azurite.
 
 Properties, for every body: no 5xx but a deliberate 503; an answer within 1 s;
-on 202, every item built valid is on the queue exactly once and nothing else
-but items that may go either way (nesting the encoder may refuse); on any other
+on 202, every item built valid is on the queue exactly once (an item too large
+for a message, as the claim of a blob) and nothing else but items that may go
+either way (nesting the encoder may refuse); on any other
 answer, nothing is on the queue; no stored item keeps its clientState.
 """
 
@@ -19,12 +20,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from azure.storage.blob.aio import ContainerClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from devtools.azurite import Azurite
+from shared.claims import CONTAINER, ClaimStore, redeem
 from shared.ingest import Ingest, SecretBook
-from shared.notifications import LIFECYCLE_EVENTS, MAX_BODY_BYTES, MAX_ITEMS_PER_BATCH
+from shared.notifications import LIFECYCLE_EVENTS, MAX_BODY_BYTES, MAX_ITEMS_PER_BATCH, Envelope
 from shared.queues import MessageQueue
 from shared.storage import queue_client, table_client
 from shared.stores.subscriptions import ACTIVE, SubscriptionRecord, SubscriptionStore
@@ -80,6 +83,7 @@ MUTATIONS = (
     "surrogate",
     "deep",
     "huge",
+    "infinite",
 )
 
 
@@ -122,7 +126,8 @@ def items(draw: st.DrawFn, lifecycle: bool, deep: dict[str, int]) -> tuple[dict[
         elif draw(st.booleans()):
             item["changeType"] = draw(wrong_types)
         else:
-            item.pop("changeType", None)
+            item.pop("changeType", None)  # as OneDrive and SharePoint send them: kept as "updated"
+            kind = "valid"
     elif mutation == "lifecycle_event":
         item["lifecycleEvent"] = draw(
             wrong_types.filter(lambda v: v is not None)
@@ -144,7 +149,11 @@ def items(draw: st.DrawFn, lifecycle: bool, deep: dict[str, int]) -> tuple[dict[
         kind = "maybe"
     elif mutation == "huge":
         item["resource"] = "r" * draw(st.integers(1_000, 300_000))
-        kind = "valid"  # on 202 it fitted a message, so it must be stored
+        kind = "valid"  # on 202 it is stored: in the message, or in a blob the message claims
+    elif mutation == "infinite":
+        marker = f"number-{uuid.uuid4().hex}"
+        deep[marker] = -draw(st.integers(309, 5000))  # a negative depth stands for the number 1e<309..5000>
+        item["resourceData"] = {"size": marker}
     return item, kind
 
 
@@ -152,7 +161,8 @@ def serialise(document: Any, deep: dict[str, int]) -> bytes:
     """JSON with lone surrogates as \\u escapes (as a sender may write them) and deep nesting spliced in."""
     text = json.dumps(document)
     for marker, depth in deep.items():
-        text = text.replace(f'"{marker}"', "[" * depth + "]" * depth)
+        spliced = f"1e{-depth}" if depth < 0 else "[" * depth + "]" * depth
+        text = text.replace(f'"{marker}"', spliced)
     return text.encode("utf-8")
 
 
@@ -215,12 +225,15 @@ class Rig:
         self._table = table_client(connection, name)
         self._writer = queue_client(connection, name)
         self._reader = queue_client(connection, name)
+        # Items over a queue message go to blobs, as build_ingest wires it.
+        self._claims = ClaimStore(lambda: ContainerClient.from_connection_string(connection, CONTAINER))
+        self.queue = MessageQueue(self._writer, claims=self._claims)
         store = SubscriptionStore(self._table)
         self.store = store
         book = SecretBook(store.secret)
         self.book = book
-        self.notifications = Ingest(book, MessageQueue(self._writer))
-        self.lifecycle = Ingest(book, MessageQueue(self._writer))
+        self.notifications = Ingest(book, self.queue)
+        self.lifecycle = Ingest(book, self.queue)
         self.late: set[int] = set()  # items of a 503 that a write may still store
 
     async def start(self) -> None:
@@ -240,6 +253,7 @@ class Rig:
             await self._table.close()
             await self._writer.close()
             await self._reader.close()
+            await self._claims.close()
 
     async def stored(self) -> list[dict[str, Any]]:
         from azure.core.exceptions import ResourceNotFoundError
@@ -248,7 +262,7 @@ class Rig:
         try:
             while batch := [m async for m in self._reader.receive_messages(messages_per_page=32, max_messages=32)]:
                 for message in batch:
-                    found.extend(json.loads(message.content)["value"])
+                    found.extend((await redeem(Envelope.from_json(message.content), self.queue)).items)
                     await self._reader.delete_message(message)
         except ResourceNotFoundError:
             pass  # nothing written yet

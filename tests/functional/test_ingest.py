@@ -7,6 +7,7 @@ import base64
 import json
 import logging
 import time
+from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
@@ -20,7 +21,7 @@ from devtools.messages import receive_json
 from shared import refusals
 from shared.clock import utcnow
 from shared.errors import MalformedBodyError
-from shared.ingest import SECRETS_DEADLINE_SECONDS, Ingest, SecretBook
+from shared.ingest import MAX_FINDS_PER_REQUEST, SECRETS_DEADLINE_SECONDS, Ingest, SecretBook
 from shared.notifications import MAX_BODY_BYTES, MAX_ITEMS_PER_BATCH, MAX_MESSAGE_JSON_BYTES, Envelope
 from shared.queues import MessageQueue
 from shared.storage import queue_client, table_client
@@ -265,7 +266,8 @@ async def test_a_mebibyte_of_ten_thousand_items_is_refused_with_413_and_one_log_
 async def test_rejected_items_give_one_summary_line_with_counts_by_reason(azurite, ingest_factory, caplog):
     ingest, queue = await ingest_factory()
     forged = [notification(client_state=f"guess-{n}") for n in range(600)]
-    strangers = [notification(subscription_id=f"stranger-{n}") for n in range(300)]
+    # Not subscription ids (GUIDs), so never read: unknown without a read (see SecretBook).
+    strangers = [notification(subscription_id=f"stranger:{n}") for n in range(300)]
     shapeless = [{"changeType": "updated"} for _ in range(99)]
     caplog.set_level(logging.INFO, logger="shared")
     reply = await ingest.accept(batch(*forged, *strangers, *shapeless, notification()))
@@ -429,3 +431,101 @@ async def test_a_slow_secrets_table_does_not_cause_an_endless_run_of_503s(azurit
     await book.settle()
     messages = await read_all(azurite.connection_string, storage.queue_name)
     assert sorted(item["resource"] for m in messages for item in m["value"]) == sorted(f"r{i}" for i in range(10))
+
+
+# --- a cold instance: many subscription ids new to it in one batch ---------------------------------
+
+
+class CountingTable:
+    """The real point read, counting the reads each request causes."""
+
+    def __init__(self, store: SubscriptionStore) -> None:
+        self._store = store
+        self.reads: list[str] = []
+
+    async def secret(self, subscription_id: str) -> str | None:
+        self.reads.append(subscription_id)
+        return await self._store.secret(subscription_id)
+
+
+def member_id(n: int) -> str:
+    return f"{n:08d}-5e75-4e75-8e75-0000000000aa"
+
+
+async def members(storage: Storage, count: int) -> list[dict[str, Any]]:
+    """``count`` subscriptions stored (as a subscription set creates them), one notification each."""
+    for n in range(count):
+        await storage.store.save(record(member_id(n), f"member-secret-{n}", f"users/u{n}/drive/root"))
+    return [notification(member_id(n), f"member-secret-{n}", resource=f"users/u{n}/drive/root") for n in range(count)]
+
+
+async def stored_resources(connection: str, queue: str) -> list[str]:
+    return [item["resource"] for m in await read_all(connection, queue) for item in m["value"]]
+
+
+async def test_a_cold_instance_stores_a_batch_naming_thirty_new_subscriptions(azurite, storage_factory):
+    # A subscription set makes 25 fresh ids in one batch routine: none of them may be dropped.
+    storage = await storage_factory()
+    items = await members(storage, 30)
+    ingest = Ingest(SecretBook(storage.store.secret), storage.queue)  # cold: nothing cached
+
+    reply = await ingest.accept(batch(notification(), *items))
+
+    assert reply.status == 202
+    assert sorted(await stored_resources(azurite.connection_string, storage.queue_name)) == sorted(
+        ["drives/b!drive/root", *(item["resource"] for item in items)]
+    )
+
+
+async def test_ids_beyond_the_read_cap_get_503_until_graphs_retries_have_checked_them_all(azurite, storage_factory):
+    storage = await storage_factory()
+    items = await members(storage, MAX_FINDS_PER_REQUEST * 2 + 20)
+    table = CountingTable(storage.store)
+    ingest = Ingest(SecretBook(table.secret), storage.queue)
+
+    statuses, reads = [], []
+    for _ in range(4):  # Graph retries the whole batch after each 5xx
+        before = len(table.reads)
+        statuses.append((await ingest.accept(batch(*items))).status)
+        reads.append(len(table.reads) - before)
+
+    assert statuses == [503, 503, 202, 202]
+    assert reads == [MAX_FINDS_PER_REQUEST, MAX_FINDS_PER_REQUEST, 20, 0]
+    stored = Counter(await stored_resources(azurite.connection_string, storage.queue_name))
+    # Checked items are stored before each 503 (duplicates are allowed: delivery is at least once).
+    assert set(stored) == {item["resource"] for item in items}
+    assert stored[items[0]["resource"]] == 4 and stored[items[-1]["resource"]] == 2
+
+
+async def test_forged_ids_cost_at_most_the_cap_in_reads_and_never_keep_a_batch_refused(azurite, storage_factory):
+    storage = await storage_factory()
+    table = CountingTable(storage.store)
+    ingest = Ingest(SecretBook(table.secret), storage.queue)
+    forged = [notification(f"{n:08d}-f0f0-4f0f-8f0f-0000000000ff", "guess") for n in range(MAX_FINDS_PER_REQUEST * 4)]
+    body = batch(notification(), *forged)
+
+    replies, reads = [], []
+    for _ in range(6):
+        before = len(table.reads)
+        replies.append((await ingest.accept(body)).status)
+        reads.append(len(table.reads) - before)
+
+    assert max(reads) <= MAX_FINDS_PER_REQUEST
+    assert replies[:4] == [503] * 4  # each retry reads the next ids
+    assert replies[4:] == [202, 202]  # every forged id is known absent now: dropped as unknown
+    assert set(await stored_resources(azurite.connection_string, storage.queue_name)) == {"drives/b!drive/root"}
+
+
+async def test_an_unreadable_table_stores_the_known_items_and_answers_503_for_the_others(azurite, storage_factory):
+    storage = await storage_factory()
+    fresh = "5c1d0c62-0b7e-4a55-9d7e-2f6a4c3b1e09"
+    async with table_client(unreachable_table(), "subscriptions", retry_total=0) as down:
+
+        def find(sid: str) -> Any:
+            return (storage.store if sid == SUBSCRIPTION_ID else SubscriptionStore(down)).secret(sid)
+
+        ingest = Ingest(SecretBook(find), storage.queue)
+        reply = await ingest.accept(batch(notification(), notification(fresh, "fresh-secret", resource="fresh")))
+
+    assert reply.status == 503  # the fresh one is retried by Graph
+    assert await stored_resources(azurite.connection_string, storage.queue_name) == ["drives/b!drive/root"]

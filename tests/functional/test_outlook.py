@@ -354,3 +354,17 @@ async def test_a_rich_outlook_change_seen_first_by_a_pass_keeps_its_id_when_its_
     await settle(stack)
     assert (await stack.control.stats())["delivery"]["successes"] >= 1, "the notification was delivered"
     assert [e["id"] for e in stack.for_item(message["id"])] == [seen["id"]], "one change, one event"
+
+
+async def test_outlook_subscriptions_ask_for_immutable_ids_and_others_do_not(stack_factory):
+    # So a rich notification names an item by the id its delta pages use (outlook-immutable-id.md).
+    entries = [
+        {"resource": f"users/{USER}/messages", "changeType": ALL_CHANGES},
+        {"resource": "drives/b!pipeline-drive/root", "changeType": "updated"},
+    ]
+    stack = await stack_factory(subscriptions=json.dumps(entries))
+    await stack.control.create_mailbox(USER)
+    report = await stack.reconcile()
+    assert (report.created, report.failed) == (2, 0)
+    asked = {s["resource"].strip("/"): s["immutableIds"] for s in await stack.control.subscriptions()}
+    assert asked == {f"users/{USER}/messages": True, "drives/b!pipeline-drive/root": False}

@@ -9,11 +9,14 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
+from shared.clock import utcnow
+from shared.errors import SubscriptionPendingError
 from shared.services import build_worker
 from shared.settings import resource_key
 from shared.storage import table_client
@@ -206,3 +209,137 @@ async def test_a_sweep_leaves_subscriptions_with_a_recent_run_alone(stack_factor
     report = await stack.worker.sweeper.sweep()
 
     assert (report.checked, report.due, report.messages) == (2, 0, 0)
+
+
+# --- Graph gives a duplicate its own id: the reconciler converges without a 409 ---------------------
+
+
+class Killed(BaseException):
+    """The instance dies here: no handler of the app's runs (they catch Exception)."""
+
+
+async def _ours(stack: Any, resource: str) -> list[dict[str, Any]]:
+    return [s for s in await stack.control.subscriptions() if s["resource"].strip("/") == resource]
+
+
+async def _converged(stack: Any, resource: str) -> dict[str, Any]:
+    """Graph holds one subscription on ``resource``; the record names it and the HTTP path knows it."""
+    [live] = await _ours(stack, resource)
+    [stored] = await stack.store.list()
+    assert (stored.status, stored.subscription_id, stored.client_state) == (ACTIVE, live["id"], live["clientState"])
+    assert await stack.store.secret(live["id"]) == live["clientState"]
+    assert await stack.store.pending.all() == []
+    return live
+
+
+async def test_a_subscription_is_replaced_by_creating_the_new_one_before_deleting_the_old(stack_factory):
+    stack = await subscribed(stack_factory, drives=["b!swap"])
+    [old] = await stack.control.subscriptions()
+    record = await stack.record()
+    # An earlier re-creation failed while the old subscription still lives: the next tick re-creates it.
+    await stack.store.save(replace(record, status=FAILED))
+    graph = stack.worker.renewer._graph
+    delete = graph.delete_subscription
+    live_at_delete: list[set[str]] = []
+
+    async def watched(subscription_id: str) -> None:
+        live_at_delete.append({s["id"] for s in await _ours(stack, drive_resource("b!swap"))})
+        await delete(subscription_id)
+
+    graph.delete_subscription = watched
+
+    report = await stack.reconcile()
+
+    assert (report.recreated, report.failed) == (1, 0)
+    new = await _converged(stack, drive_resource("b!swap"))
+    # Both lived when the old one went: a change at any moment reached one of them.
+    assert live_at_delete == [{old["id"], new["id"]}]
+    assert await stack.store.secret(old["id"]) is None
+
+
+async def test_two_instances_creating_at_once_converge_to_one_subscription(stack_factory):
+    stack = await stack_factory(drives=["b!twice"])
+    other = await build_worker(stack.env)
+    stack.cleanup_later(other)
+
+    # Both plan a creation before either records it (the timer of one, an operator's CLI on another).
+    both_planned = asyncio.Barrier(2)
+    for renewer in (stack.worker.renewer, other.renewer):
+        create = renewer.create
+
+        async def create_after_both(want: Any, now: datetime, create: Any = create) -> Any:
+            await both_planned.wait()
+            return await create(want, now)
+
+        renewer.create = create_after_both
+
+    await asyncio.gather(stack.reconcile(), other.renewer.reconcile(other.settings.subscriptions))
+    created = await _ours(stack, drive_resource("b!twice"))
+    assert len(created) == 2  # Graph answered both: no 409 stopped the second
+
+    report = await stack.reconcile()  # the next tick lists Graph and deletes the one no record names
+
+    assert report.failed == 0
+    live = await _converged(stack, drive_resource("b!twice"))
+    [gone] = [s for s in created if s["id"] != live["id"]]
+    assert await stack.store.secret(gone["id"]) is None  # its id row went with it
+    assert await stack.store.find(gone["id"]) is None
+
+
+CRASH_POINTS = ["after-graph-answered", "after-the-id-was-recorded", "between-id-row-and-record", "before-settling"]
+
+
+@pytest.mark.parametrize("crash", CRASH_POINTS)
+async def test_a_crash_during_creation_converges_to_one_subscription_the_app_knows(stack_factory, crash):
+    stack = await stack_factory(drives=["b!crash"])
+    renewer = stack.worker.renewer
+    store, graph = renewer._store, renewer._graph
+    create, record_pending, upsert = graph.create_subscription, store.pending.record, store._client.upsert_entity
+
+    async def created(*args: Any, **kwargs: Any) -> Any:
+        await create(*args, **kwargs)
+        raise Killed
+
+    async def recorded(pending: Any) -> Any:
+        written = await record_pending(pending)
+        if pending.subscription_id:
+            raise Killed
+        return written
+
+    async def upserted(entity: Any, **kwargs: Any) -> Any:
+        if entity["PartitionKey"] == "subscription" and entity["Status"] == ACTIVE:
+            raise Killed  # the id row is written, the record not yet
+        return await upsert(entity, **kwargs)
+
+    async def settling(key: str) -> None:
+        raise Killed
+
+    hooks = {
+        "after-graph-answered": (graph, "create_subscription", created),
+        "after-the-id-was-recorded": (store.pending, "record", recorded),
+        "between-id-row-and-record": (store._client, "upsert_entity", upserted),
+        "before-settling": (store.pending, "settle", settling),
+    }
+    target, name, hook = hooks[crash]
+    setattr(target, name, hook)
+    with pytest.raises(Killed):
+        await stack.reconcile()
+    [made] = await _ours(stack, drive_resource("b!crash"))
+    # Meanwhile Graph notifies the subscription it made: the HTTP path must not call it unknown (202),
+    # and the queue trigger must find the record it belongs to.
+    if crash == "after-graph-answered":
+        with pytest.raises(SubscriptionPendingError):  # answered 503: Graph retries
+            await stack.store.secret(made["id"])
+    else:
+        assert await stack.store.secret(made["id"]) == made["clientState"]
+        found = await stack.store.find(made["id"])
+        assert found is not None and (found.subscription_id, found.client_state) == (made["id"], made["clientState"])
+
+    restarted = await build_worker(stack.env)  # a new instance, after the creating record went stale
+    stack.cleanup_later(restarted)
+    report = await restarted.renewer.reconcile(restarted.settings.subscriptions, utcnow() + timedelta(minutes=3))
+
+    assert report.failed == 0
+    live = await _converged(stack, drive_resource("b!crash"))
+    if crash != "after-graph-answered":
+        assert live["id"] == made["id"]  # adopted: Graph's answer was recorded before the crash

@@ -17,6 +17,7 @@ import pytest
 
 from devtools.graphsim.rich import make_certificate
 from devtools.messages import receive_json
+from shared.services import build_worker
 from shared.settings import NOTIFICATIONS_QUEUE
 from tests.functional.stacks import Stack
 
@@ -123,3 +124,173 @@ async def test_tampered_data_gives_no_event_while_v2_tokens_are_accepted(
     await stack.pump(lambda: kinds(stack, intact["id"]) == ["created"])
     assert stack.for_item(tampered["id"]) == []
     assert (await stack.control.call("GET", "/rich"))["faults"] == []
+
+
+# --- a notification can race its own subscription ---------------------------------------------------
+
+
+def channel_entry() -> str:
+    return json.dumps([{"resource": RESOURCE, "changeType": "created,updated,deleted", "includeResourceData": True}])
+
+
+def certificate_settings(path: Path, certificate_id: str = CERTIFICATE_ID) -> dict[str, str]:
+    return {
+        "NOTIFICATION_CERTIFICATE": str(path),
+        "NOTIFICATION_CERTIFICATE_PASSWORD": "pfx-password",
+        "NOTIFICATION_CERTIFICATE_ID": certificate_id,
+    }
+
+
+async def answered(stack: Stack, deliveries: int, within: float = 10.0) -> dict[str, Any]:
+    """Wait until the simulator has had an answer (2xx or not) to ``deliveries`` POSTs; its delivery stats."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        delivery: dict[str, Any] = (await stack.control.stats())["delivery"]
+        if delivery["successes"] + sum(delivery["failures"].values()) >= deliveries:
+            return delivery
+        await asyncio.sleep(0.02)
+    raise TimeoutError(f"{deliveries} deliveries not answered in {within} s")
+
+
+async def test_a_notification_sent_before_the_new_id_is_recorded_is_answered_503_then_stored(
+    stack_factory: Any, certificate_file: Path
+) -> None:
+    stack: Stack = await stack_factory(subscriptions=channel_entry(), env=certificate_settings(certificate_file))
+    await stack.control.create_team({"General": CHANNEL}, team_id=TEAM)
+    graph = stack.worker.renewer._graph
+    create = graph.create_subscription
+    sent: list[dict[str, Any]] = []
+
+    async def notified_at_once(*args: Any, **kwargs: Any) -> Any:
+        made = await create(*args, **kwargs)
+        # Graph notifies as soon as it has answered: before the app has recorded the id it gave.
+        sent.append(await stack.control.post_message("posted in the window", **WHERE))
+        first = await answered(stack, 1)
+        assert first["successes"] == 0  # not a 2xx: nothing was stored, so Graph must retry
+        return made
+
+    graph.create_subscription = notified_at_once
+    report = await stack.reconcile()
+
+    assert (report.created, report.failed) == (1, 0)
+    await stack.pump(lambda: kinds(stack, sent[0]["id"]) == ["created"])
+    delivery = (await stack.control.stats())["delivery"]
+    assert delivery["failures"] == {"503": 1} and delivery["itemsDropped"] == 0
+
+
+async def test_a_notification_sent_before_the_record_names_the_new_id_is_stored_at_once(
+    stack_factory: Any, certificate_file: Path
+) -> None:
+    stack: Stack = await stack_factory(subscriptions=channel_entry(), env=certificate_settings(certificate_file))
+    await stack.control.create_team({"General": CHANNEL}, team_id=TEAM)
+    store = stack.worker.renewer._store
+    save = store.save
+    sent: list[dict[str, Any]] = []
+
+    async def notified_before_the_save(record: Any) -> None:
+        if record.status == "active" and not sent:
+            sent.append(await stack.control.post_message("posted before the save", **WHERE))
+            delivery = await answered(stack, 1)
+            assert delivery == delivery | {"successes": 1, "failures": {}}
+            # Taken from the queue and turned into its event while the record still names no id.
+            await stack.pump(lambda: kinds(stack, sent[0]["id"]) == ["created"])
+        await save(record)
+
+    store.save = notified_before_the_save
+    report = await stack.reconcile()
+
+    assert (report.created, report.failed) == (1, 0)
+    assert len(stack.for_item(sent[0]["id"])) == 1
+
+
+# --- certificate rotation ---------------------------------------------------------------------------
+
+
+async def test_a_new_certificate_moves_every_rich_subscription_in_one_tick_within_graphs_write_budget(
+    stack_factory: Any, tmp_path: Path
+) -> None:
+    from shared.budget import WriteBudget
+
+    old, new = tmp_path / "old.pfx", tmp_path / "new.pfx"
+    old.write_bytes(make_certificate("graph-teams-old").pfx("pfx-password"))
+    new.write_bytes(make_certificate("graph-teams-new").pfx("pfx-password"))
+    channels = {f"c{n}": f"19:rotation{n}@thread.tacv2" for n in range(4)}
+    entries = [
+        {"resource": f"teams/{TEAM}/channels/{c}/messages", "changeType": "created", "includeResourceData": True}
+        for c in channels.values()
+    ]
+    # Graph answers 429 past 2 writes a second here; the renewer's budget must keep under that.
+    sim_options = ("--write-limit", "2", "--write-window-seconds", "1")
+    stack: Stack = await stack_factory(
+        *sim_options, subscriptions=json.dumps(entries), env=certificate_settings(old, "cert-old")
+    )
+    await stack.control.create_team(channels, team_id=TEAM)
+    # One budget for the instance, whichever settings it was restarted with.
+    budget = stack.worker.renewer._budget = WriteBudget(2, 1.0)
+    assert (await stack.reconcile()).created == 4
+    await stack.pump(lambda: True)
+    where = {"team_id": TEAM, "channel_id": channels["c0"]}
+    before = await stack.control.post_message("encrypted for the old certificate", **where)
+
+    rotated = {
+        **certificate_settings(new, "cert-new"),
+        "NOTIFICATION_CERTIFICATE_PREVIOUS": str(old),
+        "NOTIFICATION_CERTIFICATE_PREVIOUS_PASSWORD": "pfx-password",
+        "NOTIFICATION_CERTIFICATE_PREVIOUS_ID": "cert-old",
+    }
+    stack.cleanup_later(stack.worker)
+    worker = stack.worker = await build_worker({**stack.env, **rotated})
+    worker.renewer._budget = budget
+    writes = (await stack.control.stats())["subscriptionWrites"]
+    # Until every subscription moved, both certificates decrypt.
+    await stack.pump(lambda: kinds(stack, before["id"]) == ["created"])
+
+    report = await stack.reconcile()
+
+    assert (report.renewed, report.failed) == (4, 0), report
+    stats = await stack.control.stats()
+    assert stats["throttled"] == 0 and stats["subscriptionWrites"] == writes + 4  # one PATCH each
+    assert {s["encryptionCertificateId"] for s in await stack.control.subscriptions()} == {"cert-new"}
+    records = await stack.store.list()
+    assert {(r.certificate_id, r.status) for r in records} == {("cert-new", "active")}
+    assert (await stack.reconcile()).renewed == 0  # moved: the next tick leaves them alone
+
+    # The previous certificate can go now: what Graph sends is encrypted for the new one.
+    stack.cleanup_later(stack.worker)
+    stack.worker = await build_worker({**stack.env, **certificate_settings(new, "cert-new")})
+    after = await stack.control.post_message("encrypted for the new certificate", **where)
+    await stack.pump(lambda: kinds(stack, after["id"]) == ["created"])
+    assert stack.for_item(after["id"])[0]["item"]["body"]["content"] == "encrypted for the new certificate"
+
+
+# --- query options and the tenant-wide resources --------------------------------------------------------
+
+
+async def test_the_licensing_model_reaches_graph_in_the_resource_and_messages_still_arrive(
+    stack_factory: Any, certificate_file: Path
+) -> None:
+    entries = [
+        {"resource": "chats/getAllMessages?model=B", "changeType": "created", "includeResourceData": True},
+        {"resource": "teams/getAllMessages?model=A", "changeType": "created", "includeResourceData": True},
+    ]
+    stack: Stack = await stack_factory(subscriptions=json.dumps(entries), env=certificate_settings(certificate_file))
+    await stack.control.create_team({"General": CHANNEL}, team_id=TEAM)
+    chat = await stack.control.create_chat()
+
+    report = await stack.reconcile()
+
+    assert (report.created, report.failed) == (2, 0)
+    made = {s["resource"]: s for s in await stack.control.subscriptions()}
+    assert set(made) == {"chats/getAllMessages?model=B", "teams/getAllMessages?model=A"}
+    # Past an hour Graph wants a lifecycle URL for Teams: the app always sends one.
+    assert {s["lifecycleNotificationUrl"] for s in made.values()} == {stack.env["LIFECYCLE_NOTIFICATION_URL"]}
+    records = {r.resource: r for r in await stack.store.list()}
+    assert {(path, r.query) for path, r in records.items()} == {
+        ("chats/getAllMessages", "model=B"),
+        ("teams/getAllMessages", "model=A"),
+    }
+    in_chat = await stack.control.post_message("in a chat", chat_id=chat)
+    in_channel = await stack.control.post_message("in a channel", **WHERE)
+    await stack.pump(lambda: kinds(stack, in_chat["id"]) == kinds(stack, in_channel["id"]) == ["created"])
+    assert stack.for_item(in_channel["id"])[0]["containerId"] == f"{TEAM}/{CHANNEL}"
+    assert (await stack.reconcile()).created == 0  # listed with its query, each is recognised as its entry

@@ -99,3 +99,38 @@ def test_users_and_groups_subscriptions_live_up_to_41760_minutes():
     from shared.lifetimes import max_lifetime
 
     assert max_lifetime("users") == max_lifetime("groups") == timedelta(minutes=41760)
+
+
+def _classify(changes, index, mode, now):
+    from shared.events import Context, classify_page
+
+    context = Context(mode, "group", "groups", "sub-1", "groups", now, pass_id="p1", since=now)
+    return classify_page(changes, index, context)
+
+
+def _indexed(result):
+    return {w.item_id: Known(w.version, w.deleted, w.life, w.detail) for w in result.writes}
+
+
+def test_a_group_with_members_is_no_news_to_a_resync_but_each_membership_change_is_news(now):
+    team = {"id": "g1", "displayName": "Team", "createdDateTime": "2024-03-01T09:00:00Z"}
+    listed = {**team, "members@delta": [{"id": "alice"}, {"id": "bob"}]}  # an enumeration lists every member
+    baseline = _classify([to_change(listed)], {}, Mode.BASELINE, now)
+    index = _indexed(baseline)
+    assert baseline.events == []
+
+    joined = _classify([to_change({**team, "members@delta": [{"id": "carol"}]})], index, Mode.DELTA, now)
+    index = _indexed(joined)
+    left = _classify([to_change({**team, "members@delta": [{"id": "carol", "@removed": {}}]})], index, Mode.DELTA, now)
+    index = _indexed(left)
+    again = _classify([to_change({**team, "members@delta": [{"id": "carol"}]})], index, Mode.DELTA, now)
+    resync = _classify(
+        [to_change({**listed, "members@delta": [{"id": "alice"}, {"id": "bob"}]})], _indexed(again), Mode.RESYNC, now
+    )
+
+    ids = [r.events[0].id for r in (joined, left, again)]
+    assert [r.events[0].change_type for r in (joined, left, again)] == ["updated"] * 3
+    assert len(set(ids)) == 3, "carol joining twice is two changes, under two ids"
+    assert resync.events == [], "a resync listing every member of an unchanged group is no news"
+    repeat = _classify([to_change({**team, "members@delta": [{"id": "carol"}]})], _indexed(again), Mode.DELTA, now)
+    assert repeat.events == [], "the same round read again is no news"

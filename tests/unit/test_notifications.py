@@ -16,6 +16,7 @@ from shared.notifications import (
     MAX_BODY_BYTES,
     MAX_ITEMS_PER_BATCH,
     MAX_MESSAGE_JSON_BYTES,
+    ClaimedItem,
     Envelope,
     check_items,
     handshake_token,
@@ -327,13 +328,31 @@ def test_check_items_rejects_an_item_without_subscription_id(make_item, value):
     assert [(r.subscription_id, r.reason) for r in verdict.rejected] == [("", "no subscriptionId")]
 
 
-def test_check_items_rejects_a_change_notification_without_change_type(make_item):
+def test_check_items_keeps_a_change_notification_without_change_type_as_updated(make_item):
     item = make_item()
     del item["changeType"]
 
     verdict = check_items([item], SECRETS.get, lifecycle=False)
 
-    assert [r.reason for r in verdict.rejected] == ["no changeType"]
+    assert verdict.rejected == []
+    assert [i["changeType"] for i in verdict.accepted] == ["updated"]
+
+
+@pytest.mark.parametrize(
+    "name",
+    # OneDrive's documented example (onedrive-api-docs, docs/rest-api/concepts/using-webhooks.md) and
+    # SharePoint's (sp-dev-docs, docs/apis/webhooks/overview-sharepoint-webhooks.md): neither has a changeType.
+    ["onedrive-notification-batch.json", "sharepoint-notification-batch.json"],
+    ids=["onedrive", "sharepoint"],
+)
+def test_check_items_keeps_microsofts_documented_notifications_without_change_type(payload, name):
+    [item] = payload(name)["value"]
+    secrets = {item["subscriptionId"]: item["clientState"]}
+
+    verdict = check_items(parse_batch(body_of(payload(name))), secrets.get, lifecycle=False)
+
+    assert verdict.rejected == []
+    assert verdict.accepted == [{**{k: v for k, v in item.items() if k != "clientState"}, "changeType": "updated"}]
 
 
 @pytest.mark.parametrize("value", [42, ["updated"], {"type": "updated"}], ids=["number", "list", "object"])
@@ -455,6 +474,34 @@ def test_check_items_matches_a_non_ascii_client_state(make_item):
     assert verdict.rejected == []
 
 
+@pytest.mark.parametrize(
+    "number", [b"1e999", b"-1e999", b"1E400", b"123456789e999"], ids=["1e999", "negative", "capital", "long"]
+)
+@pytest.mark.parametrize("where", ["top", "nested"])
+def test_check_items_rejects_only_the_item_holding_a_number_out_of_range(make_item, number, where):
+    # Valid JSON, but it parses to infinity, which JSON cannot write: the item alone is refused.
+    good, bad = make_item(resource="drives/good/root"), make_item(size=0)
+    if where == "nested":
+        bad = make_item(resourceData={"id": "x", "sizes": [1, {"size": 0}]})
+    body = body_of({"value": [good, bad]}).replace(b'"size": 0', b'"size": ' + number)
+
+    verdict = check_items(parse_batch(body), SECRETS.get, lifecycle=False)
+
+    assert [item["resource"] for item in verdict.accepted] == ["drives/good/root"]
+    assert [(r.index, r.reason) for r in verdict.rejected] == [(1, "number out of range")]
+
+
+def test_check_items_sets_aside_the_items_of_unchecked_subscriptions(make_item):
+    unchecked_id = "7f105c7d-2dc5-4530-97cd-4e7ae6534c07"
+    items = [make_item(), make_item(subscriptionId=unchecked_id), make_item(subscriptionId=unchecked_id, changeType=1)]
+
+    verdict = check_items(items, SECRETS.get, lifecycle=False, unchecked={unchecked_id})
+
+    assert [i["subscriptionId"] for i in verdict.accepted] == ["aa269f87-2a92-4cff-a43e-2771878c3727"]
+    assert [(r.index, r.reason) for r in verdict.unchecked] == [(1, "subscription not checked")]
+    assert [(r.index, r.reason) for r in verdict.rejected] == [(2, "no changeType")]  # malformed whatever its id
+
+
 # --- Envelope -------------------------------------------------------------------------------
 
 
@@ -463,6 +510,19 @@ def test_envelope_round_trips_through_json(make_item):
 
     assert Envelope.from_json(envelope.to_json()) == envelope
     assert Envelope.from_json(envelope.to_json().encode("utf-8")) == envelope
+
+
+def test_an_envelope_written_again_carries_the_claims_of_its_redeemed_items(make_item):
+    claim = {"subscriptionId": "aa269f87-2a92-4cff-a43e-2771878c3727", "@graphhooks.claim": {"blob": "b"}}
+    redeemed = ClaimedItem(make_item(resource="drives/large/root", padding="x" * 100_000), claim)
+    plain = make_item()
+
+    text = Envelope("notifications", RECEIVED, [plain, redeemed], deferrals=1).to_json()
+
+    assert json.loads(text)["value"] == [plain, claim]
+    assert split_envelope(Envelope("notifications", RECEIVED, [redeemed])) == [
+        Envelope("notifications", RECEIVED, [claim]).to_json()
+    ]
 
 
 def test_envelope_keeps_received_at_in_utc():

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
-from shared.reconciliation import CREATING_GRACE, LIST_EVERY, LIST_PAGE_SIZE, listing_due, plan
+from shared.reconciliation import CREATING_GRACE, LIST_EVERY, LIST_PAGE_SIZE, listing_due, plan, sort_pending
 from shared.settings import DesiredSubscription
+from shared.stores.pending import PENDING_GRACE, PendingCreation
 from shared.stores.subscriptions import CREATING, FAILED
 
 NOW = datetime(2026, 1, 15, 12, 0, tzinfo=UTC)
@@ -185,7 +187,8 @@ def test_a_large_set_is_listed_once_an_hour_within_graphs_list_budget():
     assert 10_000 / LIST_PAGE_SIZE / (LIST_EVERY / timedelta(seconds=20)) < 40
 
 
-def test_a_stray_subscription_that_would_make_creation_fail_with_409_is_deleted(make_remote):
+def test_a_stray_subscription_on_a_desired_resource_is_deleted_and_the_resource_created(make_remote):
+    # Graph gives a duplicate its own id (no 409): the stray would notify twice, so it goes.
     stray = make_remote(id="44444444-0000-0000-0000-000000000001")
 
     result = plan([WANT], [], [stray], NOW, OUR_URL)
@@ -240,3 +243,68 @@ def test_several_subscriptions_are_planned_independently(make_record, make_remot
     assert result.renew == [due]
     assert result.delete == [unwanted]
     assert (result.recreate, result.delete_remote) == ([], [])
+
+
+# --- duplicates and crashes: what Graph made for an attempt the record does not name yet ----------------
+
+
+def test_the_subscription_graph_made_for_a_crashed_attempt_is_adopted_not_deleted(make_record, make_remote):
+    record = make_record(status=CREATING, subscription_id="", expires_at=None, updated_at=NOW - timedelta(hours=1))
+    made = make_remote(id="55555555-0000-0000-0000-000000000002")
+    other = make_remote(id="55555555-0000-0000-0000-000000000003")
+
+    result = plan([WANT], [record], [made, other], NOW, OUR_URL, pending={record.key: made.id})
+
+    assert result.create == [WANT]  # the creation finds the pending row and adopts ``made``
+    assert result.delete_remote == [other.id]
+
+
+def test_pending_rows_are_sorted_into_finished_ones_and_creations_to_adopt(make_record):
+    creating = make_record(status=CREATING, subscription_id="", updated_at=NOW - timedelta(hours=1))
+    active = make_record(resource=OTHER_DRIVE)
+    rows = {
+        "answered": PendingCreation(creating.key, "cs", NOW - timedelta(minutes=1), subscription_id="sub-new"),
+        "done": PendingCreation(active.key, "cs", NOW, subscription_id=active.subscription_id),
+        "orphan": PendingCreation("drives:gone:root|updated", "cs", NOW, subscription_id="sub-x"),
+    }
+
+    finished, adopting = sort_pending(rows.values(), [creating, active], NOW)
+
+    assert finished == [rows["done"], rows["orphan"]]
+    assert adopting == {creating.key: "sub-new"}
+    in_flight = PendingCreation(creating.key, "cs", NOW - timedelta(seconds=10))
+    dead = replace(in_flight, started_at=NOW - PENDING_GRACE)
+    assert sort_pending([in_flight], [creating], NOW) == ([], {})  # a POST still under way
+    assert sort_pending([dead], [creating], NOW) == ([dead], {})
+
+
+def test_a_subscription_whose_query_changed_is_recreated_with_the_new_query(make_record, make_remote):
+    chats = DesiredSubscription("chats/getAllMessages", "created", True, query="model=B")
+    record = make_record(resource="chats/getAllMessages", change_type="created", subscription_id="sub-1")
+    listed = make_remote(id="sub-1", resource="chats/getAllMessages", change_type="created")
+
+    result = plan([chats], [record], [listed], NOW, OUR_URL)
+
+    assert result.recreate == [replace(record, query="model=B")]
+    assert result.delete_remote == []
+
+
+def test_a_listed_subscription_with_a_query_belongs_to_its_entry(make_record, make_remote):
+    chats = DesiredSubscription("chats/getAllMessages", "created", True, query="model=B")
+    record = make_record(resource="chats/getAllMessages", change_type="created", subscription_id="s1", query="model=B")
+    listed = make_remote(id="s1", resource="/chats/getAllMessages?model=B", change_type="created")
+
+    assert plan([chats], [record], [listed], NOW, OUR_URL).empty
+
+
+def test_a_rich_subscription_on_another_certificate_is_renewed_which_moves_it(make_record, make_remote):
+    rich = DesiredSubscription(DRIVE, "updated", include_resource_data=True)
+    moved = make_record(certificate_id="cert-2", certificate_thumbprint="BB")
+    stranded = replace(moved, certificate_id="cert-1", certificate_thumbprint="AA")
+
+    assert plan([rich], [moved], [make_remote()], NOW, OUR_URL, certificate=("cert-2", "BB")).empty
+    assert plan([rich], [stranded], [make_remote()], NOW, OUR_URL, certificate=("cert-2", "BB")).renew == [stranded]
+    # Same id, another certificate (a rotation that kept NOTIFICATION_CERTIFICATE_ID) moves it too.
+    same_id = replace(moved, certificate_thumbprint="AA")
+    assert plan([rich], [same_id], [make_remote()], NOW, OUR_URL, certificate=("cert-2", "BB")).renew == [same_id]
+    assert plan([WANT], [stranded], [make_remote()], NOW, OUR_URL, certificate=("cert-2", "BB")).empty

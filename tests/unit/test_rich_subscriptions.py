@@ -13,6 +13,8 @@ import pytest
 from devtools.graphsim.rich import SampleCertificate, encrypt_content, make_certificate, tamper
 from shared import refusals
 from shared.coalescing import Action
+from shared.creation import thumbprint
+from shared.errors import GraphRequestError
 from shared.graph import GraphGateway, RemoteSubscription
 from shared.lifetimes import next_expiry
 from shared.notifications import Envelope
@@ -24,6 +26,7 @@ from shared.security.resource_data import ResourceDataReader
 from shared.services import _encryption_for
 from shared.settings import DesiredSubscription
 from shared.sources.teams import TeamsMessageSource
+from shared.stores.pending import PendingCreation
 from shared.stores.subscriptions import ACTIVE, SubscriptionRecord
 
 NOW = datetime(2026, 11, 22, 10, 0, tzinfo=UTC)
@@ -251,7 +254,32 @@ class Graph:
         return RemoteSubscription(f"id-{len(self.created)}", resource, change_type, url, expiry)
 
 
+class Pending:
+    """stores.pending.PendingCreations in memory."""
+
+    def __init__(self) -> None:
+        self.rows: dict[str, PendingCreation] = {}
+
+    async def record(self, pending: PendingCreation) -> PendingCreation:
+        self.rows[pending.key] = pending
+        return pending
+
+    async def get(self, key: str) -> PendingCreation | None:
+        return self.rows.get(key)
+
+    async def all(self) -> list[PendingCreation]:
+        return list(self.rows.values())
+
+    async def settle(self, pending: PendingCreation | str) -> None:
+        self.rows.pop(pending if isinstance(pending, str) else pending.key, None)
+
+
 class Records:
+    def __init__(self) -> None:
+        self.pending = Pending()
+        self.saved: list[SubscriptionRecord] = []
+        self.retired: list[str] = []
+
     async def backfill(self) -> None:
         pass
 
@@ -259,7 +287,10 @@ class Records:
         return []
 
     async def save(self, record: SubscriptionRecord) -> None:
-        pass
+        self.saved.append(record)
+
+    async def retire(self, subscription_id: str) -> None:
+        self.retired.append(subscription_id)
 
 
 class Starts:
@@ -333,3 +364,79 @@ async def test_a_rich_event_outside_the_calendar_window_is_ignored(
     reading = reader.read("sub-1", [item])
 
     assert (len(reading.told), reading.outside_window) == (expected, 1 - expected)
+
+
+# ---- the renewer: a new certificate ---------------------------------------------------------------
+
+
+class Patches(Graph):
+    """Graph answering renewals; ``refuse`` answers a certificate PATCH with 400."""
+
+    def __init__(self, refuse: bool = False) -> None:
+        super().__init__()
+        self.refuse = refuse
+        self.patched: list[tuple[str, tuple[str, str] | None]] = []
+        self.deleted: list[str] = []
+
+    async def renew_subscription(
+        self, subscription_id: str, expires_at: datetime, encryption: tuple[str, str] | None = None
+    ) -> datetime:
+        self.patched.append((subscription_id, encryption))
+        if encryption is not None and self.refuse:
+            raise GraphRequestError("Graph answered 400", 400, "InvalidRequest")
+        return expires_at
+
+    async def delete_subscription(self, subscription_id: str) -> None:
+        self.deleted.append(subscription_id)
+
+
+class Requests:
+    def __init__(self) -> None:
+        self.sent: list[str] = []
+
+    async def send(self, text: str) -> None:
+        self.sent.append(text)
+
+
+def rich_renewer(graph: Patches, records: Records, certificate: SampleCertificate) -> Renewer:
+    book = CertificateBook(parse_certificate(certificate.pem, None, "cert-new", "NOTIFICATION_CERTIFICATE"))
+    entry = DesiredSubscription(CHANNEL, "created", include_resource_data=True)
+    return Renewer(
+        graph,  # type: ignore[arg-type]
+        records,  # type: ignore[arg-type]
+        Starts(),  # type: ignore[arg-type]
+        Requests(),  # type: ignore[arg-type]
+        Endpoints(URL, URL),
+        encryption_for=_encryption_for(SimpleNamespace(subscriptions=[entry]), book),  # type: ignore[arg-type]
+    )
+
+
+def stranded() -> SubscriptionRecord:
+    key = DesiredSubscription(CHANNEL, "created").key
+    return SubscriptionRecord(
+        key, CHANNEL, "created", "cs", ACTIVE, NOW, "sub-old", NOW + timedelta(days=2), "", "cert-old", "AA"
+    )
+
+
+async def test_a_renewal_moves_a_subscription_onto_the_current_certificate(certificate: SampleCertificate) -> None:
+    graph, records = Patches(), Records()
+
+    renewed = await rich_renewer(graph, records, certificate).renew(stranded(), NOW)
+
+    assert graph.patched == [("sub-old", (certificate.public_base64, "cert-new"))]
+    assert (renewed.subscription_id, renewed.certificate_id) == ("sub-old", "cert-new")
+    assert renewed.certificate_thumbprint == thumbprint(certificate.public_base64)
+    assert records.saved == [renewed]
+
+
+async def test_a_certificate_graph_refuses_to_patch_comes_with_a_new_subscription(
+    certificate: SampleCertificate,
+) -> None:
+    graph, records = Patches(refuse=True), Records()
+
+    replaced = await rich_renewer(graph, records, certificate).renew(stranded(), NOW)
+
+    assert graph.created == {CHANNEL: (certificate.public_base64, "cert-new")}
+    assert (replaced.subscription_id, replaced.certificate_id) == ("id-1", "cert-new")
+    assert graph.deleted == ["sub-old"] and records.retired == ["sub-old"]  # after the new one is saved
+    assert records.saved[-1] == replaced and records.pending.rows == {}

@@ -77,7 +77,7 @@ async def test_the_first_request_naming_an_id_reads_that_row_only(book, table):
 
     lookup = await book.view({KNOWN})
 
-    assert lookup(KNOWN) == "secretClientValue"
+    assert lookup.secret_of(KNOWN) == "secretClientValue"
     assert table.finds == [KNOWN]  # one row, whatever the table holds
 
 
@@ -89,7 +89,7 @@ async def test_later_requests_are_served_from_the_cache(book, table, clock):
     await book.settle()
 
     assert table.finds == [KNOWN]
-    assert lookup(KNOWN) == "secretClientValue"
+    assert lookup.secret_of(KNOWN) == "secretClientValue"
 
 
 async def test_once_the_ttl_has_passed_the_id_is_read_again_in_the_background(book, table, clock):
@@ -97,13 +97,13 @@ async def test_once_the_ttl_has_passed_the_id_is_read_again_in_the_background(bo
     table.secrets[KNOWN] = "rotatedClientValue"
     clock.advance(300)
 
-    during = (await book.view({KNOWN}))(KNOWN)
+    during = (await book.view({KNOWN})).secret_of(KNOWN)
     await book.settle()
     after = await book.view({KNOWN})
 
     assert table.finds == [KNOWN, KNOWN]
     assert during == "secretClientValue"  # served at once, without waiting for the read
-    assert after(KNOWN) == "rotatedClientValue"
+    assert after.secret_of(KNOWN) == "rotatedClientValue"
 
 
 async def test_a_refresh_that_finds_the_subscription_gone_forgets_it(book, table, clock):
@@ -115,14 +115,14 @@ async def test_a_refresh_that_finds_the_subscription_gone_forgets_it(book, table
     await book.settle()
     after = await book.view({KNOWN})
 
-    assert after(KNOWN) is None
+    assert after.secret_of(KNOWN) is None
 
 
 async def test_concurrent_first_requests_share_one_read(book, table):
     lookups = await asyncio.gather(*(book.view({KNOWN}) for _ in range(10)))
 
     assert table.finds == [KNOWN]
-    assert all(lookup(KNOWN) == "secretClientValue" for lookup in lookups)
+    assert all(lookup.secret_of(KNOWN) == "secretClientValue" for lookup in lookups)
 
 
 async def test_a_slow_refresh_never_delays_requests_and_runs_once_at_a_time(book, table, clock):
@@ -137,7 +137,7 @@ async def test_a_slow_refresh_never_delays_requests_and_runs_once_at_a_time(book
             await asyncio.sleep(0)  # the loop runs other work between requests, the read among it
             clock.advance(5)
 
-    assert all(lookup(KNOWN) == "secretClientValue" for lookup in lookups)
+    assert all(lookup.secret_of(KNOWN) == "secretClientValue" for lookup in lookups)
     assert (len(table.finds), table.most_in_flight) == (2, 1)
     table.find_gate.set()
     await book.settle()
@@ -154,7 +154,7 @@ async def test_a_failed_refresh_keeps_the_cached_value_and_retries_once_per_miss
         await book.settle()
         clock.advance(0.25)
 
-    assert lookup(KNOWN) == "secretClientValue"
+    assert lookup.secret_of(KNOWN) == "secretClientValue"
     assert table.finds == [KNOWN] * (1 + 2)
 
 
@@ -168,7 +168,7 @@ async def test_beyond_the_limit_the_oldest_ids_are_forgotten_and_read_again(tabl
 
     lookup = await book.view({ids[-1], ids[0]})
 
-    assert lookup(ids[-1]) == "value5" and lookup(ids[0]) == "value0"
+    assert lookup.secret_of(ids[-1]) == "value5" and lookup.secret_of(ids[0]) == "value0"
     assert table.finds == [*ids, ids[0]]  # the newest stayed cached; the oldest was read again
 
 
@@ -181,7 +181,7 @@ async def test_a_subscription_created_a_moment_ago_is_found_by_a_point_read(book
 
     lookup = await book.view({NEW})
 
-    assert lookup(NEW) == "newClientValue"
+    assert lookup.secret_of(NEW) == "newClientValue"
     assert table.finds == [KNOWN, NEW]
 
 
@@ -192,14 +192,14 @@ async def test_an_id_found_by_a_point_read_is_then_served_from_the_cache(book, t
     await book.view({NEW})
     lookup = await book.view({NEW})
 
-    assert lookup(NEW) == "newClientValue"
+    assert lookup.secret_of(NEW) == "newClientValue"
     assert table.finds == [KNOWN, NEW]
 
 
 async def test_an_id_the_table_does_not_hold_looks_up_as_none(book, table):
     lookup = await book.view({STRANGER})
 
-    assert lookup(STRANGER) is None
+    assert lookup.secret_of(STRANGER) is None
     assert table.finds == [STRANGER]
 
 
@@ -209,7 +209,7 @@ async def test_an_unknown_id_is_not_read_again_within_the_miss_interval(book, ta
 
     lookup = await book.view({STRANGER})
 
-    assert lookup(STRANGER) is None
+    assert lookup.secret_of(STRANGER) is None
     assert table.finds == [STRANGER]
 
 
@@ -223,13 +223,58 @@ async def test_unknown_ids_are_read_at_most_once_per_miss_interval(book, table, 
 
 
 async def test_a_request_causes_at_most_max_finds_point_reads(book, table):
-    forged = [f"{n:08d}-0000-0000-0000-000000000000" for n in range(50)]
+    forged = [f"{n:08d}-0000-0000-0000-000000000000" for n in range(MAX_FINDS_PER_REQUEST * 3)]
     table.secrets[forged[-1]] = "lastClientValue"
 
-    lookup = await book.view(forged)
+    view = await book.view(forged)
 
     assert table.finds == forged[:MAX_FINDS_PER_REQUEST]
-    assert lookup(forged[-1]) is None  # beyond the cap: unknown, without a read
+    # Beyond the cap: not read, and not taken for unknown either (the caller answers 503).
+    assert view.unchecked == frozenset(forged[MAX_FINDS_PER_REQUEST:])
+    assert view.why == f"more than {MAX_FINDS_PER_REQUEST} new subscription ids"
+
+
+async def test_a_subscription_set_of_new_ids_is_read_in_one_request(book, table):
+    members = [f"{n:08d}-5e75-4e75-8e75-000000000000" for n in range(30)]
+    table.secrets.update({sid: f"member{n}" for n, sid in enumerate(members)})
+
+    view = await book.view(members)
+
+    assert view.unchecked == frozenset()
+    assert [view.secret_of(sid) for sid in members] == [f"member{n}" for n in range(30)]
+
+
+async def test_each_retry_of_a_batch_over_the_cap_reads_the_ids_not_yet_read(book, table, clock):
+    ids = [f"{n:08d}-0000-4000-8000-00000000000a" for n in range(MAX_FINDS_PER_REQUEST * 2 + 10)]
+    table.secrets.update({sid: "value" for sid in ids[::2]})  # every other one exists
+
+    unchecked, reads = [], []
+    for _ in range(3):  # Graph's retries, seconds apart
+        before = len(table.finds)
+        view = await book.view(ids)
+        unchecked.append(len(view.unchecked))
+        reads.append(len(table.finds) - before)
+        clock.advance(5)
+
+    assert unchecked == [MAX_FINDS_PER_REQUEST + 10, 10, 0]
+    assert reads == [MAX_FINDS_PER_REQUEST] * 3  # the last one spends its spare reads on absent ids
+    assert set(table.finds) == set(ids)
+    assert [view.secret_of(sid) for sid in ids[:4]] == ["value", None, "value", None]
+
+
+async def test_absent_ids_are_read_again_only_with_reads_to_spare(book, table, clock):
+    gone = [f"{n:08d}-0000-4000-8000-00000000000b" for n in range(MAX_FINDS_PER_REQUEST)]
+    await book.view(gone)  # all absent, remembered
+    clock.advance(5)
+    table.secrets[gone[0]] = "createdSince"
+    new = [f"{n:08d}-0000-4000-8000-00000000000c" for n in range(MAX_FINDS_PER_REQUEST - 1)]
+
+    view = await book.view([*gone, *new])
+
+    # The new ids and one absent id fill the cap; the other absent ones count as unknown, not unchecked.
+    assert view.unchecked == frozenset()
+    assert table.finds[len(gone) :] == [*new, gone[0]]
+    assert view.secret_of(gone[0]) == "createdSince"
 
 
 async def test_concurrent_requests_naming_one_unknown_id_share_one_point_read(book, table):
@@ -239,7 +284,7 @@ async def test_concurrent_requests_naming_one_unknown_id_share_one_point_read(bo
     lookups = await asyncio.gather(*(book.view({NEW}) for _ in range(10)))
 
     assert table.finds == [KNOWN, NEW]
-    assert all(lookup(NEW) == "newClientValue" for lookup in lookups)
+    assert all(lookup.secret_of(NEW) == "newClientValue" for lookup in lookups)
 
 
 @pytest.mark.parametrize(
@@ -250,34 +295,37 @@ async def test_concurrent_requests_naming_one_unknown_id_share_one_point_read(bo
 async def test_an_id_that_cannot_be_a_subscription_id_is_never_read(book, table, forged):
     lookup = await book.view({forged})
 
-    assert lookup(forged) is None
+    assert lookup.secret_of(forged) is None
     assert table.finds == []
 
 
-async def test_a_failed_point_read_raises_and_is_not_remembered_as_absent(book, table):
+async def test_a_failed_point_read_leaves_the_id_unchecked_and_not_remembered_as_absent(book, table):
     await book.view({KNOWN})
     table.secrets[NEW] = "newClientValue"
     table.fail = True
-    with pytest.raises(ConnectionError):
-        await book.view({NEW})
+    failed = await book.view({KNOWN, NEW})
 
     table.fail = False
     lookup = await book.view({NEW})
 
-    assert lookup(NEW) == "newClientValue"
+    assert failed.unchecked == frozenset({NEW})
+    assert failed.why == "subscription secrets unavailable (ConnectionError)"
+    assert failed.secret_of(KNOWN) == "secretClientValue"  # what is known still serves
+    assert lookup.secret_of(NEW) == "newClientValue"
     assert table.finds == [KNOWN, NEW, NEW]
 
 
-async def test_a_slow_point_read_times_out_the_request_and_its_answer_is_kept(book, table):
+async def test_a_slow_point_read_leaves_the_id_unchecked_and_its_answer_is_kept(book, table):
     await book.view({KNOWN})
     table.secrets[NEW] = "newClientValue"
     table.find_gate = asyncio.Event()
-    with pytest.raises(TimeoutError):
-        await book.view({NEW})
+    slow = await book.view({NEW})
 
     table.find_gate.set()
     await book.settle()
     lookup = await book.view({NEW})
 
-    assert lookup(NEW) == "newClientValue"
+    assert slow.unchecked == frozenset({NEW})
+    assert slow.why == "subscription secrets not read in time"
+    assert lookup.secret_of(NEW) == "newClientValue"
     assert table.finds == [KNOWN, NEW]

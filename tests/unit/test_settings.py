@@ -14,6 +14,7 @@ from shared.settings import (
     DesiredSubscription,
     Settings,
     parse_desired,
+    resource_key,
 )
 
 REQUIRED = [
@@ -322,3 +323,63 @@ def test_a_set_entry_is_read_with_its_group():
         "g1",
         False,
     )
+
+
+# --- query options Graph documents on a subscription's resource ---------------------------------------
+
+RICH = {"changeType": "created,updated,deleted", "includeResourceData": True}
+
+
+@pytest.mark.parametrize(
+    ("resource", "path", "query"),
+    [
+        ("chats/getAllMessages?model=B", "chats/getAllMessages", "model=B"),
+        ("/teams/getAllMessages?model=A", "teams/getAllMessages", "model=A"),
+        ("users/{id}/messages?$select=subject,from", "users/{id}/messages", "$select=subject,from"),
+        ("users/u1/mailFolders/f1/messages?$select=subject", "users/u1/mailFolders/f1/messages", "$select=subject"),
+        ("users/u1/events?$select=subject,start,end", "users/u1/events", "$select=subject,start,end"),
+        ("teams/t1/channels/c1/messages?$search=Hello", "teams/t1/channels/c1/messages", "$search=Hello"),
+    ],
+)
+def test_documented_query_options_are_accepted_and_reach_graph_unchanged(resource, path, query):
+    [item] = parse_desired(json.dumps([{"resource": resource, **RICH}]))
+
+    assert (item.resource, item.query) == (path, query)
+    assert item.graph_resource == f"{path}?{query}"
+    # The key (and so the record, the cursor and its items) is the path's: the query moves nothing.
+    assert item.key == DesiredSubscription(path, RICH["changeType"]).key
+    assert resource_key(item.resource) == resource_key(path)
+
+
+def test_a_resource_without_a_query_keeps_its_key_and_graph_resource():
+    [item] = parse_desired(json.dumps([{"resource": "chats/getAllMessages", **RICH}]))
+
+    assert item.query == "" and item.graph_resource == "chats/getAllMessages"
+    assert item.key == "chats:getAllMessages|created,updated,deleted"
+
+
+@pytest.mark.parametrize(
+    ("entry", "reason"),
+    [
+        ({"resource": "chats/getAllMessages?top=5", **RICH}, r"query option 'top' is not documented.*allowed: model"),
+        ({"resource": "chats/getAllMessages?model=C", **RICH}, r"model must be A or B"),
+        ({"resource": "chats/getAllMessages?model=", **RICH}, r"'model' needs a value"),
+        ({"resource": "chats/getAllMessages?model=A&model=B", **RICH}, r"'model' is given twice"),
+        ({"resource": "teams/getAllMessages?$select=body", **RICH}, r"'\$select' is not documented.*allowed: model"),
+        ({"resource": "drives/b!x/root?model=B"}, r"'model' is not documented for a drive root \(allowed: none\)"),
+        ({"resource": "users/u1/messages?$select=subject", "changeType": "created"}, r"needs includeResourceData"),
+        ({"resource": "users/u1/messages?$select=subject,body", **RICH}, r"refuses \$select=body"),
+        ({"resource": "users/u1/messages?$select=sub ject", **RICH}, r"property names separated by commas"),
+        ({"resource": "users/u1/messages?$filter=isRead eq false", **RICH}, r"'\$filter' is not documented"),
+    ],
+)
+def test_undocumented_or_malformed_query_options_are_refused_naming_the_entry(entry, reason):
+    with pytest.raises(InvalidSettingError, match=r"GRAPH_SUBSCRIPTIONS: entry 0 \('[^']+'\): .*" + reason):
+        parse_desired(json.dumps([entry]))
+
+
+def test_every_channels_messages_are_a_teams_kind_that_needs_resource_data():
+    with pytest.raises(InvalidSettingError, match=r"requires includeResourceData for Teams messages of all channels"):
+        parse_desired(json.dumps([{"resource": "teams/getAllMessages?model=B", "changeType": "created"}]))
+    [item] = parse_desired(json.dumps([{"resource": "teams/getAllMessages", **RICH}]))
+    assert item.resource == "teams/getAllMessages"

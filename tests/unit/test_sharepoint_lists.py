@@ -14,7 +14,6 @@ from shared.settings import Settings
 from shared.sharepoint.lists import (
     ChangeRecord,
     SharePointList,
-    as_graph_batch,
     expired_token,
     latest_per_item,
     list_of,
@@ -115,14 +114,6 @@ def test_change_records_are_parsed_and_the_last_one_per_item_wins() -> None:
     assert records[0].unique_id == "5a1f6e43-0d51-4e7b-9f5c-6a3f0b1b2c01"
     latest = latest_per_item(records)
     assert [(r.item_id, r.change_type, r.removed) for r in latest] == [(7, 2, False), (8, 3, True)]
-
-
-def test_a_notification_batch_gets_graphs_change_type() -> None:
-    raw = (PAYLOADS / "sharepoint-notification-batch.json").read_bytes()
-    [item] = json.loads(as_graph_batch(raw))["value"]
-    assert item["changeType"] == "updated"
-    assert item["clientState"] == "00000000-0000-0000-0000-000000000000"
-    assert as_graph_batch(b"not json") == b"not json"
 
 
 class FakeList:

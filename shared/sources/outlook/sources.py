@@ -12,7 +12,7 @@ from urllib.parse import quote, urlencode
 
 from ...clock import utcnow
 from ...errors import GraphRequestError, ResyncRequiredError
-from ..catalog import OUTLOOK_CONTACTS, OUTLOOK_EVENTS, OUTLOOK_FOLDER_MESSAGES, OUTLOOK_MAILBOX_MESSAGES
+from ..catalog import IMMUTABLE_IDS, OUTLOOK_CONTACTS, OUTLOOK_EVENTS, OUTLOOK_FOLDER_MESSAGES, OUTLOOK_MAILBOX_MESSAGES
 from ..contract import (
     NO_STATE,
     ChangeSource,
@@ -51,7 +51,7 @@ class _OutlookSource:
     def __init__(self, graph: GraphGateway, page_size: int = PAGE_SIZE) -> None:
         self._graph = graph
         # Immutable ids: a message moved to another folder keeps its id, so events name it stably.
-        self._headers = {"Prefer": f'odata.maxpagesize={page_size}, IdType="ImmutableId"'}
+        self._headers = {"Prefer": f"odata.maxpagesize={page_size}, {IMMUTABLE_IDS}"}
 
     def handles(self, resource: str) -> bool:
         """True for this kind's resources."""

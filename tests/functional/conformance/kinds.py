@@ -237,7 +237,9 @@ class Groups(_Directory):
     field = "description"
 
     async def create(self, stack: Stack) -> Item:
-        made = await stack.control.create_group(displayName=f"Group {next(_numbers)}")
+        # A member: groups delta lists every member in an enumeration and only changes in a round.
+        member = await stack.control.create_user(displayName=f"Member {next(_numbers)}")
+        made = await stack.control.create_group(displayName=f"Group {next(_numbers)}", members=[member["id"]])
         return Item(made["id"], made["id"])
 
 
