@@ -47,7 +47,7 @@ def by_type(stack: Stack, item_id: str) -> list[str]:
 @pytest.mark.timeout(300)  # tracemalloc slows every allocation several times over
 async def test_a_full_sync_runs_page_by_page_across_invocations_with_bounded_memory(stack_factory):
     stack = await stack_factory("--page-size", "50", env={"INITIAL_SYNC": "full"})
-    generated = await stack.control.generate_items(DRIVE, 1500, folders=3)
+    generated = await stack.control.generate_items(DRIVE, 800, folders=3)
     stack.worker.renewer._sync._budget = 0.0  # spend the budget after every page: hand on each time
     peaks: list[int] = []
     handle = stack.worker.processor.handle
@@ -72,10 +72,10 @@ async def test_a_full_sync_runs_page_by_page_across_invocations_with_bounded_mem
     per_item = Counter(e["itemId"] for e in stack.events)
     assert len(per_item) == expected and set(per_item.values()) == {1}, "every item exactly one event"
     assert {e["changeType"] for e in stack.events} == {"created"}
-    assert len(peaks) >= 30, "31 pages of 50: the pass must have been handed on between invocations"
+    assert len(peaks) >= 16, "17 pages of 50: the pass must have been handed on between invocations"
     # Each invocation holds one page, whatever the drive's size: the last pages cost what the first did.
     assert max(peaks) < 16 * 1024 * 1024, max(peaks)
-    assert max(peaks[-10:]) < 2 * max(peaks[:10]) + 1024 * 1024
+    assert max(peaks[-6:]) < 2 * max(peaks[:6]) + 1024 * 1024
 
 
 class Crashing:

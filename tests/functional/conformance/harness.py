@@ -99,7 +99,7 @@ class Kit:
                         continue
                     waiting = (await client.get_queue_properties()).approximate_message_count
                     quiet = 0 if waiting else quiet + 1
-                    await asyncio.sleep(0.15)
+                    await asyncio.sleep(0.05)
         finally:
             uninstall(self.stack.worker)
 
