@@ -298,6 +298,8 @@ def rows(passes: list[Pass], killed: Pass, raw: tuple[float, float]) -> list[Row
 def extrapolation(passes: list[Pass]) -> list[Row]:
     """1,000,000 items at the largest size's rate; memory's trend between the smallest and largest size."""
     small, large = passes[0], passes[-1]
+    if large.expected == small.expected:
+        return []  # one size only (BENCH_LARGEDRIVE_SIZES): no trend to extrapolate from
     hours = MILLION / large.items_per_second / 3600 if large.items_per_second else float("nan")
     fell = large.items_per_second < 0.9 * small.items_per_second
     trend = (
