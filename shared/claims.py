@@ -25,15 +25,15 @@ from dataclasses import replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from .errors import MalformedBodyError, StorageUnavailableError
-from .notifications import MAX_BODY_BYTES, ClaimedItem, Envelope
+from shared.errors import MalformedBodyError, StorageUnavailableError
+from shared.notifications import MAX_BODY_BYTES, ClaimedItem, Envelope
 
 if TYPE_CHECKING:
     from azure.core.credentials_async import AsyncTokenCredential
     from azure.storage.blob.aio import ContainerClient
 
-    from .queues import MessageQueue
-    from .settings import StorageConnection
+    from shared.queues import MessageQueue
+    from shared.settings import StorageConnection
 
 log = logging.getLogger(__name__)
 
@@ -114,7 +114,7 @@ def _container_client(
 ) -> ContainerClient:
     from azure.storage.blob.aio import ContainerClient
 
-    from .storage import expand_connection
+    from shared.storage import expand_connection
 
     if connection.connection_string is not None:
         return ContainerClient.from_connection_string(

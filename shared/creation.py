@@ -16,9 +16,9 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Protocol
 
-from .graph import RemoteSubscription
-from .stores.pending import PendingCreation, PendingCreations
-from .stores.subscriptions import SubscriptionRecord
+from shared.graph import RemoteSubscription
+from shared.stores.pending import PendingCreation, PendingCreations
+from shared.stores.subscriptions import SubscriptionRecord
 
 
 class Creator(Protocol):

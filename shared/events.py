@@ -11,11 +11,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from .clock import format_time
-from .notifications import MAX_MESSAGE_JSON_BYTES
-from .sources.contract import SourceChange
-from .stores.cursors import Mode
-from .stores.items import IndexWrite, Known
+from shared.clock import format_time
+from shared.notifications import MAX_MESSAGE_JSON_BYTES
+from shared.sources.contract import SourceChange
+from shared.stores.cursors import Mode
+from shared.stores.items import IndexWrite, Known
 
 SCHEMA_VERSION = 1
 

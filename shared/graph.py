@@ -18,8 +18,8 @@ from urllib.parse import urlsplit
 
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
-from .clock import format_time, parse_time
-from .errors import (
+from shared.clock import format_time, parse_time
+from shared.errors import (
     GraphRequestError,
     ResyncRequiredError,
     SubscriptionConflictError,
@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from msgraph.graph_service_client import GraphServiceClient
     from tenacity import RetryCallState
 
-    from .settings import Settings
+    from shared.settings import Settings
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -263,7 +263,7 @@ class GraphGateway:
         if _immutable_ids(resource):
             # Notifications then name an Outlook item by the immutable id its delta pages use, so a rich
             # notification and a delta pass give one change one event id (outlook-immutable-id.md).
-            from .sources.catalog import IMMUTABLE_IDS
+            from shared.sources.catalog import IMMUTABLE_IDS
 
             request.headers.try_add("Prefer", IMMUTABLE_IDS)
         return _remote(await self._fetch(request))
@@ -335,7 +335,7 @@ def _remote(subscription: dict[str, Any]) -> RemoteSubscription:
 
 
 def _immutable_ids(resource: str) -> bool:
-    from .sources.catalog import readable_kind
+    from shared.sources.catalog import readable_kind
 
     kind = readable_kind(resource.split("?", 1)[0])
     return kind is not None and kind.immutable_ids

@@ -17,9 +17,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from .clock import format_time, utcnow
-from .logs import log_event
-from .refusals import Reason, Totals
+from shared.clock import format_time, utcnow
+from shared.logs import log_event
+from shared.refusals import Reason, Totals
 
 if TYPE_CHECKING:
     from azure.data.tables.aio import TableClient
@@ -186,7 +186,7 @@ async def oldest_sync(cursors: TableClient) -> datetime | None:
     """The start of the least recent completed delta pass among all cursors (None: none completed)."""
     from azure.core.exceptions import ResourceNotFoundError
 
-    from .stores.cursors import PARTITION
+    from shared.stores.cursors import PARTITION
 
     oldest: datetime | None = None
     try:

@@ -27,15 +27,15 @@ from datetime import datetime
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
-from . import refusals, telemetry
-from .clock import utcnow
-from .errors import AuthorityUnavailableError, BodyTooLargeError, MalformedBodyError, StorageUnavailableError
-from .notifications import MAX_BODY_BYTES, Envelope, Rejection, check_items, handshake_token, parse_batch
-from .queues import MessageQueue
-from .writer import GroupWriter
+from shared import refusals, telemetry
+from shared.clock import utcnow
+from shared.errors import AuthorityUnavailableError, BodyTooLargeError, MalformedBodyError, StorageUnavailableError
+from shared.notifications import MAX_BODY_BYTES, Envelope, Rejection, check_items, handshake_token, parse_batch
+from shared.queues import MessageQueue
+from shared.writer import GroupWriter
 
 if TYPE_CHECKING:
-    from .security.tokens import TokenGate
+    from shared.security.tokens import TokenGate
 
 log = logging.getLogger(__name__)
 # Leaves room inside Graph's 3 s budget for the host and the network.
@@ -375,7 +375,7 @@ class Ingest:
         Graph's docs ask for 202 on an invalid token (the batch is not Graph's, or not for
         this app), with nothing stored; 503 when the authority's keys cannot be had.
         """
-        from .security.tokens import batch_tokens
+        from shared.security.tokens import batch_tokens
 
         tokens = batch_tokens(body, items)
         if tokens is None:

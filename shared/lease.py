@@ -16,8 +16,8 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
 from datetime import datetime, timedelta
 
-from .errors import CursorConflictError
-from .stores.cursors import CursorState, CursorStore, StoredCursor
+from shared.errors import CursorConflictError
+from shared.stores.cursors import CursorState, CursorStore, StoredCursor
 
 log = logging.getLogger(__name__)
 LEASE = timedelta(seconds=60)

@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from .clock import format_time, parse_time
-from .errors import BodyTooLargeError, MalformedBodyError
+from shared.clock import format_time, parse_time
+from shared.errors import BodyTooLargeError, MalformedBodyError
 
 MAX_BODY_BYTES = 1024 * 1024
 # Graph sends at most a few hundred notifications per POST; a bound keeps each request's

@@ -10,7 +10,7 @@ import asyncio
 from collections.abc import Iterable, Sequence
 from typing import Protocol
 
-from .queues import MessageQueue
+from shared.queues import MessageQueue
 
 
 class Copier(Protocol):

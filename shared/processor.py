@@ -10,20 +10,20 @@ from dataclasses import astuple, dataclass, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from . import refusals, telemetry
-from .claims import redeem
-from .clock import utcnow
-from .coalescing import Action
-from .errors import MalformedBodyError, UnsupportedResourceError
-from .notifications import Envelope
-from .queues import MessageQueue, move_to_poison
-from .renewer import Renewer
-from .security.resource_data import resolves
-from .stores.subscriptions import SubscriptionRecord, SubscriptionStore
-from .synchronizer import Synchronizer
+from shared import refusals, telemetry
+from shared.claims import redeem
+from shared.clock import utcnow
+from shared.coalescing import Action
+from shared.errors import MalformedBodyError, UnsupportedResourceError
+from shared.notifications import Envelope
+from shared.queues import MessageQueue, move_to_poison
+from shared.renewer import Renewer
+from shared.security.resource_data import resolves
+from shared.stores.subscriptions import SubscriptionRecord, SubscriptionStore
+from shared.synchronizer import Synchronizer
 
 if TYPE_CHECKING:
-    from .security.resource_data import ResourceDataReader
+    from shared.security.resource_data import ResourceDataReader
 
 log = logging.getLogger(__name__)
 # host.json's extensions.queues.maxDequeueCount: the attempt after which a message is poisoned.

@@ -8,12 +8,12 @@ import math
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
-from .errors import StorageUnavailableError
+from shared.errors import StorageUnavailableError
 
 if TYPE_CHECKING:
     from azure.storage.queue.aio import QueueClient
 
-    from .claims import ClaimStore
+    from shared.claims import ClaimStore
 
 
 # Storage's default time-to-live is 7 days: a consumer down for a week would lose events.

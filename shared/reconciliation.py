@@ -13,12 +13,12 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
-from .graph import RemoteSubscription
-from .lifetimes import renewal_due
-from .settings import DesiredSubscription
-from .sources.catalog import split_resource
-from .stores.pending import PendingCreation
-from .stores.subscriptions import ACTIVE, CREATING, SubscriptionRecord
+from shared.graph import RemoteSubscription
+from shared.lifetimes import renewal_due
+from shared.settings import DesiredSubscription
+from shared.sources.catalog import split_resource
+from shared.stores.pending import PendingCreation
+from shared.stores.subscriptions import ACTIVE, CREATING, SubscriptionRecord
 
 # Graph answers a creation only after two validation handshakes of at most 10 s each
 # (notification and lifecycle URLs); with the write itself and a retry or two, an

@@ -22,8 +22,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 
-from . import telemetry
-from .clock import utcnow
+from shared import telemetry
+from shared.clock import utcnow
 
 
 class Reason(StrEnum):

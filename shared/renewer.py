@@ -9,24 +9,24 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from . import telemetry
-from .budget import WriteBudget
-from .clock import utcnow
-from .creation import create_recorded, encrypted_for, thumbprint
-from .errors import GraphRequestError, SubscriptionNotFoundError
-from .graph import GraphGateway, RemoteSubscription
-from .lifetimes import next_expiry
-from .logs import log_event
-from .notifications import Envelope
-from .queues import MessageQueue
-from .reconciliation import listing_due, plan, sort_pending
-from .settings import DesiredSubscription, resource_key
-from .stores.subscriptions import CREATING, FAILED, SubscriptionRecord, SubscriptionStore
-from .synchronizer import Synchronizer
+from shared import telemetry
+from shared.budget import WriteBudget
+from shared.clock import utcnow
+from shared.creation import create_recorded, encrypted_for, thumbprint
+from shared.errors import GraphRequestError, SubscriptionNotFoundError
+from shared.graph import GraphGateway, RemoteSubscription
+from shared.lifetimes import next_expiry
+from shared.logs import log_event
+from shared.notifications import Envelope
+from shared.queues import MessageQueue
+from shared.reconciliation import listing_due, plan, sort_pending
+from shared.settings import DesiredSubscription, resource_key
+from shared.stores.subscriptions import CREATING, FAILED, SubscriptionRecord, SubscriptionStore
+from shared.synchronizer import Synchronizer
 
 if TYPE_CHECKING:
-    from .stores.pending import PendingCreation
-    from .subscription_sets import SubscriptionSets
+    from shared.stores.pending import PendingCreation
+    from shared.subscription_sets import SubscriptionSets
 
 log = logging.getLogger(__name__)
 # Writes in flight at once: enough to use Graph's whole budget of 500 per 20 s

@@ -14,24 +14,24 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
-from . import telemetry
-from .ingest import Ingest, SecretBook
-from .settings import NOTIFICATIONS_QUEUE, Settings, storage_connection
+from shared import telemetry
+from shared.ingest import Ingest, SecretBook
+from shared.settings import NOTIFICATIONS_QUEUE, Settings, storage_connection
 
 if TYPE_CHECKING:
     from azure.core.credentials_async import AsyncTokenCredential
     from azure.storage.queue.aio import QueueClient
 
-    from .health import HealthMonitor
-    from .processor import Processor
-    from .renewer import Renewer
-    from .security.certificates import CertificateBook, NotificationCertificate
-    from .security.resource_data import ResourceDataReader
-    from .security.tokens import TokenGate
-    from .settings import CertificateSource, StorageConnection
-    from .stores.desired import DesiredStore
-    from .stores.refusals import RefusalFlusher
-    from .sweeper import Sweeper
+    from shared.health import HealthMonitor
+    from shared.processor import Processor
+    from shared.renewer import Renewer
+    from shared.security.certificates import CertificateBook, NotificationCertificate
+    from shared.security.resource_data import ResourceDataReader
+    from shared.security.tokens import TokenGate
+    from shared.settings import CertificateSource, StorageConnection
+    from shared.stores.desired import DesiredStore
+    from shared.stores.refusals import RefusalFlusher
+    from shared.sweeper import Sweeper
 
 T = TypeVar("T")
 
@@ -124,10 +124,10 @@ class Receivers:
 
 async def build_ingest(environ: Mapping[str, str]) -> Receivers:
     """The HTTP path needs only the storage connection, not the Graph settings."""
-    from .claims import claims_for
-    from .queues import MessageQueue
-    from .storage import queue_client, storage_credential, table_client
-    from .stores.subscriptions import SubscriptionStore
+    from shared.claims import claims_for
+    from shared.queues import MessageQueue
+    from shared.storage import queue_client, storage_credential, table_client
+    from shared.stores.subscriptions import SubscriptionStore
 
     connection = storage_connection(environ)
     telemetry.configure(environ)
@@ -159,9 +159,9 @@ def _refusal_flusher(
     options: Mapping[str, Any] = _PATIENT_TABLE,
 ) -> RefusalFlusher:
     """Writes this process's refusal counts in the background, never on a request's path; a close flushes."""
-    from .settings import refusals_flush_seconds
-    from .storage import table_client
-    from .stores.refusals import REFUSALS_TABLE, RefusalFlusher, RefusalTable
+    from shared.settings import refusals_flush_seconds
+    from shared.storage import table_client
+    from shared.stores.refusals import REFUSALS_TABLE, RefusalFlusher, RefusalTable
 
     client = owned.own(table_client(connection, REFUSALS_TABLE, token, **options))
     return owned.own(RefusalFlusher(RefusalTable(client), refusals_flush_seconds(environ), prune=prune).start())
@@ -169,8 +169,8 @@ def _refusal_flusher(
 
 def _token_gate(environ: Mapping[str, str], owned: _Owned) -> TokenGate:
     """The validation-token checker; without GRAPH_CLIENT_ID or GRAPH_TENANT_ID it refuses every rich batch."""
-    from .security.tokens import TokenGate
-    from .settings import token_settings
+    from shared.security.tokens import TokenGate
+    from shared.settings import token_settings
 
     found = token_settings(environ)
     if found is None:
@@ -203,13 +203,13 @@ class Worker:
         `graphhooks desired` manages; the table wins. The sweep needs only storage, so it
         runs even when Graph could not be reached.
         """
-        from .stores.desired import desired_subscriptions
+        from shared.stores.desired import desired_subscriptions
 
         try:
             desired = await desired_subscriptions(self.settings.subscriptions, self.desired)
             await self.renewer.reconcile(desired, now)
             if self.sharepoint is not None:
-                from .sharepoint.subscriptions import desired as sharepoint_desired
+                from shared.sharepoint.subscriptions import desired as sharepoint_desired
 
                 await self.sharepoint.reconcile(sharepoint_desired(self.settings), now)
         finally:
@@ -218,23 +218,23 @@ class Worker:
 
 async def build_worker(environ: Mapping[str, str]) -> Worker:
     """Read the settings and build the Graph, table and queue adapters."""
-    from .graph import GraphGateway, build_client
-    from .processor import Processor
-    from .queues import MessageQueue
-    from .renewer import Endpoints, Renewer
-    from .sources.contract import SourceRegistry
-    from .sources.directory import DirectorySource
-    from .sources.drives import DriveSource
-    from .sources.lists import ListSource
-    from .sources.teams import TeamsMessageSource
-    from .storage import queue_client, storage_credential, table_client
-    from .stores.cursors import CursorStore
-    from .stores.items import ItemIndex
-    from .stores.members import MemberStore
-    from .stores.subscriptions import SubscriptionStore
-    from .subscription_sets import SubscriptionSets
-    from .sweeper import Sweeper
-    from .synchronizer import Synchronizer
+    from shared.graph import GraphGateway, build_client
+    from shared.processor import Processor
+    from shared.queues import MessageQueue
+    from shared.renewer import Endpoints, Renewer
+    from shared.sources.contract import SourceRegistry
+    from shared.sources.directory import DirectorySource
+    from shared.sources.drives import DriveSource
+    from shared.sources.lists import ListSource
+    from shared.sources.teams import TeamsMessageSource
+    from shared.storage import queue_client, storage_credential, table_client
+    from shared.stores.cursors import CursorStore
+    from shared.stores.items import ItemIndex
+    from shared.stores.members import MemberStore
+    from shared.stores.subscriptions import SubscriptionStore
+    from shared.subscription_sets import SubscriptionSets
+    from shared.sweeper import Sweeper
+    from shared.synchronizer import Synchronizer
 
     settings = Settings.from_env(environ)
     telemetry.configure(environ)
@@ -254,7 +254,7 @@ async def build_worker(environ: Mapping[str, str]) -> Worker:
     members = MemberStore(owned.own(table_client(connection, MEMBERS_TABLE, token, **_PATIENT_TABLE)))
     for table in (store, cursors, index, members):
         await table.setup()
-    from .claims import claims_for
+    from shared.claims import claims_for
 
     # The queue trigger redeems the claims the HTTP path queued for items over 48 KiB (claims.py).
     claims = claims_for(connection, token, **_PATIENT)
@@ -266,9 +266,9 @@ async def build_worker(environ: Mapping[str, str]) -> Worker:
         owned.own(queue_client(connection, f"{settings.notifications_queue}-poison", token, **_PATIENT))
     )
     changes = MessageQueue(owned.own(_changes_client(settings, token, owned, **_PATIENT)))
-    from .outlet import EventOutlet
-    from .sinks.config import sink_queues
-    from .stores.taps import TAPS_TABLE, TapFeed, TapStore
+    from shared.outlet import EventOutlet
+    from shared.sinks.config import sink_queues
+    from shared.stores.taps import TAPS_TABLE, TapFeed, TapStore
 
     # Taps (graphhooks events tail) get a best-effort copy; plain clients: a tap queue is never re-created.
     taps = owned.own(
@@ -283,14 +283,14 @@ async def build_worker(environ: Mapping[str, str]) -> Worker:
         [MessageQueue(owned.own(queue_client(connection, q, token, **_PATIENT))) for q in sink_queues(environ)],
         taps=taps,
     )
-    from .sharepoint.client import build_sharepoint_client
-    from .sharepoint.subscriptions import StoreView, sharepoint_renewer
-    from .sources.sharepoint import SharePointListSource
+    from shared.sharepoint.client import build_sharepoint_client
+    from shared.sharepoint.subscriptions import StoreView, sharepoint_renewer
+    from shared.sources.sharepoint import SharePointListSource
 
     # SharePoint's own list webhooks: their REST API (certificate or managed identity), one more source.
     sharepoint_client = owned.own(await build_sharepoint_client(settings))
-    from .sources.outlook import outlook_sources
-    from .stores.source_state import SOURCE_STATE_TABLE, SourceStateStore
+    from shared.sources.outlook import outlook_sources
+    from shared.stores.source_state import SOURCE_STATE_TABLE, SourceStateStore
 
     # What sources keep besides their link (the all-folder mail walk's per-folder deltaLinks),
     # committed by the synchronizer with each page.
@@ -336,7 +336,7 @@ async def build_worker(environ: Mapping[str, str]) -> Worker:
         notifications,
         sharepoint_client,
     )
-    from .stores.desired import DESIRED_TABLE, DesiredStore
+    from shared.stores.desired import DESIRED_TABLE, DesiredStore
 
     desired = DesiredStore(owned.own(table_client(connection, DESIRED_TABLE, token, **_PATIENT_TABLE)))
     return Worker(settings, processor, renewer, owned, sweeper, sharepoint=sharepoint, desired=desired)
@@ -346,7 +346,7 @@ def _changes_client(
     settings: Settings, app_token: AsyncTokenCredential | None, owned: _Owned, **options: Any
 ) -> QueueClient:
     """graph-changes, in CHANGES_STORAGE's account if set (with its own credential), else the app's."""
-    from .storage import queue_client, storage_credential
+    from shared.storage import queue_client, storage_credential
 
     connection, token = settings.storage_connection, app_token
     if settings.changes_connection is not None:
@@ -360,7 +360,7 @@ async def _certificate_book(settings: Settings) -> CertificateBook | None:
     """The notification certificates (current, and previous during a rotation), or None when none is set."""
     if settings.resource_data is None:
         return None
-    from .security.certificates import CertificateBook, load_certificate
+    from shared.security.certificates import CertificateBook, load_certificate
 
     def load(source: CertificateSource) -> Awaitable[NotificationCertificate]:
         return load_certificate(source.location, source.password, source.certificate_id, source.setting)
@@ -379,7 +379,7 @@ def _encryption_for(
     ``asked``: the renewer saw the desired entry ask (expanded sets included); the
     settings' own entries cover a renewal before any reconciliation in this process.
     """
-    from .sources.catalog import readable_kind
+    from shared.sources.catalog import readable_kind
 
     wanted = {s.resource.strip("/") for s in settings.subscriptions if s.include_resource_data}
 
@@ -397,8 +397,8 @@ def _resource_data_reader(certificates: CertificateBook | None, settings: Settin
     """Decrypts rich notifications; None without certificates."""
     if certificates is None:
         return None
-    from .clock import utcnow
-    from .security.resource_data import ResourceDataReader
+    from shared.clock import utcnow
+    from shared.security.resource_data import ResourceDataReader
 
     window = (settings.calendar_window_days_past, settings.calendar_window_days_ahead)
     return ResourceDataReader(certificates, utcnow, window)
@@ -418,10 +418,10 @@ class Health:
 
 async def build_health(environ: Mapping[str, str]) -> Health:
     """The health checks' own clients: quick retries, since a probe waits for them."""
-    from .graph import build_client, graph_scope
-    from .health import HealthMonitor, HealthProbe
-    from .storage import queue_client, storage_credential, table_client
-    from .stores.subscriptions import SubscriptionStore
+    from shared.graph import build_client, graph_scope
+    from shared.health import HealthMonitor, HealthProbe
+    from shared.storage import queue_client, storage_credential, table_client
+    from shared.stores.subscriptions import SubscriptionStore
 
     settings = Settings.from_env(environ)
     telemetry.configure(environ)

@@ -9,11 +9,11 @@ from dataclasses import dataclass
 from datetime import timedelta
 from urllib.parse import urlsplit
 
-from .errors import InvalidSettingError, MissingSettingError
-from .sharepoint.lists import SharePointList
-from .sharepoint.lists import notification_url_for as sharepoint_url_for
-from .sharepoint.lists import parse_subscriptions as parse_sharepoint
-from .sources.catalog import READABLE, query_problem, readable_kind, split_resource
+from shared.errors import InvalidSettingError, MissingSettingError
+from shared.sharepoint.lists import SharePointList
+from shared.sharepoint.lists import notification_url_for as sharepoint_url_for
+from shared.sharepoint.lists import parse_subscriptions as parse_sharepoint
+from shared.sources.catalog import READABLE, query_problem, readable_kind, split_resource
 
 DEFAULT_GRAPH_BASE_URL = "https://graph.microsoft.com/v1.0"
 # Every 5 minutes: the safety sweep runs on this timer, so it bounds how late a dropped change arrives.

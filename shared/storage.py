@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .settings import StorageConnection
+from shared.settings import StorageConnection
 
 if TYPE_CHECKING:
     from azure.core.credentials_async import AsyncTokenCredential

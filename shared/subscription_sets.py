@@ -16,9 +16,9 @@ from __future__ import annotations
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from typing import Any, Protocol
 
-from .errors import GraphRequestError, ResyncRequiredError
-from .settings import MEMBER_PLACEHOLDER, DesiredSubscription
-from .stores.members import MemberSet
+from shared.errors import GraphRequestError, ResyncRequiredError
+from shared.settings import MEMBER_PLACEHOLDER, DesiredSubscription
+from shared.stores.members import MemberSet
 
 USER_TYPE = "#microsoft.graph.user"
 # A broken server could otherwise page forever.

@@ -15,12 +15,12 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from .clock import utcnow
-from .notifications import Envelope
-from .queues import MessageQueue
-from .settings import resource_key
-from .stores.cursors import CursorStore
-from .stores.subscriptions import SubscriptionRecord, SubscriptionStore
+from shared.clock import utcnow
+from shared.notifications import Envelope
+from shared.queues import MessageQueue
+from shared.settings import resource_key
+from shared.stores.cursors import CursorStore
+from shared.stores.subscriptions import SubscriptionRecord, SubscriptionStore
 
 log = logging.getLogger(__name__)
 # Cursor point reads in flight at once: 10,000 subscriptions read in a few seconds.

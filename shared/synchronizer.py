@@ -24,21 +24,21 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from .clock import utcnow
-from .coalescing import DEFAULT_MIN_INTERVAL, Action, Decision, decide, decide_notified
-from .errors import CursorConflictError, GraphRequestError, ResyncRequiredError
-from .events import Classified, Context, classify_page, deletions, fit_event, known_removals_only
-from .lease import LEASE, Lease
-from .logs import log_event
-from .notifications import Envelope
-from .outlet import EventOutlet
-from .queues import MessageQueue
-from .settings import resource_key
-from .sources.contract import ChangeSource, NotifiedChange, Page, SourceRegistry
-from .stores.cursors import CursorState, CursorStore, Mode, StoredCursor
-from .stores.items import ItemIndex
-from .stores.source_state import SourceStateStore
-from .stores.subscriptions import SubscriptionRecord
+from shared.clock import utcnow
+from shared.coalescing import DEFAULT_MIN_INTERVAL, Action, Decision, decide, decide_notified
+from shared.errors import CursorConflictError, GraphRequestError, ResyncRequiredError
+from shared.events import Classified, Context, classify_page, deletions, fit_event, known_removals_only
+from shared.lease import LEASE, Lease
+from shared.logs import log_event
+from shared.notifications import Envelope
+from shared.outlet import EventOutlet
+from shared.queues import MessageQueue
+from shared.settings import resource_key
+from shared.sources.contract import ChangeSource, NotifiedChange, Page, SourceRegistry
+from shared.stores.cursors import CursorState, CursorStore, Mode, StoredCursor
+from shared.stores.items import ItemIndex
+from shared.stores.source_state import SourceStateStore
+from shared.stores.subscriptions import SubscriptionRecord
 
 log = logging.getLogger(__name__)
 IN_PLACE_WAIT = timedelta(seconds=1)

@@ -18,9 +18,9 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 
-from .errors import BodyTooLargeError
-from .notifications import Envelope, encode_item, item_room, pack_items
-from .queues import MessageQueue
+from shared.errors import BodyTooLargeError
+from shared.notifications import Envelope, encode_item, item_room, pack_items
+from shared.queues import MessageQueue
 
 
 @dataclass

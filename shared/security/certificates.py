@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import DecryptionError, InvalidSettingError
+from shared.errors import DecryptionError, InvalidSettingError
 
 KEY_VAULT_SECRET = re.compile(
     r"^https://[^/]+\.vault\.(?:azure\.net|azure\.cn|usgovcloudapi\.net)/secrets/[^/]+(?:/[^/]*)?$"

@@ -17,8 +17,8 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from ..errors import DecryptionError
-from .certificates import CertificateBook
+from shared.errors import DecryptionError
+from shared.security.certificates import CertificateBook
 
 IV_BYTES = 16
 

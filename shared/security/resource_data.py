@@ -17,9 +17,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from ..errors import DecryptionError
-from .certificates import CertificateBook
-from .decryption import decrypt_content
+from shared.errors import DecryptionError
+from shared.security.certificates import CertificateBook
+from shared.security.decryption import decrypt_content
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +36,7 @@ def resolves(notification: dict[str, Any], subscribed: str) -> bool:
         return False
     if "encryptedContent" in notification:
         return True
-    from ..sources.catalog import readable_kind
+    from shared.sources.catalog import readable_kind
 
     kind = readable_kind(subscribed)
     return (
@@ -100,7 +100,7 @@ class ResourceDataReader:
         return reading
 
     def _outside_window(self, resource: dict[str, Any]) -> bool:
-        from ..sources.outlook.links import outside_window, window_around
+        from shared.sources.outlook.links import outside_window, window_around
 
         return outside_window(resource, window_around(self._clock(), *self._window_days))
 

@@ -22,7 +22,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any
 
-from ..errors import AuthorityUnavailableError, ValidationTokenError
+from shared.errors import AuthorityUnavailableError, ValidationTokenError
 
 CHANGE_TRACKING_APP_ID = "0bf30f3b-4a52-48df-9a82-234910c4a086"
 DEFAULT_AUTHORITY = "https://login.microsoftonline.com"

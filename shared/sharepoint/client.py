@@ -14,15 +14,15 @@ from urllib.parse import urlsplit
 
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
-from ..clock import format_time
-from ..errors import GraphRequestError, ResyncRequiredError, SubscriptionNotFoundError, TransientGraphError
-from .lists import ChangeRecord, SharePointList, expired_token, parse_changes
+from shared.clock import format_time
+from shared.errors import GraphRequestError, ResyncRequiredError, SubscriptionNotFoundError, TransientGraphError
+from shared.sharepoint.lists import ChangeRecord, SharePointList, expired_token, parse_changes
 
 if TYPE_CHECKING:
     import httpx
     from tenacity import RetryCallState
 
-    from ..settings import Settings
+    from shared.settings import Settings
 
 log = logging.getLogger(__name__)
 ACCEPT = "application/json;odata=nometadata"
@@ -195,13 +195,13 @@ async def build_sharepoint_client(settings: Settings) -> SharePointClient:
     """
     import httpx
 
-    from ..graph import identity_options, managed_credential
+    from shared.graph import identity_options, managed_credential
 
     credential: Any
     if settings.sharepoint_certificate:
         from azure.identity.aio import CertificateCredential
 
-        from ..security.certificates import load_certificate
+        from shared.security.certificates import load_certificate
 
         options = identity_options(settings, app_credential=True)
         loaded = await load_certificate(

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from ..errors import InvalidSettingError
+from shared.errors import InvalidSettingError
 
 # A subscription lives at most 180 days (sp-dev-docs, "SharePoint webhooks").
 MAX_LIFETIME_DAYS = 180

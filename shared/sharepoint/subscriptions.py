@@ -20,20 +20,20 @@ from contextlib import AbstractAsyncContextManager
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from ..clock import parse_time
-from ..errors import SubscriptionNotFoundError
-from ..graph import RemoteSubscription
-from ..settings import DesiredSubscription, Settings
-from ..stores.subscriptions import SubscriptionRecord, SubscriptionStore
-from .client import SharePointClient
-from .lists import SharePointList, is_list_resource, list_of
+from shared.clock import parse_time
+from shared.errors import SubscriptionNotFoundError
+from shared.graph import RemoteSubscription
+from shared.settings import DesiredSubscription, Settings
+from shared.sharepoint.client import SharePointClient
+from shared.sharepoint.lists import SharePointList, is_list_resource, list_of
+from shared.stores.subscriptions import SubscriptionRecord, SubscriptionStore
 
 if TYPE_CHECKING:
     from azure.data.tables.aio import TableClient
 
-    from ..queues import MessageQueue
-    from ..renewer import Renewer
-    from ..synchronizer import Synchronizer
+    from shared.queues import MessageQueue
+    from shared.renewer import Renewer
+    from shared.synchronizer import Synchronizer
 
 log = logging.getLogger(__name__)
 
@@ -155,7 +155,7 @@ def sharepoint_renewer(
     client: SharePointClient,
 ) -> Renewer:
     """The Renewer for SHAREPOINT_SUBSCRIPTIONS: SharePoint's API, and the table's SharePoint records."""
-    from ..renewer import Endpoints, Renewer
+    from shared.renewer import Endpoints, Renewer
 
     store = StoreView(table(), sharepoint=True)
     gateway: Any = SharePointSubscriptions(client, store, settings.sharepoint_subscriptions)

@@ -30,7 +30,7 @@ import unicodedata
 from typing import Any
 from urllib.parse import quote, unquote
 
-from ..errors import DeliveryRejectedError
+from shared.errors import DeliveryRejectedError
 
 DELETED_PREFIX = "deleted/"
 # Blob storage's limits, less what the deleted/ prefix adds.

@@ -16,9 +16,9 @@ from datetime import timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
-from ..errors import InvalidSettingError, MissingSettingError
-from ..settings import STORAGE_SETTING, StorageConnection, storage_connection
-from .schedule import DEFAULT_HORIZON_HOURS, MAX_HORIZON_HOURS, RetryPolicy
+from shared.errors import InvalidSettingError, MissingSettingError
+from shared.settings import STORAGE_SETTING, StorageConnection, storage_connection
+from shared.sinks.schedule import DEFAULT_HORIZON_HOURS, MAX_HORIZON_HOURS, RetryPolicy
 
 KEY = "SINKS"
 # Azure Functions binds a trigger to a queue name when the app is indexed: at most this many sinks.

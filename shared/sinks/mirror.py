@@ -35,19 +35,19 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, unquote
 
-from ..errors import DeliveryRetryError, GraphRequestError, TransientGraphError
-from ..settings import resource_key
-from ..stores.tables import ensure_table, quote_filter
-from .blobnames import DELETED_PREFIX, blob_name, checked_blob
-from .config import BlobSink
-from .ordering import OrderBook
+from shared.errors import DeliveryRetryError, GraphRequestError, TransientGraphError
+from shared.settings import resource_key
+from shared.sinks.blobnames import DELETED_PREFIX, blob_name, checked_blob
+from shared.sinks.config import BlobSink
+from shared.sinks.ordering import OrderBook
+from shared.stores.tables import ensure_table, quote_filter
 
 if TYPE_CHECKING:
     import aiohttp
     from azure.data.tables.aio import TableClient
     from azure.storage.blob.aio import BlobClient, ContainerClient
 
-    from ..graph import GraphGateway
+    from shared.graph import GraphGateway
 
 MIRROR_TABLE = "sinkmirror"
 RANGE = 8 * 1024 * 1024

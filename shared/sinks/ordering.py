@@ -19,9 +19,9 @@ from __future__ import annotations
 import contextlib
 from typing import TYPE_CHECKING, Any
 
-from ..errors import DeliveryDeferredError
-from ..settings import resource_key
-from ..stores.tables import ensure_table
+from shared.errors import DeliveryDeferredError
+from shared.settings import resource_key
+from shared.stores.tables import ensure_table
 
 if TYPE_CHECKING:
     from azure.data.tables.aio import TableClient

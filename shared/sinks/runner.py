@@ -21,13 +21,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from ..clock import format_time, optional_time, utcnow
-from ..errors import DeliveryDeferredError, DeliveryRejectedError, DeliveryRetryError
-from ..queues import MessageQueue, move_to_poison
-from ..telemetry import count
-from .config import Delivery
-from .contract import Sink
-from .schedule import RetryPolicy
+from shared.clock import format_time, optional_time, utcnow
+from shared.errors import DeliveryDeferredError, DeliveryRejectedError, DeliveryRetryError
+from shared.queues import MessageQueue, move_to_poison
+from shared.sinks.config import Delivery
+from shared.sinks.contract import Sink
+from shared.sinks.schedule import RetryPolicy
+from shared.telemetry import count
 
 log = logging.getLogger(__name__)
 # host.json's maxDequeueCount: the host's attempt after which a message is poisoned.

@@ -7,11 +7,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from ..clock import utcnow
-from ..queues import MessageQueue
-from ..settings import StorageConnection, storage_connection
-from .config import BlobSink, Delivery, SinkConfig, WebhookSink, parse_sinks
-from .runner import SinkRunner
+from shared.clock import utcnow
+from shared.queues import MessageQueue
+from shared.settings import StorageConnection, storage_connection
+from shared.sinks.config import BlobSink, Delivery, SinkConfig, WebhookSink, parse_sinks
+from shared.sinks.runner import SinkRunner
 
 _PATIENT = {"retry_total": 3, "initial_backoff": 1, "increment_base": 2, "random_jitter_range": 1}
 _PATIENT_TABLE = {"retry_total": 3, "retry_backoff_factor": 0.5}
@@ -44,7 +44,7 @@ async def build_sinks(
     Tests pass a clock, to play hours of an outage, and a ``tempo`` below 1 to shorten the
     real waits between tries (the horizon is kept: it is read on the clock).
     """
-    from ..storage import storage_credential
+    from shared.storage import storage_credential
 
     connection = storage_connection(environ)
     runtime = SinkRuntime({}, [])
@@ -67,7 +67,7 @@ async def _parts(
     tempo: float,
 ) -> tuple[Any, Delivery, MessageQueue, MessageQueue]:
     """The sink, its delivery settings, its queue and its poison queue."""
-    from ..storage import queue_client, table_client
+    from shared.storage import queue_client, table_client
 
     def own(client: Any) -> Any:
         runtime.closers.append(client)
@@ -77,8 +77,8 @@ async def _parts(
     poison = MessageQueue(own(queue_client(connection, config.delivery.poison_queue, token, **_PATIENT)))
     sink: Any
     if isinstance(config, WebhookSink):
-        from .ordering import ORDER_TABLE, OrderBook
-        from .webhook import WebhookForward
+        from shared.sinks.ordering import ORDER_TABLE, OrderBook
+        from shared.sinks.webhook import WebhookForward
 
         table = own(table_client(connection, ORDER_TABLE, token, **_PATIENT_TABLE))
         order = OrderBook(table, config.delivery.queue, wait=tempo)
@@ -87,7 +87,7 @@ async def _parts(
     elif isinstance(config, BlobSink):
         sink = await _mirror(config, connection, token, own, environ, tempo)
     else:
-        from .teams import BATCH_TABLE, TeamsSummary
+        from shared.sinks.teams import BATCH_TABLE, TeamsSummary
 
         summary = TeamsSummary(config, own(table_client(connection, BATCH_TABLE, token, **_PATIENT_TABLE)), queue)
         await summary.setup()
@@ -101,11 +101,11 @@ async def _mirror(
     """The blob mirror reads files through Graph, so it needs the Graph settings too."""
     from azure.storage.blob.aio import ContainerClient
 
-    from ..graph import GraphGateway, build_client
-    from ..settings import Settings
-    from ..storage import expand_connection, storage_credential, table_client
-    from .mirror import MIRROR_TABLE, BlobMirror
-    from .ordering import ORDER_TABLE, OrderBook
+    from shared.graph import GraphGateway, build_client
+    from shared.settings import Settings
+    from shared.sinks.mirror import MIRROR_TABLE, BlobMirror
+    from shared.sinks.ordering import ORDER_TABLE, OrderBook
+    from shared.storage import expand_connection, storage_credential, table_client
 
     settings = Settings.from_env(environ)
     client, credential = build_client(settings)

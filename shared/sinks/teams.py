@@ -18,13 +18,13 @@ from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from ..clock import format_time, parse_time, utcnow
-from ..errors import DeliveryRetryError
-from ..queues import MessageQueue
-from ..settings import resource_key
-from ..stores.tables import ensure_table, quote_filter
-from .config import TeamsSink
-from .webhook import classify, post_with_retries
+from shared.clock import format_time, parse_time, utcnow
+from shared.errors import DeliveryRetryError
+from shared.queues import MessageQueue
+from shared.settings import resource_key
+from shared.sinks.config import TeamsSink
+from shared.sinks.webhook import classify, post_with_retries
+from shared.stores.tables import ensure_table, quote_filter
 
 if TYPE_CHECKING:
     import aiohttp

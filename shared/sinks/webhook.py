@@ -19,9 +19,9 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from ..errors import DeliveryRejectedError, DeliveryRetryError
-from .config import WebhookSink
-from .ordering import OrderBook
+from shared.errors import DeliveryRejectedError, DeliveryRetryError
+from shared.sinks.config import WebhookSink
+from shared.sinks.ordering import OrderBook
 
 if TYPE_CHECKING:
     import aiohttp

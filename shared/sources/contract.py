@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
-from ..errors import UnsupportedResourceError
+from shared.errors import UnsupportedResourceError
 
 # A state entry's name is part of a RowKey: no '/', '\\', '#', '?' or control characters.
 STATE_NAME = re.compile(r"[A-Za-z0-9._:~-]{1,200}")

@@ -20,11 +20,11 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from ..clock import optional_time
-from ..errors import GraphRequestError, ResyncRequiredError
-from .catalog import DIRECTORY
-from .contract import NO_STATE, PLAIN, NotifiedChange, Page, SourceChange, SourceState
-from .lists import GraphReader
+from shared.clock import optional_time
+from shared.errors import GraphRequestError, ResyncRequiredError
+from shared.sources.catalog import DIRECTORY
+from shared.sources.contract import NO_STATE, PLAIN, NotifiedChange, Page, SourceChange, SourceState
+from shared.sources.lists import GraphReader
 
 # Small but useful items: who the object is, not every property Graph has.
 SELECT = {

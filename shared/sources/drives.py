@@ -11,11 +11,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from ..clock import optional_time
-from ..errors import GraphRequestError
-from ..graph import GraphGateway
-from .catalog import DRIVE_ROOT
-from .contract import NO_STATE, PLAIN, NotifiedChange, Page, SourceChange, SourceState
+from shared.clock import optional_time
+from shared.errors import GraphRequestError
+from shared.graph import GraphGateway
+from shared.sources.catalog import DRIVE_ROOT
+from shared.sources.contract import NO_STATE, PLAIN, NotifiedChange, Page, SourceChange, SourceState
 
 
 class DriveSource:

@@ -12,10 +12,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Protocol
 
-from ..clock import optional_time
-from ..errors import GraphRequestError
-from .catalog import SHAREPOINT_LIST
-from .contract import NO_STATE, PLAIN, NotifiedChange, Page, SourceChange, SourceState
+from shared.clock import optional_time
+from shared.errors import GraphRequestError
+from shared.sources.catalog import SHAREPOINT_LIST
+from shared.sources.contract import NO_STATE, PLAIN, NotifiedChange, Page, SourceChange, SourceState
 
 # The list item's columns come with it; without them a consumer would need a second call per item.
 FIRST_PAGE_QUERY = {"$expand": "fields"}

@@ -20,11 +20,11 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-from ..clock import optional_time
-from ..errors import GraphRequestError
-from ..sharepoint.client import SharePointClient
-from ..sharepoint.lists import SharePointList, latest_per_item, list_of, next_link_of
-from .contract import NO_STATE, PLAIN, NotifiedChange, Page, SourceChange, SourceState
+from shared.clock import optional_time
+from shared.errors import GraphRequestError
+from shared.sharepoint.client import SharePointClient
+from shared.sharepoint.lists import SharePointList, latest_per_item, list_of, next_link_of
+from shared.sources.contract import NO_STATE, PLAIN, NotifiedChange, Page, SourceChange, SourceState
 
 log = logging.getLogger(__name__)
 # Change records per GetChanges page, and items per enumeration page.

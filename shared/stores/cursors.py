@@ -17,9 +17,9 @@ from enum import Enum
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
-from ..clock import parse_time, utcnow
-from ..errors import CursorConflictError
-from .tables import ensure_table
+from shared.clock import parse_time, utcnow
+from shared.errors import CursorConflictError
+from shared.stores.tables import ensure_table
 
 if TYPE_CHECKING:
     from azure.data.tables.aio import TableClient

@@ -12,8 +12,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-from ..settings import DesiredSubscription
-from .tables import ensure_table, quote_filter
+from shared.settings import DesiredSubscription
+from shared.stores.tables import ensure_table, quote_filter
 
 if TYPE_CHECKING:
     from azure.data.tables.aio import TableClient

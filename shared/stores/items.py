@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from .tables import ensure_table, quote_filter, submit_batch
+from shared.stores.tables import ensure_table, quote_filter, submit_batch
 
 if TYPE_CHECKING:
     from azure.data.tables.aio import TableClient

@@ -12,8 +12,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from .items import row_key
-from .tables import ensure_table, quote_filter, submit_batch
+from shared.stores.items import row_key
+from shared.stores.tables import ensure_table, quote_filter, submit_batch
 
 if TYPE_CHECKING:
     from azure.data.tables.aio import TableClient

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from .tables import quote_filter
+from shared.stores.tables import quote_filter
 
 if TYPE_CHECKING:
     from azure.data.tables.aio import TableClient

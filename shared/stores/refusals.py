@@ -15,9 +15,9 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from ..clock import utcnow
-from ..refusals import LAST_DAY, Ledger, Row, Totals, bucket_key, bucket_of, ledger, summarize
-from .tables import ensure_table, quote_filter, submit_batch
+from shared.clock import utcnow
+from shared.refusals import LAST_DAY, Ledger, Row, Totals, bucket_key, bucket_of, ledger, summarize
+from shared.stores.tables import ensure_table, quote_filter, submit_batch
 
 if TYPE_CHECKING:
     from azure.data.tables.aio import TableClient

@@ -17,8 +17,8 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Iterable
 from typing import TYPE_CHECKING, Any
 
-from ..sources.contract import SourceState, StateWrite
-from .tables import ensure_table, quote_filter, submit_batch
+from shared.sources.contract import SourceState, StateWrite
+from shared.stores.tables import ensure_table, quote_filter, submit_batch
 
 if TYPE_CHECKING:
     from azure.data.tables.aio import TableClient

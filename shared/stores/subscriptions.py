@@ -19,10 +19,10 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from ..clock import utcnow
-from ..errors import SubscriptionPendingError
-from .pending import PendingCreation, PendingCreations
-from .tables import ensure_table, quote_filter
+from shared.clock import utcnow
+from shared.errors import SubscriptionPendingError
+from shared.stores.pending import PendingCreation, PendingCreations
+from shared.stores.tables import ensure_table, quote_filter
 
 if TYPE_CHECKING:
     from azure.data.tables.aio import TableClient

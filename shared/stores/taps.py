@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
-from ..clock import utcnow
-from .tables import ensure_table, quote_filter
+from shared.clock import utcnow
+from shared.stores.tables import ensure_table, quote_filter
 
 if TYPE_CHECKING:
     from azure.data.tables.aio import TableClient

@@ -31,7 +31,13 @@ with one read of the message and dropped when the message still exists.
 
 from __future__ import annotations
 
-from .sources import ContactSource, EventSource, FolderMessageSource, MailboxMessageSource, outlook_sources
+from shared.sources.outlook.sources import (
+    ContactSource,
+    EventSource,
+    FolderMessageSource,
+    MailboxMessageSource,
+    outlook_sources,
+)
 
 __all__ = [
     "ContactSource",

@@ -14,7 +14,7 @@ import hashlib
 import json
 from dataclasses import dataclass
 
-from ..contract import StateWrite
+from shared.sources.contract import StateWrite
 
 FOLDER = "folder:"
 

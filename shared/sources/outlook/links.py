@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from ...clock import optional_time, parse_time
-from ...errors import GraphRequestError
-from ..contract import SourceChange
+from shared.clock import optional_time, parse_time
+from shared.errors import GraphRequestError
+from shared.sources.contract import SourceChange
 
 PREFIX = "outlook:"
 # The window is re-based once its start is more than this far behind where it should start.

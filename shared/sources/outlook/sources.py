@@ -10,10 +10,16 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlencode
 
-from ...clock import utcnow
-from ...errors import GraphRequestError, ResyncRequiredError
-from ..catalog import IMMUTABLE_IDS, OUTLOOK_CONTACTS, OUTLOOK_EVENTS, OUTLOOK_FOLDER_MESSAGES, OUTLOOK_MAILBOX_MESSAGES
-from ..contract import (
+from shared.clock import utcnow
+from shared.errors import GraphRequestError, ResyncRequiredError
+from shared.sources.catalog import (
+    IMMUTABLE_IDS,
+    OUTLOOK_CONTACTS,
+    OUTLOOK_EVENTS,
+    OUTLOOK_FOLDER_MESSAGES,
+    OUTLOOK_MAILBOX_MESSAGES,
+)
+from shared.sources.contract import (
     NO_STATE,
     ChangeSource,
     NotifiedChange,
@@ -23,11 +29,11 @@ from ..contract import (
     StateWrite,
     Traits,
 )
-from .folders import FOLDER, Folder, folder_row, parse_folder
-from .links import Position, decode, encode, outlook_change, window_around, window_stale
+from shared.sources.outlook.folders import FOLDER, Folder, folder_row, parse_folder
+from shared.sources.outlook.links import Position, decode, encode, outlook_change, window_around, window_stale
 
 if TYPE_CHECKING:
-    from ...graph import GraphGateway
+    from shared.graph import GraphGateway
 
 log = logging.getLogger(__name__)
 # Outlook's delta pages hold at most this many items (Prefer: odata.maxpagesize).
