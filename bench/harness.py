@@ -55,7 +55,7 @@ async def wait_until(check: Callable[[], Awaitable[bool]], limit: float, what: s
 
 async def active_secrets(connection: str) -> dict[str, str]:
     """Subscription id → clientState of the records the app stored (what its HTTP path checks)."""
-    from shared.services import SUBSCRIPTIONS_TABLE
+    from shared.model.names import SUBSCRIPTIONS_TABLE
     from shared.storage import table_client
     from shared.stores.subscriptions import SubscriptionStore
 

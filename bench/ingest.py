@@ -38,8 +38,9 @@ EXAMPLE = {
 
 async def seed_subscriptions(connection: str, count: int) -> dict[str, str]:
     """Store ``count`` active subscription records as the renewer would; return id -> clientState."""
-    from shared.services import SUBSCRIPTIONS_TABLE
-    from shared.stores.subscriptions import ACTIVE, SubscriptionRecord, SubscriptionStore
+    from shared.model.names import SUBSCRIPTIONS_TABLE
+    from shared.model.subscription import ACTIVE, SubscriptionRecord
+    from shared.stores.subscriptions import SubscriptionStore
 
     seeded = {str(uuid.uuid4()): secrets.token_urlsafe(32) for _ in range(count)}
     now = datetime.now(UTC)

@@ -42,8 +42,8 @@ def install(path: str) -> None:
     from devtools.host.http import HttpDispatcher
     from shared import writer
     from shared.ingest import Ingest
+    from shared.model.names import NOTIFICATIONS_QUEUE
     from shared.queues import MessageQueue
-    from shared.settings import NOTIFICATIONS_QUEUE
     from shared.writer import GroupWriter
 
     out = open(path, "a", buffering=1, encoding="utf-8")  # noqa: SIM115 - open for the host's lifetime

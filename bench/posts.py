@@ -27,7 +27,7 @@ from devtools.azurite import start_azurite
 from devtools.simclient import SimControl
 from devtools.stack import DEMO_DRIVE, LocalStack
 from shared.clock import utcnow
-from shared.notifications import Envelope, check_items
+from shared.model.notifications import Envelope, check_items
 from shared.storage import queue_client
 
 from .harness import NOTIFICATIONS_QUEUE, PROCESS_DISABLED, running_stack, subscribe_via_host

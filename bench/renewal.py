@@ -26,10 +26,12 @@ from devtools.simclient import SimControl
 from shared.budget import GRAPH_SUBSCRIPTION_WRITES
 from shared.budget import GRAPH_WINDOW_SECONDS as WINDOW_SECONDS
 from shared.clock import utcnow
+from shared.model.names import SUBSCRIPTIONS_TABLE
+from shared.model.subscription import ACTIVE, SubscriptionRecord
 from shared.renewer import CONCURRENCY, LIST_REQUESTS, LIST_WINDOW_SECONDS
-from shared.services import SUBSCRIPTIONS_TABLE, build_worker
+from shared.services import build_worker
 from shared.storage import table_client
-from shared.stores.subscriptions import ACTIVE, SubscriptionRecord, SubscriptionStore
+from shared.stores.subscriptions import SubscriptionStore
 
 from .harness import drive_subscriptions, running_stack
 from .report import Row, rate, say

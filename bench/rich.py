@@ -26,13 +26,14 @@ from devtools.graphsim.rich import SampleCertificate, ValidationTokenSigner, enc
 from devtools.graphsim.server import SimHandle, start
 from devtools.messages import receive_json
 from shared.ingest import answer_handshake
+from shared.model.names import NOTIFICATIONS_QUEUE, SUBSCRIPTIONS_TABLE
+from shared.model.subscription import ACTIVE, SubscriptionRecord
 from shared.security.certificates import CertificateBook, parse_certificate
 from shared.security.decryption import decrypt_content
 from shared.security.tokens import TokenGate
-from shared.services import SUBSCRIPTIONS_TABLE, build_ingest
-from shared.settings import NOTIFICATIONS_QUEUE
+from shared.services import build_ingest
 from shared.storage import table_client
-from shared.stores.subscriptions import ACTIVE, SubscriptionRecord, SubscriptionStore
+from shared.stores.subscriptions import SubscriptionStore
 
 from .report import Row, ms, percentile, rate, ratio, say
 

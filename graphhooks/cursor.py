@@ -14,13 +14,14 @@ import typer
 
 from shared.clock import utcnow
 from shared.errors import OperatorRequestError
-from shared.notifications import Envelope
+from shared.model.changes import SourceRegistry
+from shared.model.names import NOTIFICATIONS_QUEUE, SOURCE_STATE_TABLE
+from shared.model.notifications import Envelope
+from shared.model.resources import resource_key
 from shared.queues import MessageQueue
-from shared.settings import NOTIFICATIONS_QUEUE, resource_key
-from shared.sources.contract import SourceRegistry
 from shared.stores.cursors import CursorStore
 from shared.stores.items import ItemIndex
-from shared.stores.source_state import SOURCE_STATE_TABLE, SourceStateStore
+from shared.stores.source_state import SourceStateStore
 from shared.stores.subscriptions import SubscriptionStore
 from shared.synchronizer import Synchronizer
 

@@ -9,9 +9,11 @@ import typer
 from rich.table import Table
 
 from shared.errors import InvalidSettingError, OperatorRequestError, SettingsError
-from shared.settings import DesiredSubscription, parse_desired, resource_data_settings
-from shared.sources.catalog import split_resource
-from shared.stores.desired import DESIRED_TABLE, DesiredStore
+from shared.model.catalog import split_resource
+from shared.model.names import DESIRED_TABLE
+from shared.model.resources import DesiredSubscription
+from shared.settings import parse_desired, resource_data_settings
+from shared.stores.desired import DesiredStore
 
 from .runtime import Session, console, run, session
 

@@ -20,7 +20,8 @@ import typer
 from rich.markup import escape
 
 from shared.clock import utcnow
-from shared.stores.taps import CACHE_SECONDS, HEARTBEAT, TAP_PREFIX, TAPS_TABLE, TapStore
+from shared.model.names import TAPS_TABLE
+from shared.stores.taps import CACHE_SECONDS, HEARTBEAT, TAP_PREFIX, TapStore
 
 from .runtime import Session, Storage, console, errors, failures, session
 

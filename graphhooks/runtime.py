@@ -19,7 +19,8 @@ import typer
 from rich.console import Console
 
 from shared.errors import GraphWebhookError, OperatorRequestError
-from shared.settings import StorageConnection, storage_connection
+from shared.model.connection import StorageConnection
+from shared.settings import storage_connection
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator

@@ -16,11 +16,13 @@ from rich.table import Table
 
 from shared.clock import utcnow
 from shared.errors import OperatorRequestError
-from shared.settings import DesiredSubscription, resource_key
-from shared.sources.catalog import split_resource
-from shared.stores.cursors import CursorState, CursorStore
+from shared.model.catalog import split_resource
+from shared.model.cursor import CursorState
+from shared.model.resources import DesiredSubscription, resource_key
+from shared.model.subscription import ACTIVE, SubscriptionRecord
+from shared.stores.cursors import CursorStore
 from shared.stores.desired import desired_subscriptions
-from shared.stores.subscriptions import ACTIVE, SubscriptionRecord, SubscriptionStore
+from shared.stores.subscriptions import SubscriptionStore
 
 from .runtime import Session, console, run, session
 

@@ -26,14 +26,14 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from shared.errors import MalformedBodyError, StorageUnavailableError
-from shared.notifications import MAX_BODY_BYTES, ClaimedItem, Envelope
+from shared.model.notifications import MAX_BODY_BYTES, ClaimedItem, Envelope
 
 if TYPE_CHECKING:
     from azure.core.credentials_async import AsyncTokenCredential
     from azure.storage.blob.aio import ContainerClient
 
+    from shared.model.connection import StorageConnection
     from shared.queues import MessageQueue
-    from shared.settings import StorageConnection
 
 log = logging.getLogger(__name__)
 

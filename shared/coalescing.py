@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import Enum
 
-from shared.stores.cursors import CursorState
+from shared.model.cursor import CursorState
 
 DEFAULT_MIN_INTERVAL = timedelta(seconds=1)
 MAX_DEFER = timedelta(seconds=30)

@@ -17,8 +17,8 @@ from datetime import datetime
 from typing import Protocol
 
 from shared.graph import RemoteSubscription
+from shared.model.subscription import SubscriptionRecord
 from shared.stores.pending import PendingCreation, PendingCreations
-from shared.stores.subscriptions import SubscriptionRecord
 
 
 class Creator(Protocol):

@@ -263,7 +263,7 @@ class GraphGateway:
         if _immutable_ids(resource):
             # Notifications then name an Outlook item by the immutable id its delta pages use, so a rich
             # notification and a delta pass give one change one event id (outlook-immutable-id.md).
-            from shared.sources.catalog import IMMUTABLE_IDS
+            from shared.model.catalog import IMMUTABLE_IDS
 
             request.headers.try_add("Prefer", IMMUTABLE_IDS)
         return _remote(await self._fetch(request))
@@ -335,7 +335,7 @@ def _remote(subscription: dict[str, Any]) -> RemoteSubscription:
 
 
 def _immutable_ids(resource: str) -> bool:
-    from shared.sources.catalog import readable_kind
+    from shared.model.catalog import readable_kind
 
     kind = readable_kind(resource.split("?", 1)[0])
     return kind is not None and kind.immutable_ids

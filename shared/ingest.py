@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 from shared import refusals, telemetry
 from shared.clock import utcnow
 from shared.errors import AuthorityUnavailableError, BodyTooLargeError, MalformedBodyError, StorageUnavailableError
-from shared.notifications import MAX_BODY_BYTES, Envelope, Rejection, check_items, handshake_token, parse_batch
+from shared.model.notifications import MAX_BODY_BYTES, Envelope, Rejection, check_items, handshake_token, parse_batch
 from shared.queues import MessageQueue
 from shared.writer import GroupWriter
 

@@ -17,7 +17,8 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 
 from shared.errors import CursorConflictError
-from shared.stores.cursors import CursorState, CursorStore, StoredCursor
+from shared.model.cursor import CursorState, StoredCursor
+from shared.stores.cursors import CursorStore
 
 log = logging.getLogger(__name__)
 LEASE = timedelta(seconds=60)

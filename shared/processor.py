@@ -15,11 +15,12 @@ from shared.claims import redeem
 from shared.clock import utcnow
 from shared.coalescing import Action
 from shared.errors import MalformedBodyError, UnsupportedResourceError
-from shared.notifications import Envelope
+from shared.model.notifications import Envelope
+from shared.model.subscription import SubscriptionRecord
 from shared.queues import MessageQueue, move_to_poison
 from shared.renewer import Renewer
 from shared.security.resource_data import resolves
-from shared.stores.subscriptions import SubscriptionRecord, SubscriptionStore
+from shared.stores.subscriptions import SubscriptionStore
 from shared.synchronizer import Synchronizer
 
 if TYPE_CHECKING:

@@ -14,11 +14,11 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 from shared.graph import RemoteSubscription
-from shared.lifetimes import renewal_due
-from shared.settings import DesiredSubscription
-from shared.sources.catalog import split_resource
+from shared.model.catalog import split_resource
+from shared.model.lifetimes import renewal_due
+from shared.model.resources import DesiredSubscription
+from shared.model.subscription import ACTIVE, CREATING, SubscriptionRecord
 from shared.stores.pending import PendingCreation
-from shared.stores.subscriptions import ACTIVE, CREATING, SubscriptionRecord
 
 # Graph answers a creation only after two validation handshakes of at most 10 s each
 # (notification and lifecycle URLs); with the write itself and a retry or two, an

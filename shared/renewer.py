@@ -15,13 +15,14 @@ from shared.clock import utcnow
 from shared.creation import create_recorded, encrypted_for, thumbprint
 from shared.errors import GraphRequestError, SubscriptionNotFoundError
 from shared.graph import GraphGateway, RemoteSubscription
-from shared.lifetimes import next_expiry
 from shared.logs import log_event
-from shared.notifications import Envelope
+from shared.model.lifetimes import next_expiry
+from shared.model.notifications import Envelope
+from shared.model.resources import DesiredSubscription, resource_key
+from shared.model.subscription import CREATING, FAILED, SubscriptionRecord
 from shared.queues import MessageQueue
 from shared.reconciliation import listing_due, plan, sort_pending
-from shared.settings import DesiredSubscription, resource_key
-from shared.stores.subscriptions import CREATING, FAILED, SubscriptionRecord, SubscriptionStore
+from shared.stores.subscriptions import SubscriptionStore
 from shared.synchronizer import Synchronizer
 
 if TYPE_CHECKING:

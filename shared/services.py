@@ -16,19 +16,21 @@ from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 from shared import telemetry
 from shared.ingest import Ingest, SecretBook
-from shared.settings import NOTIFICATIONS_QUEUE, Settings, storage_connection
+from shared.model.names import CURSORS_TABLE, ITEMS_TABLE, MEMBERS_TABLE, NOTIFICATIONS_QUEUE, SUBSCRIPTIONS_TABLE
+from shared.settings import Settings, storage_connection
 
 if TYPE_CHECKING:
     from azure.core.credentials_async import AsyncTokenCredential
     from azure.storage.queue.aio import QueueClient
 
     from shared.health import HealthMonitor
+    from shared.model.connection import StorageConnection
     from shared.processor import Processor
     from shared.renewer import Renewer
     from shared.security.certificates import CertificateBook, NotificationCertificate
     from shared.security.resource_data import ResourceDataReader
     from shared.security.tokens import TokenGate
-    from shared.settings import CertificateSource, StorageConnection
+    from shared.settings import CertificateSource
     from shared.stores.desired import DesiredStore
     from shared.stores.refusals import RefusalFlusher
     from shared.sweeper import Sweeper
@@ -42,10 +44,6 @@ class _Closable(Protocol):
 
 C = TypeVar("C", bound=_Closable)
 
-SUBSCRIPTIONS_TABLE = "subscriptions"
-CURSORS_TABLE = "deltacursors"
-ITEMS_TABLE = "deltaitems"
-MEMBERS_TABLE = "membersets"
 # The HTTP path must answer within Graph's 3 s: one quick retry, no long back-off.
 _FAST = {"retry_total": 1, "initial_backoff": 0, "increment_base": 0, "random_jitter_range": 0}
 _FAST_TABLE = {"retry_total": 1, "retry_backoff_factor": 0}
@@ -159,9 +157,10 @@ def _refusal_flusher(
     options: Mapping[str, Any] = _PATIENT_TABLE,
 ) -> RefusalFlusher:
     """Writes this process's refusal counts in the background, never on a request's path; a close flushes."""
+    from shared.model.names import REFUSALS_TABLE
     from shared.settings import refusals_flush_seconds
     from shared.storage import table_client
-    from shared.stores.refusals import REFUSALS_TABLE, RefusalFlusher, RefusalTable
+    from shared.stores.refusals import RefusalFlusher, RefusalTable
 
     client = owned.own(table_client(connection, REFUSALS_TABLE, token, **options))
     return owned.own(RefusalFlusher(RefusalTable(client), refusals_flush_seconds(environ), prune=prune).start())
@@ -219,10 +218,10 @@ class Worker:
 async def build_worker(environ: Mapping[str, str]) -> Worker:
     """Read the settings and build the Graph, table and queue adapters."""
     from shared.graph import GraphGateway, build_client
+    from shared.model.changes import SourceRegistry
     from shared.processor import Processor
     from shared.queues import MessageQueue
     from shared.renewer import Endpoints, Renewer
-    from shared.sources.contract import SourceRegistry
     from shared.sources.directory import DirectorySource
     from shared.sources.drives import DriveSource
     from shared.sources.lists import ListSource
@@ -266,9 +265,10 @@ async def build_worker(environ: Mapping[str, str]) -> Worker:
         owned.own(queue_client(connection, f"{settings.notifications_queue}-poison", token, **_PATIENT))
     )
     changes = MessageQueue(owned.own(_changes_client(settings, token, owned, **_PATIENT)))
+    from shared.model.names import TAPS_TABLE
     from shared.outlet import EventOutlet
     from shared.sinks.config import sink_queues
-    from shared.stores.taps import TAPS_TABLE, TapFeed, TapStore
+    from shared.stores.taps import TapFeed, TapStore
 
     # Taps (graphhooks events tail) get a best-effort copy; plain clients: a tap queue is never re-created.
     taps = owned.own(
@@ -289,8 +289,9 @@ async def build_worker(environ: Mapping[str, str]) -> Worker:
 
     # SharePoint's own list webhooks: their REST API (certificate or managed identity), one more source.
     sharepoint_client = owned.own(await build_sharepoint_client(settings))
+    from shared.model.names import SOURCE_STATE_TABLE
     from shared.sources.outlook import outlook_sources
-    from shared.stores.source_state import SOURCE_STATE_TABLE, SourceStateStore
+    from shared.stores.source_state import SourceStateStore
 
     # What sources keep besides their link (the all-folder mail walk's per-folder deltaLinks),
     # committed by the synchronizer with each page.
@@ -336,7 +337,8 @@ async def build_worker(environ: Mapping[str, str]) -> Worker:
         notifications,
         sharepoint_client,
     )
-    from shared.stores.desired import DESIRED_TABLE, DesiredStore
+    from shared.model.names import DESIRED_TABLE
+    from shared.stores.desired import DesiredStore
 
     desired = DesiredStore(owned.own(table_client(connection, DESIRED_TABLE, token, **_PATIENT_TABLE)))
     return Worker(settings, processor, renewer, owned, sweeper, sharepoint=sharepoint, desired=desired)
@@ -379,7 +381,7 @@ def _encryption_for(
     ``asked``: the renewer saw the desired entry ask (expanded sets included); the
     settings' own entries cover a renewal before any reconciliation in this process.
     """
-    from shared.sources.catalog import readable_kind
+    from shared.model.catalog import readable_kind
 
     wanted = {s.resource.strip("/") for s in settings.subscriptions if s.include_resource_data}
 

@@ -10,10 +10,13 @@ from datetime import timedelta
 from urllib.parse import urlsplit
 
 from shared.errors import InvalidSettingError, MissingSettingError
-from shared.sharepoint.lists import SharePointList
-from shared.sharepoint.lists import notification_url_for as sharepoint_url_for
-from shared.sharepoint.lists import parse_subscriptions as parse_sharepoint
-from shared.sources.catalog import READABLE, query_problem, readable_kind, split_resource
+from shared.model.catalog import READABLE, query_problem, readable_kind, split_resource
+from shared.model.connection import StorageConnection
+from shared.model.names import CHANGES_QUEUE, NOTIFICATIONS_QUEUE
+from shared.model.resources import MEMBER_PLACEHOLDER, DesiredSubscription
+from shared.model.sharepoint import SharePointList
+from shared.model.sharepoint import notification_url_for as sharepoint_url_for
+from shared.model.sharepoint import parse_subscriptions as parse_sharepoint
 
 DEFAULT_GRAPH_BASE_URL = "https://graph.microsoft.com/v1.0"
 # Every 5 minutes: the safety sweep runs on this timer, so it bounds how late a dropped change arrives.
@@ -25,49 +28,6 @@ DEFAULT_CALENDAR_WINDOW_DAYS_AHEAD = 365
 # One health snapshot serves every probe for this long: a load balancer cannot hammer storage or Graph.
 DEFAULT_HEALTH_CACHE_SECONDS = 30.0
 PUBLIC_AUTHORITIES = frozenset({"login.microsoftonline.com", "login.microsoftonline.us", "login.chinacloudapi.cn"})
-NOTIFICATIONS_QUEUE = "graph-notifications"
-CHANGES_QUEUE = "graph-changes"
-# Stands for each member's user id in a subscription set's resource.
-MEMBER_PLACEHOLDER = "{member}"
-
-
-def resource_key(resource: str) -> str:
-    """A resource as a Table storage key (which forbids '/', '\\', '#' and '?').
-
-    Cursors and item rows are keyed by it, so it never changes for a resource: a subscription's
-    query (``?model=B``) is kept apart (DesiredSubscription.query) and never reaches it.
-    """
-    safe = resource.strip().strip("/").replace("/", ":").replace("\\", ":")
-    return safe.replace("#", "%23").replace("?", "%3F")
-
-
-@dataclass(frozen=True)
-class DesiredSubscription:
-    """One entry of GRAPH_SUBSCRIPTIONS: a resource to watch and the change types.
-
-    ``include_resource_data`` asks Graph for rich notifications (encrypted resource
-    data); ``for_each_member_of`` names a group whose members the entry expands over,
-    its resource holding a ``{member}`` placeholder. ``query`` is the OData query Graph
-    documents for the resource (``model=B``, ``$select=subject``): it reaches Graph in the
-    subscription's resource unchanged, while ``resource``, the path alone, keys the
-    subscription, its cursor and its change source.
-    """
-
-    resource: str
-    change_type: str
-    include_resource_data: bool = False
-    for_each_member_of: str | None = None
-    query: str = ""
-
-    @property
-    def key(self) -> str:
-        """A stable key usable as a Table storage RowKey (no '/', '\\', '#' or '?'); the query has no part in it."""
-        return f"{resource_key(self.resource)}|{self.change_type}"
-
-    @property
-    def graph_resource(self) -> str:
-        """The resource as Graph is given it: the path, then the query, unchanged."""
-        return f"{self.resource}?{self.query}" if self.query else self.resource
 
 
 @dataclass(frozen=True)
@@ -177,30 +137,6 @@ def sharepoint_notification_url(environ: Mapping[str, str], notification_url: st
 STORAGE_SETTING = "AzureWebJobsStorage"
 CHANGES_SETTING = "CHANGES_STORAGE"
 HTTP_AUTH_LEVELS = ("anonymous", "function", "admin")
-
-
-@dataclass(frozen=True)
-class StorageConnection:
-    """How the app reaches its storage account, read like the Functions host reads it.
-
-    Either a connection string (``AzureWebJobsStorage``, ``UseDevelopmentStorage=true``
-    included) or the identity-based form: service URIs from ``AzureWebJobsStorage__accountName``
-    or ``__queueServiceUri``/``__tableServiceUri``/``__blobServiceUri``, reached with a token
-    credential: ``__credential=managedidentity`` (``__clientId`` picks a user-assigned
-    identity) or, without it, azure-identity's DefaultAzureCredential (``az login`` locally).
-    """
-
-    connection_string: str | None = None
-    queue_service_uri: str | None = None
-    table_service_uri: str | None = None
-    blob_service_uri: str | None = None
-    credential: str | None = None
-    client_id: str | None = None
-
-    @property
-    def identity_based(self) -> bool:
-        """True when the clients authenticate with a token credential, not an account key."""
-        return self.connection_string is None
 
 
 def storage_connection(

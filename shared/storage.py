@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from shared.settings import StorageConnection
+from shared.model.connection import StorageConnection
 
 if TYPE_CHECKING:
     from azure.core.credentials_async import AsyncTokenCredential

@@ -17,7 +17,7 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 from typing import Any, Protocol
 
 from shared.errors import GraphRequestError, ResyncRequiredError
-from shared.settings import MEMBER_PLACEHOLDER, DesiredSubscription
+from shared.model.resources import MEMBER_PLACEHOLDER, DesiredSubscription
 from shared.stores.members import MemberSet
 
 USER_TYPE = "#microsoft.graph.user"

@@ -16,11 +16,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from shared.clock import utcnow
-from shared.notifications import Envelope
+from shared.model.notifications import Envelope
+from shared.model.resources import resource_key
+from shared.model.subscription import SubscriptionRecord
 from shared.queues import MessageQueue
-from shared.settings import resource_key
 from shared.stores.cursors import CursorStore
-from shared.stores.subscriptions import SubscriptionRecord, SubscriptionStore
+from shared.stores.subscriptions import SubscriptionStore
 
 log = logging.getLogger(__name__)
 # Cursor point reads in flight at once: 10,000 subscriptions read in a few seconds.

@@ -27,18 +27,19 @@ from typing import Any
 from shared.clock import utcnow
 from shared.coalescing import DEFAULT_MIN_INTERVAL, Action, Decision, decide, decide_notified
 from shared.errors import CursorConflictError, GraphRequestError, ResyncRequiredError
-from shared.events import Classified, Context, classify_page, deletions, fit_event, known_removals_only
 from shared.lease import LEASE, Lease
 from shared.logs import log_event
-from shared.notifications import Envelope
+from shared.model.changes import ChangeSource, NotifiedChange, Page, SourceRegistry
+from shared.model.cursor import CursorState, Mode, StoredCursor
+from shared.model.events import Classified, Context, classify_page, deletions, fit_event, known_removals_only
+from shared.model.notifications import Envelope
+from shared.model.resources import resource_key
+from shared.model.subscription import SubscriptionRecord
 from shared.outlet import EventOutlet
 from shared.queues import MessageQueue
-from shared.settings import resource_key
-from shared.sources.contract import ChangeSource, NotifiedChange, Page, SourceRegistry
-from shared.stores.cursors import CursorState, CursorStore, Mode, StoredCursor
+from shared.stores.cursors import CursorStore
 from shared.stores.items import ItemIndex
 from shared.stores.source_state import SourceStateStore
-from shared.stores.subscriptions import SubscriptionRecord
 
 log = logging.getLogger(__name__)
 IN_PLACE_WAIT = timedelta(seconds=1)

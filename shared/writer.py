@@ -19,7 +19,7 @@ import asyncio
 from dataclasses import dataclass
 
 from shared.errors import BodyTooLargeError
-from shared.notifications import Envelope, encode_item, item_room, pack_items
+from shared.model.notifications import Envelope, encode_item, item_room, pack_items
 from shared.queues import MessageQueue
 
 

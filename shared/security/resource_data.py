@@ -36,7 +36,7 @@ def resolves(notification: dict[str, Any], subscribed: str) -> bool:
         return False
     if "encryptedContent" in notification:
         return True
-    from shared.sources.catalog import readable_kind
+    from shared.model.catalog import readable_kind
 
     kind = readable_kind(subscribed)
     return (

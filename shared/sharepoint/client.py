@@ -16,7 +16,7 @@ from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt,
 
 from shared.clock import format_time
 from shared.errors import GraphRequestError, ResyncRequiredError, SubscriptionNotFoundError, TransientGraphError
-from shared.sharepoint.lists import ChangeRecord, SharePointList, expired_token, parse_changes
+from shared.model.sharepoint import ChangeRecord, SharePointList, expired_token, parse_changes
 
 if TYPE_CHECKING:
     import httpx

@@ -23,10 +23,12 @@ from typing import TYPE_CHECKING, Any
 from shared.clock import parse_time
 from shared.errors import SubscriptionNotFoundError
 from shared.graph import RemoteSubscription
-from shared.settings import DesiredSubscription, Settings
+from shared.model.resources import DesiredSubscription
+from shared.model.sharepoint import SharePointList, is_list_resource, list_of
+from shared.model.subscription import SubscriptionRecord
+from shared.settings import Settings
 from shared.sharepoint.client import SharePointClient
-from shared.sharepoint.lists import SharePointList, is_list_resource, list_of
-from shared.stores.subscriptions import SubscriptionRecord, SubscriptionStore
+from shared.stores.subscriptions import SubscriptionStore
 
 if TYPE_CHECKING:
     from azure.data.tables.aio import TableClient

@@ -17,7 +17,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from shared.errors import InvalidSettingError, MissingSettingError
-from shared.settings import STORAGE_SETTING, StorageConnection, storage_connection
+from shared.model.connection import StorageConnection
+from shared.settings import STORAGE_SETTING, storage_connection
 from shared.sinks.schedule import DEFAULT_HORIZON_HOURS, MAX_HORIZON_HOURS, RetryPolicy
 
 KEY = "SINKS"

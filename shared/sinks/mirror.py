@@ -36,7 +36,8 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, unquote
 
 from shared.errors import DeliveryRetryError, GraphRequestError, TransientGraphError
-from shared.settings import resource_key
+from shared.model.names import SINK_MIRROR_TABLE
+from shared.model.resources import resource_key
 from shared.sinks.blobnames import DELETED_PREFIX, blob_name, checked_blob
 from shared.sinks.config import BlobSink
 from shared.sinks.ordering import OrderBook
@@ -49,7 +50,7 @@ if TYPE_CHECKING:
 
     from shared.graph import GraphGateway
 
-MIRROR_TABLE = "sinkmirror"
+MIRROR_TABLE = SINK_MIRROR_TABLE
 RANGE = 8 * 1024 * 1024
 
 

@@ -20,13 +20,14 @@ import contextlib
 from typing import TYPE_CHECKING, Any
 
 from shared.errors import DeliveryDeferredError
-from shared.settings import resource_key
+from shared.model.names import SINK_ORDER_TABLE
+from shared.model.resources import resource_key
 from shared.stores.tables import ensure_table
 
 if TYPE_CHECKING:
     from azure.data.tables.aio import TableClient
 
-ORDER_TABLE = "sinkorder"
+ORDER_TABLE = SINK_ORDER_TABLE
 
 
 def item_key(event: dict[str, Any]) -> str | None:

@@ -8,8 +8,9 @@ from datetime import datetime
 from typing import Any
 
 from shared.clock import utcnow
+from shared.model.connection import StorageConnection
 from shared.queues import MessageQueue
-from shared.settings import StorageConnection, storage_connection
+from shared.settings import storage_connection
 from shared.sinks.config import BlobSink, Delivery, SinkConfig, WebhookSink, parse_sinks
 from shared.sinks.runner import SinkRunner
 

@@ -20,8 +20,9 @@ from typing import TYPE_CHECKING, Any
 
 from shared.clock import format_time, parse_time, utcnow
 from shared.errors import DeliveryRetryError
+from shared.model.names import SINK_BATCHES_TABLE
+from shared.model.resources import resource_key
 from shared.queues import MessageQueue
-from shared.settings import resource_key
 from shared.sinks.config import TeamsSink
 from shared.sinks.webhook import classify, post_with_retries
 from shared.stores.tables import ensure_table, quote_filter
@@ -30,7 +31,7 @@ if TYPE_CHECKING:
     import aiohttp
     from azure.data.tables.aio import TableClient
 
-BATCH_TABLE = "sinkbatches"
+BATCH_TABLE = SINK_BATCHES_TABLE
 OPEN = "open"
 SAMPLES = 5
 CARD_TYPE = "application/vnd.microsoft.card.adaptive"

@@ -4,6 +4,6 @@
 settings check without importing any SDK; each other module reads one kind.
 """
 
-from shared.sources.contract import ChangeSource, Page, SourceChange, SourceRegistry
+from shared.model.changes import ChangeSource, Page, SourceChange, SourceRegistry
 
 __all__ = ["ChangeSource", "Page", "SourceChange", "SourceRegistry"]

@@ -22,8 +22,8 @@ from typing import Any
 
 from shared.clock import optional_time
 from shared.errors import GraphRequestError, ResyncRequiredError
-from shared.sources.catalog import DIRECTORY
-from shared.sources.contract import NO_STATE, PLAIN, NotifiedChange, Page, SourceChange, SourceState
+from shared.model.catalog import DIRECTORY
+from shared.model.changes import NO_STATE, PLAIN, NotifiedChange, Page, SourceChange, SourceState
 from shared.sources.lists import GraphReader
 
 # Small but useful items: who the object is, not every property Graph has.

@@ -14,8 +14,8 @@ from typing import Any
 from shared.clock import optional_time
 from shared.errors import GraphRequestError
 from shared.graph import GraphGateway
-from shared.sources.catalog import DRIVE_ROOT
-from shared.sources.contract import NO_STATE, PLAIN, NotifiedChange, Page, SourceChange, SourceState
+from shared.model.catalog import DRIVE_ROOT
+from shared.model.changes import NO_STATE, PLAIN, NotifiedChange, Page, SourceChange, SourceState
 
 
 class DriveSource:

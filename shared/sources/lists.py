@@ -14,8 +14,8 @@ from typing import Any, Protocol
 
 from shared.clock import optional_time
 from shared.errors import GraphRequestError
-from shared.sources.catalog import SHAREPOINT_LIST
-from shared.sources.contract import NO_STATE, PLAIN, NotifiedChange, Page, SourceChange, SourceState
+from shared.model.catalog import SHAREPOINT_LIST
+from shared.model.changes import NO_STATE, PLAIN, NotifiedChange, Page, SourceChange, SourceState
 
 # The list item's columns come with it; without them a consumer would need a second call per item.
 FIRST_PAGE_QUERY = {"$expand": "fields"}

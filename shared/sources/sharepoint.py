@@ -22,9 +22,9 @@ from typing import Any
 
 from shared.clock import optional_time
 from shared.errors import GraphRequestError
+from shared.model.changes import NO_STATE, PLAIN, NotifiedChange, Page, SourceChange, SourceState
+from shared.model.sharepoint import SharePointList, latest_per_item, list_of, next_link_of
 from shared.sharepoint.client import SharePointClient
-from shared.sharepoint.lists import SharePointList, latest_per_item, list_of, next_link_of
-from shared.sources.contract import NO_STATE, PLAIN, NotifiedChange, Page, SourceChange, SourceState
 
 log = logging.getLogger(__name__)
 # Change records per GetChanges page, and items per enumeration page.

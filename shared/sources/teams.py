@@ -15,8 +15,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from shared.clock import optional_time
-from shared.sources.catalog import TEAMS_ALL_CHANNEL_MESSAGES, TEAMS_CHANNEL_MESSAGES, TEAMS_CHAT_MESSAGES
-from shared.sources.contract import NO_STATE, NotifiedChange, Page, SourceChange, SourceState, Traits
+from shared.model.catalog import TEAMS_ALL_CHANNEL_MESSAGES, TEAMS_CHANNEL_MESSAGES, TEAMS_CHAT_MESSAGES
+from shared.model.changes import NO_STATE, NotifiedChange, Page, SourceChange, SourceState, Traits
 
 KIND = "chatMessage"
 # A notification's ``resource`` names the message: teams('t')/channels('c')/messages('m') or chats('c')/messages('m').

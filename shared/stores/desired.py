@@ -12,13 +12,12 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-from shared.settings import DesiredSubscription
+from shared.model.resources import DesiredSubscription
 from shared.stores.tables import ensure_table, quote_filter
 
 if TYPE_CHECKING:
     from azure.data.tables.aio import TableClient
 
-DESIRED_TABLE = "desiredsubscriptions"
 PARTITION = "desired"
 
 

@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Iterable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from shared.model.index import IndexWrite, Known
 from shared.stores.tables import ensure_table, quote_filter, submit_batch
 
 if TYPE_CHECKING:
@@ -26,35 +26,6 @@ _BATCH = 100  # Table storage's limit for one transaction
 UNMARKED_PAGE = 1000
 # The columns a lookup reads.
 _KNOWN = ["Version", "Deleted", "Life", "Detail"]
-
-
-@dataclass(frozen=True)
-class Known:
-    """What the index holds for one item: its last reported version, whether it is deleted, and its life.
-
-    ``life`` counts the item's restores (and changes told by ``detail`` alone): an item
-    deleted and restored lives again under the same id and may come back at the same
-    version (a directory object's version is a hash of its properties), so events tell
-    its lives apart by it. ``detail`` is what the last delta round reported beside the
-    version (see SourceChange.detail).
-    """
-
-    version: str
-    deleted: bool = False
-    life: int = 0
-    detail: str = ""
-
-
-@dataclass(frozen=True)
-class IndexWrite:
-    """One row to write: the item's version and state, and the pass that saw it ('' for none)."""
-
-    item_id: str
-    version: str
-    deleted: bool = False
-    pass_id: str = ""
-    life: int = 0
-    detail: str = ""
 
 
 def _known(entity: Any) -> Known:

@@ -23,7 +23,6 @@ if TYPE_CHECKING:
     from azure.data.tables.aio import TableClient
 
 log = logging.getLogger(__name__)
-REFUSALS_TABLE = "refusals"
 DEFAULT_FLUSH_SECONDS = 30.0
 # Rows are kept twice as long as health reads them; older ones are deleted by the worker's flusher.
 KEEP = timedelta(hours=48)

@@ -17,13 +17,12 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Iterable
 from typing import TYPE_CHECKING, Any
 
-from shared.sources.contract import SourceState, StateWrite
+from shared.model.changes import SourceState, StateWrite
 from shared.stores.tables import ensure_table, quote_filter, submit_batch
 
 if TYPE_CHECKING:
     from azure.data.tables.aio import TableClient
 
-SOURCE_STATE_TABLE = "sourcestate"
 _BATCH = 100  # Table storage's limit for one transaction
 # A string property holds 64 KiB of UTF-16: 32,768 characters at most.
 MAX_VALUE_CHARS = 32_000

@@ -15,12 +15,13 @@ from before Graph is asked until its record names the new id.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from shared.clock import utcnow
 from shared.errors import SubscriptionPendingError
+from shared.model.subscription import ACTIVE, SubscriptionRecord
 from shared.stores.pending import PendingCreation, PendingCreations
 from shared.stores.tables import ensure_table, quote_filter
 
@@ -31,55 +32,9 @@ PARTITION = "subscription"
 BY_ID = "byid"
 # When a record's last notification arrived: rows of their own, so a record's REPLACE save never erases them.
 NOTIFIED = "notified"
-ACTIVE = "active"
-CREATING = "creating"
-FAILED = "failed"
 # Table keys may not hold these; an id that does cannot be ours (and must not shape a URL).
 _FORBIDDEN_KEY_CHARACTERS = frozenset("/\\#?")
 _MAX_KEY_LENGTH = 512
-
-
-@dataclass(frozen=True)
-class SubscriptionRecord:
-    """One desired subscription and, once created, Graph's id and expiry for it.
-
-    While a subscription is being re-created, the record keeps the old id and
-    clientState (so notifications already queued for it still resolve) with
-    status ``creating``; ``updated_at`` is then the time of the attempt.
-    """
-
-    key: str
-    resource: str
-    change_type: str
-    client_state: str
-    status: str
-    updated_at: datetime
-    subscription_id: str = ""
-    expires_at: datetime | None = None
-    # The OData query sent to Graph after the resource (``model=B``, ``$select=...``); the rest of
-    # the app reads ``resource`` alone, so cursors and sources never see it.
-    query: str = ""
-    # The certificate Graph encrypts this subscription's resource data for (rich subscriptions).
-    certificate_id: str = ""
-    certificate_thumbprint: str = ""
-
-    @property
-    def graph_resource(self) -> str:
-        """The subscription's ``resource`` as Graph is given it: the path, then the query, unchanged."""
-        return f"{self.resource}?{self.query}" if self.query else self.resource
-
-    def activated(
-        self, subscription_id: str, expires_at: datetime, now: datetime, client_state: str | None = None
-    ) -> SubscriptionRecord:
-        """The record once Graph has created (or renewed) the subscription."""
-        return replace(
-            self,
-            subscription_id=subscription_id,
-            expires_at=expires_at,
-            status=ACTIVE,
-            updated_at=now,
-            client_state=self.client_state if client_state is None else client_state,
-        )
 
 
 def _to_entity(record: SubscriptionRecord) -> dict[str, Any]:

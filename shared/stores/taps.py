@@ -24,7 +24,6 @@ if TYPE_CHECKING:
     from azure.data.tables.aio import TableClient
     from azure.storage.queue.aio import QueueClient
 
-TAPS_TABLE = "taps"
 PARTITION = "tap"
 TAP_PREFIX = "tap-"
 # A watcher renews its row every HEARTBEAT; one that died stops getting copies after TAP_LIFETIME.

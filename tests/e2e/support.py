@@ -12,7 +12,7 @@ from typing import Any
 from devtools.messages import peek_count, receive_json
 from devtools.simclient import SimControl
 from devtools.stack import DEMO_DRIVE, LocalStack
-from shared.settings import CHANGES_QUEUE, NOTIFICATIONS_QUEUE
+from shared.model.names import CHANGES_QUEUE, NOTIFICATIONS_QUEUE
 
 RESOURCE = f"drives/{DEMO_DRIVE}/root"
 # Generous: the machine is small and shared with benchmarks. The checks stay strict.

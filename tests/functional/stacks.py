@@ -25,10 +25,10 @@ from devtools.messages import receive_json
 from devtools.simclient import SimControl
 from shared.clock import utcnow
 from shared.ingest import answer_handshake
-from shared.notifications import MAX_BODY_BYTES, Envelope
+from shared.model.names import CHANGES_QUEUE, NOTIFICATIONS_QUEUE
+from shared.model.notifications import MAX_BODY_BYTES, Envelope
 from shared.queues import MessageQueue
 from shared.services import Receivers, Worker, build_ingest, build_worker
-from shared.settings import CHANGES_QUEUE, NOTIFICATIONS_QUEUE
 from shared.storage import queue_client
 
 DRIVE = "b!pipeline-drive"

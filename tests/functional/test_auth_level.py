@@ -23,8 +23,9 @@ import pytest
 
 from devtools.azurite import Azurite, free_port
 from shared.clock import utcnow
+from shared.model.subscription import ACTIVE, SubscriptionRecord
 from shared.storage import queue_client, table_client
-from shared.stores.subscriptions import ACTIVE, SubscriptionRecord, SubscriptionStore
+from shared.stores.subscriptions import SubscriptionStore
 
 ROOT = Path(__file__).resolve().parents[2]
 KEY = "local-test-key"

@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 import azure.functions as func
 import pytest
 
-from shared.notifications import MAX_BODY_BYTES
+from shared.model.notifications import MAX_BODY_BYTES
 from tests.functional.app_functions import FUNCTIONS
 from tests.functional.stacks import Stack
 

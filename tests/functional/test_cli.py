@@ -26,11 +26,12 @@ from devtools.messages import receive_json
 from graphhooks.cli import app
 from graphhooks.subscriptions import when
 from shared.clock import utcnow
+from shared.model.cursor import Mode
+from shared.model.names import NOTIFICATIONS_QUEUE, TAPS_TABLE
+from shared.model.resources import resource_key
 from shared.services import Lazy
-from shared.settings import NOTIFICATIONS_QUEUE, resource_key
 from shared.storage import queue_client, table_client
-from shared.stores.cursors import Mode
-from shared.stores.taps import TAPS_TABLE, TapStore
+from shared.stores.taps import TapStore
 from tests.functional.stacks import DRIVE, RESOURCE, Stack, subscribed
 
 ROOT = Path(__file__).resolve().parents[2]

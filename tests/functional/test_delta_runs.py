@@ -16,9 +16,10 @@ import pytest
 from devtools.messages import receive_json
 from shared.clock import utcnow
 from shared.coalescing import Action
-from shared.notifications import Envelope
-from shared.settings import CHANGES_QUEUE, NOTIFICATIONS_QUEUE, resource_key
-from shared.sources.contract import PLAIN, SourceRegistry
+from shared.model.changes import PLAIN, SourceRegistry
+from shared.model.names import CHANGES_QUEUE, NOTIFICATIONS_QUEUE
+from shared.model.notifications import Envelope
+from shared.model.resources import resource_key
 from shared.storage import queue_client
 from shared.synchronizer import Synchronizer
 from tests.functional.stacks import DRIVE, RESOURCE, Stack, subscribed

@@ -8,10 +8,11 @@ from datetime import timedelta
 
 from devtools.azurite import free_port
 from shared.clock import utcnow
+from shared.model.names import REFUSALS_TABLE
 from shared.refusals import Ledger, Reason
 from shared.services import build_health
 from shared.storage import table_client
-from shared.stores.refusals import REFUSALS_TABLE, RefusalFlusher, RefusalTable
+from shared.stores.refusals import RefusalFlusher, RefusalTable
 from tests.functional.app_functions import FUNCTIONS
 from tests.functional.stacks import subscribed
 

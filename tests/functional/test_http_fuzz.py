@@ -27,10 +27,11 @@ from hypothesis import strategies as st
 from devtools.azurite import Azurite
 from shared.claims import CONTAINER, ClaimStore, redeem
 from shared.ingest import Ingest, SecretBook
-from shared.notifications import LIFECYCLE_EVENTS, MAX_BODY_BYTES, MAX_ITEMS_PER_BATCH, Envelope
+from shared.model.notifications import LIFECYCLE_EVENTS, MAX_BODY_BYTES, MAX_ITEMS_PER_BATCH, Envelope
+from shared.model.subscription import ACTIVE, SubscriptionRecord
 from shared.queues import MessageQueue
 from shared.storage import queue_client, table_client
-from shared.stores.subscriptions import ACTIVE, SubscriptionRecord, SubscriptionStore
+from shared.stores.subscriptions import SubscriptionStore
 
 EXAMPLES = 1500  # about 25 s on an idle 2-core machine; 60 s when others share it
 ANSWER_LIMIT = 1.0

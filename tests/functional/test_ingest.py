@@ -22,10 +22,11 @@ from shared import refusals
 from shared.clock import utcnow
 from shared.errors import MalformedBodyError
 from shared.ingest import MAX_FINDS_PER_REQUEST, SECRETS_DEADLINE_SECONDS, Ingest, SecretBook
-from shared.notifications import MAX_BODY_BYTES, MAX_ITEMS_PER_BATCH, MAX_MESSAGE_JSON_BYTES, Envelope
+from shared.model.notifications import MAX_BODY_BYTES, MAX_ITEMS_PER_BATCH, MAX_MESSAGE_JSON_BYTES, Envelope
+from shared.model.subscription import ACTIVE, SubscriptionRecord
 from shared.queues import MessageQueue
 from shared.storage import queue_client, table_client
-from shared.stores.subscriptions import ACTIVE, SubscriptionRecord, SubscriptionStore
+from shared.stores.subscriptions import SubscriptionStore
 from shared.writer import GroupWriter
 
 SUBSCRIPTION_ID = "0f3b1b6e-3b35-4a3e-8b3e-6f1d2a1c9f01"

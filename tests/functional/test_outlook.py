@@ -39,7 +39,7 @@ async def subscribe(stack: Stack) -> None:
 
 
 def _key(resource: str) -> str:
-    from shared.settings import resource_key
+    from shared.model.resources import resource_key
 
     return resource_key(resource)
 
@@ -316,7 +316,7 @@ async def settle(stack: Stack) -> None:
     deadline = utcnow() + timedelta(seconds=10)
     while utcnow() < deadline and (await stack.control.stats())["delivery"]["pending"]:
         await stack.pump(lambda: True)
-    from shared.settings import NOTIFICATIONS_QUEUE
+    from shared.model.names import NOTIFICATIONS_QUEUE
     from shared.storage import queue_client
 
     async with queue_client(stack.connection, NOTIFICATIONS_QUEUE) as client:

@@ -14,9 +14,10 @@ import pytest
 from azure.core.exceptions import ResourceNotFoundError
 
 from shared.clock import utcnow
+from shared.model.changes import PLAIN
+from shared.model.names import CHANGES_QUEUE
+from shared.model.resources import resource_key
 from shared.services import build_worker
-from shared.settings import CHANGES_QUEUE, resource_key
-from shared.sources.contract import PLAIN
 from shared.storage import queue_client
 from tests.functional.stacks import DRIVE, RESOURCE, Stack, subscribed
 
@@ -284,7 +285,7 @@ def _synchronizer(parts: Any, sources: Any, **options: Any) -> Any:
 
 
 async def test_a_run_longer_than_its_lease_keeps_it_so_no_other_instance_runs_meanwhile(stack_factory):
-    from shared.sources.contract import SourceRegistry
+    from shared.model.changes import SourceRegistry
 
     stack = await subscribed(stack_factory, "--page-size", "2")
     await stack.control.delivery(paused=True)  # only this test's runs read the drive
@@ -316,7 +317,7 @@ async def test_a_run_longer_than_its_lease_keeps_it_so_no_other_instance_runs_me
 
 
 async def test_the_lease_is_held_through_a_step_slower_than_the_lease_itself(stack_factory):
-    from shared.sources.contract import SourceRegistry
+    from shared.model.changes import SourceRegistry
 
     stack = await subscribed(stack_factory)
     await stack.control.delivery(paused=True)

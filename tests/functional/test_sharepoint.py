@@ -29,12 +29,13 @@ from devtools.azurite import free_port
 from devtools.launch import start_simulator
 from devtools.simclient import SimControl
 from shared.clock import parse_time, utcnow
-from shared.events import event_id
 from shared.ingest import answer_handshake
+from shared.model.events import event_id
+from shared.model.names import NOTIFICATIONS_QUEUE
+from shared.model.sharepoint import SharePointList
 from shared.services import build_worker
-from shared.settings import NOTIFICATIONS_QUEUE, Settings
+from shared.settings import Settings
 from shared.sharepoint.client import build_sharepoint_client
-from shared.sharepoint.lists import SharePointList
 from shared.sharepoint.subscriptions import desired
 from shared.storage import queue_client
 from tests.functional.app_functions import FUNCTIONS

@@ -17,10 +17,11 @@ import pytest
 
 from shared.clock import utcnow
 from shared.errors import SubscriptionPendingError
+from shared.model.resources import resource_key
+from shared.model.subscription import ACTIVE, FAILED, SubscriptionRecord
 from shared.services import build_worker
-from shared.settings import resource_key
 from shared.storage import table_client
-from shared.stores.subscriptions import ACTIVE, FAILED, SubscriptionRecord, SubscriptionStore
+from shared.stores.subscriptions import SubscriptionStore
 from tests.functional.stacks import subscribed
 
 NOW = datetime(2026, 1, 15, 12, 0, tzinfo=UTC)

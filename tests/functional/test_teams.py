@@ -17,8 +17,8 @@ import pytest
 
 from devtools.graphsim.rich import make_certificate
 from devtools.messages import receive_json
+from shared.model.names import NOTIFICATIONS_QUEUE
 from shared.services import build_worker
-from shared.settings import NOTIFICATIONS_QUEUE
 from tests.functional.stacks import Stack
 
 CERTIFICATE_ID = "teams-cert-1"

@@ -15,9 +15,9 @@ from typing import Any
 import pytest
 
 from shared.graph import RemoteSubscription
-from shared.settings import DesiredSubscription
-from shared.sources.contract import SourceChange
-from shared.stores.subscriptions import ACTIVE, SubscriptionRecord
+from shared.model.changes import SourceChange
+from shared.model.resources import DesiredSubscription
+from shared.model.subscription import ACTIVE, SubscriptionRecord
 
 ROOT = Path(__file__).resolve().parents[2]
 PAYLOADS = ROOT / "tests" / "payloads"

@@ -10,7 +10,7 @@ import pytest
 from graphhooks.desired import validated
 from graphhooks.runtime import read_values
 from shared.errors import OperatorRequestError
-from shared.settings import DesiredSubscription
+from shared.model.resources import DesiredSubscription
 from shared.stores.desired import merge_desired
 from shared.stores.taps import Tap, alive
 

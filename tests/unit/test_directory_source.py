@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 
 from shared.errors import GraphRequestError, InvalidSettingError, ResyncRequiredError
-from shared.events import change_type_of
+from shared.model.cursor import Mode
+from shared.model.events import change_type_of
+from shared.model.index import Known
 from shared.settings import parse_desired
 from shared.sources.directory import SELECT, DirectorySource, to_change, to_page, version_of
-from shared.stores.cursors import Mode
-from shared.stores.items import Known
 
 GROUP = "0b1c5d7e-1111-4222-8333-944455556666"
 
@@ -96,13 +96,13 @@ def test_a_single_user_resource_no_source_reads_is_rejected_and_named():
 def test_users_and_groups_subscriptions_live_up_to_41760_minutes():
     from datetime import timedelta
 
-    from shared.lifetimes import max_lifetime
+    from shared.model.lifetimes import max_lifetime
 
     assert max_lifetime("users") == max_lifetime("groups") == timedelta(minutes=41760)
 
 
 def _classify(changes, index, mode, now):
-    from shared.events import Context, classify_page
+    from shared.model.events import Context, classify_page
 
     context = Context(mode, "group", "groups", "sub-1", "groups", now, pass_id="p1", since=now)
     return classify_page(changes, index, context)

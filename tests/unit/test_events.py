@@ -9,7 +9,9 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from shared.events import (
+from shared.model.changes import SourceChange
+from shared.model.cursor import Mode
+from shared.model.events import (
     CLOCK_SKEW,
     ChangeEvent,
     Context,
@@ -19,10 +21,8 @@ from shared.events import (
     event_id,
     fit_event,
 )
-from shared.notifications import MAX_MESSAGE_JSON_BYTES
-from shared.sources.contract import SourceChange
-from shared.stores.cursors import Mode
-from shared.stores.items import Known
+from shared.model.index import Known
+from shared.model.notifications import MAX_MESSAGE_JSON_BYTES
 
 NOW = datetime(2026, 1, 15, 12, 0, tzinfo=UTC)
 SINCE = NOW - timedelta(hours=1)

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from shared.lifetimes import MINIMUM_LIFETIME, max_lifetime, next_expiry, renewal_due
+from shared.model.lifetimes import MINIMUM_LIFETIME, max_lifetime, next_expiry, renewal_due
 
 NOW = datetime(2026, 1, 15, 12, 0, tzinfo=UTC)
 

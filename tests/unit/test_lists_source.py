@@ -75,6 +75,6 @@ def test_a_list_item_resource_no_source_reads_is_rejected_and_named():
 def test_a_list_subscription_lives_up_to_42300_minutes():
     from datetime import timedelta
 
-    from shared.lifetimes import max_lifetime
+    from shared.model.lifetimes import max_lifetime
 
     assert max_lifetime(RESOURCE) == timedelta(minutes=42300)

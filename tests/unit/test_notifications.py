@@ -9,10 +9,10 @@ from urllib.parse import parse_qsl
 
 import pytest
 
-from shared import notifications
 from shared.errors import BodyTooLargeError, MalformedBodyError
 from shared.ingest import answer_handshake
-from shared.notifications import (
+from shared.model import notifications
+from shared.model.notifications import (
     MAX_BODY_BYTES,
     MAX_ITEMS_PER_BATCH,
     MAX_MESSAGE_JSON_BYTES,

@@ -11,11 +11,12 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from shared.errors import GraphRequestError, InvalidSettingError, ResyncRequiredError
-from shared.events import known_removals_only
-from shared.lifetimes import max_lifetime
+from shared.model.catalog import readable_kind
+from shared.model.changes import SourceChange
+from shared.model.events import known_removals_only
+from shared.model.index import Known
+from shared.model.lifetimes import max_lifetime
 from shared.settings import Settings
-from shared.sources.catalog import readable_kind
-from shared.sources.contract import SourceChange
 from shared.sources.outlook import ContactSource, EventSource, FolderMessageSource, MailboxMessageSource
 from shared.sources.outlook.folders import folder_row
 from shared.sources.outlook.links import (
@@ -27,7 +28,6 @@ from shared.sources.outlook.links import (
     window_around,
     window_stale,
 )
-from shared.stores.items import Known
 
 PAYLOADS = Path(__file__).resolve().parents[1] / "payloads"
 NOW = datetime(2026, 11, 22, 10, 30, tzinfo=UTC)

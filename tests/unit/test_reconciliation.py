@@ -5,10 +5,10 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
+from shared.model.resources import DesiredSubscription
+from shared.model.subscription import CREATING, FAILED
 from shared.reconciliation import CREATING_GRACE, LIST_EVERY, LIST_PAGE_SIZE, listing_due, plan, sort_pending
-from shared.settings import DesiredSubscription
 from shared.stores.pending import PENDING_GRACE, PendingCreation
-from shared.stores.subscriptions import CREATING, FAILED
 
 NOW = datetime(2026, 1, 15, 12, 0, tzinfo=UTC)
 OUR_URL = "https://webhooks.example.com/api/notifications?code=function-key"

@@ -16,18 +16,18 @@ from shared.coalescing import Action
 from shared.creation import thumbprint
 from shared.errors import GraphRequestError
 from shared.graph import GraphGateway, RemoteSubscription
-from shared.lifetimes import next_expiry
-from shared.notifications import Envelope
+from shared.model.lifetimes import next_expiry
+from shared.model.notifications import Envelope
+from shared.model.resources import DesiredSubscription
+from shared.model.subscription import ACTIVE, SubscriptionRecord
 from shared.processor import Processor
 from shared.reconciliation import plan
 from shared.renewer import Endpoints, Renewer
 from shared.security.certificates import CertificateBook, parse_certificate
 from shared.security.resource_data import ResourceDataReader
 from shared.services import _encryption_for
-from shared.settings import DesiredSubscription
 from shared.sources.teams import TeamsMessageSource
 from shared.stores.pending import PendingCreation
-from shared.stores.subscriptions import ACTIVE, SubscriptionRecord
 
 NOW = datetime(2026, 11, 22, 10, 0, tzinfo=UTC)
 URL = "https://app.example.com/api/notifications"

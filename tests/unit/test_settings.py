@@ -8,14 +8,8 @@ from datetime import timedelta
 import pytest
 
 from shared.errors import InvalidSettingError, MissingSettingError
-from shared.settings import (
-    DEFAULT_GRAPH_BASE_URL,
-    DEFAULT_RENEW_SCHEDULE,
-    DesiredSubscription,
-    Settings,
-    parse_desired,
-    resource_key,
-)
+from shared.model.resources import DesiredSubscription, resource_key
+from shared.settings import DEFAULT_GRAPH_BASE_URL, DEFAULT_RENEW_SCHEDULE, Settings, parse_desired
 
 REQUIRED = [
     "AzureWebJobsStorage",

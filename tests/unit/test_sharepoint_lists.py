@@ -9,9 +9,8 @@ from typing import Any
 import pytest
 
 from shared.errors import InvalidSettingError, ResyncRequiredError
-from shared.lifetimes import max_lifetime, renewal_due
-from shared.settings import Settings
-from shared.sharepoint.lists import (
+from shared.model.lifetimes import max_lifetime, renewal_due
+from shared.model.sharepoint import (
     ChangeRecord,
     SharePointList,
     expired_token,
@@ -21,6 +20,7 @@ from shared.sharepoint.lists import (
     parse_changes,
     parse_subscriptions,
 )
+from shared.settings import Settings
 from shared.sources.sharepoint import SharePointListSource
 
 PAYLOADS = Path(__file__).resolve().parents[1] / "payloads"

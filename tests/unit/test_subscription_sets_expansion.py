@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from shared.errors import GraphRequestError, InvalidSettingError, ResyncRequiredError
-from shared.settings import DesiredSubscription, parse_desired
+from shared.model.resources import DesiredSubscription
+from shared.settings import parse_desired
 from shared.stores.members import MemberSet
 from shared.subscription_sets import SubscriptionSets, apply_members_delta, expand, first_query, groups_of
 

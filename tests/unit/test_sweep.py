@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime, timedelta
 
-from shared.settings import resource_key
-from shared.stores.subscriptions import CREATING
+from shared.model.resources import resource_key
+from shared.model.subscription import CREATING
 from shared.sweeper import PER_MESSAGE, due_for_sweep, sweep_envelopes
 
 NOW = datetime(2026, 1, 15, 12, 0, tzinfo=UTC)

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from shared.errors import InvalidSettingError, MissingSettingError
-from shared.lifetimes import max_lifetime
+from shared.model.lifetimes import max_lifetime
 from shared.settings import Settings
 from shared.sources.teams import TeamsMessageSource
 

@@ -10,7 +10,7 @@ from typing import Any
 
 from shared import telemetry
 from shared.logs import log_event
-from shared.notifications import Envelope, split_envelope
+from shared.model.notifications import Envelope, split_envelope
 
 
 def in_memory() -> tuple[Any, Any]:

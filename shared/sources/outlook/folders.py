@@ -14,7 +14,7 @@ import hashlib
 import json
 from dataclasses import dataclass
 
-from shared.sources.contract import StateWrite
+from shared.model.changes import StateWrite
 
 FOLDER = "folder:"
 

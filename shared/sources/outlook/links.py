@@ -15,7 +15,7 @@ from typing import Any
 
 from shared.clock import optional_time, parse_time
 from shared.errors import GraphRequestError
-from shared.sources.contract import SourceChange
+from shared.model.changes import SourceChange
 
 PREFIX = "outlook:"
 # The window is re-based once its start is more than this far behind where it should start.

@@ -12,14 +12,14 @@ from urllib.parse import quote, urlencode
 
 from shared.clock import utcnow
 from shared.errors import GraphRequestError, ResyncRequiredError
-from shared.sources.catalog import (
+from shared.model.catalog import (
     IMMUTABLE_IDS,
     OUTLOOK_CONTACTS,
     OUTLOOK_EVENTS,
     OUTLOOK_FOLDER_MESSAGES,
     OUTLOOK_MAILBOX_MESSAGES,
 )
-from shared.sources.contract import (
+from shared.model.changes import (
     NO_STATE,
     ChangeSource,
     NotifiedChange,

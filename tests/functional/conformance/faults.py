@@ -18,7 +18,7 @@ from dataclasses import replace
 from typing import Any
 
 from shared.errors import StorageUnavailableError
-from shared.sources.contract import NO_STATE, Page, SourceState
+from shared.model.changes import NO_STATE, Page, SourceState
 
 STEPS = ("read", "state", "events", "index", "cursor")
 RAISED, KILLED = "raised", "killed"

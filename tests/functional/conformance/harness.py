@@ -14,8 +14,9 @@ from typing import Any
 import jsonschema
 
 from devtools.messages import receive_json
+from shared.model.names import CHANGES_QUEUE, NOTIFICATIONS_QUEUE
+from shared.model.resources import resource_key
 from shared.services import build_worker
-from shared.settings import CHANGES_QUEUE, NOTIFICATIONS_QUEUE, resource_key
 from shared.storage import queue_client
 from tests.functional.stacks import Stack
 

@@ -12,10 +12,10 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from shared.clock import format_time
-from shared.notifications import MAX_MESSAGE_JSON_BYTES
-from shared.sources.contract import SourceChange
-from shared.stores.cursors import Mode
-from shared.stores.items import IndexWrite, Known
+from shared.model.changes import SourceChange
+from shared.model.cursor import Mode
+from shared.model.index import IndexWrite, Known
+from shared.model.notifications import MAX_MESSAGE_JSON_BYTES
 
 SCHEMA_VERSION = 1
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from shared.sharepoint.lists import LIST_RESOURCE as SHAREPOINT_WEBHOOK_LIST
+from shared.model.sharepoint import LIST_RESOURCE as SHAREPOINT_WEBHOOK_LIST
 
 # drives/{id}/root, users/{id}/drive/root, groups/{id}/drive/root, sites/{id}/drive/root.
 DRIVE_ROOT = re.compile(r"^(?:drives/(?P<drive>[^/]+)|(?P<owner>users|groups|sites)/(?P<owner_id>[^/]+)/drive)/root$")

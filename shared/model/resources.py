@@ -1,0 +1,47 @@
+"""What the app watches: resources, their keys, and the desired subscriptions."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# Stands for each member's user id in a subscription set's resource.
+MEMBER_PLACEHOLDER = "{member}"
+
+
+def resource_key(resource: str) -> str:
+    """A resource as a Table storage key (which forbids '/', '\\', '#' and '?').
+
+    Cursors and item rows are keyed by it, so it never changes for a resource: a subscription's
+    query (``?model=B``) is kept apart (DesiredSubscription.query) and never reaches it.
+    """
+    safe = resource.strip().strip("/").replace("/", ":").replace("\\", ":")
+    return safe.replace("#", "%23").replace("?", "%3F")
+
+
+@dataclass(frozen=True)
+class DesiredSubscription:
+    """One entry of GRAPH_SUBSCRIPTIONS: a resource to watch and the change types.
+
+    ``include_resource_data`` asks Graph for rich notifications (encrypted resource
+    data); ``for_each_member_of`` names a group whose members the entry expands over,
+    its resource holding a ``{member}`` placeholder. ``query`` is the OData query Graph
+    documents for the resource (``model=B``, ``$select=subject``): it reaches Graph in the
+    subscription's resource unchanged, while ``resource``, the path alone, keys the
+    subscription, its cursor and its change source.
+    """
+
+    resource: str
+    change_type: str
+    include_resource_data: bool = False
+    for_each_member_of: str | None = None
+    query: str = ""
+
+    @property
+    def key(self) -> str:
+        """A stable key usable as a Table storage RowKey (no '/', '\\', '#' or '?'); the query has no part in it."""
+        return f"{resource_key(self.resource)}|{self.change_type}"
+
+    @property
+    def graph_resource(self) -> str:
+        """The resource as Graph is given it: the path, then the query, unchanged."""
+        return f"{self.resource}?{self.query}" if self.query else self.resource
