@@ -11,7 +11,7 @@ import os
 import time
 
 from devtools.simclient import SimControl
-from shared.coalescing import MAX_DEFER
+from shared.sync.coalescing import MAX_DEFER
 
 from .harness import (
     SETTLE_LIMIT,

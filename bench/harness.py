@@ -56,7 +56,7 @@ async def wait_until(check: Callable[[], Awaitable[bool]], limit: float, what: s
 async def active_secrets(connection: str) -> dict[str, str]:
     """Subscription id → clientState of the records the app stored (what its HTTP path checks)."""
     from shared.model.names import SUBSCRIPTIONS_TABLE
-    from shared.storage import table_client
+    from shared.stores.clients import table_client
     from shared.stores.subscriptions import SubscriptionStore
 
     async with table_client(connection, SUBSCRIPTIONS_TABLE) as client:
@@ -166,7 +166,7 @@ class ChangeWatcher:
     async def _poll(self) -> None:
         from azure.core.exceptions import ResourceNotFoundError
 
-        from shared.storage import queue_client
+        from shared.stores.clients import queue_client
 
         async with queue_client(self._connection, CHANGES_QUEUE) as client:
             while True:
@@ -270,7 +270,7 @@ class EventCounter:
         self._to_delete: asyncio.Queue[Any] = asyncio.Queue()
 
     async def __aenter__(self) -> EventCounter:
-        from shared.storage import queue_client
+        from shared.stores.clients import queue_client
 
         self._client = queue_client(self._connection, CHANGES_QUEUE)
         await self._client.__aenter__()
@@ -354,7 +354,7 @@ class EventCounter:
 
 async def raw_send_rate(connection: str, text: str, count: int, senders: int = 16) -> float:
     """Messages per second of ``senders`` concurrent send_message calls on one client (after a warm-up)."""
-    from shared.storage import queue_client
+    from shared.stores.clients import queue_client
 
     async with queue_client(connection, "bench-raw-sends") as client:
         await client.create_queue()
@@ -381,7 +381,7 @@ async def raw_transaction_rate(connection: str, entities: int, concurrent: int =
 
     The rows are shaped like the item index's and go to one partition, as a drive's do.
     """
-    from shared.storage import table_client
+    from shared.stores.clients import table_client
 
     def batch(start: int) -> list[tuple[str, dict[str, Any]]]:
         return [
@@ -452,7 +452,7 @@ class QueueCounter:
     async def _watch(self) -> None:
         from azure.core.exceptions import ResourceNotFoundError
 
-        from shared.storage import queue_client
+        from shared.stores.clients import queue_client
 
         async with queue_client(self._connection, CHANGES_QUEUE) as client:
             while True:

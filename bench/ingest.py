@@ -12,7 +12,7 @@ import time
 import uuid
 from datetime import UTC, datetime
 
-from shared.storage import table_client
+from shared.stores.clients import table_client
 
 from .breakdown import where_the_p99_goes
 from .posts import Level, fresh_target, post_level, queued_text, raw_enqueue, take_stored
@@ -37,7 +37,7 @@ EXAMPLE = {
 
 
 async def seed_subscriptions(connection: str, count: int) -> dict[str, str]:
-    """Store ``count`` active subscription records as the renewer would; return id -> clientState."""
+    """Store ``count`` active subscription records as the reconciler would; return id -> clientState."""
     from shared.model.names import SUBSCRIPTIONS_TABLE
     from shared.model.subscription import ACTIVE, SubscriptionRecord
     from shared.stores.subscriptions import SubscriptionStore

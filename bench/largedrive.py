@@ -43,7 +43,7 @@ PAGE_SIZE = 200  # the simulator's delta page size, as Graph's default
 MEMORY_GOAL = 100 * 2**20  # bytes above an idle host
 # A killed run's message comes back after this hold (the real host's is 60 s plus renewals).
 HOLD_SECONDS = 5
-SENDERS = 16  # the product's send concurrency (shared.queues.MessageQueue)
+SENDERS = 16  # the product's send concurrency (shared.queues.message_queue.MessageQueue)
 TRANSACTIONS_AT_ONCE = 8  # the item index's write concurrency (shared.stores.items.ItemIndex)
 QUIET_AFTER = 5.0  # seconds without events after the last expected one: late repeats would have come
 MILLION = 1_000_000

@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass
 
 from devtools.simclient import SimControl
-from shared.coalescing import DEFAULT_MIN_INTERVAL
+from shared.sync.coalescing import DEFAULT_MIN_INTERVAL
 
 from .harness import ChangeWatcher, drive_subscriptions, quiet, running_stack, subscribe_via_host, wait_until
 from .report import Row, ms, percentile, say

@@ -40,14 +40,14 @@ _marks: contextvars.ContextVar[dict[str, float] | None] = contextvars.ContextVar
 def install(path: str) -> None:
     """Wrap the host's handler, the HTTP path, the group writer and the queue's send with timers."""
     from devtools.host.http import HttpDispatcher
-    from shared import writer
-    from shared.ingest import Ingest
+    from shared.ingest import group_commit as writer
+    from shared.ingest.group_commit import GroupCommit
+    from shared.ingest.receiver import Ingest
     from shared.model.names import NOTIFICATIONS_QUEUE
-    from shared.queues import MessageQueue
-    from shared.writer import GroupWriter
+    from shared.queues.message_queue import MessageQueue
 
     out = open(path, "a", buffering=1, encoding="utf-8")  # noqa: SIM115 - open for the host's lifetime
-    # When each group write began: GroupWriter._flush packs a group the moment it takes it, then sends
+    # When each group write began: GroupCommit._flush packs a group the moment it takes it, then sends
     # its messages. One flusher per writer, so in order; a request goes in the first group after it joined.
     starts: list[float] = []
     pack = writer.pack_items  # type: ignore[attr-defined]
@@ -68,7 +68,7 @@ def install(path: str) -> None:
         starts.append(time.perf_counter())
         return pack(*args, **kwargs)
 
-    handle, accept, store, send = HttpDispatcher.handle, Ingest._accept, GroupWriter.store, MessageQueue.send
+    handle, accept, store, send = HttpDispatcher.handle, Ingest._accept, GroupCommit.store, MessageQueue.send
 
     async def timed_handle(self: HttpDispatcher, request: Any) -> Any:
         if not ticking:  # the host's event loop runs by now
@@ -116,7 +116,7 @@ def install(path: str) -> None:
 
     HttpDispatcher.handle = timed_handle  # type: ignore[method-assign]
     Ingest._accept = timed("accept", "accepted", accept)  # type: ignore[method-assign,assignment]
-    GroupWriter.store = timed("join", "stored", store)  # type: ignore[method-assign,assignment]
+    GroupCommit.store = timed("join", "stored", store)  # type: ignore[method-assign,assignment]
     MessageQueue.send = timed_send  # type: ignore[method-assign]
     writer.pack_items = timed_pack  # type: ignore[attr-defined]
 

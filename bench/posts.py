@@ -28,7 +28,7 @@ from devtools.simclient import SimControl
 from devtools.stack import DEMO_DRIVE, LocalStack
 from shared.clock import utcnow
 from shared.model.notifications import Envelope, check_items
-from shared.storage import queue_client
+from shared.stores.clients import queue_client
 
 from .harness import NOTIFICATIONS_QUEUE, PROCESS_DISABLED, running_stack, subscribe_via_host
 from .phases import REQUEST_HEADER, start_timed_host

@@ -1,8 +1,8 @@
-"""Renewal: the renewer's bounded concurrency against renewing one by one, under Graph's write limit.
+"""Renewal: the reconciler's bounded concurrency against renewing one by one, under Graph's write limit.
 
 The simulator adds 200 ms to every subscription write, as real Graph takes
-about 100-400 ms; the renewer runs in this process, built by
-shared.services.build_worker from the stack's settings, and a small server
+about 100-400 ms; the reconciler runs in this process, built by
+shared.app.worker.build_worker from the stack's settings, and a small server
 here answers the validation handshakes that creation triggers.
 
 A second stack then runs the renew timer's whole tick (reconcile, then the
@@ -23,14 +23,14 @@ from typing import Any
 from aiohttp import web
 
 from devtools.simclient import SimControl
-from shared.budget import GRAPH_SUBSCRIPTION_WRITES
-from shared.budget import GRAPH_WINDOW_SECONDS as WINDOW_SECONDS
+from shared.app.worker import build_worker
 from shared.clock import utcnow
 from shared.model.names import SUBSCRIPTIONS_TABLE
 from shared.model.subscription import ACTIVE, SubscriptionRecord
-from shared.renewer import CONCURRENCY, LIST_REQUESTS, LIST_WINDOW_SECONDS
-from shared.services import build_worker
-from shared.storage import table_client
+from shared.reconcile.budget import GRAPH_SUBSCRIPTION_WRITES
+from shared.reconcile.budget import GRAPH_WINDOW_SECONDS as WINDOW_SECONDS
+from shared.reconcile.reconciler import CONCURRENCY, LIST_REQUESTS, LIST_WINDOW_SECONDS
+from shared.stores.clients import table_client
 from shared.stores.subscriptions import SubscriptionStore
 
 from .harness import drive_subscriptions, running_stack
@@ -101,7 +101,7 @@ async def handshake_server(port: int) -> AsyncIterator[None]:
 
 
 async def active_records(connection: str) -> list[SubscriptionRecord]:
-    """The subscription records the renewer stored, active ones only."""
+    """The subscription records the reconciler stored, active ones only."""
     async with table_client(connection, SUBSCRIPTIONS_TABLE) as client:
         return [r for r in await SubscriptionStore(client).list() if r.status == ACTIVE]
 
@@ -115,7 +115,7 @@ def floor_seconds(count: int, latency: float, concurrency: int, limit: int = GRA
 
 
 async def settle(needed: bool) -> None:
-    """Let the simulator's 20 s window and the renewer's budget empty, so phases do not share a window."""
+    """Let the simulator's 20 s window and the reconciler's budget empty, so phases do not share a window."""
     if needed:
         say(f"  waiting {WINDOW_SECONDS + 1} s for the write window to clear")
         await asyncio.sleep(WINDOW_SECONDS + 1)
@@ -154,10 +154,10 @@ async def ticks_at_scale(count: int) -> list[Row]:
         worker = await build_worker(stack.env)
         sampler = asyncio.create_task(sample_writes(control, log))
         try:
-            renewer, desired = worker.renewer, worker.settings.subscriptions
+            reconciler, desired = worker.reconciler, worker.settings.subscriptions
             await asyncio.sleep(0.5)
             t0 = time.monotonic()
-            created = await renewer.reconcile(desired)
+            created = await reconciler.reconcile(desired)
             t1 = time.monotonic()
             first_sweep = await worker.sweeper.sweep()
             t2 = time.monotonic()
@@ -167,7 +167,7 @@ async def ticks_at_scale(count: int) -> list[Row]:
 
             await control.advance_clock(RENEWAL_SHIFT.total_seconds())
             t3 = time.monotonic()
-            renewed = await renewer.reconcile(desired, utcnow() + RENEWAL_SHIFT)
+            renewed = await reconciler.reconcile(desired, utcnow() + RENEWAL_SHIFT)
             t4 = time.monotonic()
             second_sweep = await worker.sweeper.sweep()
             t5 = time.monotonic()
@@ -177,7 +177,7 @@ async def ticks_at_scale(count: int) -> list[Row]:
 
             # What an hourly tick adds: Graph's whole list, page by page within the list budget.
             t6 = time.monotonic()
-            listed = await renewer._list_remote()
+            listed = await reconciler._list_remote()
             t7 = time.monotonic()
             say(f"  listed {len(listed)} subscriptions in {t7 - t6:.1f} s")
         finally:
@@ -241,10 +241,10 @@ async def speedup(quick: bool) -> list[Row]:
         worker = await build_worker(stack.env)
         sampler = asyncio.create_task(sample_writes(control, log))
         try:
-            renewer, desired = worker.renewer, worker.settings.subscriptions
+            reconciler, desired = worker.reconciler, worker.settings.subscriptions
             await asyncio.sleep(0.5)
             t0 = time.monotonic()
-            created = await renewer.reconcile(desired)
+            created = await reconciler.reconcile(desired)
             t1 = time.monotonic()
             await asyncio.sleep(0.5)
             say(f"  created {created.created} (failed {created.failed}) via reconcile in {t1 - t0:.1f} s")
@@ -253,7 +253,7 @@ async def speedup(quick: bool) -> list[Row]:
             # Concurrent: the timer's own path, with the clock moved on so every record is due.
             await control.advance_clock(RENEWAL_SHIFT.total_seconds())
             t2 = time.monotonic()
-            renewed = await renewer.reconcile(desired, utcnow() + RENEWAL_SHIFT)
+            renewed = await reconciler.reconcile(desired, utcnow() + RENEWAL_SHIFT)
             t3 = time.monotonic()
             await asyncio.sleep(0.5)
             say(f"  renewed {renewed.renewed} (failed {renewed.failed}) via reconcile in {t3 - t2:.1f} s")
@@ -262,7 +262,7 @@ async def speedup(quick: bool) -> list[Row]:
             subset = (await active_records(stack.azurite.connection_string))[:sequential]
             t4 = time.monotonic()
             for record in subset:
-                await renewer.renew(record, utcnow() + RENEWAL_SHIFT)
+                await reconciler.renew(record, utcnow() + RENEWAL_SHIFT)
             t5 = time.monotonic()
             await asyncio.sleep(0.5)
             say(f"  renewed {len(subset)} one by one in {t5 - t4:.1f} s")

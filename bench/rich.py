@@ -2,7 +2,7 @@
 p99 at 32 senders with tokens against the same path without, and decryption throughput.
 
 The authority is the Graph simulator's (its OpenID configuration and JWKS over TLS),
-so a cold check pays the real two HTTPS fetches; the HTTP path is shared.ingest
+so a cold check pays the real two HTTPS fetches; the HTTP path is shared.ingest.receiver
 behind an aiohttp receiver, storing into a private Azurite, as in the functional tests.
 """
 
@@ -25,14 +25,14 @@ from devtools.graphsim.config import SimConfig
 from devtools.graphsim.rich import SampleCertificate, ValidationTokenSigner, encrypt_content, make_certificate
 from devtools.graphsim.server import SimHandle, start
 from devtools.messages import receive_json
-from shared.ingest import answer_handshake
+from shared.app.receivers import build_ingest
+from shared.ingest.receiver import answer_handshake
 from shared.model.names import NOTIFICATIONS_QUEUE, SUBSCRIPTIONS_TABLE
 from shared.model.subscription import ACTIVE, SubscriptionRecord
 from shared.security.certificates import CertificateBook, parse_certificate
 from shared.security.decryption import decrypt_content
 from shared.security.tokens import TokenGate
-from shared.services import build_ingest
-from shared.storage import table_client
+from shared.stores.clients import table_client
 from shared.stores.subscriptions import SubscriptionStore
 
 from .report import Row, ms, percentile, rate, ratio, say
@@ -106,7 +106,7 @@ def decryption_rate(certificate: SampleCertificate, count: int) -> float:
 
 @asynccontextmanager
 async def receiver(env: dict[str, str]) -> AsyncIterator[str]:
-    """The HTTP path (shared.ingest with its token gate) on a local port; yields its URL."""
+    """The HTTP path (shared.ingest.receiver with its token gate) on a local port; yields its URL."""
     receivers = await build_ingest(env)
 
     async def handle(request: web.Request) -> web.Response:

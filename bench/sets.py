@@ -2,7 +2,7 @@
 
 One GRAPH_SUBSCRIPTIONS entry expands over a group's members
 (``users/{member}/drive/root``, forEachMemberOf). The simulator adds 200 ms to each
-subscription write, like real Graph; the renewer runs in this process. Figures:
+subscription write, like real Graph; the reconciler runs in this process. Figures:
 the ramp (the first tick, creating a subscription per member) against the floor
 that 500 writes per 20 s sets, the peak writes in any 20 s and the 429s; then a
 tick after one member joined and one left: two writes, one groups-delta call.
@@ -15,8 +15,8 @@ import contextlib
 import time
 
 from devtools.simclient import SimControl
-from shared.renewer import CONCURRENCY
-from shared.services import build_worker
+from shared.app.worker import build_worker
+from shared.reconcile.reconciler import CONCURRENCY
 
 from .harness import running_stack
 from .renewal import GRAPH_LIMIT, WRITE_LATENCY_MS, WriteLog, floor_seconds, handshake_server, sample_writes
@@ -56,17 +56,17 @@ async def run(quick: bool) -> list[Row]:
         worker = await build_worker(stack.env)
         sampler = asyncio.create_task(sample_writes(control, log))
         try:
-            renewer, desired = worker.renewer, worker.settings.subscriptions
+            reconciler, desired = worker.reconciler, worker.settings.subscriptions
             await asyncio.sleep(0.5)
             t0 = time.monotonic()
-            ramp = await renewer.reconcile(desired)
+            ramp = await reconciler.reconcile(desired)
             t1 = time.monotonic()
             say(f"  ramp: created {ramp.created} (failed {ramp.failed}) in {t1 - t0:.1f} s")
             await control.add_members(GROUP, [newcomer])
             await control.remove_member(GROUP, members[0])
             before = (await control.stats())["subscriptionWrites"]
             t2 = time.monotonic()
-            moved = await renewer.reconcile(desired)
+            moved = await reconciler.reconcile(desired)
             t3 = time.monotonic()
             writes_after = (await control.stats())["subscriptionWrites"] - before
             say(f"  join + leave: created {moved.created}, deleted {moved.deleted} in {t3 - t2:.1f} s")

@@ -42,7 +42,7 @@ def _rss() -> int:
 
 
 async def _pump(runner: Any, connection: str, queue: str, done: Any, limit: float) -> None:
-    from shared.storage import queue_client
+    from shared.stores.clients import queue_client
 
     deadline = time.monotonic() + limit
     async with queue_client(connection, queue) as client:
@@ -66,12 +66,12 @@ async def forward(quick: bool) -> list[Row]:
     from standardwebhooks import Webhook
 
     from devtools.azurite import free_port, start_azurite
+    from shared.app.sinks import build_sinks
     from shared.clock import format_time, parse_time, utcnow
-    from shared.outlet import EventOutlet
-    from shared.queues import MessageQueue
-    from shared.sinks.runtime import build_sinks
+    from shared.queues.message_queue import MessageQueue
     from shared.sinks.webhook import WebhookForward
-    from shared.storage import queue_client
+    from shared.stores.clients import queue_client
+    from shared.sync.fanout import EventFanout
 
     count = 300 if quick else 2000
     latencies: list[float] = []
@@ -113,7 +113,7 @@ async def forward(quick: bool) -> list[Row]:
             for client in (changes, sink_queue):
                 with contextlib.suppress(ResourceExistsError):
                     await client.create_queue()
-            outlet = EventOutlet(MessageQueue(changes), [MessageQueue(sink_queue)])
+            outlet = EventFanout(MessageQueue(changes), [MessageQueue(sink_queue)])
             started = time.monotonic()
 
             async def emit() -> None:
@@ -161,8 +161,8 @@ async def mirror(quick: bool) -> list[Row]:
     from devtools.azurite import start_azurite
     from devtools.launch import start_simulator
     from devtools.simclient import SimControl
+    from shared.app.sinks import build_sinks
     from shared.sinks.mirror import RANGE
-    from shared.sinks.runtime import build_sinks
 
     size = (200 if quick else 2048) * 1024 * 1024
     drive = "b!bench-mirror"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from shared.storage import queue_client
+from shared.stores.clients import queue_client
 
 
 async def receive_json(connection: str, queue: str, delete: bool = True, limit: int = 10_000) -> list[dict[str, Any]]:

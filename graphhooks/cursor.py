@@ -18,12 +18,12 @@ from shared.model.changes import SourceRegistry
 from shared.model.names import NOTIFICATIONS_QUEUE, SOURCE_STATE_TABLE
 from shared.model.notifications import Envelope
 from shared.model.resources import resource_key
-from shared.queues import MessageQueue
+from shared.queues.message_queue import MessageQueue
 from shared.stores.cursors import CursorStore
 from shared.stores.items import ItemIndex
 from shared.stores.source_state import SourceStateStore
 from shared.stores.subscriptions import SubscriptionStore
-from shared.synchronizer import Synchronizer
+from shared.sync.synchronizer import Synchronizer
 
 from .runtime import Session, console, run, session
 from .subscriptions import CURSORS_TABLE, SUBSCRIPTIONS_TABLE

@@ -18,7 +18,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from shared.errors import OperatorRequestError
-from shared.queues import NEVER_EXPIRES
+from shared.queues.message_queue import NEVER_EXPIRES
 
 from .runtime import Session, Storage, console, run, session
 

@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from azure.data.tables.aio import TableClient
     from azure.storage.queue.aio import QueueClient, QueueServiceClient
 
-    from shared.services import Worker
+    from shared.app.worker import Worker
 
 T = TypeVar("T")
 LOCAL_SETTINGS = "local.settings.json"
@@ -76,7 +76,7 @@ class Session:
     @asynccontextmanager
     async def storage(self) -> AsyncIterator[Storage]:
         """Storage clients for this account, closed on exit."""
-        from shared.storage import storage_credential
+        from shared.stores.clients import storage_credential
 
         connection = self.connection
         credential = storage_credential(connection)
@@ -90,8 +90,8 @@ class Session:
 
     @asynccontextmanager
     async def worker(self) -> AsyncIterator[Worker]:
-        """The app's worker (Graph, the renewer, the synchronizer), built from the same settings."""
-        from shared.services import build_worker
+        """The app's worker (Graph, the reconciler, the synchronizer), built from the same settings."""
+        from shared.app.worker import build_worker
 
         worker = await build_worker(self.values)
         try:
@@ -111,13 +111,13 @@ class Storage:
 
     def table(self, name: str) -> TableClient:
         """A table client (the app's own adapter builds it)."""
-        from shared.storage import table_client
+        from shared.stores.clients import table_client
 
         return self._keep(table_client(self.connection, name, self._credential))
 
     def queue(self, name: str) -> QueueClient:
         """A queue client that base64-encodes text, like the app's."""
-        from shared.storage import queue_client
+        from shared.stores.clients import queue_client
 
         return self._keep(queue_client(self.connection, name, self._credential))
 
@@ -129,7 +129,7 @@ class Storage:
         """The account's queue service (listing queues), built once."""
         from azure.storage.queue.aio import QueueServiceClient
 
-        from shared.storage import expand_connection
+        from shared.stores.clients import expand_connection
 
         if self._service is not None:
             return self._service

@@ -1,6 +1,6 @@
-"""``graphhooks subscriptions``: the subscriptions the app holds, and one-off renewer actions.
+"""``graphhooks subscriptions``: the subscriptions the app holds, and one-off reconciler actions.
 
-``create``, ``renew`` and ``delete`` run the app's own Renewer (built from the same
+``create``, ``renew`` and ``delete`` run the app's own Reconciler (built from the same
 settings, as the renew timer builds it) on one entry, so they behave exactly like a tick.
 """
 
@@ -29,7 +29,7 @@ from .runtime import Session, console, run, session
 if TYPE_CHECKING:
     from azure.data.tables.aio import TableClient
 
-    from shared.services import Worker
+    from shared.app.worker import Worker
 
 app = typer.Typer(help="The subscriptions the app holds at Graph.")
 SUBSCRIPTIONS_TABLE = "subscriptions"
@@ -116,8 +116,8 @@ async def _create(current: Session, resource: str, change_type: str | None) -> S
                 f" `graphhooks subscriptions renew {existing.subscription_id}` extends it"
             )
         if existing is not None and existing.subscription_id:
-            return await worker.renewer.recreate(existing, utcnow())
-        return await worker.renewer.create(want, utcnow())
+            return await worker.reconciler.recreate(existing, utcnow())
+        return await worker.reconciler.create(want, utcnow())
 
 
 async def _desired_entry(worker: Worker, resource: str, change_type: str | None) -> DesiredSubscription:
@@ -147,7 +147,7 @@ def renew(
 async def _renew(current: Session, subscription_id: str) -> SubscriptionRecord:
     async with current.worker() as worker, current.storage() as storage:
         record = await _stored(storage.table(SUBSCRIPTIONS_TABLE), subscription_id)
-        return await worker.renewer.renew(record, utcnow())
+        return await worker.reconciler.renew(record, utcnow())
 
 
 @app.command("delete")
@@ -174,7 +174,7 @@ async def _delete(current: Session, subscription_id: str) -> tuple[str, bool]:
         record = await _stored(storage.table(SUBSCRIPTIONS_TABLE), subscription_id)
         desired = await desired_subscriptions(worker.settings.subscriptions, worker.desired)
         kept = {resource_key(d.resource) for d in desired}
-        await worker.renewer.remove(record, kept)
+        await worker.reconciler.remove(record, kept)
         return record.resource, any(d.key == record.key for d in desired)
 
 

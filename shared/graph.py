@@ -32,7 +32,6 @@ if TYPE_CHECKING:
     from msgraph.graph_service_client import GraphServiceClient
     from tenacity import RetryCallState
 
-    from shared.settings import Settings
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -45,47 +44,6 @@ def graph_scope(base_url: str) -> str:
     if host in _LOOPBACK:
         host = "graph.microsoft.com"
     return f"https://{host}/.default"
-
-
-def identity_options(settings: Settings, app_credential: bool) -> dict[str, Any]:
-    """azure-identity options for an app's own credential (secret or certificate) or a managed one."""
-    options: dict[str, Any] = {}
-    if settings.authority_host:
-        options["authority"] = settings.authority_host
-    if settings.authority_ca_file:
-        options["connection_verify"] = settings.authority_ca_file
-    if app_credential and settings.custom_authority:
-        # Discovery would ask the public cloud about this authority, which fails.
-        options["disable_instance_discovery"] = True
-    return options
-
-
-def managed_credential(settings: Settings) -> Any:
-    """DefaultAzureCredential: managed identity in Azure, a developer's login locally."""
-    from azure.identity.aio import DefaultAzureCredential
-
-    options = identity_options(settings, app_credential=False)
-    if settings.azure_client_id:
-        # A user-assigned managed identity (AZURE_CLIENT_ID), read from Settings, not os.environ.
-        options["managed_identity_client_id"] = settings.azure_client_id
-    return DefaultAzureCredential(**options)
-
-
-def build_client(settings: Settings) -> tuple[GraphServiceClient, Any]:
-    """A GraphServiceClient pointed at GRAPH_BASE_URL, and its azure-identity credential."""
-    from msgraph.graph_service_client import GraphServiceClient
-
-    credential: Any
-    if settings.client_secret:
-        from azure.identity.aio import ClientSecretCredential
-
-        options = identity_options(settings, app_credential=True)
-        credential = ClientSecretCredential(settings.tenant_id, settings.client_id, settings.client_secret, **options)
-    else:
-        credential = managed_credential(settings)
-    client = GraphServiceClient(credentials=credential, scopes=[graph_scope(settings.graph_base_url)])
-    client.request_adapter.base_url = settings.graph_base_url
-    return client, credential
 
 
 @dataclass(frozen=True)

@@ -11,17 +11,17 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from shared import refusals, telemetry
-from shared.claims import redeem
 from shared.clock import utcnow
-from shared.coalescing import Action
 from shared.errors import MalformedBodyError, UnsupportedResourceError
 from shared.model.notifications import Envelope
 from shared.model.subscription import SubscriptionRecord
-from shared.queues import MessageQueue, move_to_poison
-from shared.renewer import Renewer
+from shared.queues.claims import redeem
+from shared.queues.message_queue import MessageQueue, move_to_poison
+from shared.reconcile.reconciler import Reconciler
 from shared.security.resource_data import resolves
 from shared.stores.subscriptions import SubscriptionStore
-from shared.synchronizer import Synchronizer
+from shared.sync.coalescing import Action
+from shared.sync.synchronizer import Synchronizer
 
 if TYPE_CHECKING:
     from shared.security.resource_data import ResourceDataReader
@@ -54,7 +54,7 @@ class Processor:
         self,
         store: SubscriptionStore,
         synchronizer: Synchronizer,
-        renewer: Renewer,
+        reconciler: Reconciler,
         notifications: MessageQueue,
         poison: MessageQueue,
         clock: Callable[[], datetime] = utcnow,
@@ -65,7 +65,7 @@ class Processor:
         self._resource_data = resource_data
         self._store = store
         self._sync = synchronizer
-        self._renewer = renewer
+        self._reconciler = reconciler
         self._notifications = notifications
         self._poison = poison
         self._clock = clock
@@ -148,14 +148,14 @@ class Processor:
         events = {str(item["lifecycleEvent"]) for item in items if item.get("lifecycleEvent")}
         if "subscriptionRemoved" in events:
             # Re-create, then resync: changes made while no subscription existed reached no notification.
-            active = await self._renewer.recreate(record, self._clock())
+            active = await self._reconciler.recreate(record, self._clock())
             await self._sync.resync(active.resource)
             return await self._synchronize(envelope, notified_at, active, items)
         if "missed" in events:
             # Graph dropped notifications (Outlook): enumerate, reporting what changed and what went.
             await self._sync.resync(record.resource)
         if "reauthorizationRequired" in events:
-            await self._renewer.reauthorize(record, self._clock())
+            await self._reconciler.reauthorize(record, self._clock())
             if events == {"reauthorizationRequired"}:
                 return Summary()
         # Resource data, or a Teams deletion naming its message: told by the notification, not by a delta run.

@@ -22,7 +22,6 @@ if TYPE_CHECKING:
     import httpx
     from tenacity import RetryCallState
 
-    from shared.settings import Settings
 
 log = logging.getLogger(__name__)
 ACCEPT = "application/json;odata=nometadata"
@@ -185,45 +184,3 @@ class SharePointClient:
         body = await self._json("GET", f"{target.resource}/subscriptions", "subscription list")
         rows = body.get("value") if isinstance(body, dict) else None
         return [row for row in rows or [] if isinstance(row, dict) and row.get("id")]
-
-
-async def build_sharepoint_client(settings: Settings) -> SharePointClient:
-    """The adapter with a certificate credential (SHAREPOINT_CERTIFICATE), else managed identity.
-
-    The certificate (a PFX or PEM file, or a Key Vault secret URI) is loaded and
-    checked by shared/security/certificates.py, so a bad one is named at start-up.
-    """
-    import httpx
-
-    from shared.graph import identity_options, managed_credential
-
-    credential: Any
-    if settings.sharepoint_certificate:
-        from azure.identity.aio import CertificateCredential
-
-        from shared.security.certificates import load_certificate
-
-        options = identity_options(settings, app_credential=True)
-        loaded = await load_certificate(
-            settings.sharepoint_certificate,
-            settings.sharepoint_certificate_password,
-            "sharepoint",
-            "SHAREPOINT_CERTIFICATE",
-        )
-        credential = CertificateCredential(
-            settings.tenant_id, settings.client_id, certificate_data=_pem(loaded.der, loaded.private_key), **options
-        )
-    else:
-        credential = managed_credential(settings)
-    return SharePointClient(credential, httpx.AsyncClient(timeout=30.0))
-
-
-def _pem(der: bytes, private_key: Any) -> bytes:
-    """The key and certificate as one PEM, which CertificateCredential reads (kept in memory only)."""
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.x509 import load_der_x509_certificate
-
-    key = private_key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
-    return bytes(key + load_der_x509_certificate(der).public_bytes(serialization.Encoding.PEM))

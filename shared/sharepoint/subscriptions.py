@@ -1,6 +1,6 @@
-"""SharePoint list subscriptions behind the interface the Renewer drives, and the table view it sees.
+"""SharePoint list subscriptions behind the interface the Reconciler drives, and the table view it sees.
 
-The Renewer (create, renew, re-create, delete, strays) and its pure plan work
+The Reconciler (create, renew, re-create, delete, strays) and its pure plan work
 unchanged on SharePoint's subscriptions: this gateway speaks SharePoint's
 subscription API with the Graph gateway's method names. Differences, by design:
 - SharePoint names a subscription by list and id, so renewals and deletions
@@ -23,27 +23,22 @@ from typing import TYPE_CHECKING, Any
 from shared.clock import parse_time
 from shared.errors import SubscriptionNotFoundError
 from shared.graph import RemoteSubscription
-from shared.model.resources import DesiredSubscription
 from shared.model.sharepoint import SharePointList, is_list_resource, list_of
 from shared.model.subscription import SubscriptionRecord
-from shared.settings import Settings
 from shared.sharepoint.client import SharePointClient
 from shared.stores.subscriptions import SubscriptionStore
 
 if TYPE_CHECKING:
     from azure.data.tables.aio import TableClient
 
-    from shared.queues import MessageQueue
-    from shared.renewer import Renewer
-    from shared.synchronizer import Synchronizer
 
 log = logging.getLogger(__name__)
 
 
 class StoreView(SubscriptionStore):
-    """The subscriptions table as one renewer sees it: ``list`` holds only the records it owns.
+    """The subscriptions table as one reconciler sees it: ``list`` holds only the records it owns.
 
-    Graph's renewer and SharePoint's share the table (one HTTP path, one
+    Graph's reconciler and SharePoint's share the table (one HTTP path, one
     processor); each must neither renew nor delete the other's records.
     """
 
@@ -57,7 +52,7 @@ class StoreView(SubscriptionStore):
 
 
 class SharePointSubscriptions:
-    """SharePoint's subscription API with the Graph gateway's method names, for the Renewer."""
+    """SharePoint's subscription API with the Graph gateway's method names, for the Reconciler."""
 
     def __init__(self, client: SharePointClient, store: SubscriptionStore, lists: Sequence[SharePointList]) -> None:
         self._client = client
@@ -147,31 +142,3 @@ def _remote(row: dict[str, Any], target: SharePointList) -> RemoteSubscription:
         notification_url=str(row.get("notificationUrl") or ""),
         expires_at=parse_time(expires) if isinstance(expires, str) else None,
     )
-
-
-def sharepoint_renewer(
-    settings: Settings,
-    table: Callable[[], TableClient],
-    synchronizer: Synchronizer,
-    notifications: MessageQueue,
-    client: SharePointClient,
-) -> Renewer:
-    """The Renewer for SHAREPOINT_SUBSCRIPTIONS: SharePoint's API, and the table's SharePoint records."""
-    from shared.renewer import Endpoints, Renewer
-
-    store = StoreView(table(), sharepoint=True)
-    gateway: Any = SharePointSubscriptions(client, store, settings.sharepoint_subscriptions)
-    url = settings.sharepoint_notification_url
-    return Renewer(
-        gateway,
-        store,
-        synchronizer,
-        notifications,
-        Endpoints(url, url),
-        full_initial_sync=settings.initial_sync == "full",
-    )
-
-
-def desired(settings: Settings) -> list[DesiredSubscription]:
-    """SHAREPOINT_SUBSCRIPTIONS as the Renewer's desired subscriptions."""
-    return [DesiredSubscription(target.resource, "updated") for target in settings.sharepoint_subscriptions]

@@ -24,7 +24,7 @@ from shared.clock import optional_time
 from shared.errors import GraphRequestError, ResyncRequiredError
 from shared.model.catalog import DIRECTORY
 from shared.model.changes import NO_STATE, PLAIN, NotifiedChange, Page, SourceChange, SourceState
-from shared.sources.lists import GraphReader
+from shared.sources.list_items import GraphReader
 
 # Small but useful items: who the object is, not every property Graph has.
 SELECT = {

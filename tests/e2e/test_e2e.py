@@ -28,9 +28,9 @@ import pytest
 
 from devtools.messages import peek_count, receive_json
 from devtools.stack import DEMO_DRIVE
-from shared.coalescing import DEFAULT_MIN_INTERVAL
 from shared.model.names import NOTIFICATIONS_QUEUE
-from shared.synchronizer import LEASE
+from shared.sync.coalescing import DEFAULT_MIN_INTERVAL
+from shared.sync.synchronizer import LEASE
 from tests.e2e.support import E2E, RESOURCE, eventually, notification_for
 
 pytestmark = pytest.mark.e2e

@@ -1,6 +1,6 @@
 """The pipeline in process against a real Azurite and the Graph simulator, for functional tests.
 
-A small aiohttp receiver serves the HTTP path (shared.ingest) so the simulator's
+A small aiohttp receiver serves the HTTP path (shared.ingest.receiver) so the simulator's
 handshakes and deliveries run over real HTTP; a pump plays the Functions host's
 part for the queue trigger. The end-to-end tests run the real local host instead.
 """
@@ -23,13 +23,14 @@ from devtools.host.http import read_body, too_large
 from devtools.launch import Simulator, start_simulator
 from devtools.messages import receive_json
 from devtools.simclient import SimControl
+from shared.app.receivers import Receivers, build_ingest
+from shared.app.worker import Worker, build_worker
 from shared.clock import utcnow
-from shared.ingest import answer_handshake
+from shared.ingest.receiver import answer_handshake
 from shared.model.names import CHANGES_QUEUE, NOTIFICATIONS_QUEUE
 from shared.model.notifications import MAX_BODY_BYTES, Envelope
-from shared.queues import MessageQueue
-from shared.services import Receivers, Worker, build_ingest, build_worker
-from shared.storage import queue_client
+from shared.queues.message_queue import MessageQueue
+from shared.stores.clients import queue_client
 
 DRIVE = "b!pipeline-drive"
 RESOURCE = f"drives/{DRIVE}/root"
@@ -59,7 +60,7 @@ class Stack:
         return self.azurite.connection_string
 
     async def reconcile(self, now_offset: timedelta = timedelta(0)) -> Any:
-        return await self.worker.renewer.reconcile(self.worker.settings.subscriptions, utcnow() + now_offset)
+        return await self.worker.reconciler.reconcile(self.worker.settings.subscriptions, utcnow() + now_offset)
 
     async def pump(self, until: Callable[[], bool], within: float = 20.0) -> None:
         """Process notification messages like the host would, collecting events, until ``until()``."""
@@ -81,11 +82,11 @@ class Stack:
     @property
     def store(self) -> Any:
         """The worker's subscription store."""
-        return self.worker.renewer._store
+        return self.worker.reconciler._store
 
     async def record(self) -> Any:
         """The one stored subscription record."""
-        [record] = await self.worker.renewer._store.list()
+        [record] = await self.worker.reconciler._store.list()
         return record
 
     async def request_sync(self, record: Any) -> None:

@@ -24,7 +24,7 @@ import pytest
 from devtools.azurite import Azurite, free_port
 from shared.clock import utcnow
 from shared.model.subscription import ACTIVE, SubscriptionRecord
-from shared.storage import queue_client, table_client
+from shared.stores.clients import queue_client, table_client
 from shared.stores.subscriptions import SubscriptionStore
 
 ROOT = Path(__file__).resolve().parents[2]

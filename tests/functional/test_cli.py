@@ -25,12 +25,12 @@ import function_app
 from devtools.messages import receive_json
 from graphhooks.cli import app
 from graphhooks.subscriptions import when
+from shared.app.lazy import Lazy
 from shared.clock import utcnow
 from shared.model.cursor import Mode
 from shared.model.names import NOTIFICATIONS_QUEUE, TAPS_TABLE
 from shared.model.resources import resource_key
-from shared.services import Lazy
-from shared.storage import queue_client, table_client
+from shared.stores.clients import queue_client, table_client
 from shared.stores.taps import TapStore
 from tests.functional.stacks import DRIVE, RESOURCE, Stack, subscribed
 
@@ -164,7 +164,7 @@ async def test_delete_asks_first_and_a_no_keeps_the_subscription(stack_factory, 
 async def test_cursor_reset_runs_a_resync_pass_at_once(stack_factory, tmp_path):
     stack = await subscribed(stack_factory)
     record = await stack.record()
-    cursors = stack.worker.renewer._sync._cursors
+    cursors = stack.worker.reconciler._sync._cursors
     before = (await cursors.load(resource_key(RESOURCE))).state
 
     result = await cli(await stack_settings(stack, tmp_path), "cursor", "reset", record.subscription_id)

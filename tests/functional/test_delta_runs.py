@@ -15,13 +15,13 @@ import pytest
 
 from devtools.messages import receive_json
 from shared.clock import utcnow
-from shared.coalescing import Action
 from shared.model.changes import PLAIN, SourceRegistry
 from shared.model.names import CHANGES_QUEUE, NOTIFICATIONS_QUEUE
 from shared.model.notifications import Envelope
 from shared.model.resources import resource_key
-from shared.storage import queue_client
-from shared.synchronizer import Synchronizer
+from shared.stores.clients import queue_client
+from shared.sync.coalescing import Action
+from shared.sync.synchronizer import Synchronizer
 from tests.functional.stacks import DRIVE, RESOURCE, Stack, subscribed
 
 LONG_AGO = datetime(2024, 3, 1, 9, 0, tzinfo=UTC)
@@ -29,7 +29,7 @@ LONG_AGO = datetime(2024, 3, 1, 9, 0, tzinfo=UTC)
 
 def synchronizer(stack: Stack, sources: Any = None, **options: Any) -> Synchronizer:
     """Another synchronizer over the stack's storage, as another instance would build it."""
-    parts = stack.worker.renewer._sync
+    parts = stack.worker.reconciler._sync
     return Synchronizer(
         parts._cursors,
         parts._index,
@@ -49,7 +49,7 @@ def by_type(stack: Stack, item_id: str) -> list[str]:
 async def test_a_full_sync_runs_page_by_page_across_invocations_with_bounded_memory(stack_factory):
     stack = await stack_factory("--page-size", "50", env={"INITIAL_SYNC": "full"})
     generated = await stack.control.generate_items(DRIVE, 800, folders=3)
-    stack.worker.renewer._sync._budget = 0.0  # spend the budget after every page: hand on each time
+    stack.worker.reconciler._sync._budget = 0.0  # spend the budget after every page: hand on each time
     peaks: list[int] = []
     handle = stack.worker.processor.handle
 
@@ -104,12 +104,12 @@ async def test_a_run_that_dies_mid_enumeration_resumes_from_its_last_saved_page(
     await stack.control.delivery(paused=True)
     await stack.reconcile()
     record = await stack.record()
-    real = stack.worker.renewer._sync._sources.for_resource(RESOURCE)
+    real = stack.worker.reconciler._sync._sources.for_resource(RESOURCE)
     dying = synchronizer(stack, SourceRegistry([Crashing(real, pages=4)]))
 
     with pytest.raises(RuntimeError):
         await dying.sync(record, utcnow())
-    cursor = await stack.worker.renewer._sync._cursors.load(resource_key(RESOURCE))
+    cursor = await stack.worker.reconciler._sync._cursors.load(resource_key(RESOURCE))
     requests_before = (await stack.control.stats())["drives"][DRIVE]["deltaRequests"]
     await stack.pump(lambda: len(stack.events) >= 501, within=60)
 
@@ -127,7 +127,7 @@ async def test_a_killed_run_blocks_its_drive_only_until_its_lease_expires(stack_
     item = await stack.control.create_item(DRIVE, "after-the-kill.txt")
     record = await stack.record()
     lease = timedelta(seconds=2)
-    cursors = stack.worker.renewer._sync._cursors
+    cursors = stack.worker.reconciler._sync._cursors
     cursor = await cursors.load(resource_key(RESOURCE))
     # A killed instance leaves its lease behind: nothing releases it.
     await cursors.write(cursor, cursor.state.__class__(**{**cursor.state.__dict__, "lease_until": utcnow() + lease}))
@@ -226,7 +226,7 @@ async def test_change_events_never_expire(stack_factory):
     await stack.control.delivery(paused=True)
     await stack.control.create_item(DRIVE, "forever.txt")
     await asyncio.sleep(1.1)  # past the coalescing interval of the run after subscribing
-    outcome = await stack.worker.renewer._sync.sync(await stack.record(), utcnow())
+    outcome = await stack.worker.reconciler._sync.sync(await stack.record(), utcnow())
 
     async with queue_client(stack.connection, CHANGES_QUEUE) as changes:
         [message] = await changes.peek_messages(max_messages=32)
@@ -271,7 +271,7 @@ async def test_a_notification_whose_every_lease_race_is_lost_is_deferred_not_ack
     record = await stack.record()
     await stack.control.delivery(paused=True)  # only the deferred notification can bring the change
     made = await stack.control.create_item(DRIVE, "late.txt")
-    sync = stack.worker.renewer._sync
+    sync = stack.worker.reconciler._sync
     sync._cursors = raced = RacedCursors(sync._cursors)
 
     summary = await stack.worker.processor.handle(
@@ -315,7 +315,7 @@ async def test_a_deferred_notification_is_covered_by_the_pass_that_made_it_wait(
     record = await stack.record()
     notified_at = utcnow()  # as storage stamped the notification's message
     await asyncio.sleep(2.5)  # the pass below starts more than COVERAGE_MARGIN after it
-    held = Held(stack.worker.renewer._sync._sources.for_resource(RESOURCE))
+    held = Held(stack.worker.reconciler._sync._sources.for_resource(RESOURCE))
     running = asyncio.create_task(synchronizer(stack, SourceRegistry([held])).sync(record, utcnow()))
     await asyncio.wait_for(held.entered.wait(), 10)
     body = Envelope("notifications", notified_at, [{"subscriptionId": record.subscription_id, "changeType": "updated"}])

@@ -100,7 +100,7 @@ async def test_an_expired_directory_token_enumerates_again_and_reports_deletions
 async def test_delta_token_latest_starts_at_now_and_the_delta_link_then_shows_later_changes(stack_factory):
     stack = await stack_factory()
     await stack.control.create_user(displayName="Before")
-    graph = stack.worker.renewer._graph
+    graph = stack.worker.reconciler._graph
 
     latest = await graph.fetch_path("users/delta", {"$deltaToken": "latest", "$select": "id,displayName"})
     assert latest["value"] == [] and "@odata.nextLink" not in latest

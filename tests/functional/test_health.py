@@ -7,11 +7,11 @@ from dataclasses import replace
 from datetime import timedelta
 
 from devtools.azurite import free_port
+from shared.app.health import build_health
 from shared.clock import utcnow
 from shared.model.names import REFUSALS_TABLE
 from shared.refusals import Ledger, Reason
-from shared.services import build_health
-from shared.storage import table_client
+from shared.stores.clients import table_client
 from shared.stores.refusals import RefusalFlusher, RefusalTable
 from tests.functional.app_functions import FUNCTIONS
 from tests.functional.stacks import subscribed

@@ -25,12 +25,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from devtools.azurite import Azurite
-from shared.claims import CONTAINER, ClaimStore, redeem
-from shared.ingest import Ingest, SecretBook
+from shared.ingest.receiver import Ingest, SecretBook
 from shared.model.notifications import LIFECYCLE_EVENTS, MAX_BODY_BYTES, MAX_ITEMS_PER_BATCH, Envelope
 from shared.model.subscription import ACTIVE, SubscriptionRecord
-from shared.queues import MessageQueue
-from shared.storage import queue_client, table_client
+from shared.queues.claims import CONTAINER, ClaimStore, redeem
+from shared.queues.message_queue import MessageQueue
+from shared.stores.clients import queue_client, table_client
 from shared.stores.subscriptions import SubscriptionStore
 
 EXAMPLES = 1500  # about 25 s on an idle 2-core machine; 60 s when others share it

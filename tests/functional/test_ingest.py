@@ -21,13 +21,13 @@ from devtools.messages import receive_json
 from shared import refusals
 from shared.clock import utcnow
 from shared.errors import MalformedBodyError
-from shared.ingest import MAX_FINDS_PER_REQUEST, SECRETS_DEADLINE_SECONDS, Ingest, SecretBook
+from shared.ingest.group_commit import GroupCommit
+from shared.ingest.receiver import MAX_FINDS_PER_REQUEST, SECRETS_DEADLINE_SECONDS, Ingest, SecretBook
 from shared.model.notifications import MAX_BODY_BYTES, MAX_ITEMS_PER_BATCH, MAX_MESSAGE_JSON_BYTES, Envelope
 from shared.model.subscription import ACTIVE, SubscriptionRecord
-from shared.queues import MessageQueue
-from shared.storage import queue_client, table_client
+from shared.queues.message_queue import MessageQueue
+from shared.stores.clients import queue_client, table_client
 from shared.stores.subscriptions import SubscriptionStore
-from shared.writer import GroupWriter
 
 SUBSCRIPTION_ID = "0f3b1b6e-3b35-4a3e-8b3e-6f1d2a1c9f01"
 SECRET = "s3cret-client-state"
@@ -107,7 +107,7 @@ def ingest_factory(
 
 
 def record(subscription_id: str, secret: str, resource: str = "drives/x/root") -> SubscriptionRecord:
-    """An active subscription record as the renewer stores it."""
+    """An active subscription record as the reconciler stores it."""
     key = f"{resource.replace('/', ':')}|updated"
     return SubscriptionRecord(key, resource, "updated", secret, ACTIVE, datetime.now(UTC), subscription_id)
 
@@ -329,7 +329,7 @@ async def test_a_poisoned_request_does_not_fail_the_requests_sharing_its_write(a
 async def test_an_envelope_that_cannot_be_encoded_fails_only_its_own_store(azurite, storage_factory):
     # The writer's own guard, below the per-item check: a group never fails for one envelope.
     storage = await storage_factory()
-    writer = GroupWriter(storage.queue)
+    writer = GroupCommit(storage.queue)
     now = datetime.now(UTC)
     envelopes = [Envelope("notifications", now, [{"subscriptionId": SUBSCRIPTION_ID, "n": i}]) for i in range(20)]
     envelopes.insert(7, Envelope("notifications", now, [{"subscriptionId": SUBSCRIPTION_ID, "n": "\ud800"}]))

@@ -19,16 +19,16 @@ from azure.storage.blob.aio import ContainerClient
 from devtools.azurite import Azurite, free_port
 from devtools.graphsim.rich import SampleCertificate, ValidationTokenSigner, encrypt_content, make_certificate
 from devtools.messages import receive_json
-from shared.claims import CLAIM, CONTAINER, ClaimStore, redeem
-from shared.ingest import Ingest, SecretBook
+from shared.ingest.receiver import Ingest, SecretBook
 from shared.model.names import NOTIFICATIONS_QUEUE
 from shared.model.notifications import MAX_MESSAGE_JSON_BYTES, ClaimedItem, Envelope
 from shared.model.subscription import ACTIVE, SubscriptionRecord
-from shared.queues import MessageQueue
+from shared.queues.claims import CLAIM, CONTAINER, ClaimStore, redeem
+from shared.queues.message_queue import MessageQueue
 from shared.security.certificates import CertificateBook, parse_certificate
 from shared.security.resource_data import ResourceDataReader
 from shared.security.tokens import TokenGate
-from shared.storage import queue_client, table_client
+from shared.stores.clients import queue_client, table_client
 from shared.stores.subscriptions import SubscriptionStore
 from tests.functional.test_rich_notifications import (
     CLIENT_ID,

@@ -88,7 +88,7 @@ async def test_token_latest_starts_at_now_and_the_delta_link_then_shows_later_ch
     stack = await stack_factory()
     await stack.control.create_list(SITE, LIST, "Tasks")
     await stack.control.create_list_item(SITE, LIST, {"Title": "before"})
-    graph = stack.worker.renewer._graph
+    graph = stack.worker.reconciler._graph
     path = f"sites/{SITE}/lists/{LIST}/items/delta"
 
     latest = await graph.fetch_path(path, {"token": "latest", "$expand": "fields"})

@@ -34,7 +34,7 @@ async def subscribe(stack: Stack) -> None:
     assert (report.created, report.failed) == (1, 0)
     record = await stack.record()
     await stack.pump(lambda: True)
-    cursor = await stack.worker.renewer._sync._cursors.load(_key(record.resource))
+    cursor = await stack.worker.reconciler._sync._cursors.load(_key(record.resource))
     assert cursor.state.delta_link is not None and not cursor.state.in_progress, "the first round completed"
 
 
@@ -109,7 +109,7 @@ async def test_events_inside_the_window_are_reported_and_outside_ignored(stack_f
     stack, _ = await outlook_stack(stack_factory, f"users/{USER}/events", CALENDAR_WINDOW_DAYS_AHEAD="30")
     await subscribe(stack)
     now = utcnow()
-    caplog.set_level(logging.INFO, logger="shared.synchronizer")
+    caplog.set_level(logging.INFO, logger="shared.sync.synchronizer")
     outside = await stack.control.create_event(USER, now + timedelta(days=60), now + timedelta(days=60, hours=1))
     inside = await stack.control.create_event(USER, now + timedelta(days=1), now + timedelta(days=1, hours=1))
     await stack.pump(lambda: changes(stack, inside["id"]) == ["created"])
@@ -185,9 +185,9 @@ async def test_a_mailbox_no_longer_watched_leaves_no_folder_rows(stack_factory):
     resource = f"users/{USER}/messages"
     stack, _ = await outlook_stack(stack_factory, resource)
     await subscribe(stack)
-    state = stack.worker.renewer._sync._source_state.view(_key(resource))
+    state = stack.worker.reconciler._sync._source_state.view(_key(resource))
     assert await state.after("folder:", None) is not None, "the walk keeps an entry per folder"
-    report = await stack.worker.renewer.reconcile((), utcnow())
+    report = await stack.worker.reconciler.reconcile((), utcnow())
     assert report.deleted == 1
     assert await state.after("folder:", None) is None
 
@@ -217,7 +217,7 @@ async def test_a_folder_round_pages_through_next_links_and_reports_removals_next
     resource = f"users/{USER}/mailFolders/inbox/messages"
     stack, _ = await outlook_stack(stack_factory, resource)
     ids = [(await stack.control.create_message(USER, subject=f"m{n}"))["id"] for n in range(5)]
-    source = FolderMessageSource(stack.worker.renewer._graph, page_size=2)
+    source = FolderMessageSource(stack.worker.reconciler._graph, page_size=2)
 
     first, pages, final = await read_round(source, resource, None)
     assert pages == 3 and sorted(c.item_id for c in first) == sorted(ids)
@@ -242,8 +242,8 @@ async def test_the_all_folder_walk_reads_every_folder_page_by_page(stack_factory
     for folder in ("inbox", "archive", parent["id"], child["id"]):
         for n in range(3):
             ids.add((await stack.control.create_message(USER, folder, subject=f"{folder} {n}"))["id"])
-    store = stack.worker.renewer._sync._source_state
-    source = MailboxMessageSource(stack.worker.renewer._graph, page_size=2)
+    store = stack.worker.reconciler._sync._source_state
+    source = MailboxMessageSource(stack.worker.reconciler._graph, page_size=2)
 
     first, pages, final = await read_round(source, resource, None, store)
     assert {c.item_id for c in first} == ids and len(first) == len(ids)
@@ -279,7 +279,7 @@ async def test_a_failed_event_write_in_the_all_folder_walk_loses_no_message(stac
     await subscribe(stack)
     record = await stack.record()
     message = await stack.control.create_message(USER, subject="must not be lost")
-    sync = stack.worker.renewer._sync
+    sync = stack.worker.reconciler._sync
     outlet = sync._changes
     sync._changes = FailingSend(outlet)
     with pytest.raises(StorageUnavailableError):
@@ -317,7 +317,7 @@ async def settle(stack: Stack) -> None:
     while utcnow() < deadline and (await stack.control.stats())["delivery"]["pending"]:
         await stack.pump(lambda: True)
     from shared.model.names import NOTIFICATIONS_QUEUE
-    from shared.storage import queue_client
+    from shared.stores.clients import queue_client
 
     async with queue_client(stack.connection, NOTIFICATIONS_QUEUE) as client:
         while (await client.get_queue_properties()).approximate_message_count:

@@ -13,12 +13,12 @@ import jsonschema
 import pytest
 from azure.core.exceptions import ResourceNotFoundError
 
+from shared.app.worker import build_worker
 from shared.clock import utcnow
 from shared.model.changes import PLAIN
 from shared.model.names import CHANGES_QUEUE
 from shared.model.resources import resource_key
-from shared.services import build_worker
-from shared.storage import queue_client
+from shared.stores.clients import queue_client
 from tests.functional.stacks import DRIVE, RESOURCE, Stack, subscribed
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -49,7 +49,7 @@ async def test_created_renamed_deleted_file_gives_three_events_with_stable_ids(s
 
 async def _rewind(stack: Stack, before: Any) -> None:
     """Put the cursor back where it was, as if the run had crashed before saving it."""
-    cursors = stack.worker.renewer._sync._cursors  # the run's own store, as another instance would see it
+    cursors = stack.worker.reconciler._sync._cursors  # the run's own store, as another instance would see it
     current = await cursors.load(resource_key(RESOURCE))
     await cursors.write(current, before.state)
     await stack.request_sync(await _record(stack))
@@ -57,7 +57,7 @@ async def _rewind(stack: Stack, before: Any) -> None:
 
 async def test_a_run_repeated_after_its_index_was_written_reports_nothing_new(stack_factory):
     stack = await subscribed(stack_factory)
-    before = await stack.worker.renewer._sync._cursors.load(resource_key(RESOURCE))
+    before = await stack.worker.reconciler._sync._cursors.load(resource_key(RESOURCE))
     item = await stack.control.create_item(DRIVE, "a.txt", "1")
     await stack.pump(lambda: len(stack.for_item(item["id"])) == 1)
 
@@ -71,12 +71,12 @@ async def test_a_run_repeated_after_its_index_was_written_reports_nothing_new(st
 
 async def test_a_run_repeated_before_its_index_was_written_repeats_the_same_id_and_type(stack_factory):
     stack = await subscribed(stack_factory)
-    before = await stack.worker.renewer._sync._cursors.load(resource_key(RESOURCE))
+    before = await stack.worker.reconciler._sync._cursors.load(resource_key(RESOURCE))
     item = await stack.control.create_item(DRIVE, "a.txt", "1")
     await stack.pump(lambda: len(stack.for_item(item["id"])) == 1)
 
     # As if the run had crashed after sending its events, before writing the index and the cursor.
-    await stack.worker.renewer._sync._index.purge(resource_key(RESOURCE), [item["id"]])
+    await stack.worker.reconciler._sync._index.purge(resource_key(RESOURCE), [item["id"]])
     await _rewind(stack, before)
     await stack.pump(lambda: len(stack.for_item(item["id"])) == 2)
 
@@ -187,7 +187,7 @@ async def test_undesired_subscription_is_deleted(stack_factory):
     report = await stack.reconcile()
     assert report.deleted == 1
     assert await stack.control.subscriptions() == []
-    assert await stack.worker.renewer._store.list() == []
+    assert await stack.worker.reconciler._store.list() == []
 
 
 async def test_conflicting_subscription_at_graph_is_replaced(stack_factory):
@@ -195,12 +195,12 @@ async def test_conflicting_subscription_at_graph_is_replaced(stack_factory):
     # A subscription for the same combination that this app's table does not know (e.g. a crash).
     first = await stack.reconcile()
     assert first.created == 1
-    [record] = await stack.worker.renewer._store.list()
-    await stack.worker.renewer._store.delete(record.key)
+    [record] = await stack.worker.reconciler._store.list()
+    await stack.worker.reconciler._store.delete(record.key)
     report = await stack.reconcile()
     assert report.created == 1 and report.failed == 0
     [sub] = await stack.control.subscriptions()
-    [record] = await stack.worker.renewer._store.list()
+    [record] = await stack.worker.reconciler._store.list()
     assert sub["id"] == record.subscription_id
 
 
@@ -242,7 +242,7 @@ async def test_two_instances_on_one_notification_never_read_the_drive_at_once(st
     await asyncio.sleep(1.1)  # past the coalescing interval of the run that followed subscribing
     received = utcnow()
     outcomes = await asyncio.gather(
-        stack.worker.renewer._sync.sync(record, received), second.renewer._sync.sync(record, received)
+        stack.worker.reconciler._sync.sync(record, received), second.reconciler._sync.sync(record, received)
     )
     await stack.pump(lambda: True)
 
@@ -277,7 +277,7 @@ class Interleaved:
 
 
 def _synchronizer(parts: Any, sources: Any, **options: Any) -> Any:
-    from shared.synchronizer import Synchronizer
+    from shared.sync.synchronizer import Synchronizer
 
     return Synchronizer(
         parts._cursors, parts._index, sources, parts._changes, parts._continuations, parts._source_state, **options
@@ -291,7 +291,7 @@ async def test_a_run_longer_than_its_lease_keeps_it_so_no_other_instance_runs_me
     await stack.control.delivery(paused=True)  # only this test's runs read the drive
     for n in range(10):
         await stack.control.create_item(DRIVE, f"page-{n}.txt")
-    parts = stack.worker.renewer._sync
+    parts = stack.worker.reconciler._sync
     record = await _record(stack)
     await asyncio.sleep(1.1)  # past the coalescing interval of the run after subscribing
     lease = timedelta(seconds=2)
@@ -322,7 +322,7 @@ async def test_the_lease_is_held_through_a_step_slower_than_the_lease_itself(sta
     stack = await subscribed(stack_factory)
     await stack.control.delivery(paused=True)
     await stack.control.create_item(DRIVE, "slow.txt")
-    parts = stack.worker.renewer._sync
+    parts = stack.worker.reconciler._sync
     record = await _record(stack)
     await asyncio.sleep(1.1)
     lease = timedelta(seconds=2)

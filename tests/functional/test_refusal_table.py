@@ -11,7 +11,7 @@ import pytest
 from devtools.azurite import Azurite, free_port
 from shared.clock import utcnow
 from shared.refusals import Ledger, Reason, Row, bucket_key, bucket_of
-from shared.storage import table_client
+from shared.stores.clients import table_client
 from shared.stores.refusals import RefusalFlusher, RefusalTable
 
 

@@ -22,14 +22,14 @@ from devtools.graphsim.rich import (
 from devtools.messages import receive_json
 from shared import refusals
 from shared.clock import utcnow
-from shared.ingest import Ingest, SecretBook
+from shared.ingest.receiver import Ingest, SecretBook
 from shared.model.notifications import Envelope
 from shared.model.subscription import ACTIVE, SubscriptionRecord
-from shared.queues import MessageQueue
+from shared.queues.message_queue import MessageQueue
 from shared.security.certificates import CertificateBook, parse_certificate
 from shared.security.resource_data import ResourceDataReader
 from shared.security.tokens import TokenGate, openid_configuration_url
-from shared.storage import queue_client, table_client
+from shared.stores.clients import queue_client, table_client
 from shared.stores.subscriptions import SubscriptionStore
 
 SUBSCRIPTION_ID = "5a1f3c4e-7d0b-4b8e-9a0c-1f2e3d4c5b6a"

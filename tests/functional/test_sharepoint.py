@@ -28,16 +28,16 @@ from cryptography.x509.oid import NameOID
 from devtools.azurite import free_port
 from devtools.launch import start_simulator
 from devtools.simclient import SimControl
+from shared.app.credentials import build_sharepoint_client
+from shared.app.worker import build_worker
 from shared.clock import parse_time, utcnow
-from shared.ingest import answer_handshake
+from shared.ingest.receiver import answer_handshake
 from shared.model.events import event_id
 from shared.model.names import NOTIFICATIONS_QUEUE
 from shared.model.sharepoint import SharePointList
-from shared.services import build_worker
 from shared.settings import Settings
-from shared.sharepoint.client import build_sharepoint_client
 from shared.sharepoint.subscriptions import desired
-from shared.storage import queue_client
+from shared.stores.clients import queue_client
 from tests.functional.app_functions import FUNCTIONS
 from tests.functional.stacks import Stack
 
@@ -92,9 +92,9 @@ class ListStack:
         return self.stack.control
 
     async def reconcile(self, offset: timedelta = timedelta(0)) -> Any:
-        renewer = self.stack.worker.sharepoint
-        assert renewer is not None
-        return await renewer.reconcile(desired(self.stack.worker.settings), utcnow() + offset)
+        reconciler = self.stack.worker.sharepoint
+        assert reconciler is not None
+        return await reconciler.reconcile(desired(self.stack.worker.settings), utcnow() + offset)
 
     def events_for(self, unique_id: str) -> list[dict[str, Any]]:
         return [e for e in self.stack.events if e["itemId"] == unique_id.lower()]
@@ -132,8 +132,8 @@ async def test_a_validated_subscription_turns_item_changes_into_list_item_events
     assert (await control.sp_stats())["handshakes"] == 1
     [record] = await stack.worker.sharepoint._store.list()
     assert record.subscription_id == sub["id"]
-    # Graph's renewer does not see SharePoint's records, so it never deletes them.
-    assert await stack.worker.renewer._store.list() == []
+    # Graph's reconciler does not see SharePoint's records, so it never deletes them.
+    assert await stack.worker.reconciler._store.list() == []
 
     added = await control.sp_add_item(watched.list_id, Title="Budget")
     unique = added["UniqueId"]
@@ -237,11 +237,11 @@ async def test_lost_expired_stray_and_undesired_subscriptions_are_repaired(stack
     assert stray["id"] != third["id"]
 
     # No longer desired: deleted at SharePoint and in the table.
-    renewer = watched.stack.worker.sharepoint
-    report = await renewer.reconcile([], utcnow() + later)
+    reconciler = watched.stack.worker.sharepoint
+    report = await reconciler.reconcile([], utcnow() + later)
     assert (report.deleted, report.failed) == (1, 0)
     assert await control.sp_subscriptions() == []
-    assert await renewer._store.list() == []
+    assert await reconciler._store.list() == []
 
 
 async def test_the_sharepoint_route_answers_its_handshake_within_5_seconds(monkeypatch):

@@ -9,9 +9,9 @@ from typing import Any
 from azure.storage.blob.aio import ContainerClient
 
 from devtools.messages import receive_json
-from shared.queues import MessageQueue
-from shared.sinks.runtime import SinkRuntime, build_sinks
-from shared.storage import queue_client
+from shared.app.sinks import SinkRuntime, build_sinks
+from shared.queues.message_queue import MessageQueue
+from shared.stores.clients import queue_client
 from tests.functional.stacks import DRIVE, Stack, subscribed
 
 QUEUE = "mirror-sink"

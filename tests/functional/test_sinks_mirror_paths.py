@@ -24,12 +24,12 @@ from azure.storage.blob.aio import BlobServiceClient, ContainerClient
 from devtools.azurite import ACCOUNT, KEY, Azurite, free_port
 from devtools.messages import receive_json
 from shared.graph import GraphGateway
-from shared.queues import MessageQueue
+from shared.queues.message_queue import MessageQueue
 from shared.sinks.config import BlobSink, Delivery
 from shared.sinks.mirror import MIRROR_TABLE, BlobMirror
 from shared.sinks.ordering import ORDER_TABLE, OrderBook
 from shared.sinks.runner import SinkRunner
-from shared.storage import queue_client, table_client
+from shared.stores.clients import queue_client, table_client
 from tests.conftest import PAYLOADS
 
 DOCUMENTED = json.loads((PAYLOADS / "driveitems-percent-encoded-path.json").read_text())

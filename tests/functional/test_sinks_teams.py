@@ -13,7 +13,7 @@ from aiohttp import web
 
 from devtools.azurite import free_port
 from devtools.messages import receive_json
-from shared.sinks.runtime import build_sinks
+from shared.app.sinks import build_sinks
 from tests.functional.test_sinks_webhook import EVENT, drain, emit
 
 # Enough for a burst, small enough to stay within the window on a shared machine's Azurite.

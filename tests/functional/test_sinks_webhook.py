@@ -17,13 +17,13 @@ from standardwebhooks.webhooks import WebhookVerificationError
 
 from devtools.azurite import free_port
 from devtools.messages import receive_json
-from shared.outlet import EventOutlet
-from shared.queues import MessageQueue
+from shared.app.sinks import SinkRuntime, build_sinks
+from shared.queues.message_queue import MessageQueue
 from shared.sinks.ordering import ORDER_TABLE
 from shared.sinks.runner import HOST_ATTEMPTS
-from shared.sinks.runtime import SinkRuntime, build_sinks
 from shared.sinks.schedule import RetryPolicy
-from shared.storage import queue_client, table_client
+from shared.stores.clients import queue_client, table_client
+from shared.sync.fanout import EventFanout
 from tests.conftest import PAYLOADS
 from tests.functional.stacks import DRIVE, subscribed
 
@@ -126,7 +126,7 @@ async def setup(
 
 async def emit(connection: str, changes: str, sink_queue: str, *events: dict[str, Any]) -> None:
     async with queue_client(connection, changes) as c, queue_client(connection, sink_queue) as s:
-        outlet = EventOutlet(MessageQueue(c), [MessageQueue(s)])
+        outlet = EventFanout(MessageQueue(c), [MessageQueue(s)])
         await outlet.send_all(json.dumps(e) for e in events)
 
 

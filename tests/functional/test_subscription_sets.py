@@ -99,7 +99,7 @@ async def test_an_unreadable_membership_stops_the_tick_and_deletes_nothing(stack
 
 
 async def test_the_member_store_writes_only_the_difference_and_keeps_the_link(azurite, unique_name):
-    from shared.storage import table_client
+    from shared.stores.clients import table_client
     from shared.stores.members import MemberSet, MemberStore
 
     async with table_client(azurite.connection_string, unique_name("members")) as client:

@@ -15,12 +15,12 @@ from typing import Any
 
 import pytest
 
+from shared.app.worker import build_worker
 from shared.clock import utcnow
 from shared.errors import SubscriptionPendingError
 from shared.model.resources import resource_key
 from shared.model.subscription import ACTIVE, FAILED, SubscriptionRecord
-from shared.services import build_worker
-from shared.storage import table_client
+from shared.stores.clients import table_client
 from shared.stores.subscriptions import SubscriptionStore
 from tests.functional.stacks import subscribed
 
@@ -162,7 +162,7 @@ async def test_removing_subscriptions_reads_the_table_once_and_keeps_the_cursor_
     keep_one = json.dumps([{"resource": drive_resource(drives[0])}])
     worker = await build_worker({**stack.env, "GRAPH_SUBSCRIPTIONS": keep_one})
     try:
-        store = worker.renewer._store
+        store = worker.reconciler._store
         reads = 0
         listing = store.list
 
@@ -173,12 +173,12 @@ async def test_removing_subscriptions_reads_the_table_once_and_keeps_the_cursor_
 
         store.list = counted  # type: ignore[method-assign]
 
-        report = await worker.renewer.reconcile(worker.settings.subscriptions)
+        report = await worker.reconciler.reconcile(worker.settings.subscriptions)
 
         assert (report.deleted, report.failed) == (3, 0)
         assert reads == 1
         assert [s["resource"].strip("/") for s in await stack.control.subscriptions()] == [drive_resource(drives[0])]
-        cursors = worker.renewer._sync._cursors
+        cursors = worker.reconciler._sync._cursors
         assert (await cursors.load(resource_key(drive_resource(drives[0])))).exists
         for drive in drives[1:]:
             assert not (await cursors.load(resource_key(drive_resource(drive)))).exists
@@ -239,7 +239,7 @@ async def test_a_subscription_is_replaced_by_creating_the_new_one_before_deletin
     record = await stack.record()
     # An earlier re-creation failed while the old subscription still lives: the next tick re-creates it.
     await stack.store.save(replace(record, status=FAILED))
-    graph = stack.worker.renewer._graph
+    graph = stack.worker.reconciler._graph
     delete = graph.delete_subscription
     live_at_delete: list[set[str]] = []
 
@@ -265,16 +265,16 @@ async def test_two_instances_creating_at_once_converge_to_one_subscription(stack
 
     # Both plan a creation before either records it (the timer of one, an operator's CLI on another).
     both_planned = asyncio.Barrier(2)
-    for renewer in (stack.worker.renewer, other.renewer):
-        create = renewer.create
+    for reconciler in (stack.worker.reconciler, other.reconciler):
+        create = reconciler.create
 
         async def create_after_both(want: Any, now: datetime, create: Any = create) -> Any:
             await both_planned.wait()
             return await create(want, now)
 
-        renewer.create = create_after_both
+        reconciler.create = create_after_both
 
-    await asyncio.gather(stack.reconcile(), other.renewer.reconcile(other.settings.subscriptions))
+    await asyncio.gather(stack.reconcile(), other.reconciler.reconcile(other.settings.subscriptions))
     created = await _ours(stack, drive_resource("b!twice"))
     assert len(created) == 2  # Graph answered both: no 409 stopped the second
 
@@ -293,8 +293,8 @@ CRASH_POINTS = ["after-graph-answered", "after-the-id-was-recorded", "between-id
 @pytest.mark.parametrize("crash", CRASH_POINTS)
 async def test_a_crash_during_creation_converges_to_one_subscription_the_app_knows(stack_factory, crash):
     stack = await stack_factory(drives=["b!crash"])
-    renewer = stack.worker.renewer
-    store, graph = renewer._store, renewer._graph
+    reconciler = stack.worker.reconciler
+    store, graph = reconciler._store, reconciler._graph
     create, record_pending, upsert = graph.create_subscription, store.pending.record, store._client.upsert_entity
 
     async def created(*args: Any, **kwargs: Any) -> Any:
@@ -338,7 +338,7 @@ async def test_a_crash_during_creation_converges_to_one_subscription_the_app_kno
 
     restarted = await build_worker(stack.env)  # a new instance, after the creating record went stale
     stack.cleanup_later(restarted)
-    report = await restarted.renewer.reconcile(restarted.settings.subscriptions, utcnow() + timedelta(minutes=3))
+    report = await restarted.reconciler.reconcile(restarted.settings.subscriptions, utcnow() + timedelta(minutes=3))
 
     assert report.failed == 0
     live = await _converged(stack, drive_resource("b!crash"))

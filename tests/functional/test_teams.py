@@ -17,8 +17,8 @@ import pytest
 
 from devtools.graphsim.rich import make_certificate
 from devtools.messages import receive_json
+from shared.app.worker import build_worker
 from shared.model.names import NOTIFICATIONS_QUEUE
-from shared.services import build_worker
 from tests.functional.stacks import Stack
 
 CERTIFICATE_ID = "teams-cert-1"
@@ -157,7 +157,7 @@ async def test_a_notification_sent_before_the_new_id_is_recorded_is_answered_503
 ) -> None:
     stack: Stack = await stack_factory(subscriptions=channel_entry(), env=certificate_settings(certificate_file))
     await stack.control.create_team({"General": CHANNEL}, team_id=TEAM)
-    graph = stack.worker.renewer._graph
+    graph = stack.worker.reconciler._graph
     create = graph.create_subscription
     sent: list[dict[str, Any]] = []
 
@@ -183,7 +183,7 @@ async def test_a_notification_sent_before_the_record_names_the_new_id_is_stored_
 ) -> None:
     stack: Stack = await stack_factory(subscriptions=channel_entry(), env=certificate_settings(certificate_file))
     await stack.control.create_team({"General": CHANNEL}, team_id=TEAM)
-    store = stack.worker.renewer._store
+    store = stack.worker.reconciler._store
     save = store.save
     sent: list[dict[str, Any]] = []
 
@@ -209,7 +209,7 @@ async def test_a_notification_sent_before_the_record_names_the_new_id_is_stored_
 async def test_a_new_certificate_moves_every_rich_subscription_in_one_tick_within_graphs_write_budget(
     stack_factory: Any, tmp_path: Path
 ) -> None:
-    from shared.budget import WriteBudget
+    from shared.reconcile.budget import WriteBudget
 
     old, new = tmp_path / "old.pfx", tmp_path / "new.pfx"
     old.write_bytes(make_certificate("graph-teams-old").pfx("pfx-password"))
@@ -219,14 +219,14 @@ async def test_a_new_certificate_moves_every_rich_subscription_in_one_tick_withi
         {"resource": f"teams/{TEAM}/channels/{c}/messages", "changeType": "created", "includeResourceData": True}
         for c in channels.values()
     ]
-    # Graph answers 429 past 2 writes a second here; the renewer's budget must keep under that.
+    # Graph answers 429 past 2 writes a second here; the reconciler's budget must keep under that.
     sim_options = ("--write-limit", "2", "--write-window-seconds", "1")
     stack: Stack = await stack_factory(
         *sim_options, subscriptions=json.dumps(entries), env=certificate_settings(old, "cert-old")
     )
     await stack.control.create_team(channels, team_id=TEAM)
     # One budget for the instance, whichever settings it was restarted with.
-    budget = stack.worker.renewer._budget = WriteBudget(2, 1.0)
+    budget = stack.worker.reconciler._budget = WriteBudget(2, 1.0)
     assert (await stack.reconcile()).created == 4
     await stack.pump(lambda: True)
     where = {"team_id": TEAM, "channel_id": channels["c0"]}
@@ -240,7 +240,7 @@ async def test_a_new_certificate_moves_every_rich_subscription_in_one_tick_withi
     }
     stack.cleanup_later(stack.worker)
     worker = stack.worker = await build_worker({**stack.env, **rotated})
-    worker.renewer._budget = budget
+    worker.reconciler._budget = budget
     writes = (await stack.control.stats())["subscriptionWrites"]
     # Until every subscription moved, both certificates decrypt.
     await stack.pump(lambda: kinds(stack, before["id"]) == ["created"])

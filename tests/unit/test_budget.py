@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from shared.budget import WriteBudget
+from shared.reconcile.budget import WriteBudget
 
 LIMIT = 5
 WINDOW = 0.3

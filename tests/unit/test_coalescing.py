@@ -6,8 +6,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from shared.coalescing import COVERAGE_MARGIN, MAX_DEFER, Action, covers, decide
 from shared.model.cursor import CursorState, Mode
+from shared.sync.coalescing import COVERAGE_MARGIN, MAX_DEFER, Action, covers, decide
 
 NOW = datetime(2026, 1, 15, 12, 0, tzinfo=UTC)
 LINK = "https://graph.microsoft.com/v1.0/drives/b!x/root/delta?token=abc"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import gc
 
-from shared.services import Lazy
+from shared.app.lazy import Lazy
 
 BUILT = 50_000
 

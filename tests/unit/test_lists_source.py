@@ -8,7 +8,7 @@ import pytest
 
 from shared.errors import GraphRequestError, InvalidSettingError
 from shared.settings import parse_desired
-from shared.sources.lists import FIRST_PAGE_QUERY, ListSource, to_page
+from shared.sources.list_items import FIRST_PAGE_QUERY, ListSource, to_page
 
 SITE = "contoso.sharepoint.com,2C712604-1370-44E7-A1F5-426573FDA80A,2D2244C3-251A-49EA-93A8-39E1C3A060FE"
 LIST = "22e03ef3-6ef4-424d-a1d3-92a337807c30"

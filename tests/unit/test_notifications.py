@@ -10,7 +10,7 @@ from urllib.parse import parse_qsl
 import pytest
 
 from shared.errors import BodyTooLargeError, MalformedBodyError
-from shared.ingest import answer_handshake
+from shared.ingest.receiver import answer_handshake
 from shared.model import notifications
 from shared.model.notifications import (
     MAX_BODY_BYTES,

@@ -9,10 +9,10 @@ from types import SimpleNamespace
 from typing import Any
 
 from shared import refusals
-from shared.coalescing import Action
 from shared.model.notifications import Envelope
 from shared.model.subscription import SubscriptionRecord
 from shared.processor import MAX_ATTEMPTS, Processor
+from shared.sync.coalescing import Action
 from tests.unit.test_rich_subscriptions import CHANNEL, NOW, Queue, Store, Synchronizer, record
 
 HOST_JSON = Path(__file__).resolve().parents[2] / "host.json"

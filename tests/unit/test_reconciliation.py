@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 from shared.model.resources import DesiredSubscription
 from shared.model.subscription import CREATING, FAILED
-from shared.reconciliation import CREATING_GRACE, LIST_EVERY, LIST_PAGE_SIZE, listing_due, plan, sort_pending
+from shared.reconcile.plan import CREATING_GRACE, LIST_EVERY, LIST_PAGE_SIZE, listing_due, plan, sort_pending
 from shared.stores.pending import PENDING_GRACE, PendingCreation
 
 NOW = datetime(2026, 1, 15, 12, 0, tzinfo=UTC)

@@ -12,8 +12,7 @@ import pytest
 
 from devtools.graphsim.rich import SampleCertificate, encrypt_content, make_certificate, tamper
 from shared import refusals
-from shared.coalescing import Action
-from shared.creation import thumbprint
+from shared.app.encryption import encryption_for
 from shared.errors import GraphRequestError
 from shared.graph import GraphGateway, RemoteSubscription
 from shared.model.lifetimes import next_expiry
@@ -21,13 +20,14 @@ from shared.model.notifications import Envelope
 from shared.model.resources import DesiredSubscription
 from shared.model.subscription import ACTIVE, SubscriptionRecord
 from shared.processor import Processor
-from shared.reconciliation import plan
-from shared.renewer import Endpoints, Renewer
+from shared.reconcile.creation import thumbprint
+from shared.reconcile.plan import plan
+from shared.reconcile.reconciler import Endpoints, Reconciler
 from shared.security.certificates import CertificateBook, parse_certificate
 from shared.security.resource_data import ResourceDataReader
-from shared.services import _encryption_for
 from shared.sources.teams import TeamsMessageSource
 from shared.stores.pending import PendingCreation
+from shared.sync.coalescing import Action
 
 NOW = datetime(2026, 11, 22, 10, 0, tzinfo=UTC)
 URL = "https://app.example.com/api/notifications"
@@ -237,7 +237,7 @@ async def test_a_plain_deletion_on_a_drive_still_asks_for_a_pass(certificate: Sa
     assert sync.synced == ["drives/b!x/root"] and changes.sent == []
 
 
-# ---- the renewer: expanded subscription sets ask for resource data too ---------------------------
+# ---- the reconciler: expanded subscription sets ask for resource data too ---------------------------
 
 
 class Graph:
@@ -318,16 +318,16 @@ async def test_members_of_a_set_asking_for_resource_data_are_subscribed_with_the
     book = CertificateBook(parse_certificate(certificate.pem, None, "cert-1", "NOTIFICATION_CERTIFICATE"))
     settings = SimpleNamespace(subscriptions=[entry])
     graph = Graph()
-    renewer = Renewer(
+    reconciler = Reconciler(
         graph,  # type: ignore[arg-type]
         Records(),  # type: ignore[arg-type]
         Starts(),  # type: ignore[arg-type]
         Queue(),  # type: ignore[arg-type]
         Endpoints(URL, URL),
         sets=Members(),  # type: ignore[arg-type]
-        encryption_for=_encryption_for(settings, book),  # type: ignore[arg-type]
+        encryption_for=encryption_for(settings, book),  # type: ignore[arg-type]
     )
-    report = await renewer.reconcile([entry], NOW)
+    report = await reconciler.reconcile([entry], NOW)
     assert report.created == 2
     assert graph.created == {
         "users/ada@contoso.com/messages": (certificate.public_base64, "cert-1"),
@@ -366,7 +366,7 @@ async def test_a_rich_event_outside_the_calendar_window_is_ignored(
     assert (len(reading.told), reading.outside_window) == (expected, 1 - expected)
 
 
-# ---- the renewer: a new certificate ---------------------------------------------------------------
+# ---- the reconciler: a new certificate ---------------------------------------------------------------
 
 
 class Patches(Graph):
@@ -398,16 +398,16 @@ class Requests:
         self.sent.append(text)
 
 
-def rich_renewer(graph: Patches, records: Records, certificate: SampleCertificate) -> Renewer:
+def rich_reconciler(graph: Patches, records: Records, certificate: SampleCertificate) -> Reconciler:
     book = CertificateBook(parse_certificate(certificate.pem, None, "cert-new", "NOTIFICATION_CERTIFICATE"))
     entry = DesiredSubscription(CHANNEL, "created", include_resource_data=True)
-    return Renewer(
+    return Reconciler(
         graph,  # type: ignore[arg-type]
         records,  # type: ignore[arg-type]
         Starts(),  # type: ignore[arg-type]
         Requests(),  # type: ignore[arg-type]
         Endpoints(URL, URL),
-        encryption_for=_encryption_for(SimpleNamespace(subscriptions=[entry]), book),  # type: ignore[arg-type]
+        encryption_for=encryption_for(SimpleNamespace(subscriptions=[entry]), book),  # type: ignore[arg-type]
     )
 
 
@@ -421,7 +421,7 @@ def stranded() -> SubscriptionRecord:
 async def test_a_renewal_moves_a_subscription_onto_the_current_certificate(certificate: SampleCertificate) -> None:
     graph, records = Patches(), Records()
 
-    renewed = await rich_renewer(graph, records, certificate).renew(stranded(), NOW)
+    renewed = await rich_reconciler(graph, records, certificate).renew(stranded(), NOW)
 
     assert graph.patched == [("sub-old", (certificate.public_base64, "cert-new"))]
     assert (renewed.subscription_id, renewed.certificate_id) == ("sub-old", "cert-new")
@@ -434,7 +434,7 @@ async def test_a_certificate_graph_refuses_to_patch_comes_with_a_new_subscriptio
 ) -> None:
     graph, records = Patches(refuse=True), Records()
 
-    replaced = await rich_renewer(graph, records, certificate).renew(stranded(), NOW)
+    replaced = await rich_reconciler(graph, records, certificate).renew(stranded(), NOW)
 
     assert graph.created == {CHANNEL: (certificate.public_base64, "cert-new")}
     assert (replaced.subscription_id, replaced.certificate_id) == ("id-1", "cert-new")

@@ -21,7 +21,7 @@ from shared.model.sharepoint import (
     parse_subscriptions,
 )
 from shared.settings import Settings
-from shared.sources.sharepoint import SharePointListSource
+from shared.sources.sharepoint_changes import SharePointListSource
 
 PAYLOADS = Path(__file__).resolve().parents[1] / "payloads"
 LIST = "b9f6f714-9df8-470b-b22e-653855e1c181"

@@ -11,7 +11,7 @@ import pytest
 
 from shared.errors import InvalidSettingError, MissingSettingError
 from shared.settings import changes_connection, health_cache_seconds, http_auth_level, storage_connection
-from shared.storage import DEVELOPMENT_STORAGE, queue_client, storage_credential, table_client
+from shared.stores.clients import DEVELOPMENT_STORAGE, queue_client, storage_credential, table_client
 
 PREFIX = "AzureWebJobsStorage__"
 
@@ -219,7 +219,7 @@ def test_rich_notifications_need_graph_client_id_as_the_token_audience(make_env)
 async def test_azure_client_id_selects_the_user_assigned_identity_that_calls_graph(make_env, monkeypatch):
     import azure.identity.aio
 
-    from shared.graph import build_client
+    from shared.app.credentials import build_client
     from shared.settings import Settings
 
     built: list[dict[str, object]] = []
@@ -237,8 +237,8 @@ async def test_azure_client_id_selects_the_user_assigned_identity_that_calls_gra
 async def test_azure_client_id_selects_the_user_assigned_identity_that_calls_sharepoint(make_env, monkeypatch):
     import azure.identity.aio
 
+    from shared.app.credentials import build_sharepoint_client
     from shared.settings import Settings
-    from shared.sharepoint.client import build_sharepoint_client
 
     built: list[dict[str, object]] = []
 

@@ -6,9 +6,9 @@ import pytest
 
 from shared.errors import GraphRequestError, InvalidSettingError, ResyncRequiredError
 from shared.model.resources import DesiredSubscription
+from shared.reconcile.subscription_sets import SubscriptionSets, apply_members_delta, expand, first_query, groups_of
 from shared.settings import parse_desired
 from shared.stores.members import MemberSet
-from shared.subscription_sets import SubscriptionSets, apply_members_delta, expand, first_query, groups_of
 
 GROUP = "0b1c5d7e-1111-4222-8333-944455556666"
 SET = DesiredSubscription("users/{member}/drive/root", "updated", False, GROUP)

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 from shared.model.resources import resource_key
 from shared.model.subscription import CREATING
-from shared.sweeper import PER_MESSAGE, due_for_sweep, sweep_envelopes
+from shared.reconcile.sweeper import PER_MESSAGE, due_for_sweep, sweep_envelopes
 
 NOW = datetime(2026, 1, 15, 12, 0, tzinfo=UTC)
 AFTER = timedelta(seconds=900)

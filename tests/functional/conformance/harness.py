@@ -14,10 +14,10 @@ from typing import Any
 import jsonschema
 
 from devtools.messages import receive_json
+from shared.app.worker import build_worker
 from shared.model.names import CHANGES_QUEUE, NOTIFICATIONS_QUEUE
 from shared.model.resources import resource_key
-from shared.services import build_worker
-from shared.storage import queue_client
+from shared.stores.clients import queue_client
 from tests.functional.stacks import Stack
 
 from .faults import Faults, Killed, install, uninstall

@@ -291,7 +291,7 @@ class SharePointWebhook(Driver):
     stale = EXPIRED
 
     async def stack(self, stack_factory: Any, tmp_path: Path) -> Stack:
-        from shared.services import build_worker
+        from shared.app.worker import build_worker
         from shared.sharepoint.subscriptions import desired
         from tests.functional.test_sharepoint import PASSWORD, make_certificate
 

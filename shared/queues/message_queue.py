@@ -13,7 +13,7 @@ from shared.errors import StorageUnavailableError
 if TYPE_CHECKING:
     from azure.storage.queue.aio import QueueClient
 
-    from shared.claims import ClaimStore
+    from shared.queues.claims import ClaimStore
 
 
 # Storage's default time-to-live is 7 days: a consumer down for a week would lose events.

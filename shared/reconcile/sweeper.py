@@ -19,7 +19,7 @@ from shared.clock import utcnow
 from shared.model.notifications import Envelope
 from shared.model.resources import resource_key
 from shared.model.subscription import SubscriptionRecord
-from shared.queues import MessageQueue
+from shared.queues.message_queue import MessageQueue
 from shared.stores.cursors import CursorStore
 from shared.stores.subscriptions import SubscriptionStore
 

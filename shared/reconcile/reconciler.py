@@ -10,9 +10,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from shared import telemetry
-from shared.budget import WriteBudget
 from shared.clock import utcnow
-from shared.creation import create_recorded, encrypted_for, thumbprint
 from shared.errors import GraphRequestError, SubscriptionNotFoundError
 from shared.graph import GraphGateway, RemoteSubscription
 from shared.logs import log_event
@@ -20,14 +18,16 @@ from shared.model.lifetimes import next_expiry
 from shared.model.notifications import Envelope
 from shared.model.resources import DesiredSubscription, resource_key
 from shared.model.subscription import CREATING, FAILED, SubscriptionRecord
-from shared.queues import MessageQueue
-from shared.reconciliation import listing_due, plan, sort_pending
+from shared.queues.message_queue import MessageQueue
+from shared.reconcile.budget import WriteBudget
+from shared.reconcile.creation import create_recorded, encrypted_for, thumbprint
+from shared.reconcile.plan import listing_due, plan, sort_pending
 from shared.stores.subscriptions import SubscriptionStore
-from shared.synchronizer import Synchronizer
+from shared.sync.synchronizer import Synchronizer
 
 if TYPE_CHECKING:
+    from shared.reconcile.subscription_sets import SubscriptionSets
     from shared.stores.pending import PendingCreation
-    from shared.subscription_sets import SubscriptionSets
 
 log = logging.getLogger(__name__)
 # Writes in flight at once: enough to use Graph's whole budget of 500 per 20 s
@@ -59,7 +59,7 @@ class Report:
     listed: bool = False
 
 
-class Renewer:
+class Reconciler:
     """Creates, renews, re-creates and deletes subscriptions."""
 
     def __init__(

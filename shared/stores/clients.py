@@ -1,4 +1,4 @@
-"""Storage clients built from the app's storage connection (Azure or Azurite).
+"""Azure Storage SDK clients (queue, table, blob) built from the app's storage connection (Azure or Azurite).
 
 A connection string (``UseDevelopmentStorage=true`` included) authenticates with the
 account key; the identity-based form (``AzureWebJobsStorage__accountName`` or the

@@ -9,7 +9,7 @@ from typing import Any
 
 from shared.clock import utcnow
 from shared.model.connection import StorageConnection
-from shared.queues import MessageQueue
+from shared.queues.message_queue import MessageQueue
 from shared.settings import storage_connection
 from shared.sinks.config import BlobSink, Delivery, SinkConfig, WebhookSink, parse_sinks
 from shared.sinks.runner import SinkRunner
@@ -45,7 +45,7 @@ async def build_sinks(
     Tests pass a clock, to play hours of an outage, and a ``tempo`` below 1 to shorten the
     real waits between tries (the horizon is kept: it is read on the clock).
     """
-    from shared.storage import storage_credential
+    from shared.stores.clients import storage_credential
 
     connection = storage_connection(environ)
     runtime = SinkRuntime({}, [])
@@ -68,7 +68,7 @@ async def _parts(
     tempo: float,
 ) -> tuple[Any, Delivery, MessageQueue, MessageQueue]:
     """The sink, its delivery settings, its queue and its poison queue."""
-    from shared.storage import queue_client, table_client
+    from shared.stores.clients import queue_client, table_client
 
     def own(client: Any) -> Any:
         runtime.closers.append(client)
@@ -102,11 +102,12 @@ async def _mirror(
     """The blob mirror reads files through Graph, so it needs the Graph settings too."""
     from azure.storage.blob.aio import ContainerClient
 
-    from shared.graph import GraphGateway, build_client
+    from shared.app.credentials import build_client
+    from shared.graph import GraphGateway
     from shared.settings import Settings
     from shared.sinks.mirror import MIRROR_TABLE, BlobMirror
     from shared.sinks.ordering import ORDER_TABLE, OrderBook
-    from shared.storage import expand_connection, storage_credential, table_client
+    from shared.stores.clients import expand_connection, storage_credential, table_client
 
     settings = Settings.from_env(environ)
     client, credential = build_client(settings)

@@ -30,9 +30,9 @@ from typing import TYPE_CHECKING, Any
 from shared import refusals, telemetry
 from shared.clock import utcnow
 from shared.errors import AuthorityUnavailableError, BodyTooLargeError, MalformedBodyError, StorageUnavailableError
+from shared.ingest.group_commit import GroupCommit
 from shared.model.notifications import MAX_BODY_BYTES, Envelope, Rejection, check_items, handshake_token, parse_batch
-from shared.queues import MessageQueue
-from shared.writer import GroupWriter
+from shared.queues.message_queue import MessageQueue
 
 if TYPE_CHECKING:
     from shared.security.tokens import TokenGate
@@ -297,7 +297,7 @@ class Ingest:
         tokens: TokenGate | None = None,
     ) -> None:
         self._secrets = secrets
-        self._writer = GroupWriter(queue)
+        self._writer = GroupCommit(queue)
         self._clock = clock
         # Checks a rich batch's validation tokens before anything is stored.
         self._tokens = tokens

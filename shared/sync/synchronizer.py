@@ -25,9 +25,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from shared.clock import utcnow
-from shared.coalescing import DEFAULT_MIN_INTERVAL, Action, Decision, decide, decide_notified
 from shared.errors import CursorConflictError, GraphRequestError, ResyncRequiredError
-from shared.lease import LEASE, Lease
 from shared.logs import log_event
 from shared.model.changes import ChangeSource, NotifiedChange, Page, SourceRegistry
 from shared.model.cursor import CursorState, Mode, StoredCursor
@@ -35,11 +33,13 @@ from shared.model.events import Classified, Context, classify_page, deletions, f
 from shared.model.notifications import Envelope
 from shared.model.resources import resource_key
 from shared.model.subscription import SubscriptionRecord
-from shared.outlet import EventOutlet
-from shared.queues import MessageQueue
+from shared.queues.message_queue import MessageQueue
 from shared.stores.cursors import CursorStore
 from shared.stores.items import ItemIndex
 from shared.stores.source_state import SourceStateStore
+from shared.sync.coalescing import DEFAULT_MIN_INTERVAL, Action, Decision, decide, decide_notified
+from shared.sync.fanout import EventFanout
+from shared.sync.lease import LEASE, Lease
 
 log = logging.getLogger(__name__)
 IN_PLACE_WAIT = timedelta(seconds=1)
@@ -79,7 +79,7 @@ class Synchronizer:
         cursors: CursorStore,
         index: ItemIndex,
         sources: SourceRegistry,
-        changes: MessageQueue | EventOutlet,
+        changes: MessageQueue | EventFanout,
         continuations: MessageQueue,
         source_state: SourceStateStore,
         clock: Callable[[], datetime] = utcnow,

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 from shared.errors import BodyTooLargeError
 from shared.model.notifications import Envelope, encode_item, item_room, pack_items
-from shared.queues import MessageQueue
+from shared.queues.message_queue import MessageQueue
 
 
 @dataclass
@@ -30,7 +30,7 @@ class _Waiting:
     done: asyncio.Future[None]
 
 
-class GroupWriter:
+class GroupCommit:
     """Stores envelopes of one source, merging those that wait for the same write."""
 
     def __init__(self, queue: MessageQueue) -> None:

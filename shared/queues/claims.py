@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from azure.storage.blob.aio import ContainerClient
 
     from shared.model.connection import StorageConnection
-    from shared.queues import MessageQueue
+    from shared.queues.message_queue import MessageQueue
 
 log = logging.getLogger(__name__)
 
@@ -114,7 +114,7 @@ def _container_client(
 ) -> ContainerClient:
     from azure.storage.blob.aio import ContainerClient
 
-    from shared.storage import expand_connection
+    from shared.stores.clients import expand_connection
 
     if connection.connection_string is not None:
         return ContainerClient.from_connection_string(

@@ -10,7 +10,7 @@ import asyncio
 from collections.abc import Iterable, Sequence
 from typing import Protocol
 
-from shared.queues import MessageQueue
+from shared.queues.message_queue import MessageQueue
 
 
 class Copier(Protocol):
@@ -19,7 +19,7 @@ class Copier(Protocol):
     async def send_all(self, texts: Sequence[str]) -> None: ...
 
 
-class EventOutlet:
+class EventFanout:
     """The changes queue plus the sinks' queues, behind MessageQueue's ``send_all``."""
 
     def __init__(self, changes: MessageQueue, sinks: Sequence[MessageQueue] = (), taps: Copier | None = None) -> None:

@@ -1,0 +1,72 @@
+"""GET /api/health's monitor, with its own quick-retry clients."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from shared import telemetry
+from shared.app.clients import FAST, FAST_TABLE, changes_client, refusal_flusher
+from shared.app.lazy import Owned
+from shared.model.names import CURSORS_TABLE, SUBSCRIPTIONS_TABLE
+from shared.settings import Settings
+
+if TYPE_CHECKING:
+    from shared.health import HealthMonitor
+
+
+@dataclass(frozen=True)
+class Health:
+    """GET /api/health's monitor and the clients it owns."""
+
+    monitor: HealthMonitor
+    resources: Owned
+
+    async def close(self) -> None:
+        """Close the storage clients and the Graph credential."""
+        await self.resources.close()
+
+
+async def build_health(environ: Mapping[str, str]) -> Health:
+    """The health checks' own clients: quick retries, since a probe waits for them."""
+    from shared.app.credentials import build_client
+    from shared.graph import graph_scope
+    from shared.health import HealthMonitor, HealthProbe
+    from shared.stores.clients import queue_client, storage_credential, table_client
+    from shared.stores.subscriptions import SubscriptionStore
+
+    settings = Settings.from_env(environ)
+    telemetry.configure(environ)
+    connection = settings.storage_connection
+    owned = Owned()
+    _, credential = build_client(settings)
+    owned.own(credential)
+    token = storage_credential(connection)
+    if token is not None:
+        owned.own(token)
+    # Quick retries: a probe reads the table through it.
+    refusals = refusal_flusher(environ, owned, connection, token, options=FAST_TABLE)
+    store = SubscriptionStore(owned.own(table_client(connection, SUBSCRIPTIONS_TABLE, token, **FAST_TABLE)))
+    cursors = owned.own(table_client(connection, CURSORS_TABLE, token, **FAST_TABLE))
+    names = [settings.notifications_queue, f"{settings.notifications_queue}-poison"]
+    queues = [owned.own(queue_client(connection, name, token, **FAST)) for name in names]
+    queues.append(owned.own(changes_client(settings, token, owned, **FAST)))
+    scope = graph_scope(settings.graph_base_url)
+
+    async def expiries() -> list[Any]:
+        from azure.core.exceptions import ResourceNotFoundError
+
+        try:
+            return [record.expires_at for record in await store.list()]
+        except ResourceNotFoundError:
+            return []  # no table yet: nothing subscribed so far
+
+    # The answering instance's own counts are flushed first; the others' are at most one flush interval old.
+    probe = HealthProbe(lambda: credential.get_token(scope), expiries, cursors, queues, refusals=refusals.totals)
+    monitor = HealthMonitor(
+        probe.snapshot,
+        settings.health_cache_seconds,
+        on_snapshot=lambda snapshot: telemetry.observe_depths(snapshot.queue_depths),
+    )
+    return Health(monitor, owned)

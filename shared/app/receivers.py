@@ -1,0 +1,56 @@
+"""The HTTP path's objects: it needs only the storage connection, not the Graph settings."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from shared import telemetry
+from shared.app.clients import FAST, FAST_TABLE, refusal_flusher, token_gate
+from shared.app.lazy import Owned
+from shared.ingest.receiver import Ingest, SecretBook
+from shared.model.names import NOTIFICATIONS_QUEUE, SUBSCRIPTIONS_TABLE
+from shared.settings import storage_connection
+
+
+@dataclass(frozen=True)
+class Receivers:
+    """The two HTTP endpoints' ingest objects."""
+
+    notifications: Ingest
+    lifecycle: Ingest
+    resources: Owned
+    secrets: SecretBook
+
+    async def close(self) -> None:
+        """Let the secrets reads in flight finish, then close the storage clients."""
+        await self.secrets.settle()
+        await self.resources.close()
+
+
+async def build_ingest(environ: Mapping[str, str]) -> Receivers:
+    """The HTTP path needs only the storage connection, not the Graph settings."""
+    from shared.queues.claims import claims_for
+    from shared.queues.message_queue import MessageQueue
+    from shared.stores.clients import queue_client, storage_credential, table_client
+    from shared.stores.subscriptions import SubscriptionStore
+
+    connection = storage_connection(environ)
+    telemetry.configure(environ)
+    owned = Owned()
+    # One token credential (identity-based storage) for every client, closed after them.
+    token = storage_credential(connection)
+    if token is not None:
+        owned.own(token)
+    refusal_flusher(environ, owned, connection, token)
+    # Items too large for a queue message go to blobs (claims.py); the client is built on the first one.
+    claims = claims_for(connection, token, **FAST)
+    queue = MessageQueue(
+        owned.own(queue_client(connection, NOTIFICATIONS_QUEUE, token, **FAST)),
+        claims=owned.own(claims) if claims is not None else None,
+    )
+    store = SubscriptionStore(owned.own(table_client(connection, SUBSCRIPTIONS_TABLE, token, **FAST_TABLE)))
+    # One point read per subscription id the first time it is named, then cached (see SecretBook).
+    secrets = SecretBook(store.secret)
+    tokens = token_gate(environ, owned)
+    return Receivers(Ingest(secrets, queue, tokens=tokens), Ingest(secrets, queue, tokens=tokens), owned, secrets)

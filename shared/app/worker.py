@@ -1,0 +1,222 @@
+"""The queue and timer triggers' objects: sources, synchronizer, reconcilers, sweeper."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from shared import telemetry
+from shared.app.clients import FAST, PATIENT, PATIENT_TABLE, changes_client, refusal_flusher
+from shared.app.encryption import certificate_book, encryption_for, resource_data_reader
+from shared.app.lazy import Owned
+from shared.model.names import CURSORS_TABLE, ITEMS_TABLE, MEMBERS_TABLE, SUBSCRIPTIONS_TABLE
+from shared.model.resources import DesiredSubscription
+from shared.settings import Settings
+
+if TYPE_CHECKING:
+    from azure.data.tables.aio import TableClient
+
+    from shared.processor import Processor
+    from shared.queues.message_queue import MessageQueue
+    from shared.reconcile.reconciler import Reconciler
+    from shared.reconcile.sweeper import Sweeper
+    from shared.sharepoint.client import SharePointClient
+    from shared.stores.desired import DesiredStore
+    from shared.sync.synchronizer import Synchronizer
+
+
+@dataclass(frozen=True)
+class Worker:
+    """What the queue and timer triggers use."""
+
+    settings: Settings
+    processor: Processor
+    reconciler: Reconciler
+    resources: Owned
+    sweeper: Sweeper
+    # The reconciler of SharePoint's own list webhooks (SHAREPOINT_SUBSCRIPTIONS); build_worker always sets it.
+    sharepoint: Reconciler | None = None
+    # Desired subscriptions added at run time (graphhooks desired), reconciled with GRAPH_SUBSCRIPTIONS.
+    desired: DesiredStore | None = None
+
+    async def close(self) -> None:
+        """Close the storage clients and the Graph credential."""
+        await self.resources.close()
+
+    async def renew(self, now: datetime) -> None:
+        """The renew timer's tick: Graph's subscriptions, SharePoint's, then the safety sweep.
+
+        The desired subscriptions are GRAPH_SUBSCRIPTIONS (the seed) and the table that
+        `graphhooks desired` manages; the table wins. The sweep needs only storage, so it
+        runs even when Graph could not be reached.
+        """
+        from shared.stores.desired import desired_subscriptions
+
+        try:
+            desired = await desired_subscriptions(self.settings.subscriptions, self.desired)
+            await self.reconciler.reconcile(desired, now)
+            if self.sharepoint is not None:
+                await self.sharepoint.reconcile(sharepoint_desired(self.settings), now)
+        finally:
+            await self.sweeper.sweep(now)
+
+
+async def build_worker(environ: Mapping[str, str]) -> Worker:
+    """Read the settings and build the Graph, table and queue adapters."""
+    from shared.app.credentials import build_client
+    from shared.graph import GraphGateway
+    from shared.model.changes import SourceRegistry
+    from shared.processor import Processor
+    from shared.queues.message_queue import MessageQueue
+    from shared.reconcile.reconciler import Endpoints, Reconciler
+    from shared.reconcile.subscription_sets import SubscriptionSets
+    from shared.reconcile.sweeper import Sweeper
+    from shared.sources.directory import DirectorySource
+    from shared.sources.drives import DriveSource
+    from shared.sources.list_items import ListSource
+    from shared.sources.teams import TeamsMessageSource
+    from shared.stores.clients import queue_client, storage_credential, table_client
+    from shared.stores.cursors import CursorStore
+    from shared.stores.items import ItemIndex
+    from shared.stores.members import MemberStore
+    from shared.stores.subscriptions import SubscriptionStore
+    from shared.sync.synchronizer import Synchronizer
+
+    settings = Settings.from_env(environ)
+    telemetry.configure(environ)
+    connection = settings.storage_connection
+    owned = Owned()
+    client, credential = build_client(settings)
+    owned.own(credential)
+    graph = GraphGateway(client)
+    token = storage_credential(connection)
+    if token is not None:
+        owned.own(token)
+    # The worker's flusher also deletes old rows: one pruner per deployment suffices.
+    refusal_flusher(environ, owned, connection, token, prune=True)
+    store = SubscriptionStore(owned.own(table_client(connection, SUBSCRIPTIONS_TABLE, token, **PATIENT_TABLE)))
+    cursors = CursorStore(owned.own(table_client(connection, CURSORS_TABLE, token, **PATIENT_TABLE)))
+    index = ItemIndex(owned.own(table_client(connection, ITEMS_TABLE, token, **PATIENT_TABLE)))
+    members = MemberStore(owned.own(table_client(connection, MEMBERS_TABLE, token, **PATIENT_TABLE)))
+    for table in (store, cursors, index, members):
+        await table.setup()
+    from shared.queues.claims import claims_for
+
+    # The queue trigger redeems the claims the HTTP path queued for items over 48 KiB (claims.py).
+    claims = claims_for(connection, token, **PATIENT)
+    notifications = MessageQueue(
+        owned.own(queue_client(connection, settings.notifications_queue, token, **PATIENT)),
+        claims=owned.own(claims) if claims is not None else None,
+    )
+    poison = MessageQueue(
+        owned.own(queue_client(connection, f"{settings.notifications_queue}-poison", token, **PATIENT))
+    )
+    changes = MessageQueue(owned.own(changes_client(settings, token, owned, **PATIENT)))
+    from shared.model.names import TAPS_TABLE
+    from shared.sinks.config import sink_queues
+    from shared.stores.taps import TapFeed, TapStore
+    from shared.sync.fanout import EventFanout
+
+    # Taps (graphhooks events tail) get a best-effort copy; plain clients: a tap queue is never re-created.
+    taps = owned.own(
+        TapFeed(
+            TapStore(owned.own(table_client(connection, TAPS_TABLE, token, **PATIENT_TABLE))),
+            lambda name: queue_client(connection, name, token, **FAST),
+        )
+    )
+    # Every event reaches graph-changes first, then each sink's own queue (SINKS).
+    outlet = EventFanout(
+        changes,
+        [MessageQueue(owned.own(queue_client(connection, q, token, **PATIENT))) for q in sink_queues(environ)],
+        taps=taps,
+    )
+    from shared.app.credentials import build_sharepoint_client
+    from shared.sharepoint.subscriptions import StoreView
+    from shared.sources.sharepoint_changes import SharePointListSource
+
+    # SharePoint's own list webhooks: their REST API (certificate or managed identity), one more source.
+    sharepoint_client = owned.own(await build_sharepoint_client(settings))
+    from shared.model.names import SOURCE_STATE_TABLE
+    from shared.sources.outlook import outlook_sources
+    from shared.stores.source_state import SourceStateStore
+
+    # What sources keep besides their link (the all-folder mail walk's per-folder deltaLinks),
+    # committed by the synchronizer with each page.
+    source_state = SourceStateStore(owned.own(table_client(connection, SOURCE_STATE_TABLE, token, **PATIENT_TABLE)))
+    await source_state.setup()
+    sources = SourceRegistry(
+        [
+            SharePointListSource(sharepoint_client),
+            DriveSource(graph),
+            ListSource(graph),
+            DirectorySource(graph, "users"),
+            DirectorySource(graph, "groups"),
+            *outlook_sources(graph, settings.calendar_window_days_past, settings.calendar_window_days_ahead),
+            TeamsMessageSource(),
+        ]
+    )
+    synchronizer = Synchronizer(cursors, index, sources, outlet, notifications, source_state)
+    certificates = await certificate_book(settings)
+    reconciler = Reconciler(
+        graph,
+        # Graph's reconciler sees only Graph's records; SharePoint's reconciler has the rest.
+        StoreView(owned.own(table_client(connection, SUBSCRIPTIONS_TABLE, token, **PATIENT_TABLE)), sharepoint=False),
+        synchronizer,
+        notifications,
+        Endpoints(settings.notification_url, settings.lifecycle_notification_url),
+        full_initial_sync=settings.initial_sync == "full",
+        sets=SubscriptionSets(graph, members),
+        encryption_for=encryption_for(settings, certificates),
+    )
+    processor = Processor(
+        store,
+        synchronizer,
+        reconciler,
+        notifications,
+        poison,
+        resource_data=resource_data_reader(certificates, settings),
+    )
+    sweeper = Sweeper(store, cursors, notifications, settings.sweep_after)
+    sharepoint = sharepoint_reconciler(
+        settings,
+        lambda: owned.own(table_client(connection, SUBSCRIPTIONS_TABLE, token, **PATIENT_TABLE)),
+        synchronizer,
+        notifications,
+        sharepoint_client,
+    )
+    from shared.model.names import DESIRED_TABLE
+    from shared.stores.desired import DesiredStore
+
+    desired = DesiredStore(owned.own(table_client(connection, DESIRED_TABLE, token, **PATIENT_TABLE)))
+    return Worker(settings, processor, reconciler, owned, sweeper, sharepoint=sharepoint, desired=desired)
+
+
+def sharepoint_reconciler(
+    settings: Settings,
+    table: Callable[[], TableClient],
+    synchronizer: Synchronizer,
+    notifications: MessageQueue,
+    client: SharePointClient,
+) -> Reconciler:
+    """The Reconciler for SHAREPOINT_SUBSCRIPTIONS: SharePoint's API, and the table's SharePoint records."""
+    from shared.reconcile.reconciler import Endpoints, Reconciler
+    from shared.sharepoint.subscriptions import SharePointSubscriptions, StoreView
+
+    store = StoreView(table(), sharepoint=True)
+    gateway: Any = SharePointSubscriptions(client, store, settings.sharepoint_subscriptions)
+    url = settings.sharepoint_notification_url
+    return Reconciler(
+        gateway,
+        store,
+        synchronizer,
+        notifications,
+        Endpoints(url, url),
+        full_initial_sync=settings.initial_sync == "full",
+    )
+
+
+def sharepoint_desired(settings: Settings) -> list[DesiredSubscription]:
+    """SHAREPOINT_SUBSCRIPTIONS as the Reconciler's desired subscriptions."""
+    return [DesiredSubscription(target.resource, "updated") for target in settings.sharepoint_subscriptions]
