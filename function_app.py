@@ -18,10 +18,10 @@ from shared.app.receivers import build_ingest
 from shared.app.sinks import build_sinks
 from shared.app.worker import build_worker
 from shared.clock import utcnow
+from shared.config.settings import http_auth_level, renew_schedule
+from shared.config.sinks import sink_queues
 from shared.ingest.receiver import Reply, answer_handshake, refuse_declared_size
 from shared.logs import log_event
-from shared.settings import http_auth_level, renew_schedule
-from shared.sinks.config import sink_queues
 
 # HTTP_AUTH_LEVEL: with "function", the host refuses a request without the ?code= key before any work.
 app = func.FunctionApp(http_auth_level=func.AuthLevel(http_auth_level(os.environ)))

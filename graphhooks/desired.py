@@ -8,11 +8,12 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+from shared.config.security import resource_data_settings
+from shared.config.subscriptions import parse_desired
 from shared.errors import InvalidSettingError, OperatorRequestError, SettingsError
 from shared.model.catalog import split_resource
 from shared.model.names import DESIRED_TABLE
 from shared.model.resources import DesiredSubscription
-from shared.settings import parse_desired, resource_data_settings
 from shared.stores.desired import DesiredStore
 
 from .runtime import Session, console, run, session

@@ -18,9 +18,9 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import typer
 from rich.console import Console
 
+from shared.config.storage import storage_connection
 from shared.errors import GraphWebhookError, OperatorRequestError
 from shared.model.connection import StorageConnection
-from shared.settings import storage_connection
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator

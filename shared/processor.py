@@ -111,7 +111,7 @@ class Processor:
 
     async def _handle(self, body: str | bytes, inserted_at: datetime | None) -> Summary:
         # Items over 48 KiB wait in blobs: the envelope carries claims for them (claims.py).
-        envelope = await redeem(Envelope.from_json(body), self._notifications)
+        envelope = await redeem(Envelope.from_json(body), self._notifications.claims)
         # Continues the trace of the request that stored the message, across the queue hop.
         with telemetry.span("graphhooks.process", envelope.traceparent, source=envelope.source):
             summary = await self._process(envelope, inserted_at)

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from shared.app.lazy import Owned
-from shared.settings import Settings
+from shared.config.settings import Settings
 
 if TYPE_CHECKING:
     from azure.core.credentials_async import AsyncTokenCredential
@@ -32,8 +32,8 @@ def refusal_flusher(
     options: Mapping[str, Any] = PATIENT_TABLE,
 ) -> RefusalFlusher:
     """Writes this process's refusal counts in the background, never on a request's path; a close flushes."""
+    from shared.config.settings import refusals_flush_seconds
     from shared.model.names import REFUSALS_TABLE
-    from shared.settings import refusals_flush_seconds
     from shared.stores.clients import table_client
     from shared.stores.refusals import RefusalFlusher, RefusalTable
 
@@ -43,8 +43,8 @@ def refusal_flusher(
 
 def token_gate(environ: Mapping[str, str], owned: Owned) -> TokenGate:
     """The validation-token checker; without GRAPH_CLIENT_ID or GRAPH_TENANT_ID it refuses every rich batch."""
+    from shared.config.security import token_settings
     from shared.security.tokens import TokenGate
-    from shared.settings import token_settings
 
     found = token_settings(environ)
     if found is None:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from shared.config.settings import Settings
 from shared.graph import graph_scope
-from shared.settings import Settings
 from shared.sharepoint.client import SharePointClient
 
 if TYPE_CHECKING:

@@ -5,12 +5,12 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
-from shared.settings import Settings
+from shared.config.settings import Settings
 
 if TYPE_CHECKING:
+    from shared.config.security import CertificateSource
     from shared.security.certificates import CertificateBook, NotificationCertificate
     from shared.security.resource_data import ResourceDataReader
-    from shared.settings import CertificateSource
 
 
 async def certificate_book(settings: Settings) -> CertificateBook | None:

@@ -9,8 +9,8 @@ from typing import TYPE_CHECKING, Any
 from shared import telemetry
 from shared.app.clients import FAST, FAST_TABLE, changes_client, refusal_flusher
 from shared.app.lazy import Owned
+from shared.config.settings import Settings
 from shared.model.names import CURSORS_TABLE, SUBSCRIPTIONS_TABLE
-from shared.settings import Settings
 
 if TYPE_CHECKING:
     from shared.health import HealthMonitor

@@ -8,9 +8,9 @@ from dataclasses import dataclass
 from shared import telemetry
 from shared.app.clients import FAST, FAST_TABLE, refusal_flusher, token_gate
 from shared.app.lazy import Owned
+from shared.config.storage import storage_connection
 from shared.ingest.receiver import Ingest, SecretBook
 from shared.model.names import NOTIFICATIONS_QUEUE, SUBSCRIPTIONS_TABLE
-from shared.settings import storage_connection
 
 
 @dataclass(frozen=True)

@@ -8,10 +8,11 @@ from datetime import datetime
 from typing import Any
 
 from shared.clock import utcnow
+from shared.config.sinks import parse_sinks
+from shared.config.storage import storage_connection
 from shared.model.connection import StorageConnection
+from shared.model.sinks import BlobSink, Delivery, SinkConfig, WebhookSink
 from shared.queues.message_queue import MessageQueue
-from shared.settings import storage_connection
-from shared.sinks.config import BlobSink, Delivery, SinkConfig, WebhookSink, parse_sinks
 from shared.sinks.runner import SinkRunner
 
 _PATIENT = {"retry_total": 3, "initial_backoff": 1, "increment_base": 2, "random_jitter_range": 1}
@@ -103,8 +104,8 @@ async def _mirror(
     from azure.storage.blob.aio import ContainerClient
 
     from shared.app.credentials import build_client
+    from shared.config.settings import Settings
     from shared.graph import GraphGateway
-    from shared.settings import Settings
     from shared.sinks.mirror import MIRROR_TABLE, BlobMirror
     from shared.sinks.ordering import ORDER_TABLE, OrderBook
     from shared.stores.clients import expand_connection, storage_credential, table_client

@@ -11,9 +11,9 @@ from shared import telemetry
 from shared.app.clients import FAST, PATIENT, PATIENT_TABLE, changes_client, refusal_flusher
 from shared.app.encryption import certificate_book, encryption_for, resource_data_reader
 from shared.app.lazy import Owned
+from shared.config.settings import Settings
 from shared.model.names import CURSORS_TABLE, ITEMS_TABLE, MEMBERS_TABLE, SUBSCRIPTIONS_TABLE
 from shared.model.resources import DesiredSubscription
-from shared.settings import Settings
 
 if TYPE_CHECKING:
     from azure.data.tables.aio import TableClient
@@ -114,8 +114,8 @@ async def build_worker(environ: Mapping[str, str]) -> Worker:
         owned.own(queue_client(connection, f"{settings.notifications_queue}-poison", token, **PATIENT))
     )
     changes = MessageQueue(owned.own(changes_client(settings, token, owned, **PATIENT)))
+    from shared.config.sinks import sink_queues
     from shared.model.names import TAPS_TABLE
-    from shared.sinks.config import sink_queues
     from shared.stores.taps import TapFeed, TapStore
     from shared.sync.fanout import EventFanout
 

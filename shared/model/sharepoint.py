@@ -8,14 +8,10 @@ from SharePoint's webhook documentation (sp-dev-docs docs/apis/webhooks).
 
 from __future__ import annotations
 
-import json
 import re
-import uuid
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
-
-from shared.errors import InvalidSettingError
+from urllib.parse import urlsplit
 
 # A subscription lives at most 180 days (sp-dev-docs, "SharePoint webhooks").
 MAX_LIFETIME_DAYS = 180
@@ -26,8 +22,6 @@ DELETE_OBJECT = 3
 MOVE_AWAY = 5
 REMOVED = frozenset({DELETE_OBJECT, MOVE_AWAY})
 LIST_RESOURCE = re.compile(r"^(?P<site>https?://[^/?#]+(?:/[^?#]*?)?)/_api/web/lists\('(?P<list>[0-9a-fA-F-]{36})'\)$")
-_LOOPBACK = frozenset({"localhost", "127.0.0.1", "::1"})
-_SETTING = "SHAREPOINT_SUBSCRIPTIONS"
 
 
 @dataclass(frozen=True)
@@ -60,52 +54,6 @@ def list_of(resource: str) -> SharePointList | None:
 def is_list_resource(resource: str) -> bool:
     """True for a SharePoint list's REST URL."""
     return list_of(resource) is not None
-
-
-def check_site(site: str) -> str | None:
-    """Why ``site`` cannot be a site URL, or None: https, or http only on loopback (the simulator)."""
-    parts = urlsplit(site)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        return "is not an absolute URL"
-    if parts.query or parts.fragment:
-        return "must have no query or fragment"
-    if parts.scheme == "http" and parts.hostname not in _LOOPBACK:
-        return "must be https (plain http only on loopback)"
-    return None
-
-
-def parse_subscriptions(text: str) -> tuple[SharePointList, ...]:
-    """Parse SHAREPOINT_SUBSCRIPTIONS: a JSON list of {"site": ..., "list": ...}, naming a bad entry."""
-    try:
-        raw = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise InvalidSettingError(_SETTING, f"not JSON ({exc.msg})") from exc
-    if not isinstance(raw, list):
-        raise InvalidSettingError(_SETTING, "must be a JSON list")
-    found: dict[str, SharePointList] = {}
-    for index, entry in enumerate(raw):
-        if not isinstance(entry, dict):
-            raise InvalidSettingError(_SETTING, f"entry {index} is not an object")
-        site, list_id = entry.get("site"), entry.get("list")
-        if not isinstance(site, str) or not site.strip():
-            raise InvalidSettingError(_SETTING, f"entry {index} has no site")
-        problem = check_site(site.strip())
-        if problem:
-            raise InvalidSettingError(_SETTING, f"entry {index}: site {site!r} {problem}")
-        try:
-            guid = str(uuid.UUID(str(list_id)))
-        except ValueError:
-            raise InvalidSettingError(_SETTING, f"entry {index}: list {list_id!r} is not a list id (GUID)") from None
-        item = SharePointList(site.strip().rstrip("/"), guid)
-        found[item.resource] = item
-    return tuple(found.values())
-
-
-def notification_url_for(notification_url: str) -> str:
-    """NOTIFICATION_URL with its path's last segment replaced by ``sharepoint``, its query kept."""
-    parts = urlsplit(notification_url)
-    head, _, _ = parts.path.rstrip("/").rpartition("/")
-    return urlunsplit((parts.scheme, parts.netloc, f"{head}/sharepoint", parts.query, ""))
 
 
 def expired_token(body: Any) -> bool:

@@ -33,7 +33,6 @@ if TYPE_CHECKING:
     from azure.storage.blob.aio import ContainerClient
 
     from shared.model.connection import StorageConnection
-    from shared.queues.message_queue import MessageQueue
 
 log = logging.getLogger(__name__)
 
@@ -145,18 +144,17 @@ def claim_of(item: dict[str, Any]) -> str | None:
     return name
 
 
-async def redeem(envelope: Envelope, queue: MessageQueue) -> Envelope:
-    """``envelope``, read from ``queue``, with each claim replaced by the item it stands for (a ClaimedItem).
+async def redeem(envelope: Envelope, store: ClaimStore | None) -> Envelope:
+    """``envelope`` with each claim replaced by the item it stands for (a ClaimedItem).
 
-    The queue's claim store is asked for only when there is a claim. Raise
-    MalformedBodyError when a claim cannot be honoured (no store, blob gone, not the
-    item it should be): no retry would change that. Storage errors propagate, so the
+    ``store`` is the claim store of the queue the envelope was read from; it is needed
+    only when there is a claim. Raise MalformedBodyError when a claim cannot be honoured
+    (no store, blob gone, not the item it should be): no retry would change that. Storage errors propagate, so the
     host retries the message.
     """
     claims = {index: name for index, item in enumerate(envelope.items) if (name := claim_of(item)) is not None}
     if not claims:
         return envelope
-    store = queue.claims
     if store is None:
         raise MalformedBodyError("the envelope holds claims, but no blob storage is configured to redeem them")
     gate = asyncio.Semaphore(_READS_AT_ONCE)

@@ -38,8 +38,8 @@ from urllib.parse import quote, unquote
 from shared.errors import DeliveryRetryError, GraphRequestError, TransientGraphError
 from shared.model.names import SINK_MIRROR_TABLE
 from shared.model.resources import resource_key
+from shared.model.sinks import BlobSink
 from shared.sinks.blobnames import DELETED_PREFIX, blob_name, checked_blob
-from shared.sinks.config import BlobSink
 from shared.sinks.ordering import OrderBook
 from shared.stores.tables import ensure_table, quote_filter
 

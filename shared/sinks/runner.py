@@ -23,10 +23,10 @@ from typing import Any
 
 from shared.clock import format_time, optional_time, utcnow
 from shared.errors import DeliveryDeferredError, DeliveryRejectedError, DeliveryRetryError
+from shared.model.schedule import RetryPolicy
+from shared.model.sinks import Delivery
 from shared.queues.message_queue import MessageQueue, move_to_poison
-from shared.sinks.config import Delivery
 from shared.sinks.contract import Sink
-from shared.sinks.schedule import RetryPolicy
 from shared.telemetry import count
 
 log = logging.getLogger(__name__)

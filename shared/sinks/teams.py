@@ -22,8 +22,8 @@ from shared.clock import format_time, parse_time, utcnow
 from shared.errors import DeliveryRetryError
 from shared.model.names import SINK_BATCHES_TABLE
 from shared.model.resources import resource_key
+from shared.model.sinks import TeamsSink
 from shared.queues.message_queue import MessageQueue
-from shared.sinks.config import TeamsSink
 from shared.sinks.webhook import classify, post_with_retries
 from shared.stores.tables import ensure_table, quote_filter
 

@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from shared.errors import DeliveryRejectedError, DeliveryRetryError
-from shared.sinks.config import WebhookSink
+from shared.model.sinks import WebhookSink
 from shared.sinks.ordering import OrderBook
 
 if TYPE_CHECKING:

@@ -10,7 +10,7 @@ import azure.functions as func
 import pytest
 
 from devtools.host.http import to_response
-from shared.settings import DEFAULT_RENEW_SCHEDULE
+from shared.config.settings import DEFAULT_RENEW_SCHEDULE
 from tests.functional.app_functions import FUNCTIONS
 
 

@@ -263,7 +263,7 @@ class Rig:
         try:
             while batch := [m async for m in self._reader.receive_messages(messages_per_page=32, max_messages=32)]:
                 for message in batch:
-                    found.extend((await redeem(Envelope.from_json(message.content), self.queue)).items)
+                    found.extend((await redeem(Envelope.from_json(message.content), self.queue.claims)).items)
                     await self._reader.delete_message(message)
         except ResourceNotFoundError:
             pass  # nothing written yet

@@ -121,7 +121,7 @@ async def test_a_large_rich_item_is_stored_as_a_blob_and_its_claim_redeemed_into
     assert kept == {k: v for k, v in large.items() if k != "clientState"}
 
     # The queue trigger's side: redeem the claim, then decrypt (the stack test below goes on to the event).
-    envelope = await redeem(Envelope.from_json(json.dumps(stored)), messages)
+    envelope = await redeem(Envelope.from_json(json.dumps(stored)), messages.claims)
     assert isinstance(envelope.items[0], ClaimedItem) and envelope.items[0] == kept
     book = CertificateBook(parse_certificate(certificate.pem, None, "cert-1", "NOTIFICATION_CERTIFICATE"))
     reader = ResourceDataReader(book, lambda: datetime(2026, 11, 22, 10, 0, 1, tzinfo=UTC))

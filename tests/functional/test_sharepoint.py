@@ -31,11 +31,11 @@ from devtools.simclient import SimControl
 from shared.app.credentials import build_sharepoint_client
 from shared.app.worker import build_worker
 from shared.clock import parse_time, utcnow
+from shared.config.settings import Settings
 from shared.ingest.receiver import answer_handshake
 from shared.model.events import event_id
 from shared.model.names import NOTIFICATIONS_QUEUE
 from shared.model.sharepoint import SharePointList
-from shared.settings import Settings
 from shared.sharepoint.subscriptions import desired
 from shared.stores.clients import queue_client
 from tests.functional.app_functions import FUNCTIONS

@@ -24,8 +24,8 @@ from azure.storage.blob.aio import BlobServiceClient, ContainerClient
 from devtools.azurite import ACCOUNT, KEY, Azurite, free_port
 from devtools.messages import receive_json
 from shared.graph import GraphGateway
+from shared.model.sinks import BlobSink, Delivery
 from shared.queues.message_queue import MessageQueue
-from shared.sinks.config import BlobSink, Delivery
 from shared.sinks.mirror import MIRROR_TABLE, BlobMirror
 from shared.sinks.ordering import ORDER_TABLE, OrderBook
 from shared.sinks.runner import SinkRunner

@@ -18,10 +18,10 @@ from standardwebhooks.webhooks import WebhookVerificationError
 from devtools.azurite import free_port
 from devtools.messages import receive_json
 from shared.app.sinks import SinkRuntime, build_sinks
+from shared.model.schedule import RetryPolicy
 from shared.queues.message_queue import MessageQueue
 from shared.sinks.ordering import ORDER_TABLE
 from shared.sinks.runner import HOST_ATTEMPTS
-from shared.sinks.schedule import RetryPolicy
 from shared.stores.clients import queue_client, table_client
 from shared.sync.fanout import EventFanout
 from tests.conftest import PAYLOADS

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
+from shared.config.subscriptions import parse_desired
 from shared.errors import GraphRequestError, InvalidSettingError, ResyncRequiredError
 from shared.model.cursor import Mode
 from shared.model.events import change_type_of
 from shared.model.index import Known
-from shared.settings import parse_desired
 from shared.sources.directory import SELECT, DirectorySource, to_change, to_page, version_of
 
 GROUP = "0b1c5d7e-1111-4222-8333-944455556666"

@@ -6,8 +6,8 @@ from datetime import UTC, datetime
 
 import pytest
 
+from shared.config.subscriptions import parse_desired
 from shared.errors import GraphRequestError, InvalidSettingError
-from shared.settings import parse_desired
 from shared.sources.list_items import FIRST_PAGE_QUERY, ListSource, to_page
 
 SITE = "contoso.sharepoint.com,2C712604-1370-44E7-A1F5-426573FDA80A,2D2244C3-251A-49EA-93A8-39E1C3A060FE"

@@ -10,13 +10,13 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
+from shared.config.settings import Settings
 from shared.errors import GraphRequestError, InvalidSettingError, ResyncRequiredError
 from shared.model.catalog import readable_kind
 from shared.model.changes import SourceChange
 from shared.model.events import known_removals_only
 from shared.model.index import Known
 from shared.model.lifetimes import max_lifetime
-from shared.settings import Settings
 from shared.sources.outlook import ContactSource, EventSource, FolderMessageSource, MailboxMessageSource
 from shared.sources.outlook.folders import folder_row
 from shared.sources.outlook.links import (

@@ -7,9 +7,10 @@ from datetime import timedelta
 
 import pytest
 
+from shared.config.settings import DEFAULT_GRAPH_BASE_URL, DEFAULT_RENEW_SCHEDULE, Settings
+from shared.config.subscriptions import parse_desired
 from shared.errors import InvalidSettingError, MissingSettingError
 from shared.model.resources import DesiredSubscription, resource_key
-from shared.settings import DEFAULT_GRAPH_BASE_URL, DEFAULT_RENEW_SCHEDULE, Settings, parse_desired
 
 REQUIRED = [
     "AzureWebJobsStorage",

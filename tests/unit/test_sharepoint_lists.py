@@ -8,19 +8,11 @@ from typing import Any
 
 import pytest
 
+from shared.config.settings import Settings
+from shared.config.subscriptions import notification_url_for, parse_sharepoint
 from shared.errors import InvalidSettingError, ResyncRequiredError
 from shared.model.lifetimes import max_lifetime, renewal_due
-from shared.model.sharepoint import (
-    ChangeRecord,
-    SharePointList,
-    expired_token,
-    latest_per_item,
-    list_of,
-    notification_url_for,
-    parse_changes,
-    parse_subscriptions,
-)
-from shared.settings import Settings
+from shared.model.sharepoint import ChangeRecord, SharePointList, expired_token, latest_per_item, list_of, parse_changes
 from shared.sources.sharepoint_changes import SharePointListSource
 
 PAYLOADS = Path(__file__).resolve().parents[1] / "payloads"
@@ -61,19 +53,19 @@ def test_the_derived_url_replaces_only_the_last_segment_and_keeps_the_query() ->
 
 def test_plain_http_site_is_refused_unless_loopback() -> None:
     with pytest.raises(InvalidSettingError, match=r"entry 0.*https"):
-        parse_subscriptions(json.dumps([{"site": "http://contoso.sharepoint.com/sites/x", "list": LIST}]))
-    [local] = parse_subscriptions(json.dumps([{"site": "http://127.0.0.1:8080/sites/x", "list": LIST}]))
+        parse_sharepoint(json.dumps([{"site": "http://contoso.sharepoint.com/sites/x", "list": LIST}]))
+    [local] = parse_sharepoint(json.dumps([{"site": "http://127.0.0.1:8080/sites/x", "list": LIST}]))
     assert local.origin == "http://127.0.0.1:8080"
 
 
 def test_a_list_that_is_not_a_guid_is_named() -> None:
     with pytest.raises(InvalidSettingError, match="entry 1: list 'Documents'"):
-        parse_subscriptions(json.dumps([{"site": SITE, "list": LIST}, {"site": SITE, "list": "Documents"}]))
+        parse_sharepoint(json.dumps([{"site": SITE, "list": LIST}, {"site": SITE, "list": "Documents"}]))
 
 
 def test_an_entry_without_site_is_named() -> None:
     with pytest.raises(InvalidSettingError, match=r"SHAREPOINT_SUBSCRIPTIONS.*entry 0 has no site"):
-        parse_subscriptions(json.dumps([{"list": LIST}]))
+        parse_sharepoint(json.dumps([{"list": LIST}]))
 
 
 def test_a_sharepoint_list_url_is_refused_in_graph_subscriptions() -> None:

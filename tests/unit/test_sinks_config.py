@@ -8,8 +8,9 @@ from typing import Any
 
 import pytest
 
+from shared.config.sinks import parse_sinks, sink_queues
 from shared.errors import InvalidSettingError
-from shared.sinks.config import TeamsSink, WebhookSink, parse_sinks, sink_queues
+from shared.model.sinks import TeamsSink, WebhookSink
 
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 

@@ -12,7 +12,7 @@ from itertools import pairwise
 
 import pytest
 
-from shared.sinks.schedule import MAX_DELAY, MAX_WAIT, WAIT_MARGIN, RetryPolicy
+from shared.model.schedule import MAX_DELAY, MAX_WAIT, WAIT_MARGIN, RetryPolicy
 
 T0 = datetime(2026, 11, 22, 10, 0, tzinfo=UTC)
 DEFAULT = RetryPolicy()

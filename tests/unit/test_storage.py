@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import pytest
 
+from shared.config.settings import health_cache_seconds, http_auth_level
+from shared.config.storage import changes_connection, storage_connection
 from shared.errors import InvalidSettingError, MissingSettingError
-from shared.settings import changes_connection, health_cache_seconds, http_auth_level, storage_connection
 from shared.stores.clients import DEVELOPMENT_STORAGE, queue_client, storage_credential, table_client
 
 PREFIX = "AzureWebJobsStorage__"
@@ -190,7 +191,7 @@ def test_a_health_cache_that_is_not_a_number_is_named():
 
 
 def test_the_settings_take_the_identity_based_storage_form(make_env):
-    from shared.settings import Settings
+    from shared.config.settings import Settings
 
     settings = Settings.from_env(make_env(AzureWebJobsStorage=None, **{f"{PREFIX}accountName": "graphhooks01"}))
 
@@ -199,7 +200,7 @@ def test_the_settings_take_the_identity_based_storage_form(make_env):
 
 
 def test_with_managed_identity_graph_client_id_may_be_left_out(make_env):
-    from shared.settings import Settings
+    from shared.config.settings import Settings
 
     settings = Settings.from_env(make_env(GRAPH_CLIENT_SECRET=None, GRAPH_CLIENT_ID=None, AZURE_CLIENT_ID="uami-1"))
 
@@ -208,7 +209,7 @@ def test_with_managed_identity_graph_client_id_may_be_left_out(make_env):
 
 
 def test_rich_notifications_need_graph_client_id_as_the_token_audience(make_env):
-    from shared.settings import Settings
+    from shared.config.settings import Settings
 
     rich = '[{"resource": "users/u1/messages", "changeType": "created", "includeResourceData": true}]'
     with pytest.raises(MissingSettingError) as caught:
@@ -220,7 +221,7 @@ async def test_azure_client_id_selects_the_user_assigned_identity_that_calls_gra
     import azure.identity.aio
 
     from shared.app.credentials import build_client
-    from shared.settings import Settings
+    from shared.config.settings import Settings
 
     built: list[dict[str, object]] = []
 
@@ -238,7 +239,7 @@ async def test_azure_client_id_selects_the_user_assigned_identity_that_calls_sha
     import azure.identity.aio
 
     from shared.app.credentials import build_sharepoint_client
-    from shared.settings import Settings
+    from shared.config.settings import Settings
 
     built: list[dict[str, object]] = []
 

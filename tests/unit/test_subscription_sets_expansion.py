@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from shared.config.subscriptions import parse_desired
 from shared.errors import GraphRequestError, InvalidSettingError, ResyncRequiredError
 from shared.model.resources import DesiredSubscription
 from shared.reconcile.subscription_sets import SubscriptionSets, apply_members_delta, expand, first_query, groups_of
-from shared.settings import parse_desired
 from shared.stores.members import MemberSet
 
 GROUP = "0b1c5d7e-1111-4222-8333-944455556666"

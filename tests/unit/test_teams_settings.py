@@ -6,9 +6,9 @@ import json
 
 import pytest
 
+from shared.config.settings import Settings
 from shared.errors import InvalidSettingError, MissingSettingError
 from shared.model.lifetimes import max_lifetime
-from shared.settings import Settings
 from shared.sources.teams import TeamsMessageSource
 
 BASE = {

@@ -11,82 +11,27 @@ import ipaddress
 import json
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from datetime import timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
+from shared.config.storage import STORAGE_SETTING, storage_connection
 from shared.errors import InvalidSettingError, MissingSettingError
-from shared.model.connection import StorageConnection
-from shared.settings import STORAGE_SETTING, storage_connection
-from shared.sinks.schedule import DEFAULT_HORIZON_HOURS, MAX_HORIZON_HOURS, RetryPolicy
+from shared.model.schedule import DEFAULT_HORIZON_HOURS, MAX_HORIZON_HOURS
+from shared.model.sinks import (
+    DEFAULT_TEAMS_WINDOW,
+    KEY,
+    MAX_SINKS,
+    MAX_TEAMS_WINDOW,
+    BlobSink,
+    Delivery,
+    SinkConfig,
+    TeamsSink,
+    WebhookSink,
+)
 
-KEY = "SINKS"
-# Azure Functions binds a trigger to a queue name when the app is indexed: at most this many sinks.
-MAX_SINKS = 8
 # Queue names: 3-63 characters, lowercase letters, digits and single hyphens; "-poison" must still fit.
 _QUEUE_NAME = re.compile(r"^[a-z0-9](?:[a-z0-9]|-(?!-))*[a-z0-9]$")
 _MAX_QUEUE_NAME = 63 - len("-poison")
-DEFAULT_TEAMS_WINDOW = 30.0
-MAX_TEAMS_WINDOW = 120.0
-
-
-@dataclass(frozen=True)
-class Delivery:
-    """What every sink shares: its queue and how long it retries (``retryHours``, ``maxAttempts``)."""
-
-    index: int
-    queue: str
-    max_attempts: int | None = None
-    retry_hours: float = DEFAULT_HORIZON_HOURS
-
-    @property
-    def poison_queue(self) -> str:
-        """Where refused events, and events failing past the horizon, go, as the Functions host names it."""
-        return f"{self.queue}-poison"
-
-    @property
-    def policy(self) -> RetryPolicy:
-        """The sink's retry schedule."""
-        return RetryPolicy(horizon=timedelta(hours=self.retry_hours), max_attempts=self.max_attempts)
-
-
-@dataclass(frozen=True)
-class WebhookSink:
-    """POST each event, signed per Standard Webhooks (the secret is never logged)."""
-
-    delivery: Delivery
-    url: str
-    secret: str = field(repr=False)
-    concurrency: int = 8
-    rate_per_second: float | None = None
-    timeout_seconds: float = 10.0
-    type: str = "webhook"
-
-
-@dataclass(frozen=True)
-class BlobSink:
-    """Mirror the drives' files into a blob container of a storage account."""
-
-    delivery: Delivery
-    container: str
-    connection_setting: str = STORAGE_SETTING
-    connection: StorageConnection = field(default_factory=StorageConnection, repr=False)
-    keep_deleted: bool = False
-    type: str = "blob"
-
-
-@dataclass(frozen=True)
-class TeamsSink:
-    """Post an Adaptive Card per subscription and window to a Teams Workflows URL."""
-
-    delivery: Delivery
-    url: str = field(repr=False)  # a Workflows URL carries its signature in the query
-    window_seconds: float = DEFAULT_TEAMS_WINDOW
-    type: str = "teams"
-
-
-SinkConfig = WebhookSink | BlobSink | TeamsSink
 
 
 def parse_sinks(environ: Mapping[str, str]) -> tuple[SinkConfig, ...]:

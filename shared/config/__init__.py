@@ -1,0 +1,1 @@
+"""Config: the environment in, frozen values out. Imports only the domain layer (shared/model)."""
