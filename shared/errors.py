@@ -6,6 +6,9 @@ mapping from cause to status lives in one place.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 
 class GraphWebhookError(Exception):
     """The root of every error raised by this package."""
@@ -68,8 +71,23 @@ class TransientGraphError(GraphRequestError):
         self.retry_after = retry_after
 
 
-class SubscriptionNotFoundError(GraphRequestError):
-    """Graph no longer has the subscription (404 ResourceNotFound)."""
+class NotFoundError(GraphRequestError):
+    """Graph or SharePoint answered 404: what was asked for does not exist (any more)."""
+
+
+class SubscriptionNotFoundError(NotFoundError):
+    """Graph (or SharePoint) no longer has the subscription: a 404 to a call on one subscription."""
+
+
+@contextmanager
+def subscription_call(subscription_id: str) -> Iterator[None]:
+    """A call on one subscription: there, a 404 means the subscription is gone."""
+    try:
+        yield
+    except SubscriptionNotFoundError:
+        raise
+    except NotFoundError as exc:
+        raise SubscriptionNotFoundError(f"subscription {subscription_id}: {exc}", exc.graph_status, exc.code) from exc
 
 
 class SubscriptionConflictError(GraphRequestError):

@@ -16,32 +16,33 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
 
-from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential
+from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt
 
+from shared.backoff import retry_wait
 from shared.clock import format_time, parse_time
 from shared.errors import (
     GraphRequestError,
+    NotFoundError,
     ResyncRequiredError,
     SubscriptionConflictError,
-    SubscriptionNotFoundError,
     TransientGraphError,
+    subscription_call,
 )
+from shared.model.hosts import is_loopback
 
 if TYPE_CHECKING:
     from kiota_abstractions.request_information import RequestInformation
     from msgraph.graph_service_client import GraphServiceClient
-    from tenacity import RetryCallState
 
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-_LOOPBACK = {"localhost", "127.0.0.1", "::1"}
 
 
 def graph_scope(base_url: str) -> str:
     """The token scope for a Graph base URL (national clouds use their own host)."""
     host = urlsplit(base_url).hostname or "graph.microsoft.com"
-    if host in _LOOPBACK:
+    if is_loopback(host):
         host = "graph.microsoft.com"
     return f"https://{host}/.default"
 
@@ -57,13 +58,6 @@ class RemoteSubscription:
     expires_at: datetime | None
 
 
-def _retry_wait(state: RetryCallState) -> float:
-    error = state.outcome.exception() if state.outcome else None
-    if isinstance(error, TransientGraphError) and error.retry_after is not None:
-        return min(error.retry_after, 60.0)
-    return float(wait_exponential(multiplier=0.5, max=8)(state))
-
-
 def _convert(exc: Exception) -> Exception:
     from kiota_abstractions.api_error import APIError
 
@@ -75,7 +69,7 @@ def _convert(exc: Exception) -> Exception:
     message = f"Graph answered {status} {code}".strip()
     headers = {k.lower(): v for k, v in (exc.response_headers or {}).items()}
     if status == 404:
-        return SubscriptionNotFoundError(message, status, code)
+        return NotFoundError(message, status, code)
     if status == 409:
         return SubscriptionConflictError(message, status, code)
     if status == 410:
@@ -100,7 +94,7 @@ class GraphGateway:
         retrying = AsyncRetrying(
             retry=retry_if_exception_type((TransientGraphError, httpx.TransportError)),
             stop=stop_after_attempt(self._attempts),
-            wait=_retry_wait,
+            wait=retry_wait,
             reraise=True,
         )
         async for attempt in retrying:
@@ -172,12 +166,10 @@ class GraphGateway:
             url += "?" + urlencode(query, safe="$,='", quote_via=quote)
         return await self.fetch_url(url)
 
-    async def drive_delta(self, drive_id: str, token: str | None = None) -> dict[str, Any]:
-        """The first page of a drive's delta: from scratch, or from ``token`` ('latest')."""
+    async def drive_delta(self, drive_id: str) -> dict[str, Any]:
+        """The first page of a drive's delta, from scratch."""
         root = self._client.drives.by_drive_id(drive_id).items.by_drive_item_id("root")
-        if token is None:
-            return await self._fetch(root.delta.to_get_request_information())
-        return await self._fetch(root.delta_with_token(token).to_get_request_information())
+        return await self._fetch(root.delta.to_get_request_information())
 
     async def drive_id(self, owner: str, owner_id: str) -> str:
         """The id of a user's, group's or site's default drive."""
@@ -238,21 +230,23 @@ class GraphGateway:
         body: dict[str, Any] = {"expirationDateTime": format_time(expires_at)}
         if encryption is not None:
             body |= {"encryptionCertificate": encryption[0], "encryptionCertificateId": encryption[1]}
-        updated = await self._fetch(self._request("PATCH", builder, body))
+        with subscription_call(subscription_id):
+            updated = await self._fetch(self._request("PATCH", builder, body))
         granted = updated.get("expirationDateTime")
         return parse_time(granted) if isinstance(granted, str) else expires_at
 
     async def reauthorize_subscription(self, subscription_id: str) -> None:
         """POST /subscriptions/{id}/reauthorize."""
         builder = self._client.subscriptions.by_subscription_id(subscription_id).reauthorize
-        await self._fetch(self._request("POST", builder))
+        with subscription_call(subscription_id):
+            await self._fetch(self._request("POST", builder))
 
     async def delete_subscription(self, subscription_id: str) -> None:
         """DELETE a subscription; one Graph no longer has counts as deleted."""
         builder = self._client.subscriptions.by_subscription_id(subscription_id)
         try:
             await self._fetch(self._request("DELETE", builder))
-        except SubscriptionNotFoundError:
+        except NotFoundError:
             log.info("subscription %s was already gone", subscription_id)
 
     async def list_subscriptions(

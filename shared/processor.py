@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from shared import refusals, telemetry
 from shared.clock import utcnow
 from shared.errors import MalformedBodyError, UnsupportedResourceError
+from shared.model.names import MAX_DEQUEUE_COUNT
 from shared.model.notifications import Envelope
 from shared.model.subscription import SubscriptionRecord
 from shared.queues.claims import redeem
@@ -27,8 +28,6 @@ if TYPE_CHECKING:
     from shared.security.resource_data import ResourceDataReader
 
 log = logging.getLogger(__name__)
-# host.json's extensions.queues.maxDequeueCount: the attempt after which a message is poisoned.
-MAX_ATTEMPTS = 5
 # A subscription's last notification time is written at most this often per instance (one small write).
 NOTE_EVERY_SECONDS = 60.0
 # Envelopes the HTTP path stored: Graph's (and SharePoint's) notifications, not the app's own sync requests.
@@ -58,7 +57,7 @@ class Processor:
         notifications: MessageQueue,
         poison: MessageQueue,
         clock: Callable[[], datetime] = utcnow,
-        max_attempts: int = MAX_ATTEMPTS,
+        max_attempts: int = MAX_DEQUEUE_COUNT,
         resource_data: ResourceDataReader | None = None,
     ) -> None:
         # Turns notifications with encryptedContent into events; None when no certificate is configured.

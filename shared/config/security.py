@@ -9,8 +9,7 @@ from dataclasses import dataclass
 from shared.config.environment import optional
 from shared.config.environment import required as required_setting
 from shared.errors import InvalidSettingError, MissingSettingError
-
-DEFAULT_TOKEN_ISSUERS = ("https://sts.windows.net/{tenant}/", "https://login.microsoftonline.com/{tenant}/v2.0")
+from shared.model.issuers import DEFAULT_ISSUERS
 
 
 @dataclass(frozen=True)
@@ -77,7 +76,7 @@ def token_settings(environ: Mapping[str, str]) -> TokenSettings | None:
     if not authority.startswith("https://"):
         raise InvalidSettingError("AZURE_AUTHORITY_HOST", "must be an https URL")
     text = optional(environ, "VALIDATION_TOKEN_ISSUERS")
-    issuers = DEFAULT_TOKEN_ISSUERS
+    issuers = DEFAULT_ISSUERS
     if text is not None:
         try:
             raw = json.loads(text)

@@ -7,7 +7,6 @@ setting are read from the same mapping as the other settings.
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import re
 from collections.abc import Mapping
@@ -16,6 +15,7 @@ from urllib.parse import urlsplit
 
 from shared.config.storage import STORAGE_SETTING, storage_connection
 from shared.errors import InvalidSettingError, MissingSettingError
+from shared.model.hosts import is_loopback
 from shared.model.schedule import DEFAULT_HORIZON_HOURS, MAX_HORIZON_HOURS
 from shared.model.sinks import (
     DEFAULT_TEAMS_WINDOW,
@@ -125,18 +125,9 @@ def _url(index: int, entry: dict[str, Any]) -> str:
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise _invalid(index, "url must be an absolute http(s) URL")
-    if parts.scheme == "http" and not _loopback(parts.hostname):
+    if parts.scheme == "http" and not is_loopback(parts.hostname):
         raise _invalid(index, "url must be https (plain http only on loopback)")
     return url
-
-
-def _loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def _secret(index: int, entry: dict[str, Any], environ: Mapping[str, str]) -> str:

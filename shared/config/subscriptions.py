@@ -10,6 +10,7 @@ from urllib.parse import urlsplit, urlunsplit
 from shared.config.environment import check_url, optional
 from shared.errors import InvalidSettingError
 from shared.model.catalog import READABLE, query_problem, readable_kind, split_resource
+from shared.model.hosts import is_loopback
 from shared.model.resources import MEMBER_PLACEHOLDER, DesiredSubscription
 from shared.model.sharepoint import SharePointList
 
@@ -87,7 +88,6 @@ def _check_readable(index: int, item: DesiredSubscription) -> None:
         raise InvalidSettingError("GRAPH_SUBSCRIPTIONS", f"entry {index} ({item.graph_resource!r}): {problem}")
 
 
-_LOOPBACK = frozenset({"localhost", "127.0.0.1", "::1"})
 _SETTING = "SHAREPOINT_SUBSCRIPTIONS"
 
 
@@ -98,7 +98,7 @@ def check_site(site: str) -> str | None:
         return "is not an absolute URL"
     if parts.query or parts.fragment:
         return "must have no query or fragment"
-    if parts.scheme == "http" and parts.hostname not in _LOOPBACK:
+    if parts.scheme == "http" and not is_loopback(parts.hostname):
         return "must be https (plain http only on loopback)"
     return None
 

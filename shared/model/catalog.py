@@ -180,8 +180,3 @@ def _select_problem(value: str, include_resource_data: bool) -> str | None:
     if refused:
         return f"Graph refuses $select={','.join(refused)} in a subscription's resource"
     return None
-
-
-def readable(resource: str) -> bool:
-    """True when some change source reads ``resource``."""
-    return readable_kind(resource) is not None

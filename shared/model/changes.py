@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
-from shared.errors import UnsupportedResourceError
+from shared.errors import GraphRequestError, UnsupportedResourceError
 
 # A state entry's name is part of a RowKey: no '/', '\\', '#', '?' or control characters.
 STATE_NAME = re.compile(r"[A-Za-z0-9._:~-]{1,200}")
@@ -76,6 +76,17 @@ class Page:
     next_link: str | None
     delta_link: str | None
     state: tuple[StateWrite, ...] = field(default=())
+
+
+def delta_page(container_id: str, changes: list[SourceChange], body: Mapping[str, Any]) -> Page:
+    """A Graph delta response's page: its ``@odata.nextLink``, or else its ``@odata.deltaLink``."""
+    next_link = body.get("@odata.nextLink")
+    delta_link = body.get("@odata.deltaLink")
+    if isinstance(next_link, str) and next_link:
+        return Page(container_id, changes, next_link, None)
+    if isinstance(delta_link, str) and delta_link:
+        return Page(container_id, changes, None, delta_link)
+    raise GraphRequestError("delta page has neither a nextLink nor a deltaLink")
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,9 @@ from __future__ import annotations
 NOTIFICATIONS_QUEUE = "graph-notifications"
 CHANGES_QUEUE = "graph-changes"
 
+# host.json's extensions.queues.maxDequeueCount: the attempt after which the host poisons a message.
+MAX_DEQUEUE_COUNT = 5
+
 # Tables.
 SUBSCRIPTIONS_TABLE = "subscriptions"
 CURSORS_TABLE = "deltacursors"

@@ -240,11 +240,6 @@ class Envelope:
         return cls(str(raw.get("source", "")), received_at, items, deferrals, traceparent, notified_at)
 
 
-def split_envelope(envelope: Envelope, limit: int = MAX_MESSAGE_JSON_BYTES) -> list[str]:
-    """Split an envelope into queue-message texts that each fit ``limit`` UTF-8 bytes."""
-    return pack_items(envelope, [encode_item(stored_form(item)) for item in envelope.items], limit)
-
-
 def item_room(envelope: Envelope, limit: int = MAX_MESSAGE_JSON_BYTES) -> int:
     """The most UTF-8 bytes one encoded item may take in a message with ``envelope``'s fields."""
     return limit - len(_with_items(envelope, []).encode("utf-8"))

@@ -42,11 +42,6 @@ class Plan:
     delete: list[SubscriptionRecord] = field(default_factory=list)
     delete_remote: list[str] = field(default_factory=list)
 
-    @property
-    def empty(self) -> bool:
-        """True when nothing needs doing."""
-        return not (self.create or self.renew or self.recreate or self.delete or self.delete_remote)
-
 
 def listing_due(subscriptions: int, listed_at: datetime | None, now: datetime) -> bool:
     """Whether this tick lists Graph's subscriptions: always when cheap, else once per LIST_EVERY."""

@@ -23,13 +23,10 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from shared.errors import AuthorityUnavailableError, ValidationTokenError
+from shared.model.issuers import DEFAULT_ISSUERS
 
 CHANGE_TRACKING_APP_ID = "0bf30f3b-4a52-48df-9a82-234910c4a086"
 DEFAULT_AUTHORITY = "https://login.microsoftonline.com"
-DEFAULT_ISSUERS: tuple[str, ...] = (
-    "https://sts.windows.net/{tenant}/",
-    "https://login.microsoftonline.com/{tenant}/v2.0",
-)
 REFETCH_INTERVAL_SECONDS = 10.0
 # Microsoft's and Graph's clocks may disagree a little with ours.
 LEEWAY_SECONDS = 60.0
@@ -250,11 +247,6 @@ class TokenGate:
             else None
         )
         self._deadline = deadline
-
-    @property
-    def key_fetches(self) -> int:
-        """How many times the authority's keys were fetched (for the bench)."""
-        return self._keys.fetches
 
     async def refusal(self, tokens: Sequence[object], items: Iterable[Mapping[str, Any]] = ()) -> str | None:
         """Why the batch must not be stored, or None when every token is valid and every item is our tenant's.

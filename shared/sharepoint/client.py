@@ -12,15 +12,21 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential
+from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt
 
+from shared.backoff import retry_wait
 from shared.clock import format_time
-from shared.errors import GraphRequestError, ResyncRequiredError, SubscriptionNotFoundError, TransientGraphError
+from shared.errors import (
+    GraphRequestError,
+    NotFoundError,
+    ResyncRequiredError,
+    TransientGraphError,
+    subscription_call,
+)
 from shared.model.sharepoint import ChangeRecord, SharePointList, expired_token, parse_changes
 
 if TYPE_CHECKING:
     import httpx
-    from tenacity import RetryCallState
 
 
 log = logging.getLogger(__name__)
@@ -31,18 +37,11 @@ VERBOSE = "application/json;odata=verbose"
 ITEM_SELECT = "*,UniqueId,owshiddenversion"
 
 
-def _retry_wait(state: RetryCallState) -> float:
-    error = state.outcome.exception() if state.outcome else None
-    if isinstance(error, TransientGraphError) and error.retry_after is not None:
-        return min(error.retry_after, 60.0)
-    return float(wait_exponential(multiplier=0.5, max=8)(state))
-
-
 def _error(response: httpx.Response, what: str) -> GraphRequestError:
     status = response.status_code
     message = f"SharePoint answered {status} to {what}"
     if status == 404:
-        return SubscriptionNotFoundError(message, status)
+        return NotFoundError(message, status)
     if status == 429 or status >= 500:
         header = response.headers.get("retry-after", "")
         return TransientGraphError(message, status, retry_after=float(header) if header.isdigit() else None)
@@ -78,7 +77,7 @@ class SharePointClient:
         retrying = AsyncRetrying(
             retry=retry_if_exception_type((TransientGraphError, httpx.TransportError)),
             stop=stop_after_attempt(self._attempts),
-            wait=_retry_wait,
+            wait=retry_wait,
             reraise=True,
         )
         async for attempt in retrying:
@@ -144,7 +143,7 @@ class SharePointClient:
         url = f"{target.resource}/items({item_id})?$select={ITEM_SELECT}"
         try:
             body = await self._json("GET", url, "item")
-        except SubscriptionNotFoundError:
+        except NotFoundError:
             return None
         return body if isinstance(body, dict) else None
 
@@ -173,11 +172,13 @@ class SharePointClient:
     async def renew_subscription(self, target: SharePointList, subscription_id: str, expires_at: datetime) -> None:
         """PATCH the expiry (SharePoint answers 204); 404 when it no longer exists."""
         url = f"{target.resource}/subscriptions('{subscription_id}')"
-        await self._json("PATCH", url, "subscription renewal", {"expirationDateTime": format_time(expires_at)})
+        with subscription_call(subscription_id):
+            await self._json("PATCH", url, "subscription renewal", {"expirationDateTime": format_time(expires_at)})
 
     async def delete_subscription(self, target: SharePointList, subscription_id: str) -> None:
         """DELETE a subscription; 404 when it no longer exists."""
-        await self._json("DELETE", f"{target.resource}/subscriptions('{subscription_id}')", "subscription deletion")
+        with subscription_call(subscription_id):
+            await self._json("DELETE", f"{target.resource}/subscriptions('{subscription_id}')", "subscription deletion")
 
     async def subscriptions(self, target: SharePointList) -> list[dict[str, Any]]:
         """The list's subscriptions (every app's)."""

@@ -23,6 +23,7 @@ from typing import Any
 
 from shared.clock import format_time, optional_time, utcnow
 from shared.errors import DeliveryDeferredError, DeliveryRejectedError, DeliveryRetryError
+from shared.model.names import MAX_DEQUEUE_COUNT
 from shared.model.schedule import RetryPolicy
 from shared.model.sinks import Delivery
 from shared.queues.message_queue import MessageQueue, move_to_poison
@@ -30,8 +31,6 @@ from shared.sinks.contract import Sink
 from shared.telemetry import count
 
 log = logging.getLogger(__name__)
-# host.json's maxDequeueCount: the host's attempt after which a message is poisoned.
-HOST_ATTEMPTS = 5
 # Counted per sink and reason: refused, retried (past the horizon), waited, malformed.
 POISONED = "graphhooks.sinks.poisoned"
 
@@ -79,7 +78,7 @@ class SinkRunner:
         queue: MessageQueue,
         poison: MessageQueue,
         policy: RetryPolicy | None = None,
-        host_attempts: int = HOST_ATTEMPTS,
+        host_attempts: int = MAX_DEQUEUE_COUNT,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self.sink = sink

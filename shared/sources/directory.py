@@ -23,7 +23,7 @@ from typing import Any
 from shared.clock import optional_time
 from shared.errors import GraphRequestError, ResyncRequiredError
 from shared.model.catalog import DIRECTORY
-from shared.model.changes import NO_STATE, PLAIN, NotifiedChange, Page, SourceChange, SourceState
+from shared.model.changes import NO_STATE, PLAIN, NotifiedChange, Page, SourceChange, SourceState, delta_page
 from shared.sources.list_items import GraphReader
 
 # Small but useful items: who the object is, not every property Graph has.
@@ -77,13 +77,7 @@ class DirectorySource:
 def to_page(collection: str, body: dict[str, Any]) -> Page:
     """A users or groups delta response as a Page whose container is the collection."""
     changes = [change for item in body.get("value") or [] if (change := to_change(item)) is not None]
-    next_link = body.get("@odata.nextLink")
-    delta_link = body.get("@odata.deltaLink")
-    if isinstance(next_link, str) and next_link:
-        return Page(collection, changes, next_link, None)
-    if isinstance(delta_link, str) and delta_link:
-        return Page(collection, changes, None, delta_link)
-    raise GraphRequestError("delta page has neither a nextLink nor a deltaLink")
+    return delta_page(collection, changes, body)
 
 
 # A group's membership changes: listed whole by an enumeration, as changes by a delta round.

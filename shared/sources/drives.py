@@ -15,7 +15,7 @@ from shared.clock import optional_time
 from shared.errors import GraphRequestError
 from shared.graph import GraphGateway
 from shared.model.catalog import DRIVE_ROOT
-from shared.model.changes import NO_STATE, PLAIN, NotifiedChange, Page, SourceChange, SourceState
+from shared.model.changes import NO_STATE, PLAIN, NotifiedChange, Page, SourceChange, SourceState, delta_page
 
 
 class DriveSource:
@@ -43,13 +43,7 @@ class DriveSource:
         drive_id = await self._drive_id(resource)
         body = await self._graph.fetch_url(link) if link else await self._graph.drive_delta(drive_id)
         changes = [change for item in body.get("value") or [] if (change := _change(item)) is not None]
-        next_link = body.get("@odata.nextLink")
-        delta_link = body.get("@odata.deltaLink")
-        if isinstance(next_link, str) and next_link:
-            return Page(drive_id, changes, next_link, None)
-        if isinstance(delta_link, str) and delta_link:
-            return Page(drive_id, changes, None, delta_link)
-        raise GraphRequestError("delta page has neither a nextLink nor a deltaLink")
+        return delta_page(drive_id, changes, body)
 
     async def _drive_id(self, resource: str) -> str:
         match = DRIVE_ROOT.match(resource.strip("/"))

@@ -15,7 +15,7 @@ from typing import Any, Protocol
 from shared.clock import optional_time
 from shared.errors import GraphRequestError
 from shared.model.catalog import SHAREPOINT_LIST
-from shared.model.changes import NO_STATE, PLAIN, NotifiedChange, Page, SourceChange, SourceState
+from shared.model.changes import NO_STATE, PLAIN, NotifiedChange, Page, SourceChange, SourceState, delta_page
 
 # The list item's columns come with it; without them a consumer would need a second call per item.
 FIRST_PAGE_QUERY = {"$expand": "fields"}
@@ -64,13 +64,7 @@ class ListSource:
 def to_page(list_id: str, body: dict[str, Any]) -> Page:
     """A listItem delta response as a Page whose container is the list."""
     changes = [change for item in body.get("value") or [] if (change := _change(item)) is not None]
-    next_link = body.get("@odata.nextLink")
-    delta_link = body.get("@odata.deltaLink")
-    if isinstance(next_link, str) and next_link:
-        return Page(list_id, changes, next_link, None)
-    if isinstance(delta_link, str) and delta_link:
-        return Page(list_id, changes, None, delta_link)
-    raise GraphRequestError("delta page has neither a nextLink nor a deltaLink")
+    return delta_page(list_id, changes, body)
 
 
 def _change(item: Any) -> SourceChange | None:

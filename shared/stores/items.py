@@ -17,12 +17,11 @@ from collections.abc import AsyncIterator, Iterable
 from typing import TYPE_CHECKING, Any
 
 from shared.model.index import IndexWrite, Known
-from shared.stores.tables import ensure_table, quote_filter, submit_batch
+from shared.stores.tables import batches, ensure_table, quote_filter, submit_batch
 
 if TYPE_CHECKING:
     from azure.data.tables.aio import TableClient
 
-_BATCH = 100  # Table storage's limit for one transaction
 UNMARKED_PAGE = 1000
 # The columns a lookup reads.
 _KNOWN = ["Version", "Deleted", "Life", "Detail"]
@@ -129,4 +128,4 @@ class ItemIndex:
             async with gate:
                 await submit_batch(self._client, batch)
 
-        await asyncio.gather(*(one(operations[i : i + _BATCH]) for i in range(0, len(operations), _BATCH)))
+        await asyncio.gather(*(one(batch) for batch in batches(operations)))

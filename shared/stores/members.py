@@ -8,17 +8,15 @@ only repeats a delta whose adds and removes are idempotent.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from shared.stores.items import row_key
-from shared.stores.tables import ensure_table, quote_filter, submit_batch
+from shared.stores.tables import ensure_table, quote_filter, submit_batches
 
 if TYPE_CHECKING:
     from azure.data.tables.aio import TableClient
 
-_BATCH = 100  # Table storage's limit for one transaction
 # Sorts before every member id (GUIDs), and no user id starts with '!'.
 STATE_ROW = "!state"
 
@@ -62,12 +60,6 @@ class MemberStore:
             ("upsert", {"PartitionKey": partition, "RowKey": row_key(m), "MemberId": m}) for m in added
         ]
         operations += [("delete", {"PartitionKey": partition, "RowKey": row_key(m)}) for m in removed]
-        for batch in _chunks(operations, _BATCH):
-            await submit_batch(self._client, batch)
+        await submit_batches(self._client, operations)
         state = {"PartitionKey": partition, "RowKey": STATE_ROW, "DeltaLink": after.delta_link or ""}
         await self._client.upsert_entity(state)
-
-
-def _chunks(operations: list[tuple[str, dict[str, Any]]], size: int) -> Iterable[list[tuple[str, dict[str, Any]]]]:
-    for start in range(0, len(operations), size):
-        yield operations[start : start + size]

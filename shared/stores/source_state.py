@@ -18,12 +18,11 @@ from collections.abc import AsyncIterator, Iterable
 from typing import TYPE_CHECKING, Any
 
 from shared.model.changes import SourceState, StateWrite
-from shared.stores.tables import ensure_table, quote_filter, submit_batch
+from shared.stores.tables import ensure_table, quote_filter, submit_batches
 
 if TYPE_CHECKING:
     from azure.data.tables.aio import TableClient
 
-_BATCH = 100  # Table storage's limit for one transaction
 # A string property holds 64 KiB of UTF-16: 32,768 characters at most.
 MAX_VALUE_CHARS = 32_000
 
@@ -53,15 +52,13 @@ class SourceStateStore:
             if len(write.value) > MAX_VALUE_CHARS:
                 raise ValueError(f"state entry {write.name!r} holds {len(write.value)} characters")
             operations.append(("upsert", {"PartitionKey": key, "RowKey": write.name, "Value": write.value}))
-        for start in range(0, len(operations), _BATCH):
-            await submit_batch(self._client, operations[start : start + _BATCH])
+        await submit_batches(self._client, operations)
 
     async def forget(self, key: str) -> None:
         """Drop every entry of ``key`` (nothing subscribes to its resource any more)."""
         query = self._client.query_entities(f"PartitionKey eq {quote_filter(key)}", select=["RowKey"])
         operations = [("delete", {"PartitionKey": key, "RowKey": str(e["RowKey"])}) async for e in query]
-        for start in range(0, len(operations), _BATCH):
-            await submit_batch(self._client, operations[start : start + _BATCH])
+        await submit_batches(self._client, operations)
 
 
 class _View:

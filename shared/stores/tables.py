@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from azure.data.tables.aio import TableClient
+
+Operation = tuple[str, dict[str, Any]]
+# Table storage's limit for one transaction.
+TRANSACTION_LIMIT = 100
 
 
 async def ensure_table(client: TableClient) -> None:
@@ -22,7 +27,19 @@ def quote_filter(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
-async def submit_batch(client: TableClient, batch: list[tuple[str, dict[str, Any]]]) -> None:
+def batches(operations: list[Operation]) -> Iterator[list[Operation]]:
+    """``operations`` in transactions of at most TRANSACTION_LIMIT, in order (all of one partition)."""
+    for start in range(0, len(operations), TRANSACTION_LIMIT):
+        yield operations[start : start + TRANSACTION_LIMIT]
+
+
+async def submit_batches(client: TableClient, operations: list[Operation]) -> None:
+    """Every operation, one transaction after another."""
+    for batch in batches(operations):
+        await submit_batch(client, batch)
+
+
+async def submit_batch(client: TableClient, batch: list[Operation]) -> None:
     """One transaction of upserts and deletes; if it fails (a delete of a row already gone fails
     the whole batch), the same operations one by one, a missing row counting as deleted."""
     from azure.core.exceptions import ResourceNotFoundError

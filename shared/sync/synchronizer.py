@@ -59,7 +59,6 @@ class SyncOutcome:
 
     decision: Decision
     events: int = 0
-    handed_on: bool = False
 
 
 @dataclass(frozen=True)
@@ -207,7 +206,7 @@ class Synchronizer:
             result = await self._run(record, lease)
             events += result.events
             if result.began:
-                return SyncOutcome(decision, events, handed_on=result.handed_on)
+                return SyncOutcome(decision, events)
             if result.handed_on:
                 # A resumed pass goes on in its continuation, and may have started before this notification.
                 return SyncOutcome(Decision(Action.DEFER, self._min_interval, "resumed pass handed on"), events)

@@ -18,10 +18,10 @@ from standardwebhooks.webhooks import WebhookVerificationError
 from devtools.azurite import free_port
 from devtools.messages import receive_json
 from shared.app.sinks import SinkRuntime, build_sinks
+from shared.model.names import MAX_DEQUEUE_COUNT
 from shared.model.schedule import RetryPolicy
 from shared.queues.message_queue import MessageQueue
 from shared.sinks.ordering import ORDER_TABLE
-from shared.sinks.runner import HOST_ATTEMPTS
 from shared.stores.clients import queue_client, table_client
 from shared.sync.fanout import EventFanout
 from tests.conftest import PAYLOADS
@@ -276,7 +276,7 @@ async def test_storage_trouble_is_retried_like_an_outage_not_poisoned_by_the_hos
         async with queue_client(connection, queue) as client:
             [message] = [m async for m in client.receive_messages(max_messages=1, visibility_timeout=30)]
             # Even on the host's last attempt, the failure is re-enqueued for later, not poisoned.
-            assert await runtime.runner(queue).handle(message.content, HOST_ATTEMPTS) == "retrying"
+            assert await runtime.runner(queue).handle(message.content, MAX_DEQUEUE_COUNT) == "retrying"
             await client.delete_message(message)
         assert await poisoned(connection, queue) == []
         async with table_client(connection, ORDER_TABLE) as table:

@@ -19,9 +19,11 @@ from shared.model.notifications import (
     ClaimedItem,
     Envelope,
     check_items,
+    encode_item,
     handshake_token,
+    pack_items,
     parse_batch,
-    split_envelope,
+    stored_form,
 )
 
 RECEIVED = datetime(2026, 1, 15, 12, 0, 0, 123456, tzinfo=UTC)
@@ -34,6 +36,11 @@ LIFECYCLE_PAYLOADS = (
     "lifecycle-subscription-removed.json",
     "lifecycle-missed.json",
 )
+
+
+def split(envelope: Envelope, limit: int = MAX_MESSAGE_JSON_BYTES) -> list[str]:
+    """The envelope's items as the HTTP path stores them, packed into queue-message texts."""
+    return pack_items(envelope, [encode_item(stored_form(item)) for item in envelope.items], limit)
 
 
 def body_of(document: object) -> bytes:
@@ -520,7 +527,7 @@ def test_an_envelope_written_again_carries_the_claims_of_its_redeemed_items(make
     text = Envelope("notifications", RECEIVED, [plain, redeemed], deferrals=1).to_json()
 
     assert json.loads(text)["value"] == [plain, claim]
-    assert split_envelope(Envelope("notifications", RECEIVED, [redeemed])) == [
+    assert split(Envelope("notifications", RECEIVED, [redeemed])) == [
         Envelope("notifications", RECEIVED, [claim]).to_json()
     ]
 
@@ -589,7 +596,7 @@ def _utf8_size(text: str) -> int:
 def test_split_envelope_keeps_a_small_envelope_in_one_message(make_item):
     envelope = Envelope("notifications", RECEIVED, [make_item()])
 
-    assert split_envelope(envelope) == [envelope.to_json()]
+    assert split(envelope) == [envelope.to_json()]
 
 
 def test_split_envelope_parts_fit_the_limit_and_keep_every_item_in_order(make_item):
@@ -597,7 +604,7 @@ def test_split_envelope_parts_fit_the_limit_and_keep_every_item_in_order(make_it
     items = [make_item(resource=f"drives/{n}/root", note="é日" * (50 + n % 400)) for n in range(400)]
     envelope = Envelope("notifications", RECEIVED, items, deferrals=2)
 
-    parts = split_envelope(envelope)
+    parts = split(envelope)
 
     assert len(parts) > 1
     assert all(_utf8_size(part) <= MAX_MESSAGE_JSON_BYTES for part in parts)
@@ -612,7 +619,7 @@ def test_split_envelope_honours_a_custom_limit(make_item):
     envelope = Envelope("notifications", RECEIVED, items)
     limit = 1500
 
-    parts = split_envelope(envelope, limit)
+    parts = split(envelope, limit)
 
     assert all(_utf8_size(part) <= limit for part in parts)
     assert [item for part in parts for item in Envelope.from_json(part).items] == items
@@ -622,7 +629,7 @@ def test_split_envelope_rejects_one_item_too_large_for_any_message(make_item):
     items = [make_item(), make_item(note="x" * MAX_MESSAGE_JSON_BYTES), make_item()]
 
     with pytest.raises(BodyTooLargeError) as caught:
-        split_envelope(Envelope("notifications", RECEIVED, items))
+        split(Envelope("notifications", RECEIVED, items))
     assert caught.value.status == 413
 
 
@@ -634,7 +641,7 @@ def test_split_envelope_sends_an_item_that_exactly_fills_a_message_on_its_own(ma
     big["note"] = "x" * (limit - _utf8_size(alone))
     assert _utf8_size(Envelope("notifications", RECEIVED, [big]).to_json()) == limit
 
-    parts = split_envelope(Envelope("notifications", RECEIVED, [small, big]), limit)
+    parts = split(Envelope("notifications", RECEIVED, [small, big]), limit)
 
     assert [Envelope.from_json(part).items for part in parts] == [[small], [big]]
     assert all(_utf8_size(part) <= limit for part in parts)

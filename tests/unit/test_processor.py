@@ -9,9 +9,10 @@ from types import SimpleNamespace
 from typing import Any
 
 from shared import refusals
+from shared.model.names import MAX_DEQUEUE_COUNT
 from shared.model.notifications import Envelope
 from shared.model.subscription import SubscriptionRecord
-from shared.processor import MAX_ATTEMPTS, Processor
+from shared.processor import Processor
 from shared.sync.coalescing import Action
 from tests.unit.test_rich_subscriptions import CHANNEL, NOW, Queue, Store, Synchronizer, record
 
@@ -22,7 +23,7 @@ def test_the_app_poisons_on_the_attempt_the_host_would():
     # The processor moves a message on its last attempt; host.json decides which attempt that is.
     host = json.loads(HOST_JSON.read_text())
 
-    assert host["extensions"]["queues"]["maxDequeueCount"] == MAX_ATTEMPTS
+    assert host["extensions"]["queues"]["maxDequeueCount"] == MAX_DEQUEUE_COUNT
 
 
 def refused() -> dict[str, int]:

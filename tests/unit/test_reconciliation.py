@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 from shared.model.resources import DesiredSubscription
 from shared.model.subscription import CREATING, FAILED
-from shared.reconcile.plan import CREATING_GRACE, LIST_EVERY, LIST_PAGE_SIZE, listing_due, plan, sort_pending
+from shared.reconcile.plan import CREATING_GRACE, LIST_EVERY, LIST_PAGE_SIZE, Plan, listing_due, plan, sort_pending
 from shared.stores.pending import PENDING_GRACE, PendingCreation
 
 NOW = datetime(2026, 1, 15, 12, 0, tzinfo=UTC)
@@ -27,7 +27,7 @@ def test_a_desired_subscription_with_no_record_is_created():
 def test_a_fresh_subscription_is_left_alone(make_record, make_remote):
     result = plan([WANT], [make_record()], [make_remote()], NOW, OUR_URL)
 
-    assert result.empty
+    assert result == Plan()
 
 
 def test_a_subscription_past_half_its_lifetime_is_renewed(make_record, make_remote):
@@ -102,7 +102,7 @@ def test_a_creating_record_younger_than_the_grace_period_is_left_to_its_run(make
 
     result = plan([WANT], [record], [just_created], NOW, OUR_URL)
 
-    assert result.empty
+    assert result == Plan()
 
 
 def test_a_creating_record_older_than_the_grace_period_is_created_again(make_record):
@@ -294,7 +294,7 @@ def test_a_listed_subscription_with_a_query_belongs_to_its_entry(make_record, ma
     record = make_record(resource="chats/getAllMessages", change_type="created", subscription_id="s1", query="model=B")
     listed = make_remote(id="s1", resource="/chats/getAllMessages?model=B", change_type="created")
 
-    assert plan([chats], [record], [listed], NOW, OUR_URL).empty
+    assert plan([chats], [record], [listed], NOW, OUR_URL) == Plan()
 
 
 def test_a_rich_subscription_on_another_certificate_is_renewed_which_moves_it(make_record, make_remote):
@@ -302,9 +302,9 @@ def test_a_rich_subscription_on_another_certificate_is_renewed_which_moves_it(ma
     moved = make_record(certificate_id="cert-2", certificate_thumbprint="BB")
     stranded = replace(moved, certificate_id="cert-1", certificate_thumbprint="AA")
 
-    assert plan([rich], [moved], [make_remote()], NOW, OUR_URL, certificate=("cert-2", "BB")).empty
+    assert plan([rich], [moved], [make_remote()], NOW, OUR_URL, certificate=("cert-2", "BB")) == Plan()
     assert plan([rich], [stranded], [make_remote()], NOW, OUR_URL, certificate=("cert-2", "BB")).renew == [stranded]
     # Same id, another certificate (a rotation that kept NOTIFICATION_CERTIFICATE_ID) moves it too.
     same_id = replace(moved, certificate_thumbprint="AA")
     assert plan([rich], [same_id], [make_remote()], NOW, OUR_URL, certificate=("cert-2", "BB")).renew == [same_id]
-    assert plan([WANT], [stranded], [make_remote()], NOW, OUR_URL, certificate=("cert-2", "BB")).empty
+    assert plan([WANT], [stranded], [make_remote()], NOW, OUR_URL, certificate=("cert-2", "BB")) == Plan()

@@ -10,7 +10,7 @@ from typing import Any
 
 from shared import telemetry
 from shared.logs import log_event
-from shared.model.notifications import Envelope, split_envelope
+from shared.model.notifications import Envelope, encode_item, pack_items
 
 
 def in_memory() -> tuple[Any, Any]:
@@ -98,7 +98,7 @@ def test_the_envelope_carries_the_traceparent_only_when_set():
     assert Envelope.from_json(plain).traceparent is None
     # A batch split over several messages keeps the parent in each.
     many = Envelope("notifications", received, items * 2000, traceparent=parent)
-    parts = split_envelope(many)
+    parts = pack_items(many, [encode_item(item) for item in many.items])
     assert len(parts) > 1
     assert {Envelope.from_json(p).traceparent for p in parts} == {parent}
 

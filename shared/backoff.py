@@ -1,0 +1,23 @@
+"""How long to wait before retrying a remote service (Graph, SharePoint): its hint, or exponential back-off."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from shared.errors import TransientGraphError
+
+if TYPE_CHECKING:
+    from tenacity import RetryCallState
+
+# A Retry-After longer than this is cut short: the message's own retries take over beyond it.
+MAX_HINT_SECONDS = 60.0
+
+
+def retry_wait(state: RetryCallState) -> float:
+    """tenacity's wait: the error's Retry-After (at most MAX_HINT_SECONDS), else 0.5 s doubling to 8 s."""
+    from tenacity import wait_exponential
+
+    error = state.outcome.exception() if state.outcome else None
+    if isinstance(error, TransientGraphError) and error.retry_after is not None:
+        return min(error.retry_after, MAX_HINT_SECONDS)
+    return float(wait_exponential(multiplier=0.5, max=8)(state))
