@@ -214,6 +214,7 @@ def sharepoint_reconciler(
         notifications,
         Endpoints(url, url),
         full_initial_sync=settings.initial_sync == "full",
+        service="sharepoint",
     )
 
 

@@ -76,7 +76,10 @@ class Reconciler:
         list_budget: WriteBudget | None = None,
         sets: SubscriptionSets | None = None,
         encryption_for: Callable[[str, bool], tuple[str, str] | None] | None = None,
+        service: str = "graph",
     ) -> None:
+        # Whose subscriptions these are (graph, sharepoint): named in the tick's log line.
+        self._service = service
         # (resource, its desired entry asks for resource data) -> (base64 DER certificate, certificate id), or None.
         self._encryption_for = encryption_for or (lambda resource, asked: None)
         # The resource keys whose desired entries (expanded sets included) ask for resource data.
@@ -150,6 +153,7 @@ class Reconciler:
         log_event(
             log,
             "subscriptions.reconciled",
+            service=self._service,
             created=report.created,
             renewed=report.renewed,
             recreated=report.recreated,

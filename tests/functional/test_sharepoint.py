@@ -6,6 +6,7 @@ import asyncio
 import datetime as dt
 import itertools
 import json
+import logging
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -30,13 +31,13 @@ from devtools.launch import start_simulator
 from devtools.simclient import SimControl
 from shared.app.credentials import build_sharepoint_client
 from shared.app.worker import build_worker
+from shared.app.worker import sharepoint_desired as desired
 from shared.clock import parse_time, utcnow
 from shared.config.settings import Settings
 from shared.ingest.receiver import answer_handshake
 from shared.model.events import event_id
 from shared.model.names import NOTIFICATIONS_QUEUE
 from shared.model.sharepoint import SharePointList
-from shared.sharepoint.subscriptions import desired
 from shared.stores.clients import queue_client
 from tests.functional.app_functions import FUNCTIONS
 from tests.functional.stacks import Stack
@@ -119,6 +120,16 @@ async def watched_list(stack_factory: Any, certificate: Certificate) -> ListStac
     assert (report.created, report.failed) == (1, 0)
     await stack.pump(lambda: True)  # the sync requested at creation: the first enumeration
     return watched
+
+
+async def test_a_tick_logs_one_reconciliation_line_per_service(stack_factory, certificate, caplog):
+    watched = await watched_list(stack_factory, certificate)
+    caplog.set_level(logging.INFO, logger="shared.reconcile.reconciler")
+    await watched.stack.worker.renew(utcnow())
+    lines = [r.getMessage() for r in caplog.records if getattr(r, "event", "") == "subscriptions.reconciled"]
+    assert len(lines) == 2
+    assert len(set(lines)) == 2, lines  # each says whose subscriptions it reconciled
+    assert {getattr(r, "service", "") for r in caplog.records if hasattr(r, "service")} == {"graph", "sharepoint"}
 
 
 async def test_a_validated_subscription_turns_item_changes_into_list_item_events(stack_factory, certificate):

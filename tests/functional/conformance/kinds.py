@@ -292,7 +292,7 @@ class SharePointWebhook(Driver):
 
     async def stack(self, stack_factory: Any, tmp_path: Path) -> Stack:
         from shared.app.worker import build_worker
-        from shared.sharepoint.subscriptions import desired
+        from shared.app.worker import sharepoint_desired as desired
         from tests.functional.test_sharepoint import PASSWORD, make_certificate
 
         certificate = make_certificate(tmp_path / "app-certificate.pfx")
