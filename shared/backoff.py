@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 from shared.errors import TransientGraphError
 
 if TYPE_CHECKING:
-    from tenacity import RetryCallState
+    from tenacity import AsyncRetrying, RetryCallState
 
 # A Retry-After longer than this is cut short: the message's own retries take over beyond it.
 MAX_HINT_SECONDS = 60.0
@@ -21,3 +21,16 @@ def retry_wait(state: RetryCallState) -> float:
     if isinstance(error, TransientGraphError) and error.retry_after is not None:
         return min(error.retry_after, MAX_HINT_SECONDS)
     return float(wait_exponential(multiplier=0.5, max=8)(state))
+
+
+def retrying(attempts: int) -> AsyncRetrying:
+    """Retries of one remote call: throttling, 5xx and transport errors, ``attempts`` tries in all, then re-raise."""
+    import httpx
+    from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt
+
+    return AsyncRetrying(
+        retry=retry_if_exception_type((TransientGraphError, httpx.TransportError)),
+        stop=stop_after_attempt(attempts),
+        wait=retry_wait,
+        reraise=True,
+    )

@@ -11,14 +11,11 @@ import json
 import logging
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
-from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
 
-from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt
-
-from shared.backoff import retry_wait
+from shared.backoff import retrying
 from shared.clock import format_time, parse_time
 from shared.errors import (
     GraphRequestError,
@@ -29,6 +26,7 @@ from shared.errors import (
     subscription_call,
 )
 from shared.model.hosts import is_loopback
+from shared.model.subscription import RemoteSubscription, SubscriptionRequest
 
 if TYPE_CHECKING:
     from kiota_abstractions.request_information import RequestInformation
@@ -45,17 +43,6 @@ def graph_scope(base_url: str) -> str:
     if is_loopback(host):
         host = "graph.microsoft.com"
     return f"https://{host}/.default"
-
-
-@dataclass(frozen=True)
-class RemoteSubscription:
-    """A subscription as Graph reports it."""
-
-    id: str
-    resource: str
-    change_type: str
-    notification_url: str
-    expires_at: datetime | None
 
 
 def _convert(exc: Exception) -> Exception:
@@ -89,15 +76,8 @@ class GraphGateway:
         self._attempts = attempts
 
     async def _call(self, action: Callable[[], Awaitable[T]]) -> T:
-        import httpx
-
-        retrying = AsyncRetrying(
-            retry=retry_if_exception_type((TransientGraphError, httpx.TransportError)),
-            stop=stop_after_attempt(self._attempts),
-            wait=retry_wait,
-            reraise=True,
-        )
-        async for attempt in retrying:
+        """``action``, retried on throttling and transient failures, its SDK errors translated."""
+        async for attempt in retrying(self._attempts):
             with attempt:
                 try:
                     return await action()
@@ -181,27 +161,16 @@ class GraphGateway:
             raise GraphRequestError(f"{owner} has no default drive")
         return str(drive.id)
 
-    async def create_subscription(
-        self,
-        resource: str,
-        change_type: str,
-        notification_url: str,
-        lifecycle_url: str,
-        client_state: str,
-        expires_at: datetime,
-        encryption: tuple[str, str] | None = None,
-    ) -> RemoteSubscription:
-        """POST /subscriptions; Graph runs the validation handshake before answering.
-
-        ``encryption`` (base64 DER public certificate, its id) asks for resource data.
-        """
+    async def create_subscription(self, request: SubscriptionRequest) -> RemoteSubscription:
+        """POST /subscriptions; Graph runs the validation handshake before answering."""
+        resource, encryption = request.resource, request.encryption
         body: dict[str, Any] = {
-            "changeType": change_type,
-            "notificationUrl": notification_url,
-            "lifecycleNotificationUrl": lifecycle_url,
+            "changeType": request.change_type,
+            "notificationUrl": request.notification_url,
+            "lifecycleNotificationUrl": request.lifecycle_url,
             "resource": resource,
-            "expirationDateTime": format_time(expires_at),
-            "clientState": client_state,
+            "expirationDateTime": format_time(request.expires_at),
+            "clientState": request.client_state,
         }
         if encryption is not None:
             body |= {
@@ -209,14 +178,14 @@ class GraphGateway:
                 "encryptionCertificate": encryption[0],
                 "encryptionCertificateId": encryption[1],
             }
-        request = self._request("POST", self._client.subscriptions, body)
+        info = self._request("POST", self._client.subscriptions, body)
         if _immutable_ids(resource):
             # Notifications then name an Outlook item by the immutable id its delta pages use, so a rich
             # notification and a delta pass give one change one event id (outlook-immutable-id.md).
             from shared.model.catalog import IMMUTABLE_IDS
 
-            request.headers.try_add("Prefer", IMMUTABLE_IDS)
-        return _remote(await self._fetch(request))
+            info.headers.try_add("Prefer", IMMUTABLE_IDS)
+        return _remote(await self._fetch(info))
 
     async def renew_subscription(
         self, subscription_id: str, expires_at: datetime, encryption: tuple[str, str] | None = None

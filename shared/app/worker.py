@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from shared import telemetry
 from shared.app.clients import FAST, PATIENT, PATIENT_TABLE, changes_client, refusal_flusher
@@ -205,7 +205,7 @@ def sharepoint_reconciler(
     from shared.sharepoint.subscriptions import SharePointSubscriptions, StoreView
 
     store = StoreView(table(), sharepoint=True)
-    gateway: Any = SharePointSubscriptions(client, store, settings.sharepoint_subscriptions)
+    gateway = SharePointSubscriptions(client, store, settings.sharepoint_subscriptions)
     url = settings.sharepoint_notification_url
     return Reconciler(
         gateway,

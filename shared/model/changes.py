@@ -101,6 +101,16 @@ class NotifiedChange:
     change: SourceChange
 
 
+class ReadByDelta:
+    """For kinds whose notifications carry no resource data: every change is read by a delta pass."""
+
+    def notified(
+        self, resource: str, notification: Mapping[str, Any], data: Mapping[str, Any]
+    ) -> NotifiedChange | None:
+        """Nothing to take from a notification: the pass it requests reads the change."""
+        return None
+
+
 @dataclass(frozen=True)
 class Traits:
     """What a kind declares about its delta, so the synchronizer never has to guess.

@@ -11,6 +11,34 @@ FAILED = "failed"
 
 
 @dataclass(frozen=True)
+class SubscriptionRequest:
+    """What creating a subscription asks of Graph (or SharePoint).
+
+    ``encryption`` (base64 DER public certificate, its id) asks for resource data;
+    SharePoint has no lifecycle URL and no resource data, and ignores both.
+    """
+
+    resource: str
+    change_type: str
+    notification_url: str
+    lifecycle_url: str
+    client_state: str
+    expires_at: datetime
+    encryption: tuple[str, str] | None = None
+
+
+@dataclass(frozen=True)
+class RemoteSubscription:
+    """A subscription as Graph reports it."""
+
+    id: str
+    resource: str
+    change_type: str
+    notification_url: str
+    expires_at: datetime | None
+
+
+@dataclass(frozen=True)
 class SubscriptionRecord:
     """One desired subscription and, once created, Graph's id and expiry for it.
 

@@ -14,26 +14,10 @@ import secrets
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime
-from typing import Protocol
 
-from shared.graph import RemoteSubscription
-from shared.model.subscription import SubscriptionRecord
+from shared.model.subscription import SubscriptionRecord, SubscriptionRequest
+from shared.reconcile.gateway import SubscriptionGateway
 from shared.stores.pending import PendingCreation, PendingCreations
-
-
-class Creator(Protocol):
-    """The gateway call a creation makes (GraphGateway, or SharePoint's)."""
-
-    async def create_subscription(
-        self,
-        resource: str,
-        change_type: str,
-        notification_url: str,
-        lifecycle_url: str,
-        client_state: str,
-        expires_at: datetime,
-        encryption: tuple[str, str] | None = None,
-    ) -> RemoteSubscription: ...
 
 
 def thumbprint(public_base64: str) -> str:
@@ -47,7 +31,7 @@ def encrypted_for(record: SubscriptionRecord, encryption: tuple[str, str]) -> bo
 
 
 async def create_recorded(
-    graph: Creator,
+    graph: SubscriptionGateway,
     pending: PendingCreations,
     record: SubscriptionRecord,
     urls: tuple[str, str],
@@ -63,15 +47,10 @@ async def create_recorded(
     """
     attempt = await pending.record(PendingCreation(record.key, secrets.token_urlsafe(32), clock()))
     try:
-        remote: RemoteSubscription = await graph.create_subscription(
-            record.graph_resource,
-            record.change_type,
-            urls[0],
-            urls[1],
-            attempt.client_state,
-            expiry,
-            encryption=encryption,
+        request = SubscriptionRequest(
+            record.graph_resource, record.change_type, urls[0], urls[1], attempt.client_state, expiry, encryption
         )
+        remote = await graph.create_subscription(request)
     except Exception:
         # Refused, most likely: nothing to wait for. (A lost answer leaves a stray the next listing deletes.)
         await pending.settle(attempt)

@@ -13,11 +13,10 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
-from shared.graph import RemoteSubscription
 from shared.model.catalog import split_resource
 from shared.model.lifetimes import renewal_due
 from shared.model.resources import DesiredSubscription
-from shared.model.subscription import ACTIVE, CREATING, SubscriptionRecord
+from shared.model.subscription import ACTIVE, CREATING, RemoteSubscription, SubscriptionRecord
 from shared.stores.pending import PendingCreation
 
 # Graph answers a creation only after two validation handshakes of at most 10 s each

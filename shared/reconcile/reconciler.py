@@ -12,15 +12,15 @@ from typing import TYPE_CHECKING, Any
 from shared import telemetry
 from shared.clock import utcnow
 from shared.errors import GraphRequestError, SubscriptionNotFoundError
-from shared.graph import GraphGateway, RemoteSubscription
 from shared.logs import log_event
 from shared.model.lifetimes import next_expiry
 from shared.model.notifications import Envelope
 from shared.model.resources import DesiredSubscription, resource_key
-from shared.model.subscription import CREATING, FAILED, SubscriptionRecord
+from shared.model.subscription import CREATING, FAILED, RemoteSubscription, SubscriptionRecord
 from shared.queues.message_queue import MessageQueue
 from shared.reconcile.budget import WriteBudget
 from shared.reconcile.creation import create_recorded, encrypted_for, thumbprint
+from shared.reconcile.gateway import SubscriptionGateway
 from shared.reconcile.plan import listing_due, plan, sort_pending
 from shared.stores.subscriptions import SubscriptionStore
 from shared.sync.synchronizer import Synchronizer
@@ -64,7 +64,7 @@ class Reconciler:
 
     def __init__(
         self,
-        graph: GraphGateway,
+        graph: SubscriptionGateway,
         store: SubscriptionStore,
         synchronizer: Synchronizer,
         notifications: MessageQueue,

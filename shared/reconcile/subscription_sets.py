@@ -18,6 +18,7 @@ from typing import Any, Protocol
 
 from shared.errors import GraphRequestError, ResyncRequiredError
 from shared.model.resources import MEMBER_PLACEHOLDER, DesiredSubscription
+from shared.sources.delta import GraphReader
 from shared.stores.members import MemberSet
 
 USER_TYPE = "#microsoft.graph.user"
@@ -84,14 +85,6 @@ def first_query(group_id: str) -> dict[str, str]:
     """The groups-delta query that enumerates one group's members."""
     quoted = group_id.replace("'", "''")  # an OData string literal
     return {"$filter": f"id eq '{quoted}'", "$select": "members"}
-
-
-class GraphReader(Protocol):
-    """The Graph calls membership following makes (GraphGateway has them)."""
-
-    async def fetch_url(self, url: str) -> dict[str, Any]: ...
-
-    async def fetch_path(self, path: str, query: dict[str, str] | None = None) -> dict[str, Any]: ...
 
 
 class MemberStoreLike(Protocol):

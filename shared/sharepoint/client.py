@@ -12,17 +12,9 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt
-
-from shared.backoff import retry_wait
+from shared.backoff import retrying
 from shared.clock import format_time
-from shared.errors import (
-    GraphRequestError,
-    NotFoundError,
-    ResyncRequiredError,
-    TransientGraphError,
-    subscription_call,
-)
+from shared.errors import GraphRequestError, NotFoundError, ResyncRequiredError, TransientGraphError, subscription_call
 from shared.model.sharepoint import ChangeRecord, SharePointList, expired_token, parse_changes
 
 if TYPE_CHECKING:
@@ -70,17 +62,9 @@ class SharePointClient:
 
     async def _send(self, method: str, url: str, what: str, body: Any = None) -> httpx.Response:
         """One call with a bearer token for the URL's origin; 429, 5xx and transport errors are retried."""
-        import httpx
-
         parts = urlsplit(url)
         scope = f"{parts.scheme}://{parts.netloc}/.default"
-        retrying = AsyncRetrying(
-            retry=retry_if_exception_type((TransientGraphError, httpx.TransportError)),
-            stop=stop_after_attempt(self._attempts),
-            wait=retry_wait,
-            reraise=True,
-        )
-        async for attempt in retrying:
+        async for attempt in retrying(self._attempts):
             with attempt:
                 token = await self._credential.get_token(scope)
                 headers = {"Authorization": f"Bearer {token.token}", "Accept": ACCEPT}

@@ -22,9 +22,8 @@ from typing import TYPE_CHECKING, Any
 
 from shared.clock import parse_time
 from shared.errors import SubscriptionNotFoundError
-from shared.graph import RemoteSubscription
 from shared.model.sharepoint import SharePointList, is_list_resource, list_of
-from shared.model.subscription import SubscriptionRecord
+from shared.model.subscription import RemoteSubscription, SubscriptionRecord, SubscriptionRequest
 from shared.sharepoint.client import SharePointClient
 from shared.stores.subscriptions import SubscriptionStore
 
@@ -61,28 +60,26 @@ class SharePointSubscriptions:
         # Subscription id -> list, learnt from creations and listings (strays are in no record).
         self._known: dict[str, SharePointList] = {}
 
-    async def create_subscription(
-        self,
-        resource: str,
-        change_type: str,
-        notification_url: str,
-        lifecycle_url: str,
-        client_state: str,
-        expires_at: datetime,
-        encryption: tuple[str, str] | None = None,
-    ) -> RemoteSubscription:
-        """Create a subscription on the list ``resource`` names; SharePoint validates the URL first.
+    async def create_subscription(self, request: SubscriptionRequest) -> RemoteSubscription:
+        """Create a subscription on the list the request's resource names; SharePoint validates the URL first.
 
-        ``lifecycle_url`` and ``encryption`` have no SharePoint counterpart and are ignored.
+        The lifecycle URL and encryption have no SharePoint counterpart and are ignored.
         """
-        target = _target(resource)
-        created = await self._client.create_subscription(target, notification_url, client_state, expires_at)
+        target = _target(request.resource)
+        created = await self._client.create_subscription(
+            target, request.notification_url, request.client_state, request.expires_at
+        )
         remote = _remote(created, target)
         self._known[remote.id] = target
         return remote
 
-    async def renew_subscription(self, subscription_id: str, expires_at: datetime) -> datetime:
-        """PATCH the expiry; SharePoint answers 204, so the expiry asked for is the one granted."""
+    async def renew_subscription(
+        self, subscription_id: str, expires_at: datetime, encryption: tuple[str, str] | None = None
+    ) -> datetime:
+        """PATCH the expiry; SharePoint answers 204, so the expiry asked for is the one granted.
+
+        ``encryption`` has no SharePoint counterpart: its subscriptions carry no resource data.
+        """
         target = await self._list_of(subscription_id)
         if target is None:
             raise SubscriptionNotFoundError(f"no list is known for subscription {subscription_id}", 404)

@@ -17,14 +17,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
 from typing import Any
 
 from shared.clock import optional_time
 from shared.errors import GraphRequestError, ResyncRequiredError
 from shared.model.catalog import DIRECTORY
-from shared.model.changes import NO_STATE, PLAIN, NotifiedChange, Page, SourceChange, SourceState, delta_page
-from shared.sources.list_items import GraphReader
+from shared.model.changes import NO_STATE, PLAIN, Page, ReadByDelta, SourceChange, SourceState, delta_page
+from shared.sources.delta import GraphReader
 
 # Small but useful items: who the object is, not every property Graph has.
 SELECT = {
@@ -35,7 +34,7 @@ SELECT = {
 EXPIRED_TOKEN_CODES = frozenset({"syncstatenotfound", "syncstateinvalid"})
 
 
-class DirectorySource:
+class DirectorySource(ReadByDelta):
     """The ChangeSource for ``users`` and ``groups``: events of kind ``user`` or ``group``."""
 
     traits = PLAIN
@@ -51,12 +50,6 @@ class DirectorySource:
         """``users`` or ``groups``, whichever this source reads."""
         match = DIRECTORY.match(resource.strip("/"))
         return match is not None and match["collection"] == self._collection
-
-    def notified(
-        self, resource: str, notification: Mapping[str, Any], data: Mapping[str, Any]
-    ) -> NotifiedChange | None:
-        """Users and groups are read by delta: their notifications carry no resource data here."""
-        return None
 
     async def page(self, resource: str, link: str | None, state: SourceState = NO_STATE) -> Page:
         """One delta page: at ``link``, or the first page of a full enumeration."""

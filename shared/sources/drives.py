@@ -8,17 +8,14 @@ again from the Location given.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
-
-from shared.clock import optional_time
 from shared.errors import GraphRequestError
 from shared.graph import GraphGateway
 from shared.model.catalog import DRIVE_ROOT
-from shared.model.changes import NO_STATE, PLAIN, NotifiedChange, Page, SourceChange, SourceState, delta_page
+from shared.model.changes import NO_STATE, PLAIN, Page, ReadByDelta, SourceState, delta_page
+from shared.sources.delta import item_change
 
 
-class DriveSource:
+class DriveSource(ReadByDelta):
     """The ChangeSource for drive roots."""
 
     kind = "driveItem"
@@ -32,17 +29,15 @@ class DriveSource:
         """Drive roots: drives/{id}/root, users/{id}/drive/root, groups/{id}/drive/root, sites/{id}/drive/root."""
         return DRIVE_ROOT.match(resource.strip("/")) is not None
 
-    def notified(
-        self, resource: str, notification: Mapping[str, Any], data: Mapping[str, Any]
-    ) -> NotifiedChange | None:
-        """Drive notifications carry no resource data: a pass reads the change."""
-        return None
-
     async def page(self, resource: str, link: str | None, state: SourceState = NO_STATE) -> Page:
         """One delta page: at ``link``, or the first page of a full enumeration."""
         drive_id = await self._drive_id(resource)
         body = await self._graph.fetch_url(link) if link else await self._graph.drive_delta(drive_id)
-        changes = [change for item in body.get("value") or [] if (change := _change(item)) is not None]
+        changes = [
+            change
+            for item in body.get("value") or []
+            if (change := item_change(item, "eTag", "cTag", "lastModifiedDateTime")) is not None
+        ]
         return delta_page(drive_id, changes, body)
 
     async def _drive_id(self, resource: str) -> str:
@@ -54,18 +49,3 @@ class DriveSource:
         if resource not in self._drive_ids:
             self._drive_ids[resource] = await self._graph.drive_id(match["owner"], match["owner_id"])
         return self._drive_ids[resource]
-
-
-def _change(item: Any) -> SourceChange | None:
-    if not isinstance(item, dict) or not isinstance(item.get("id"), str):
-        return None
-    if item.get("deleted") is not None or "@removed" in item:
-        return SourceChange(item["id"], None, None)
-    version = item.get("eTag") or item.get("cTag") or item.get("lastModifiedDateTime") or ""
-    return SourceChange(
-        item["id"],
-        str(version),
-        item,
-        created_at=optional_time(item.get("createdDateTime")),
-        modified_at=optional_time(item.get("lastModifiedDateTime")),
-    )

@@ -9,27 +9,18 @@ the query options in the links it returns.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any, Protocol
+from typing import Any
 
-from shared.clock import optional_time
 from shared.errors import GraphRequestError
 from shared.model.catalog import SHAREPOINT_LIST
-from shared.model.changes import NO_STATE, PLAIN, NotifiedChange, Page, SourceChange, SourceState, delta_page
+from shared.model.changes import NO_STATE, PLAIN, Page, ReadByDelta, SourceState, delta_page
+from shared.sources.delta import GraphReader, item_change
 
 # The list item's columns come with it; without them a consumer would need a second call per item.
 FIRST_PAGE_QUERY = {"$expand": "fields"}
 
 
-class GraphReader(Protocol):
-    """The two Graph calls a list source makes (GraphGateway has them)."""
-
-    async def fetch_url(self, url: str) -> dict[str, Any]: ...
-
-    async def fetch_path(self, path: str, query: dict[str, str] | None = None) -> dict[str, Any]: ...
-
-
-class ListSource:
+class ListSource(ReadByDelta):
     """The ChangeSource for SharePoint lists: events of kind ``listItem`` whose item carries ``fields``."""
 
     kind = "listItem"
@@ -41,12 +32,6 @@ class ListSource:
     def handles(self, resource: str) -> bool:
         """sites/{site-id}/lists/{list-id}."""
         return SHAREPOINT_LIST.match(resource.strip("/")) is not None
-
-    def notified(
-        self, resource: str, notification: Mapping[str, Any], data: Mapping[str, Any]
-    ) -> NotifiedChange | None:
-        """List notifications carry no resource data: a pass reads the change."""
-        return None
 
     async def page(self, resource: str, link: str | None, state: SourceState = NO_STATE) -> Page:
         """One delta page: at ``link``, or the first page of a full enumeration."""
@@ -63,21 +48,9 @@ class ListSource:
 
 def to_page(list_id: str, body: dict[str, Any]) -> Page:
     """A listItem delta response as a Page whose container is the list."""
-    changes = [change for item in body.get("value") or [] if (change := _change(item)) is not None]
+    changes = [
+        change
+        for item in body.get("value") or []
+        if (change := item_change(item, "eTag", "lastModifiedDateTime")) is not None
+    ]
     return delta_page(list_id, changes, body)
-
-
-def _change(item: Any) -> SourceChange | None:
-    if not isinstance(item, dict) or not isinstance(item.get("id"), str):
-        return None
-    if item.get("deleted") is not None or "@removed" in item:
-        return SourceChange(item["id"], None, None)
-    # The eTag changes with every edit of the item or its fields.
-    version = item.get("eTag") or item.get("lastModifiedDateTime") or ""
-    return SourceChange(
-        item["id"],
-        str(version),
-        item,
-        created_at=optional_time(item.get("createdDateTime")),
-        modified_at=optional_time(item.get("lastModifiedDateTime")),
-    )

@@ -17,12 +17,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping
 from typing import Any
 
 from shared.clock import optional_time
 from shared.errors import GraphRequestError
-from shared.model.changes import NO_STATE, PLAIN, NotifiedChange, Page, SourceChange, SourceState
+from shared.model.changes import NO_STATE, PLAIN, Page, ReadByDelta, SourceChange, SourceState
 from shared.model.sharepoint import SharePointList, latest_per_item, list_of, next_link_of
 from shared.sharepoint.client import SharePointClient
 
@@ -36,7 +35,7 @@ _CHANGES = "changes"
 _ITEMS = "items"
 
 
-class SharePointListSource:
+class SharePointListSource(ReadByDelta):
     """The ChangeSource for SharePoint lists and libraries watched by SharePoint's own webhooks."""
 
     kind = "listItem"
@@ -51,12 +50,6 @@ class SharePointListSource:
     def handles(self, resource: str) -> bool:
         """A list's REST URL, ``{site}/_api/web/lists('{id}')``."""
         return list_of(resource) is not None
-
-    def notified(
-        self, resource: str, notification: Mapping[str, Any], data: Mapping[str, Any]
-    ) -> NotifiedChange | None:
-        """SharePoint's webhooks carry no resource data: a pass reads the change."""
-        return None
 
     async def page(self, resource: str, link: str | None, state: SourceState = NO_STATE) -> Page:
         """One page: of changes after a token, of an enumeration, or the first page of one."""

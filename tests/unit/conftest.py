@@ -14,10 +14,9 @@ from typing import Any
 
 import pytest
 
-from shared.graph import RemoteSubscription
 from shared.model.changes import SourceChange
 from shared.model.resources import DesiredSubscription
-from shared.model.subscription import ACTIVE, SubscriptionRecord
+from shared.model.subscription import ACTIVE, RemoteSubscription, SubscriptionRecord
 
 ROOT = Path(__file__).resolve().parents[2]
 PAYLOADS = ROOT / "tests" / "payloads"

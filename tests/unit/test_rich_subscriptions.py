@@ -14,11 +14,11 @@ from devtools.graphsim.rich import SampleCertificate, encrypt_content, make_cert
 from shared import refusals
 from shared.app.encryption import encryption_for
 from shared.errors import GraphRequestError
-from shared.graph import GraphGateway, RemoteSubscription
+from shared.graph import GraphGateway
 from shared.model.lifetimes import next_expiry
 from shared.model.notifications import Envelope
 from shared.model.resources import DesiredSubscription
-from shared.model.subscription import ACTIVE, SubscriptionRecord
+from shared.model.subscription import ACTIVE, RemoteSubscription, SubscriptionRecord, SubscriptionRequest
 from shared.processor import Processor
 from shared.reconcile.creation import thumbprint
 from shared.reconcile.plan import plan
@@ -68,7 +68,7 @@ async def test_a_subscription_with_resource_data_sends_the_public_certificate_as
     adapter = Adapter()
     expiry = NOW + timedelta(minutes=4315)
     await gateway(adapter).create_subscription(
-        CHANNEL, "created", URL, URL, "state", expiry, encryption=(certificate.public_base64, "cert-1")
+        SubscriptionRequest(CHANNEL, "created", URL, URL, "state", expiry, (certificate.public_base64, "cert-1"))
     )
     [body] = adapter.sent
     assert body["includeResourceData"] is True
@@ -79,7 +79,9 @@ async def test_a_subscription_with_resource_data_sends_the_public_certificate_as
 
 async def test_a_subscription_without_resource_data_sends_no_encryption_fields() -> None:
     adapter = Adapter()
-    await gateway(adapter).create_subscription("drives/b!x/root", "updated", URL, URL, "state", NOW)
+    await gateway(adapter).create_subscription(
+        SubscriptionRequest("drives/b!x/root", "updated", URL, URL, "state", NOW)
+    )
     [body] = adapter.sent
     assert not {"includeResourceData", "encryptionCertificate", "encryptionCertificateId"} & body.keys()
 
@@ -248,11 +250,15 @@ class Graph:
     async def list_subscriptions(self, pace: Any = None) -> list[Any]:
         return []
 
-    async def create_subscription(
-        self, resource: str, change_type: str, url: str, lifecycle: str, state: str, expiry: datetime, encryption: Any
-    ) -> RemoteSubscription:
-        self.created[resource] = encryption
-        return RemoteSubscription(f"id-{len(self.created)}", resource, change_type, url, expiry)
+    async def create_subscription(self, request: SubscriptionRequest) -> RemoteSubscription:
+        self.created[request.resource] = request.encryption
+        return RemoteSubscription(
+            f"id-{len(self.created)}",
+            request.resource,
+            request.change_type,
+            request.notification_url,
+            request.expires_at,
+        )
 
 
 class Pending:
