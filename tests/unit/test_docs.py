@@ -405,7 +405,8 @@ PATH_SPAN = re.compile(r"(?:\.\./)?((?:shared|graphhooks|devtools|tests|bench|in
 
 @pytest.mark.parametrize("page", pages(), ids=lambda path: path.name)
 def test_every_repository_path_a_page_names_exists(page: Path) -> None:
-    spans = {match.group(1) for snippet in INLINE.findall(page.read_text()) if (match := PATH_SPAN.fullmatch(snippet))}
+    prose = FENCE.sub("", page.read_text())
+    spans = {match.group(1) for snippet in INLINE.findall(prose) if (match := PATH_SPAN.fullmatch(snippet))}
     assert sorted(path for path in spans if not any(ROOT.glob(path.rstrip("/")))) == []
 
 
