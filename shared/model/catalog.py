@@ -61,7 +61,7 @@ class ReadableResource:
     name: str
     pattern: re.Pattern[str]
     change_types: frozenset[str]
-    # The least-privileged application permission that reads it (the README lists them).
+    # The least-privileged application permission that reads it (docs/sources.md lists them).
     permission: str = ""
     # Whether Graph can include resource data (rich notifications) for it.
     resource_data: bool = False

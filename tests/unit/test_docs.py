@@ -28,13 +28,9 @@ Reader = Callable[[Mapping[str, str]], Any]
 def readers() -> dict[str, Reader]:
     """Every function that reads the app's environment, by name: the one place that imports them from shared/."""
     from shared import telemetry
-    from shared.settings import (
-        Settings,
-        http_auth_level,
-        refusals_flush_seconds,
-        token_settings,
-    )
-    from shared.sinks.config import parse_sinks
+    from shared.config.security import token_settings
+    from shared.config.settings import Settings, http_auth_level, refusals_flush_seconds
+    from shared.config.sinks import parse_sinks
 
     def telemetry_setting(environ: Mapping[str, str]) -> Any:
         # The connection string is looked up but never answered: configuring Azure Monitor is not for a unit test.
