@@ -109,7 +109,7 @@ class Processor:
             log.warning("last notification of %s not recorded: %s", record.subscription_id, type(exc).__name__)
 
     async def _handle(self, body: str | bytes, inserted_at: datetime | None) -> Summary:
-        # Items over 48 KiB wait in blobs: the envelope carries claims for them (claims.py).
+        # Items over 48 KiB wait in blobs: the envelope carries claims for them (queues/claims.py).
         envelope = await redeem(Envelope.from_json(body), self._notifications.claims)
         # Continues the trace of the request that stored the message, across the queue hop.
         with telemetry.span("graphhooks.process", envelope.traceparent, source=envelope.source):

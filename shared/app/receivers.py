@@ -9,7 +9,8 @@ from shared import telemetry
 from shared.app.clients import FAST, FAST_TABLE, refusal_flusher, token_gate
 from shared.app.lazy import Owned
 from shared.config.storage import storage_connection
-from shared.ingest.receiver import Ingest, SecretBook
+from shared.ingest.receiver import Ingest
+from shared.ingest.secrets import SecretBook
 from shared.model.names import NOTIFICATIONS_QUEUE, SUBSCRIPTIONS_TABLE
 
 
@@ -43,7 +44,7 @@ async def build_ingest(environ: Mapping[str, str]) -> Receivers:
     if token is not None:
         owned.own(token)
     refusal_flusher(environ, owned, connection, token)
-    # Items too large for a queue message go to blobs (claims.py); the client is built on the first one.
+    # Items too large for a queue message go to blobs (queues/claims.py); the client is built on the first one.
     claims = claims_for(connection, token, **FAST)
     queue = MessageQueue(
         owned.own(queue_client(connection, NOTIFICATIONS_QUEUE, token, **FAST)),

@@ -104,7 +104,7 @@ async def build_worker(environ: Mapping[str, str]) -> Worker:
         await table.setup()
     from shared.queues.claims import claims_for
 
-    # The queue trigger redeems the claims the HTTP path queued for items over 48 KiB (claims.py).
+    # The queue trigger redeems the claims the HTTP path queued for items over 48 KiB (queues/claims.py).
     claims = claims_for(connection, token, **PATIENT)
     notifications = MessageQueue(
         owned.own(queue_client(connection, settings.notifications_queue, token, **PATIENT)),

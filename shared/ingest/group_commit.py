@@ -9,7 +9,7 @@ rest exactly one.
 Each request's items are encoded before it joins a group, in the request
 itself: an item that cannot be stored fails that request only, never a write
 that carries others. So is an item too large for a queue message written to a
-blob (see claims.py), the group carrying its claim: a blob that cannot be written
+blob (see queues/claims.py), the group carrying its claim: a blob that cannot be written
 fails only its own request.
 """
 

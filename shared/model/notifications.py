@@ -104,7 +104,7 @@ def check_items(
     caller to answer 5xx so that Graph retries it. The comparison is constant-time, so
     a caller learns nothing from timing. An item is kept only if it can be written to a
     queue message, so one bad item never fails a write that carries others (see
-    writer.py): one holding text that is not Unicode, or a number that is not finite
+    ingest/group_commit.py): one holding text that is not Unicode, or a number that is not finite
     (``1e999`` parses to infinity), is rejected alone. A change notification without
     ``changeType`` is kept as ``updated`` (see IMPLIED_CHANGE_TYPE).
     """
@@ -177,7 +177,7 @@ def encode_item(item: Mapping[str, Any]) -> bytes:
 
 
 class ClaimedItem(dict[str, Any]):
-    """An item read back from a blob (see claims.py), remembering the claim that stood for it.
+    """An item read back from a blob (see queues/claims.py), remembering the claim that stood for it.
 
     An envelope written again (a deferral, a copy to poison) carries the claim, not the
     item, so it still fits a queue message.

@@ -1,6 +1,6 @@
 """Claim checks: a notification too large for a queue message waits in a blob of its own.
 
-A queue message holds 48 KiB of JSON (notifications.py), and one rich notification can
+A queue message holds 48 KiB of JSON (model/notifications.py), and one rich notification can
 be larger (a Teams message with its HTML, mentions and cards). The HTTP path writes such
 an item to a blob in CONTAINER and queues a small claim in its place,
 ``{"subscriptionId": ..., "@graphhooks.claim": {"blob": "2026/11/22/<hex>.json"}}``; the

@@ -26,7 +26,7 @@ class MessageQueue:
     def __init__(self, client: QueueClient, concurrency: int = 16, claims: ClaimStore | None = None) -> None:
         self._client = client
         self._concurrency = concurrency
-        # Where this queue's messages keep items too large for a message (claims.py); None: nowhere.
+        # Where this queue's messages keep items too large for a message (queues/claims.py); None: nowhere.
         self.claims = claims
 
     @property

@@ -2,7 +2,7 @@
 
 A failure that may pass (timeout, connection error, 5xx, 429, 408, a closed door: 401,
 403, 404; storage or Graph trouble) is re-enqueued with a visibility delay from the
-sink's RetryPolicy (schedule.py), the message carrying its retry count and the time of
+sink's RetryPolicy (model/schedule.py), the message carrying its retry count and the time of
 its first failure, until the sink's horizon (``retryHours``, default 24) has passed: an
 outage of hours is waited out, not poisoned. A refusal is poisoned at once: a 4xx that
 means "never" (400, 410, 413, 422…) or a name Blob storage cannot hold. A later event of

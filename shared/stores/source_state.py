@@ -3,7 +3,7 @@
 One partition per resource key, one row per entry (RowKey: the entry's name).
 Only the synchronizer writes here, as part of a page's commit: after the page's
 events and index rows are stored and before its cursor moves on (see
-sources/contract.py). Sources read it through ``view``.
+model/changes.py). Sources read it through ``view``.
 
 Why the order is enough, with no transaction across the two tables: every entry a
 page writes only ever records a position whose changes are already stored. A

@@ -25,7 +25,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from devtools.azurite import Azurite
-from shared.ingest.receiver import Ingest, SecretBook
+from shared.ingest.receiver import Ingest
+from shared.ingest.secrets import SecretBook
 from shared.model.notifications import LIFECYCLE_EVENTS, MAX_BODY_BYTES, MAX_ITEMS_PER_BATCH, Envelope
 from shared.model.subscription import ACTIVE, SubscriptionRecord
 from shared.queues.claims import CONTAINER, ClaimStore, redeem

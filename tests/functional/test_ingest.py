@@ -22,7 +22,8 @@ from shared import refusals
 from shared.clock import utcnow
 from shared.errors import MalformedBodyError
 from shared.ingest.group_commit import GroupCommit
-from shared.ingest.receiver import MAX_FINDS_PER_REQUEST, SECRETS_DEADLINE_SECONDS, Ingest, SecretBook
+from shared.ingest.receiver import Ingest
+from shared.ingest.secrets import MAX_FINDS_PER_REQUEST, SECRETS_DEADLINE_SECONDS, SecretBook
 from shared.model.notifications import MAX_BODY_BYTES, MAX_ITEMS_PER_BATCH, MAX_MESSAGE_JSON_BYTES, Envelope
 from shared.model.subscription import ACTIVE, SubscriptionRecord
 from shared.queues.message_queue import MessageQueue

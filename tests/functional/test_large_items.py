@@ -19,7 +19,8 @@ from azure.storage.blob.aio import ContainerClient
 from devtools.azurite import Azurite, free_port
 from devtools.graphsim.rich import SampleCertificate, ValidationTokenSigner, encrypt_content, make_certificate
 from devtools.messages import receive_json
-from shared.ingest.receiver import Ingest, SecretBook
+from shared.ingest.receiver import Ingest
+from shared.ingest.secrets import SecretBook
 from shared.model.names import NOTIFICATIONS_QUEUE
 from shared.model.notifications import MAX_MESSAGE_JSON_BYTES, ClaimedItem, Envelope
 from shared.model.subscription import ACTIVE, SubscriptionRecord

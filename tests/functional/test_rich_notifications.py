@@ -22,7 +22,8 @@ from devtools.graphsim.rich import (
 from devtools.messages import receive_json
 from shared import refusals
 from shared.clock import utcnow
-from shared.ingest.receiver import Ingest, SecretBook
+from shared.ingest.receiver import Ingest
+from shared.ingest.secrets import SecretBook
 from shared.model.notifications import Envelope
 from shared.model.subscription import ACTIVE, SubscriptionRecord
 from shared.queues.message_queue import MessageQueue

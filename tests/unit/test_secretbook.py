@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from shared.ingest.receiver import MAX_FINDS_PER_REQUEST, SecretBook
+from shared.ingest.secrets import MAX_FINDS_PER_REQUEST, SecretBook
 
 KNOWN = "aa269f87-2a92-4cff-a43e-2771878c3727"
 NEW = "7f105c7d-2dc5-4530-97cd-4e7ae6534c07"

@@ -1,7 +1,7 @@
 """The all-folder message walk's saved state: one entry per mail folder (pure).
 
 Each folder is an entry ``folder:{row}`` of the source's state (see
-sources/contract.py), whose value names the folder and the deltaLink its last
+model/changes.py), whose value names the folder and the deltaLink its last
 round ended at. The row is a hash of the folder id, which may hold characters a
 RowKey forbids; entries come back in name order, which is the walk's order, so
 the next folder is one read of the first entry after the current one, and a walk
