@@ -72,7 +72,9 @@ def check_node(current: str | None, npm: bool, azurite: tuple[str, str]) -> tupl
     if current is None:
         return [f"error: Node.js is not installed (no `node` on PATH): {need}; install it, e.g. `nvm install 22`."], []
     if not npm:
-        return [f"error: npm is not installed (no `npm` on PATH): it comes with Node.js and installs Azurite {release}."], []
+        return [
+            f"error: npm is not installed (no `npm` on PATH): it comes with Node.js and installs Azurite {release}."
+        ], []
     if version(current) >= minimum(requirement):
         return [], []
     return [], [

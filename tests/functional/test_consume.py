@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
@@ -30,7 +31,8 @@ async def test_the_consumer_prints_each_event_and_takes_only_what_it_handled(azu
         await client.create_queue()
         for n in range(3):
             await client.send_message(json.dumps(_event(n)))
-    done = subprocess.run(
+    done = await asyncio.to_thread(
+        subprocess.run,
         [sys.executable, "-m", "devtools.consume", "--queue", queue, "--count", "2"],
         cwd=ROOT,
         env={**os.environ, "AzureWebJobsStorage": azurite.connection_string},

@@ -41,6 +41,6 @@ def test_make_clean_removes_the_egg_info_too():
 
 def test_make_test_says_what_each_step_does():
     commands = _make("-n", "test")
-    for step in ("echo \"lint: mypy", "echo \"test: pytest"):
+    for step in ('echo "lint: mypy', 'echo "test: pytest'):
         assert step in commands
     assert "pip install --quiet checkov" not in commands
