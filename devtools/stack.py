@@ -221,14 +221,13 @@ def next_steps(stack: LocalStack) -> str:
     if stack.azurite.queue_port != DEVELOPMENT_QUEUE_PORT:
         consume = f"AzureWebJobsStorage='{stack.azurite.connection_string}' {consume}"
     steps = [
-        (f"{sim} files create {DEMO_DRIVE} report.txt --content draft", "change a file: Graph notifies the host"),
-        (f"{sim} --help", "the simulator's control API: drives, files, subscriptions"),
-        (f"{cli} subscriptions list", "the subscription `renew` created"),
-        (f"{cli} events tail", "change events as they arrive, until Ctrl-C"),
-        (consume, "a consumer of graph-changes (devtools/consume.py)"),
-    ]
-    width = max((len(command) for command, _ in steps if len(command) < 90), default=0)
-    lines = [f"  {command:<{width}}  # {why}" for command, why in steps]
+        (f"Change a file (Graph notifies the host; `{sim} --help` lists the rest):", f"{sim} files create "
+         f"{DEMO_DRIVE} report.txt --content draft"),
+        ("The subscription `renew` created:", f"{cli} subscriptions list"),
+        ("Change events as they arrive (Ctrl-C to stop):", f"{cli} events tail"),
+        ("A consumer of graph-changes (its code: devtools/consume.py):", consume),
+    ]  # fmt: skip
+    lines = [line for why, command in steps for line in (f"  {why}", f"    {command}")]
     return "\n".join(
         [
             "",
