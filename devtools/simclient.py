@@ -42,6 +42,14 @@ class SimControl:
         """A new drive (optionally owned by userId or siteId)."""
         return dict(await self.call("POST", "/drives", {"id": drive_id, **owners}))
 
+    async def drives(self) -> list[dict[str, Any]]:
+        """Every drive: id, rootId, owners, seq and its number of live items."""
+        return list((await self.call("GET", "/drives"))["value"])
+
+    async def item(self, drive_id: str, item_id: str) -> dict[str, Any]:
+        """An item as Graph would return it."""
+        return dict(await self.call("GET", f"/drives/{drive_id}/items/{item_id}"))
+
     async def create_item(
         self,
         drive_id: str,

@@ -3,7 +3,9 @@
 `python -m devtools.stack` (`make run`) starts them on the ports that
 local.settings.example.json names, so `func start` works against the same
 simulator and Azurite too; the demo, the end-to-end tests and the benchmarks
-start private stacks on free ports.
+start private stacks on free ports. While it runs, `<run dir>/local.settings.json`
+holds its settings for `graphhooks` and `devtools.simctl`; if one of its servers
+dies, it says which, stops the others and exits with status 1.
 """
 
 from __future__ import annotations
@@ -12,18 +14,24 @@ import argparse
 import asyncio
 import contextlib
 import json
-import signal
+import os
+import subprocess
 import sys
-import time
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
+from graphhooks import localstack
+
 from .azurite import ROOT, Azurite, PortInUseError, free_ports
+from .host.settings import load_local_settings
 from .launch import Child, Simulator, start_host, start_simulator
+from .watch import Watch
 
 DEMO_DRIVE = "demo-drive"
+SERVERS = {"azurite": "Azurite", "simulator": "the Graph simulator", "host": "the local host"}
+DEVELOPMENT_QUEUE_PORT = 10001  # UseDevelopmentStorage=true's queue port: devtools.consume's default
 
 
 @dataclass
@@ -58,8 +66,42 @@ class LocalStack:
             if response.status != 202:
                 raise RuntimeError(f"admin run of {name} answered {response.status}")
 
+    @property
+    def settings_path(self) -> Path:
+        """Where the stack's settings are written for the CLI while it runs."""
+        return self.run_dir / localstack.FILE_NAME
+
+    def processes(self) -> dict[str, subprocess.Popen[bytes]]:
+        """Each running server's process: azurite, simulator and (when started) host."""
+        found = {"azurite": self.azurite.process, "simulator": self.sim.process}
+        if self.host is not None:
+            found["host"] = self.host.process
+        return {name: process for name, process in found.items() if process is not None}
+
+    def dead(self) -> str | None:
+        """The first server that exited, with its pid and status; None while all run."""
+        for name, process in self.processes().items():
+            if process.poll() is not None:
+                return f"{SERVERS[name]} (pid {process.pid}) exited with status {process.returncode}"
+        return None
+
+    def write_settings(self) -> None:
+        """Write the host's settings and the stack's pids and URLs for `graphhooks` and `devtools.simctl`."""
+        values: dict[str, str] = dict(self.env)
+        load_local_settings(ROOT, values)  # the example's other Values, as the host reads them
+        stack = {
+            "pid": os.getpid(),
+            "hostUrl": self.base_url,
+            "graphUrl": self.sim.info["graph_url"],
+            "controlUrl": self.sim.control_url,
+            "processes": {name: process.pid for name, process in self.processes().items()},
+        }
+        localstack.write(self.settings_path, values, stack)
+
     def stop(self) -> None:
         """Stop the host first (it finishes in-flight work), then the simulator and Azurite."""
+        with contextlib.suppress(FileNotFoundError):
+            self.settings_path.unlink()
         if self.host is not None:
             self.host.stop()
         self.sim.stop()
@@ -133,20 +175,15 @@ def main(argv: list[str] | None = None) -> None:
         help="use free ports instead of the example settings' (for tests; `func start` will not find them)",
     )
     args = parser.parse_args(argv)
-    stopping = False
-
-    def stop(*_: object) -> None:
-        nonlocal stopping
-        stopping = True
-
-    # Closing the terminal (SIGHUP) must stop the stack as Ctrl-C does: the children run in
-    # sessions of their own, so nothing else would stop them. Installed before anything starts.
-    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-        signal.signal(signum, stop)
+    watch = Watch(lambda: None)
+    # Ctrl-C, `kill` and SIGHUP stop the stack: the children run in sessions of their own,
+    # so nothing else would stop them. Installed before anything starts.
+    watch.catch_signals()
     try:
         stack = start_stack(args.run_dir, fixed_ports=not args.free_ports, with_host=not args.no_host)
     except PortInUseError as error:
         sys.exit(f"cannot start the local stack: {error}")
+    died: str | None = None
     try:
         asyncio.run(seed_demo_drive(stack.sim.control_url))
         if args.no_host:
@@ -160,12 +197,46 @@ def main(argv: list[str] | None = None) -> None:
             _say(f"Local host:      {stack.base_url}/api/notifications  (logs: {stack.run_dir / 'host.log'})")
         _say(f"Graph simulator: {stack.sim.info['graph_url']}  control: {stack.sim.control_url}")
         _say(f"Azurite:         queue {stack.azurite.queue_port}, table {stack.azurite.table_port}")
+        stack.write_settings()
+        _say(next_steps(stack))
         _say("Press Ctrl-C to stop.")
-        while not stopping:
-            time.sleep(0.2)
+        watch.dead = stack.dead
+        died = watch.wait()
     finally:
+        if died is not None:
+            _say(f"{died}: stopping the stack (see the logs in {stack.run_dir})", sys.stderr)
         stack.stop()
         _say("stopped", sys.stderr)
+    if died is not None:
+        sys.exit(1)
+
+
+def next_steps(stack: LocalStack) -> str:
+    """What to try once the stack runs: change a file, list subscriptions, read events."""
+    here = Path.cwd() / localstack.RUN_DIR
+    found = stack.run_dir.resolve() == here.resolve()
+    cli = ".venv/bin/graphhooks" if found else f".venv/bin/graphhooks --settings {stack.settings_path}"
+    sim = ".venv/bin/python -m devtools.simctl" + ("" if found else f" --control-url {stack.sim.control_url}")
+    consume = ".venv/bin/python -m devtools.consume"
+    if stack.azurite.queue_port != DEVELOPMENT_QUEUE_PORT:
+        consume = f"AzureWebJobsStorage='{stack.azurite.connection_string}' {consume}"
+    steps = [
+        (f"Change a file (Graph notifies the host; `{sim} --help` lists the rest):", f"{sim} files create "
+         f"{DEMO_DRIVE} report.txt --content draft"),
+        ("The subscription `renew` created:", f"{cli} subscriptions list"),
+        ("Change events as they arrive (Ctrl-C to stop):", f"{cli} events tail"),
+        ("A consumer of graph-changes (its code: devtools/consume.py):", consume),
+    ]  # fmt: skip
+    lines = [line for why, command in steps for line in (f"  {why}", f"    {command}")]
+    return "\n".join(
+        [
+            "",
+            "Next, in another terminal in this directory:",
+            *lines,
+            f"Settings for the CLI: {stack.settings_path} (deleted when the stack stops).",
+            "",
+        ]
+    )
 
 
 def _say(line: str, stream: TextIO | None = None) -> None:

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from . import cursor, desired, events, poison, subscriptions
-from .runtime import Session, console
+from .runtime import Session, console, quiet_sdk_logs
 
 PIPED_WIDTH = 240
 
@@ -17,6 +17,8 @@ app = typer.Typer(
     help="Operate the Graph change notifications app: subscriptions, desired entries, poison queues, events.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    # Plain click help: typer's rich panels print a `<bool>` type beside every flag.
+    rich_markup_mode=None,
 )
 app.add_typer(subscriptions.app, name="subscriptions", no_args_is_help=True)
 app.add_typer(desired.app, name="desired", no_args_is_help=True)
@@ -32,6 +34,7 @@ def settings(
         Path | None,
         typer.Option(
             "--settings",
+            metavar="PATH",
             help="A local.settings.json whose Values are read under the environment"
             " (default: ./local.settings.json when present).",
             dir_okay=False,
@@ -39,6 +42,7 @@ def settings(
     ] = None,
 ) -> None:
     """Read the app's settings (AzureWebJobsStorage and friends) from the environment or local.settings.json."""
+    quiet_sdk_logs()
     ctx.obj = Session(settings_path)
     if not console.is_terminal:
         # Piped or captured: rich would wrap tables at 80 columns; whole lines are easier to grep.

@@ -38,7 +38,7 @@ def reset(
     subscription_id: Annotated[str, typer.Argument(help="Graph's subscription id (see `subscriptions list`).")],
 ) -> None:
     """Force a full resync of one subscription: enumerate its resource, report changes and deletions."""
-    resource = run(_reset(session(ctx), subscription_id))
+    resource = run(_reset(session(ctx), subscription_id), "resetting the cursor")
     console.print(f"resync of {resource} requested: the next run enumerates it")
 
 

@@ -54,15 +54,20 @@ def validated(
 def add(
     ctx: typer.Context,
     resource: Annotated[str, typer.Argument(help="A Graph resource, e.g. drives/{id}/root.")],
-    change_type: Annotated[str, typer.Option("--change-type", "-c", help="Comma-separated change types.")] = "updated",
-    include_resource_data: Annotated[bool, typer.Option(help="Ask Graph for rich notifications.")] = False,
+    change_type: Annotated[
+        str, typer.Option("--change-type", "-c", metavar="TYPES", help="Comma-separated change types.")
+    ] = "updated",
+    include_resource_data: Annotated[
+        bool, typer.Option("--include-resource-data", help="Ask Graph for rich notifications.")
+    ] = False,
     for_each_member_of: Annotated[
-        str | None, typer.Option(help="A group id: one subscription per member ({member} in the resource).")
+        str | None,
+        typer.Option(metavar="GROUP_ID", help="A group id: one subscription per member ({member} in the resource)."),
     ] = None,
 ) -> None:
     """Add (or replace) a desired subscription in the table; the next renew tick creates it."""
     current = session(ctx)
-    item = run(_add(current, resource, change_type, include_resource_data, for_each_member_of))
+    item = run(_add(current, resource, change_type, include_resource_data, for_each_member_of), "adding the entry")
     console.print(f"added {item.graph_resource} ({item.change_type}): the next renew tick creates its subscription")
 
 
@@ -80,12 +85,13 @@ def remove(
     ctx: typer.Context,
     resource: Annotated[str, typer.Argument(help="The resource of the entry to remove.")],
     change_type: Annotated[
-        str | None, typer.Option("--change-type", "-c", help="Needed when the resource has several entries.")
+        str | None,
+        typer.Option("--change-type", "-c", metavar="TYPES", help="Needed when the resource has several entries."),
     ] = None,
 ) -> None:
     """Remove a desired subscription from the table; the next renew tick deletes its subscription."""
     current = session(ctx)
-    removed, still_seeded = run(_remove(current, resource.strip().strip("/"), change_type))
+    removed, still_seeded = run(_remove(current, resource.strip().strip("/"), change_type), "removing the entry")
     console.print(f"removed {removed.resource} ({removed.change_type}) from the table")
     if still_seeded:
         console.print(f"[yellow]{SEED} still lists it: its subscription stays[/]")
@@ -123,7 +129,7 @@ def _matches(item: DesiredSubscription, resource: str, change_type: str | None) 
 def list_desired(ctx: typer.Context) -> None:
     """Every desired subscription: the seed's and the table's (the table wins on the same resource and type)."""
     current = session(ctx)
-    seeded, stored = run(_list(current))
+    seeded, stored = run(_list(current), "reading the desired table")
     table = Table("source", "resource", "changeType", "resource data", "for each member of", title="desired")
     stored_keys = {d.key for d in stored}
     for item in seeded:

@@ -53,7 +53,8 @@ async def _tail(current: Session, as_json: bool) -> None:
         try:
             await taps.register(name, utcnow())
             # Every app instance reads the taps again within CACHE_SECONDS: from then on, no event is missed.
-            await asyncio.sleep(CACHE_SECONDS)
+            with errors.status(f"opening tap {name}: the app sees it within {CACHE_SECONDS:g} s"):
+                await asyncio.sleep(CACHE_SECONDS)
             errors.print(f"tapping change events into {name}: Ctrl-C to stop", highlight=False)
             await _follow(queue, taps, name, as_json)
         finally:

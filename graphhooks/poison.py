@@ -3,7 +3,9 @@
 Without a queue name a command covers every queue of the account whose name ends in
 ``-poison`` (graph-notifications-poison and each sink's). Replay moves each message,
 exactly as stored, back to the queue named by dropping ``-poison``, with no expiry, and
-deletes it from the poison queue only once it is stored there.
+deletes it from the poison queue only once it is stored there. It moves only what the
+queue held when it was counted: at most that many messages, none inserted later, so a
+message that fails again during the replay stays in the poison queue.
 """
 
 from __future__ import annotations
@@ -11,10 +13,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Annotated
+from datetime import datetime
+from email.utils import parsedate_to_datetime
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from shared.errors import OperatorRequestError
@@ -23,6 +27,9 @@ from shared.queues.message_queue import NEVER_EXPIRES
 from .runtime import Session, Storage, console, run, session
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from azure.core.pipeline import PipelineResponse
     from azure.storage.queue import QueueMessage
     from azure.storage.queue.aio import QueueClient
 
@@ -39,10 +46,12 @@ Yes = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmat
 
 @dataclass(frozen=True)
 class PoisonQueue:
-    """A poison queue, how many messages it holds (as Storage estimates), and where replay sends them."""
+    """A poison queue, how many messages it held (as Storage estimates), when (Storage's clock),
+    and where replay sends them."""
 
     name: str
     count: int
+    counted_at: datetime | None = None
 
     @property
     def target(self) -> str:
@@ -62,27 +71,46 @@ async def survey(storage: Storage, name: str | None) -> list[PoisonQueue]:
         names = sorted([q.name async for q in storage.queues().list_queues() if q.name.endswith(SUFFIX)])
     found: list[PoisonQueue] = []
     for queue in names:
+        dates: list[str] = []
         try:
-            properties = await storage.raw_queue(queue).get_queue_properties()
+            properties = await storage.raw_queue(queue).get_queue_properties(raw_response_hook=_dated(dates))
         except ResourceNotFoundError:
             raise OperatorRequestError(f"there is no queue named {queue}") from None
-        found.append(PoisonQueue(queue, int(properties.approximate_message_count or 0)))
+        found.append(PoisonQueue(queue, int(properties.approximate_message_count or 0), _server_time(dates)))
     return found
 
 
+def _dated(dates: list[str]) -> Callable[[PipelineResponse[Any, Any]], None]:
+    """A response hook that keeps each response's Date header in ``dates``."""
+
+    def keep(response: PipelineResponse[Any, Any]) -> None:
+        dates.append(response.http_response.headers.get("Date", ""))
+
+    return keep
+
+
+def _server_time(dates: list[str]) -> datetime | None:
+    """Storage's clock from a response's Date header: messages' insertion times use the same clock."""
+    try:
+        return parsedate_to_datetime(dates[-1]) if dates and dates[-1] else None
+    except (TypeError, ValueError):
+        return None
+
+
 def _show(queues: list[PoisonQueue]) -> None:
+    if not queues:
+        console.print("no poison queue")
+        return
     table = Table("poison queue", "messages", "replays to", title="poison queues")
     for queue in queues:
         table.add_row(queue.name, str(queue.count), queue.target)
     console.print(table)
-    if not queues:
-        console.print("no poison queue")
 
 
 @app.command("list")
 def list_poison(ctx: typer.Context, queue: QueueArgument = None) -> None:
     """Each poison queue and how many messages it holds."""
-    _show(run(_survey(session(ctx), queue)))
+    _show(run(_survey(session(ctx), queue), "counting the poison queues"))
 
 
 async def _survey(current: Session, queue: str | None) -> list[PoisonQueue]:
@@ -94,7 +122,7 @@ async def _survey(current: Session, queue: str | None) -> list[PoisonQueue]:
 def replay(ctx: typer.Context, queue: QueueArgument = None, dry_run: DryRun = False, yes: Yes = False) -> None:
     """Move poison messages back to their queue (after a fix), with no expiry."""
     current = session(ctx)
-    queues = [q for q in run(_survey(current, queue)) if q.count]
+    queues = [q for q in run(_survey(current, queue), "counting the poison queues") if q.count]
     total = sum(q.count for q in queues)
     if not queues:
         console.print("nothing to replay")
@@ -107,7 +135,10 @@ def replay(ctx: typer.Context, queue: QueueArgument = None, dry_run: DryRun = Fa
     if not yes:
         typer.confirm(f"Move {total} message(s) back to their queues?", abort=True)
     moved = run(_replay(current, queues))
-    console.print(f"moved {moved} message(s)")
+    if moved == total:
+        console.print(f"moved {moved} message(s)")
+    else:  # Storage's count is an estimate, and another replay may have taken some
+        console.print(f"moved {moved} of {total} message(s): the others were gone")
 
 
 async def _replay(current: Session, queues: list[PoisonQueue]) -> int:
@@ -116,24 +147,50 @@ async def _replay(current: Session, queues: list[PoisonQueue]) -> int:
         with _progress() as progress:
             for q in queues:
                 task = progress.add_task(q.name, total=q.count)
-                done = 0
-                source, target = storage.raw_queue(q.name), storage.raw_queue(q.target)
-                await _ensure(target)
-                while True:
-                    batch = [
-                        m
-                        async for m in source.receive_messages(
-                            messages_per_page=BATCH, max_messages=BATCH, visibility_timeout=VISIBILITY_SECONDS
-                        )
-                    ]
-                    if not batch:
-                        break
-                    await asyncio.gather(*(_move(source, target, m) for m in batch))
-                    moved += len(batch)
-                    done += len(batch)
-                    # The count was Storage's estimate: the bar grows if more came.
-                    progress.update(task, completed=done, total=max(q.count, done))
+                moved += await _replay_queue(storage, q, progress, task)
     return moved
+
+
+async def _replay_queue(storage: Storage, queue: PoisonQueue, progress: Progress, task: TaskID) -> int:
+    """Move at most ``queue.count`` messages, none inserted after it was counted."""
+    source, target = storage.raw_queue(queue.name), storage.raw_queue(queue.target)
+    await _ensure(target)
+    done = 0
+    held: list[QueueMessage] = []  # newer messages (failed again since): kept hidden until the end, never moved
+    try:
+        while done < queue.count:
+            batch = [
+                m
+                async for m in source.receive_messages(
+                    messages_per_page=BATCH, max_messages=BATCH, visibility_timeout=VISIBILITY_SECONDS
+                )
+            ]
+            if not batch:
+                break
+            counted = [m for m in batch if _counted(queue, m)]
+            take = counted[: queue.count - done]
+            taken = {id(m) for m in take}
+            held += [m for m in batch if id(m) not in taken]
+            await asyncio.gather(*(_move(source, target, m) for m in take))
+            done += len(take)
+            progress.update(task, completed=done)
+    finally:
+        # Shown again at once: the next replay, or the operator's `poison list`, sees them.
+        await asyncio.gather(*(_release(source, m) for m in held))
+    return done
+
+
+def _counted(queue: PoisonQueue, message: QueueMessage) -> bool:
+    """True when the message was in the queue when it was counted (insertion times are to the second)."""
+    inserted = message.inserted_on
+    return queue.counted_at is None or inserted is None or inserted <= queue.counted_at
+
+
+async def _release(source: QueueClient, message: QueueMessage) -> None:
+    from azure.core.exceptions import ResourceNotFoundError
+
+    with contextlib.suppress(ResourceNotFoundError):
+        await source.update_message(message, visibility_timeout=0)
 
 
 async def _move(source: QueueClient, target: QueueClient, message: QueueMessage) -> None:
@@ -153,7 +210,7 @@ async def _ensure(queue: QueueClient) -> None:
 def purge(ctx: typer.Context, queue: QueueArgument = None, dry_run: DryRun = False, yes: Yes = False) -> None:
     """Delete every message of the poison queues, for good."""
     current = session(ctx)
-    queues = [q for q in run(_survey(current, queue)) if q.count]
+    queues = [q for q in run(_survey(current, queue), "counting the poison queues") if q.count]
     if not queues:
         console.print("nothing to purge")
         return

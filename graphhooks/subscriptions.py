@@ -54,7 +54,7 @@ def when(moment: datetime | None) -> str:
 @app.command("list")
 def list_subscriptions(ctx: typer.Context) -> None:
     """A table of resource, id, status, expiry, last notification, last sync and certificate (never a clientState)."""
-    rows = run(_rows(session(ctx)))
+    rows = run(_rows(session(ctx)), "reading subscriptions")
     columns = ("resource", "id", "status", "expires", "last notification", "last completed sync", "pass", "certificate")
     table = Table(*columns, title="subscriptions")
     for row in rows:
@@ -98,10 +98,18 @@ async def _rows(current: Session) -> list[Row]:
 def create(
     ctx: typer.Context,
     resource: Annotated[str, typer.Argument(help="A desired entry's resource (see `graphhooks desired list`).")],
-    change_type: Annotated[str | None, typer.Option("--change-type", "-c")] = None,
+    change_type: Annotated[
+        str | None,
+        typer.Option(
+            "--change-type",
+            "-c",
+            metavar="TYPES",
+            help="The entry's changeType, e.g. created,updated: needed when the resource has several entries.",
+        ),
+    ] = None,
 ) -> None:
     """Create the subscription of one desired entry now, instead of waiting for the renew tick."""
-    record = run(_create(session(ctx), resource.strip().strip("/"), change_type))
+    record = run(_create(session(ctx), resource.strip().strip("/"), change_type), "creating the subscription")
     console.print(f"created {record.subscription_id} for {record.resource}, expires {when(record.expires_at)}")
 
 
@@ -140,7 +148,7 @@ def renew(
     subscription_id: Annotated[str, typer.Argument(help="Graph's subscription id (see `subscriptions list`).")],
 ) -> None:
     """Extend one subscription to its resource's maximum lifetime now (re-created if Graph lost it)."""
-    record = run(_renew(session(ctx), subscription_id))
+    record = run(_renew(session(ctx), subscription_id), "renewing the subscription")
     console.print(f"renewed {record.subscription_id}: expires {when(record.expires_at)}")
 
 
@@ -160,7 +168,7 @@ def delete(
     current = session(ctx)
     if not yes:
         typer.confirm(f"Delete subscription {subscription_id}?", abort=True)
-    resource, still_desired = run(_delete(current, subscription_id))
+    resource, still_desired = run(_delete(current, subscription_id), "deleting the subscription")
     console.print(f"deleted {subscription_id} ({resource})")
     if still_desired:
         console.print(

@@ -8,6 +8,7 @@ as an operator's would be; `events tail` runs as a separate process.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -22,6 +23,7 @@ from azure.core.exceptions import ResourceNotFoundError
 from typer.testing import CliRunner
 
 import function_app
+from devtools.azurite import Azurite, free_ports
 from devtools.messages import receive_json
 from graphhooks.cli import app
 from graphhooks.subscriptions import when
@@ -341,3 +343,128 @@ async def test_subscriptions_list_shows_when_the_last_notification_arrived(stack
     assert utcnow() - timedelta(minutes=1) < notified <= utcnow()
     result = await cli(await stack_settings(stack, tmp_path), "subscriptions", "list")
     assert when(notified) in result.stdout
+
+
+# errors: one clear line, never a traceback, and never a long wait
+
+
+def _one_line(result: Any) -> str:
+    """The command failed with exactly one line on stderr, and no Python traceback anywhere."""
+    assert result.exit_code == 1, result.output
+    assert isinstance(result.exception, SystemExit), result.exception
+    assert "Traceback" not in result.output
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    return lines[0]
+
+
+async def test_a_malformed_connection_string_is_one_line_naming_the_setting(tmp_path):
+    settings = write_settings(tmp_path / "bad.json", {"AzureWebJobsStorage": "AccountName=x;this is not one"})
+    line = _one_line(await cli(settings, "subscriptions", "list"))
+    assert line.startswith("error: invalid setting AzureWebJobsStorage: not a storage connection string")
+
+
+async def test_identity_based_storage_without_a_credential_is_one_line(tmp_path):
+    """A process of its own: under pytest, azure-identity's warnings would go to pytest's log capture."""
+    settings = write_settings(
+        tmp_path / "identity.json",
+        {
+            "AzureWebJobsStorage__queueServiceUri": "https://127.0.0.1:9/devstoreaccount1",
+            "AzureWebJobsStorage__tableServiceUri": "https://127.0.0.1:9/devstoreaccount1",
+        },
+    )
+    # No credential anywhere: DefaultAzureCredential tries each way, gives up, and logs each.
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AZURE_", "IDENTITY_", "MSI_", "AzureWebJobs"))}
+    done = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "graphhooks.cli",
+        "--settings",
+        str(settings),
+        "subscriptions",
+        "list",
+        cwd=tmp_path,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    _, stderr = await asyncio.wait_for(done.communicate(), 60)
+    assert done.returncode == 1
+    lines = [line for line in stderr.decode().splitlines() if line.strip()]
+    assert len(lines) == 1, stderr.decode()  # before: azure-identity's ten lines came first
+    assert lines[0].startswith("error: storage refused the credentials") and "AzureWebJobsStorage" in lines[0]
+
+
+async def test_poison_list_with_storage_down_fails_in_seconds(tmp_path):
+    (port,) = free_ports(1)  # nothing listens: storage is down
+    down = Azurite(port, port, port).connection_string
+    settings = write_settings(tmp_path / "down.json", {"AzureWebJobsStorage": down})
+    started = time.monotonic()
+    result = await cli(settings, "poison", "list")
+    elapsed = time.monotonic() - started
+    line = _one_line(result)
+    assert line.startswith("error: cannot reach storage (is AzureWebJobsStorage right")
+    assert elapsed < 15, f"took {elapsed:.0f} s"  # the SDK's default retries took 84-90 s
+
+
+async def test_poison_list_without_a_poison_queue_says_so_once(azurite_factory, tmp_path):
+    private = azurite_factory()
+    settings = write_settings(tmp_path / "p.json", {"AzureWebJobsStorage": private.connection_string})
+    result = await cli(settings, "poison", "list")
+    assert result.exit_code == 0, result.output
+    assert result.stdout == "no poison queue\n"  # no empty table first
+
+
+async def test_poison_replay_moves_only_what_it_counted(storage_settings, azurite, unique_name):
+    """Messages that fail again during the replay stay in the poison queue; "moving N" and "moved N" agree."""
+    queue = unique_name("again")
+    total = 200
+    await _fill(azurite.connection_string, f"{queue}-poison", [json.dumps({"n": n}) for n in range(total)])
+    stop = asyncio.Event()
+    bounced: list[float] = []
+    replayed_twice: list[dict[str, Any]] = []
+    all_bounced = asyncio.Event()
+
+    async def fail_again() -> None:
+        # The app failing each replayed message again: it lands back in the poison queue, a new message.
+        # (One that comes back a second time is taken as handled, so a replay that re-replays ends too.)
+        async with (
+            queue_client(azurite.connection_string, queue) as target,
+            queue_client(azurite.connection_string, f"{queue}-poison") as poison,
+        ):
+            while not stop.is_set():
+                try:
+                    batch = [m async for m in target.receive_messages(messages_per_page=32, max_messages=32)]
+                except ResourceNotFoundError:
+                    batch = []
+                for message in batch:
+                    body = json.loads(message.content)
+                    if body.get("again"):
+                        replayed_twice.append(body)
+                    else:
+                        await poison.send_message(json.dumps({**body, "again": True}))
+                        bounced.append(time.monotonic())
+                        if len(bounced) == total:
+                            all_bounced.set()
+                    await target.delete_message(message)
+                if not batch:
+                    await asyncio.sleep(0.01)
+
+    app_task = asyncio.create_task(fail_again())
+    try:
+        result = await cli(storage_settings, "poison", "replay", f"{queue}-poison", "--yes")
+        finished = time.monotonic()
+        assert result.exit_code == 0, result.output
+        assert f"moving {total} message(s)" in result.stdout
+        assert f"moved {total} message(s)" in result.stdout, result.stdout
+        assert any(t < finished for t in bounced), "the app never failed a message during the replay"
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(all_bounced.wait(), 30)
+    finally:
+        stop.set()
+        await app_task
+    assert len(bounced) == total and replayed_twice == []  # each message was replayed once, none again
+    assert await _count(azurite.connection_string, f"{queue}-poison") == total
+    async with queue_client(azurite.connection_string, f"{queue}-poison") as poison:
+        peeked = [json.loads(m.content) for m in await poison.peek_messages(max_messages=32)]
+    assert peeked and all(m.get("again") for m in peeked)  # held back by the replay, and visible again

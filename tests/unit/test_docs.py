@@ -469,7 +469,7 @@ def test_every_link_between_pages_resolves(page: Path) -> None:
 
 def test_the_checks_catch_wrong_names() -> None:
     """Each check above fails on a deliberately wrong name: none of them passes by matching nothing."""
-    assert named_make_targets("run `make doctor` first") - make_targets() == {"doctor"}
+    assert named_make_targets("run `make deploy-now` first") - make_targets() == {"deploy-now"}
     assert cli_problems("```sh\ngraphhooks poison replay --everything\n```")
     assert cli_problems("`graphhooks subscriptions refresh <id>`")
     assert cli_problems("`graphhooks queues list`")
