@@ -60,6 +60,7 @@ NOT_READ_BY_THE_APP = {
     "APPLICATIONINSIGHTS_AUTHENTICATION_STRING": ("infra/app/settings.bicep", "the Functions host's telemetry"),
     "LOCALHOST_FUNCTION_KEY": ("devtools/host/__main__.py", "the local host's function key"),
     "BENCH_LARGEDRIVE_SIZES": ("bench/largedrive.py", "the largedrive benchmark's sizes"),
+    "GRAPHSIM_CONTROL_URL": ("devtools/simctl.py", "the simulator control URL simctl drives"),
 }
 _SECRET = "whsec_" + base64.b64encode(b"0123456789abcdef0123").decode()
 _RICH_ENTRY = {"resource": "users/u1/messages", "changeType": "created,updated", "includeResourceData": True}
