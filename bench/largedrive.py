@@ -18,21 +18,12 @@ import os
 import time
 from dataclasses import dataclass
 
-from devtools.azurite import start_azurite
 from devtools.simclient import SimControl
 
-from .harness import (
-    EventCounter,
-    QueueCounter,
-    RssSampler,
-    host_pid,
-    raw_send_rate,
-    raw_transaction_rate,
-    rss_bytes,
-    running_stack,
-    subscribe_via_host,
-    wait_until,
-)
+from .baselines import raw_send_rate, raw_transaction_rate
+from .counters import EventCounter, QueueCounter
+from .harness import own_azurite, running_stack, subscribe_via_host, wait_until
+from .memory import RssSampler, host_pid, rss_bytes
 from .report import Row, rate, ratio, say
 
 NAME = "largedrive"
@@ -97,16 +88,13 @@ async def first_pass(size: int, kill: bool) -> tuple[Pass, tuple[float, float] |
     # messages in one list that each receive scans, so a backlog of events there would slow
     # the app's own queue reads (a receive on an empty queue: 2 ms beside 50 messages, 177 ms
     # beside 10,000, 5.8 s beside 30,000), which Azure Storage does not do.
-    events = await asyncio.to_thread(start_azurite)
-    env = {
-        "INITIAL_SYNC": "full",
-        "LOCALHOST_MESSAGE_HOLD_SECONDS": str(HOLD_SECONDS),
-        "CHANGES_STORAGE": events.connection_string,
-    }
-    try:
+    async with own_azurite() as events:
+        env = {
+            "INITIAL_SYNC": "full",
+            "LOCALHOST_MESSAGE_HOLD_SECONDS": str(HOLD_SECONDS),
+            "CHANGES_STORAGE": events.connection_string,
+        }
         return await _first_pass(size, kill, env, events.connection_string)
-    finally:
-        await asyncio.to_thread(events.stop)
 
 
 async def _first_pass(
