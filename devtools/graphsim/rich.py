@@ -199,7 +199,7 @@ def make_certificate(name: str = "graph-notifications", expired: bool = False, b
 def check_encryption(body: dict[str, Any], rule: Any) -> tuple[bool, str | None, str | None]:
     """(includeResourceData, encryptionCertificate, encryptionCertificateId) of a create request, as Graph checks them.
 
-    ``rule`` is the resource's ResourceRule (subscriptions.py), or None for a drive root.
+    ``rule`` is the resource's ResourceRule (models/subscriptions.py), or None for a drive root.
     """
     include = bool(body.get("includeResourceData"))
     if rule is not None and rule.resource_data_required and not include:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 from aiohttp import web
 
@@ -19,6 +19,16 @@ from ..state import STATE, SimState
 
 C = TypeVar("C")  # where a kind's items live: a drive, a list, a mailbox, a chat...
 I = TypeVar("I")  # noqa: E741 - one item of the kind
+
+
+class Tombstoned(Protocol):
+    """An item that stays, marked deleted, once deleted (so that delta can report it)."""
+
+    deleted: bool
+
+
+T = TypeVar("T")
+D = TypeVar("D", bound=Tombstoned)
 
 
 def state_of(request: web.Request) -> SimState:
@@ -41,6 +51,24 @@ async def read_json(request: web.Request) -> dict[str, Any]:
 def missing(what: str) -> web.HTTPNotFound:
     """404 ``{"error": "no such <what>"}``."""
     return web.HTTPNotFound(text=json.dumps({"error": f"no such {what}"}), content_type="application/json")
+
+
+def if_live(found: D | None) -> D | None:
+    """``found`` unless it is deleted."""
+    return None if found is None or found.deleted else found
+
+
+def if_deleted(found: D | None) -> D | None:
+    """``found`` if it is deleted."""
+    return found if found is not None and found.deleted else None
+
+
+def created(make: Callable[[], T]) -> T:
+    """What ``make`` makes; 409 ``{"error": ...}`` when it refuses (ValueError: it exists already)."""
+    try:
+        return make()
+    except ValueError as exc:
+        raise web.HTTPConflict(text=json.dumps({"error": str(exc)}), content_type="application/json") from None
 
 
 class ControlError(Exception):

@@ -8,7 +8,7 @@ from aiohttp import web
 
 from ..models.directory import Collection, DirObject
 from ..state import SimState
-from .control_api import ItemRoutes, missing, read_json, state_of
+from .control_api import ItemRoutes, if_deleted, if_live, missing, read_json, state_of
 
 routes = web.RouteTableDef()
 
@@ -69,12 +69,10 @@ class DirectoryObjects(ItemRoutes[Collection, DirObject]):
         return state_of(request).directory.collections[request.match_info["coll"]]
 
     def item(self, where: Collection, key: str) -> DirObject | None:
-        found = where.objects.get(key)
-        return None if found is None or found.deleted else found
+        return if_live(where.objects.get(key))
 
     def deleted_item(self, where: Collection, key: str) -> DirObject | None:
-        found = where.objects.get(key)
-        return found if found is not None and found.deleted else None
+        return if_deleted(where.objects.get(key))
 
     def update(self, state: SimState, where: Collection, item: DirObject, body: dict[str, Any]) -> Any:
         state.directory.update(where.name, item, {k: v for k, v in body.items() if k != "id"})

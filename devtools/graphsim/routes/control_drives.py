@@ -11,7 +11,7 @@ from aiohttp import web
 from ..clock import parse_time
 from ..models.drives import Drive, Item
 from ..state import SimState
-from .control_api import ControlError, ItemRoutes, read_json, state_of
+from .control_api import ControlError, ItemRoutes, created, read_json, state_of
 from .render import drive_json, item_json
 
 routes = web.RouteTableDef()
@@ -21,10 +21,7 @@ routes = web.RouteTableDef()
 async def create_drive(request: web.Request) -> web.Response:
     """Create a drive: {"id"?, "userId"?, "siteId"?} -> drive JSON plus rootId."""
     state, body = state_of(request), await read_json(request)
-    try:
-        drive = state.drives.create_drive(body.get("id"), body.get("userId"), body.get("siteId"))
-    except ValueError as exc:
-        return ControlError(409, str(exc)).response()
+    drive = created(lambda: state.drives.create_drive(body.get("id"), body.get("userId"), body.get("siteId")))
     return web.json_response(
         {
             **drive_json(drive, state.graph_url),

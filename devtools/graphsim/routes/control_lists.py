@@ -9,7 +9,7 @@ from aiohttp import web
 
 from ..models.lists import ListItem, SpList, item_json
 from ..state import SimState
-from .control_api import ItemRoutes, read_json, state_of
+from .control_api import ItemRoutes, created, if_deleted, if_live, read_json, state_of
 
 routes = web.RouteTableDef()
 
@@ -19,10 +19,7 @@ async def create_list(request: web.Request) -> web.Response:
     """Create a list: {"id"?, "name"?} -> {"id", "siteId", "name", "resource"}."""
     state, body = state_of(request), await read_json(request)
     site = request.match_info["site"]
-    try:
-        lst = state.lists.create_list(site, body.get("id"), str(body.get("name") or "List"))
-    except ValueError as exc:
-        return web.json_response({"error": str(exc)}, status=409)
+    lst = created(lambda: state.lists.create_list(site, body.get("id"), str(body.get("name") or "List")))
     return web.json_response(
         {"id": lst.id, "siteId": lst.site_id, "name": lst.name, "resource": f"sites/{site}/lists/{lst.id}"}, status=201
     )
@@ -37,12 +34,10 @@ class ListItems(ItemRoutes[SpList, ListItem]):
         return state_of(request).lists.find(request.match_info["site"], request.match_info["list"])
 
     def item(self, where: SpList, key: str) -> ListItem | None:
-        found = where.items.get(key)
-        return None if found is None or found.deleted else found
+        return if_live(where.items.get(key))
 
     def deleted_item(self, where: SpList, key: str) -> ListItem | None:
-        found = where.items.get(key)
-        return found if found is not None and found.deleted else None
+        return if_deleted(where.items.get(key))
 
     def create(self, state: SimState, where: SpList, body: dict[str, Any], info: Mapping[str, str]) -> Any:
         item = state.lists.add_item(where, dict(body.get("fields") or {}))

@@ -10,7 +10,7 @@ from aiohttp import web
 from ..clock import graph_time, parse_time
 from ..models.outlook import Item, Mailbox, render
 from ..state import SimState
-from .control_api import ControlError, ItemRoutes, read_json, state_of
+from .control_api import ControlError, ItemRoutes, created, if_deleted, if_live, read_json, state_of
 
 routes = web.RouteTableDef()
 MAILBOX = "/_sim/outlook/mailboxes/{u}"
@@ -20,10 +20,7 @@ MAILBOX = "/_sim/outlook/mailboxes/{u}"
 async def create_mailbox(request: web.Request) -> web.Response:
     """Create a mailbox: {"userId"?} -> {"userId", "mailFolders": {wellKnownName: id}, "contactsFolderId"}."""
     state, body = state_of(request), await read_json(request)
-    try:
-        box = state.outlook.create_mailbox(body.get("userId"))
-    except ValueError as exc:
-        return ControlError(409, str(exc)).response()
+    box = created(lambda: state.outlook.create_mailbox(body.get("userId")))
     folders = {f.well_known: f.id for f in box.mail.values() if f.well_known}
     return web.json_response(
         {"userId": box.user, "mailFolders": folders, "contactsFolderId": box.default_contacts}, status=201
@@ -54,12 +51,10 @@ class MailboxItems(ItemRoutes[Mailbox, Item]):
         return state_of(request).outlook.mailbox(request.match_info["u"])
 
     def item(self, where: Mailbox, key: str) -> Item | None:
-        found = where.items.get(key)
-        return None if found is None or found.deleted else found
+        return if_live(where.items.get(key))
 
     def deleted_item(self, where: Mailbox, key: str) -> Item | None:
-        found = where.items.get(key)
-        return found if found is not None and found.deleted else None
+        return if_deleted(where.items.get(key))
 
     def create(self, state: SimState, where: Mailbox, body: dict[str, Any], info: Mapping[str, str]) -> Any:
         """A message ({"folderId"?: inbox, ...}), event ({"start", "end", ...}) or contact ({"folderId"?, ...})."""

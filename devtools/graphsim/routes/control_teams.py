@@ -9,7 +9,7 @@ from aiohttp import web
 
 from ..models.teams import Conversation
 from ..state import SimState
-from .control_api import ControlError, ItemRoutes, state_of
+from .control_api import ItemRoutes, created, state_of
 
 routes = web.RouteTableDef()
 Message = dict[str, Any]
@@ -26,10 +26,7 @@ async def _body(request: web.Request) -> dict[str, Any]:
 async def create_team(request: web.Request) -> web.Response:
     """``{"id"?, "channels": [names] or {name: id}}`` -> ``{"id", "channels": {name: id}}``."""
     store, body = state_of(request).teams, await _body(request)
-    try:
-        team = store.add_team(body.get("id"))
-    except ValueError as exc:
-        return ControlError(409, str(exc)).response()
+    team = created(lambda: store.add_team(body.get("id")))
     wanted = body.get("channels") or ["General"]
     named = wanted if isinstance(wanted, dict) else dict.fromkeys(wanted)
     channels = {name: store.add_channel(team, name, channel_id).id for name, channel_id in named.items()}
@@ -40,10 +37,7 @@ async def create_team(request: web.Request) -> web.Response:
 async def create_chat(request: web.Request) -> web.Response:
     """``{"id"?}`` -> ``{"id"}``."""
     store, body = state_of(request).teams, await _body(request)
-    try:
-        chat = store.add_chat(body.get("id"))
-    except ValueError as exc:
-        return ControlError(409, str(exc)).response()
+    chat = created(lambda: store.add_chat(body.get("id")))
     return web.json_response({"id": chat.id}, status=201)
 
 
