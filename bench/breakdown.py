@@ -10,7 +10,8 @@ from collections.abc import Sequence
 from devtools.stack import LocalStack
 
 from . import phases
-from .harness import RUN_ROOT, host_pid
+from .harness import RUN_ROOT
+from .memory import host_pid
 from .posts import fresh_target, post_level
 from .report import Row, ms, percentile, say
 

@@ -13,16 +13,8 @@ import time
 from devtools.simclient import SimControl
 from shared.sync.coalescing import MAX_DEFER
 
-from .harness import (
-    SETTLE_LIMIT,
-    ChangeWatcher,
-    HostLog,
-    drive_subscriptions,
-    quiet,
-    running_stack,
-    subscribe_via_host,
-    wait_until,
-)
+from .counters import ChangeWatcher, HostLog
+from .harness import SETTLE_LIMIT, drive_subscriptions, quiet, running_stack, subscribe_via_host, wait_until
 from .report import Row, say
 
 NAME = "coalescing"

@@ -14,8 +14,9 @@ from datetime import UTC, datetime
 
 from shared.stores.clients import table_client
 
+from .baselines import raw_enqueue
 from .breakdown import where_the_p99_goes
-from .posts import Level, fresh_target, post_level, queued_text, raw_enqueue, take_stored
+from .posts import Level, fresh_target, post_level, queued_text, take_stored
 from .report import Row, ms, percentile, rate, ratio, say
 
 NAME = "ingest"

@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from devtools.simclient import SimControl
 from shared.sync.coalescing import DEFAULT_MIN_INTERVAL
 
-from .harness import ChangeWatcher, drive_subscriptions, quiet, running_stack, subscribe_via_host, wait_until
+from .counters import ChangeWatcher
+from .harness import drive_subscriptions, quiet, running_stack, subscribe_via_host, wait_until
 from .report import Row, ms, percentile, say
 
 NAME = "latency"

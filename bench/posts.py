@@ -23,7 +23,6 @@ from typing import Any
 
 import aiohttp
 
-from devtools.azurite import start_azurite
 from devtools.simclient import SimControl
 from devtools.stack import DEMO_DRIVE, LocalStack
 from shared.clock import utcnow
@@ -82,22 +81,6 @@ def queued_text(item: dict[str, Any], batch: int) -> str:
     """The queue message the app writes for a batch: the baseline sends the same bytes."""
     verdict = check_items([item] * batch, lambda _sid: item["clientState"], lifecycle=False)
     return Envelope("notifications", utcnow(), verdict.accepted).to_json()
-
-
-async def raw_enqueue(text: str, count: int) -> float:
-    """Messages per second of sequential send_message calls from this process, on a fresh Azurite (after a warm-up)."""
-    azurite = await asyncio.to_thread(start_azurite)
-    try:
-        async with queue_client(azurite.connection_string, "bench-raw") as client:
-            await client.create_queue()
-            for _ in range(max(count // 4, 100)):  # a fresh Azurite is slow until Node has compiled its paths
-                await client.send_message(text)
-            started = time.perf_counter()
-            for _ in range(count):
-                await client.send_message(text)
-            return count / (time.perf_counter() - started)
-    finally:
-        await asyncio.to_thread(azurite.stop)
 
 
 @dataclass(frozen=True)

@@ -1,9 +1,7 @@
 """Renewal: the reconciler's bounded concurrency against renewing one by one, under Graph's write limit.
 
 The simulator adds 200 ms to every subscription write, as real Graph takes
-about 100-400 ms; the reconciler runs in this process, built by
-shared.app.worker.build_worker from the stack's settings, and a small server
-here answers the validation handshakes that creation triggers.
+about 100-400 ms; the reconciler runs in this process (writes.py).
 
 A second stack then runs the renew timer's whole tick (reconcile, then the
 safety sweep) on 10,000 subscriptions (``--quick``: 300): once creating them,
@@ -13,17 +11,10 @@ once renewing them, against the floor Graph's write limit sets.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
-from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-from aiohttp import web
-
-from devtools.simclient import SimControl
-from shared.app.worker import build_worker
 from shared.clock import utcnow
 from shared.model.names import SUBSCRIPTIONS_TABLE
 from shared.model.subscription import ACTIVE, SubscriptionRecord
@@ -33,85 +24,20 @@ from shared.reconcile.reconciler import CONCURRENCY, LIST_REQUESTS, LIST_WINDOW_
 from shared.stores.clients import table_client
 from shared.stores.subscriptions import SubscriptionStore
 
-from .harness import drive_subscriptions, running_stack
+from .harness import drive_subscriptions, make_drives
 from .report import Row, rate, say
+from .writes import GRAPH_LIMIT, WRITE_LATENCY_MS, WriteLog, floor_seconds, reconciler_under_limit
 
 NAME = "renewal"
-WRITE_LATENCY_MS = 200
-GRAPH_LIMIT = 500  # subscription writes per 20 s per tenant
 SPEEDUP_GOAL = 8.0
 # Past half their lifetime (about 14.7 days for a drive), records are due for renewal.
 RENEWAL_SHIFT = timedelta(days=15)
-
-
-@dataclass
-class WriteLog:
-    """The simulator's write counters sampled over time, for the busiest 20 s window."""
-
-    samples: list[tuple[float, int, int]] = field(default_factory=list)  # (time, writes, throttled)
-
-    def between(self, start: float, end: float) -> list[tuple[float, int, int]]:
-        """Samples taken from ``start`` to ``end``."""
-        return [s for s in self.samples if start <= s[0] <= end]
-
-    def peak(self, start: float, end: float, window: float = WINDOW_SECONDS) -> int:
-        """Most writes in any ``window`` seconds between ``start`` and ``end`` (sampling may miss a few)."""
-        chosen = self.between(start - window, end)
-        best = 0
-        first = 0
-        for time_i, writes_i, _ in chosen:
-            while chosen[first][0] < time_i - window:
-                first += 1
-            best = max(best, writes_i - chosen[first][1])
-        return best
-
-    def counts(self, start: float, end: float) -> tuple[int, int]:
-        """Writes and throttled answers between ``start`` and ``end``."""
-        inside = self.between(start, end)
-        if len(inside) < 2:
-            return 0, 0
-        return inside[-1][1] - inside[0][1], inside[-1][2] - inside[0][2]
-
-
-async def sample_writes(control: SimControl, log: WriteLog) -> None:
-    """Read the simulator's write counters four times a second until cancelled."""
-    while True:
-        stats = await control.stats()
-        log.samples.append((time.monotonic(), stats["subscriptionWrites"], stats["throttled"]))
-        await asyncio.sleep(0.25)
-
-
-@contextlib.asynccontextmanager
-async def handshake_server(port: int) -> AsyncIterator[None]:
-    """Answer Graph's validation handshake on the stack's host port (no host runs here)."""
-
-    async def answer(request: web.Request) -> web.Response:
-        token = request.query.get("validationToken")
-        return web.Response(text=token) if token is not None else web.Response(status=202)
-
-    app = web.Application()
-    app.router.add_post("/{tail:.*}", answer)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    try:
-        yield
-    finally:
-        await runner.cleanup()
 
 
 async def active_records(connection: str) -> list[SubscriptionRecord]:
     """The subscription records the reconciler stored, active ones only."""
     async with table_client(connection, SUBSCRIPTIONS_TABLE) as client:
         return [r for r in await SubscriptionStore(client).list() if r.status == ACTIVE]
-
-
-def floor_seconds(count: int, latency: float, concurrency: int, limit: int = GRAPH_LIMIT) -> float:
-    """The least time ``count`` writes can take with ``limit`` per 20 s sliding window (no margin)."""
-    full_windows, rest = divmod(count, limit)
-    if rest == 0:
-        full_windows, rest = full_windows - 1, limit
-    return full_windows * WINDOW_SECONDS + -(-rest // concurrency) * latency
 
 
 async def settle(needed: bool) -> None:
@@ -126,65 +52,41 @@ async def run(quick: bool) -> list[Row]:
     return await speedup(quick) + await ticks_at_scale(300 if quick else 10_000)
 
 
-async def make_drives(control: SimControl, drives: list[str]) -> None:
-    """Create the drives in the simulator, 32 at a time."""
-    gate = asyncio.Semaphore(32)
-
-    async def make(drive: str) -> None:
-        async with gate:
-            await control.create_drive(drive)
-
-    await asyncio.gather(*(make(d) for d in drives))
-
-
 async def ticks_at_scale(count: int) -> list[Row]:
     """One renew tick (reconcile, then sweep) creating ``count`` subscriptions, one renewing them all."""
     name = f"tick x{count}"
     drives = [f"tick-{n:05d}" for n in range(count)]
     log = WriteLog()
     # Every subscription is due at each sweep: the worst case for the sweep's reads and messages.
-    options: dict[str, Any] = {"subscriptions": drive_subscriptions(drives), "with_host": False}
+    options: dict[str, Any] = {"subscriptions": drive_subscriptions(drives)}
     options["extra_env"] = {"SWEEP_AFTER_SECONDS": "0"}
-    async with (
-        running_stack(NAME, sim_options=("--write-latency-ms", str(WRITE_LATENCY_MS)), **options) as stack,
-        SimControl(stack.sim.control_url) as control,
-        handshake_server(stack.host_port),
-    ):
-        await make_drives(control, drives)
-        worker = await build_worker(stack.env)
-        sampler = asyncio.create_task(sample_writes(control, log))
-        try:
-            reconciler, desired = worker.reconciler, worker.settings.subscriptions
-            await asyncio.sleep(0.5)
-            t0 = time.monotonic()
-            created = await reconciler.reconcile(desired)
-            t1 = time.monotonic()
-            first_sweep = await worker.sweeper.sweep()
-            t2 = time.monotonic()
-            say(f"  tick x{count}: created {created.created} (failed {created.failed}) in {t1 - t0:.1f} s, "
-                f"swept {first_sweep.due} in {t2 - t1:.1f} s")  # fmt: skip
-            await settle(True)
+    seed = lambda control: make_drives(control, {drive: {} for drive in drives})  # noqa: E731
+    async with reconciler_under_limit(NAME, log, seed, **options) as (_, control, worker):
+        reconciler, desired = worker.reconciler, worker.settings.subscriptions
+        t0 = time.monotonic()
+        created = await reconciler.reconcile(desired)
+        t1 = time.monotonic()
+        first_sweep = await worker.sweeper.sweep()
+        t2 = time.monotonic()
+        say(f"  tick x{count}: created {created.created} (failed {created.failed}) in {t1 - t0:.1f} s, "
+            f"swept {first_sweep.due} in {t2 - t1:.1f} s")  # fmt: skip
+        await settle(True)
 
-            await control.advance_clock(RENEWAL_SHIFT.total_seconds())
-            t3 = time.monotonic()
-            renewed = await reconciler.reconcile(desired, utcnow() + RENEWAL_SHIFT)
-            t4 = time.monotonic()
-            second_sweep = await worker.sweeper.sweep()
-            t5 = time.monotonic()
-            say(f"  tick x{count}: renewed {renewed.renewed} (failed {renewed.failed}) in {t4 - t3:.1f} s, "
-                f"swept {second_sweep.due} in {t5 - t4:.1f} s")  # fmt: skip
-            await asyncio.sleep(0.5)
+        await control.advance_clock(RENEWAL_SHIFT.total_seconds())
+        t3 = time.monotonic()
+        renewed = await reconciler.reconcile(desired, utcnow() + RENEWAL_SHIFT)
+        t4 = time.monotonic()
+        second_sweep = await worker.sweeper.sweep()
+        t5 = time.monotonic()
+        say(f"  tick x{count}: renewed {renewed.renewed} (failed {renewed.failed}) in {t4 - t3:.1f} s, "
+            f"swept {second_sweep.due} in {t5 - t4:.1f} s")  # fmt: skip
+        await asyncio.sleep(0.5)
 
-            # What an hourly tick adds: Graph's whole list, page by page within the list budget.
-            t6 = time.monotonic()
-            listed = await reconciler._list_remote()
-            t7 = time.monotonic()
-            say(f"  listed {len(listed)} subscriptions in {t7 - t6:.1f} s")
-        finally:
-            sampler.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await sampler
-            await worker.close()
+        # What an hourly tick adds: Graph's whole list, page by page within the list budget.
+        t6 = time.monotonic()
+        listed = await reconciler._list_remote()
+        t7 = time.monotonic()
+        say(f"  listed {len(listed)} subscriptions in {t7 - t6:.1f} s")
 
     floor = floor_seconds(count, WRITE_LATENCY_MS / 1000, CONCURRENCY)
     rows = []
@@ -231,46 +133,33 @@ async def speedup(quick: bool) -> list[Row]:
     # Phases are kept apart whenever two of them could together exceed one window's writes.
     spaced = count + sequential > GRAPH_SUBSCRIPTION_WRITES // 2
     log = WriteLog()
-    options = {"subscriptions": drive_subscriptions(drives), "with_host": False}
-    async with (
-        running_stack(NAME, sim_options=("--write-latency-ms", str(WRITE_LATENCY_MS)), **options) as stack,
-        SimControl(stack.sim.control_url) as control,
-        handshake_server(stack.host_port),
-    ):
-        await make_drives(control, drives)
-        worker = await build_worker(stack.env)
-        sampler = asyncio.create_task(sample_writes(control, log))
-        try:
-            reconciler, desired = worker.reconciler, worker.settings.subscriptions
-            await asyncio.sleep(0.5)
-            t0 = time.monotonic()
-            created = await reconciler.reconcile(desired)
-            t1 = time.monotonic()
-            await asyncio.sleep(0.5)
-            say(f"  created {created.created} (failed {created.failed}) via reconcile in {t1 - t0:.1f} s")
-            await settle(spaced)
+    seed = lambda control: make_drives(control, {drive: {} for drive in drives})  # noqa: E731
+    subscriptions = drive_subscriptions(drives)
+    async with reconciler_under_limit(NAME, log, seed, subscriptions=subscriptions) as (stack, control, worker):
+        reconciler, desired = worker.reconciler, worker.settings.subscriptions
+        t0 = time.monotonic()
+        created = await reconciler.reconcile(desired)
+        t1 = time.monotonic()
+        await asyncio.sleep(0.5)
+        say(f"  created {created.created} (failed {created.failed}) via reconcile in {t1 - t0:.1f} s")
+        await settle(spaced)
 
-            # Concurrent: the timer's own path, with the clock moved on so every record is due.
-            await control.advance_clock(RENEWAL_SHIFT.total_seconds())
-            t2 = time.monotonic()
-            renewed = await reconciler.reconcile(desired, utcnow() + RENEWAL_SHIFT)
-            t3 = time.monotonic()
-            await asyncio.sleep(0.5)
-            say(f"  renewed {renewed.renewed} (failed {renewed.failed}) via reconcile in {t3 - t2:.1f} s")
-            await settle(spaced)
+        # Concurrent: the timer's own path, with the clock moved on so every record is due.
+        await control.advance_clock(RENEWAL_SHIFT.total_seconds())
+        t2 = time.monotonic()
+        renewed = await reconciler.reconcile(desired, utcnow() + RENEWAL_SHIFT)
+        t3 = time.monotonic()
+        await asyncio.sleep(0.5)
+        say(f"  renewed {renewed.renewed} (failed {renewed.failed}) via reconcile in {t3 - t2:.1f} s")
+        await settle(spaced)
 
-            subset = (await active_records(stack.azurite.connection_string))[:sequential]
-            t4 = time.monotonic()
-            for record in subset:
-                await reconciler.renew(record, utcnow() + RENEWAL_SHIFT)
-            t5 = time.monotonic()
-            await asyncio.sleep(0.5)
-            say(f"  renewed {len(subset)} one by one in {t5 - t4:.1f} s")
-        finally:
-            sampler.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await sampler
-            await worker.close()
+        subset = (await active_records(stack.azurite.connection_string))[:sequential]
+        t4 = time.monotonic()
+        for record in subset:
+            await reconciler.renew(record, utcnow() + RENEWAL_SHIFT)
+        t5 = time.monotonic()
+        await asyncio.sleep(0.5)
+        say(f"  renewed {len(subset)} one by one in {t5 - t4:.1f} s")
 
     create_writes, create_throttled = log.counts(t0 - 0.5, t1 + 0.5)
     renew_writes, renew_throttled = log.counts(t2 - 0.5, t3 + 0.5)

@@ -20,7 +20,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from devtools.azurite import free_port, start_azurite
+from devtools.azurite import free_port
 from devtools.graphsim.config import SimConfig
 from devtools.graphsim.rich import SampleCertificate, ValidationTokenSigner, encrypt_content, make_certificate
 from devtools.graphsim.server import SimHandle, start
@@ -35,6 +35,7 @@ from shared.security.tokens import TokenGate
 from shared.stores.clients import table_client
 from shared.stores.subscriptions import SubscriptionStore
 
+from .harness import own_azurite, serving
 from .report import Row, ms, percentile, rate, ratio, say
 
 NAME = "rich"
@@ -115,14 +116,10 @@ async def receiver(env: dict[str, str]) -> AsyncIterator[str]:
 
     app = web.Application()
     app.router.add_post("/api/notifications", handle)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
     try:
-        yield f"http://127.0.0.1:{port}/api/notifications"
+        async with serving(app, free_port()) as base:
+            yield f"{base}/api/notifications"
     finally:
-        await runner.cleanup()
         await receivers.close()
 
 
@@ -171,8 +168,7 @@ async def http_path(
     At SENDERS concurrent senders; a 202 whose items were refused (a token or tenant that does
     not check out) would make the latencies those of a refusal, so the items stored are counted.
     """
-    azurite = await asyncio.to_thread(start_azurite)
-    try:
+    async with own_azurite() as azurite:
         env = {
             "AzureWebJobsStorage": azurite.connection_string,
             "GRAPH_CLIENT_ID": sim.config.client_id,
@@ -204,8 +200,6 @@ async def http_path(
         stored = [i for e in await receive_json(azurite.connection_string, NOTIFICATIONS_QUEUE) for i in e["value"]]
         rich_stored = sum(1 for item in stored if "encryptedContent" in item) - SENDERS  # less the warm-up
         return rich, rich_failures, plain, plain_failures, (rich_stored, len(stored) - SENDERS - rich_stored)
-    finally:
-        await asyncio.to_thread(azurite.stop)
 
 
 async def run(quick: bool) -> list[Row]:

@@ -10,31 +10,17 @@ tick after one member joined and one left: two writes, one groups-delta call.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import time
 
 from devtools.simclient import SimControl
-from shared.app.worker import build_worker
 from shared.reconcile.reconciler import CONCURRENCY
 
-from .harness import running_stack
-from .renewal import GRAPH_LIMIT, WRITE_LATENCY_MS, WriteLog, floor_seconds, handshake_server, sample_writes
+from .harness import make_drives
 from .report import Row, say
+from .writes import GRAPH_LIMIT, WRITE_LATENCY_MS, WriteLog, floor_seconds, reconciler_under_limit
 
 NAME = "sets"
 GROUP = "5e7a0000-0000-4000-8000-00000000beef"
-
-
-async def make_user_drives(control: SimControl, users: list[str]) -> None:
-    """Give every user a OneDrive, 32 at a time."""
-    gate = asyncio.Semaphore(32)
-
-    async def make(user: str) -> None:
-        async with gate:
-            await control.create_drive(f"b!set-{user}", userId=user)
-
-    await asyncio.gather(*(make(u) for u in users))
 
 
 async def run(quick: bool) -> list[Row]:
@@ -42,39 +28,30 @@ async def run(quick: bool) -> list[Row]:
     count = 300 if quick else 5_000
     entry = {"resource": "users/{member}/drive/root", "changeType": "updated", "forEachMemberOf": GROUP}
     log = WriteLog()
-    sim_options = ("--write-latency-ms", str(WRITE_LATENCY_MS))
-    async with (
-        running_stack(NAME, sim_options=sim_options, subscriptions=[entry], with_host=False) as stack,
-        SimControl(stack.sim.control_url) as control,
-        handshake_server(stack.host_port),
-    ):
-        users = await control.generate_users(count + 1, "member")
-        members, newcomer = users[:count], users[count]
-        await make_user_drives(control, users)
-        await control.create_group(GROUP, members=members, displayName="Everyone")
+    users: list[str] = []
+
+    async def seed(control: SimControl) -> None:
+        """The members and one more, each with a OneDrive, and the group of the members."""
+        users.extend(await control.generate_users(count + 1, "member"))
+        await make_drives(control, {f"b!set-{user}": {"userId": user} for user in users})
+        await control.create_group(GROUP, members=users[:count], displayName="Everyone")
         say(f"  set of {count} members seeded")
-        worker = await build_worker(stack.env)
-        sampler = asyncio.create_task(sample_writes(control, log))
-        try:
-            reconciler, desired = worker.reconciler, worker.settings.subscriptions
-            await asyncio.sleep(0.5)
-            t0 = time.monotonic()
-            ramp = await reconciler.reconcile(desired)
-            t1 = time.monotonic()
-            say(f"  ramp: created {ramp.created} (failed {ramp.failed}) in {t1 - t0:.1f} s")
-            await control.add_members(GROUP, [newcomer])
-            await control.remove_member(GROUP, members[0])
-            before = (await control.stats())["subscriptionWrites"]
-            t2 = time.monotonic()
-            moved = await reconciler.reconcile(desired)
-            t3 = time.monotonic()
-            writes_after = (await control.stats())["subscriptionWrites"] - before
-            say(f"  join + leave: created {moved.created}, deleted {moved.deleted} in {t3 - t2:.1f} s")
-        finally:
-            sampler.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await sampler
-            await worker.close()
+
+    async with reconciler_under_limit(NAME, log, seed, subscriptions=[entry]) as (_, control, worker):
+        members, newcomer = users[:count], users[count]
+        reconciler, desired = worker.reconciler, worker.settings.subscriptions
+        t0 = time.monotonic()
+        ramp = await reconciler.reconcile(desired)
+        t1 = time.monotonic()
+        say(f"  ramp: created {ramp.created} (failed {ramp.failed}) in {t1 - t0:.1f} s")
+        await control.add_members(GROUP, [newcomer])
+        await control.remove_member(GROUP, members[0])
+        before = (await control.stats())["subscriptionWrites"]
+        t2 = time.monotonic()
+        moved = await reconciler.reconcile(desired)
+        t3 = time.monotonic()
+        writes_after = (await control.stats())["subscriptionWrites"] - before
+        say(f"  join + leave: created {moved.created}, deleted {moved.deleted} in {t3 - t2:.1f} s")
 
     floor = floor_seconds(count, WRITE_LATENCY_MS / 1000, CONCURRENCY)
     writes, throttled = log.counts(t0 - 0.5, t1 + 0.5)

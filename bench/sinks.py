@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -23,6 +24,8 @@ from typing import Any
 
 from aiohttp import web
 
+from .harness import Background, own_azurite, serving
+from .memory import rss_bytes
 from .report import Row, ms, percentile, rate, ratio, say
 
 NAME = "sinks"
@@ -31,14 +34,6 @@ SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 EVENT: dict[str, Any] = json.loads(
     (Path(__file__).resolve().parent.parent / "tests" / "payloads" / "sink-event-created.json").read_text()
 )
-
-
-def _rss() -> int:
-    with open("/proc/self/status", encoding="ascii") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    return 0
 
 
 async def _pump(runner: Any, connection: str, queue: str, done: Any, limit: float) -> None:
@@ -65,7 +60,7 @@ async def forward(quick: bool) -> list[Row]:
     from azure.core.exceptions import ResourceExistsError
     from standardwebhooks import Webhook
 
-    from devtools.azurite import free_port, start_azurite
+    from devtools.azurite import free_port
     from shared.app.sinks import build_sinks
     from shared.clock import format_time, parse_time, utcnow
     from shared.queues.message_queue import MessageQueue
@@ -82,64 +77,56 @@ async def forward(quick: bool) -> list[Row]:
         latencies.append((utcnow() - parse_time(payload["observedAt"])).total_seconds())
         return web.Response(status=204)
 
-    port = free_port()
     app = web.Application()
     app.router.add_post("/hook", receive)
-    site_runner = web.AppRunner(app)
-    await site_runner.setup()
-    await web.TCPSite(site_runner, "127.0.0.1", port).start()
-    azurite = start_azurite()
-    runtime = None
-    try:
-        sinks = [{"type": "webhook", "url": f"http://127.0.0.1:{port}/hook", "secret": SECRET, "name": "bench-hook"}]
+    async with serving(app, free_port()) as base, own_azurite() as azurite:
+        sinks = [{"type": "webhook", "url": f"{base}/hook", "secret": SECRET, "name": "bench-hook"}]
         runtime = await build_sinks({"AzureWebJobsStorage": azurite.connection_string, "SINKS": json.dumps(sinks)})
-        forward_sink = runtime.runner("bench-hook").sink
-        assert isinstance(forward_sink, WebhookForward)
-        # Baseline: the same signed POSTs sent directly, 16 at a time.
-        gate = asyncio.Semaphore(16)
+        try:
+            forward_sink = runtime.runner("bench-hook").sink
+            assert isinstance(forward_sink, WebhookForward)
+            # Baseline: the same signed POSTs sent directly, 16 at a time.
+            gate = asyncio.Semaphore(16)
 
-        async def direct(n: int) -> None:
-            async with gate:
-                await forward_sink.post({**EVENT, "id": f"direct-{n}", "observedAt": format_time(utcnow())})
+            async def direct(n: int) -> None:
+                async with gate:
+                    await forward_sink.post({**EVENT, "id": f"direct-{n}", "observedAt": format_time(utcnow())})
 
-        started = time.monotonic()
-        await asyncio.gather(*(direct(n) for n in range(count)))
-        direct_rate = count / (time.monotonic() - started)
-        latencies.clear()
-        async with (
-            queue_client(azurite.connection_string, "graph-changes") as changes,
-            queue_client(azurite.connection_string, "bench-hook") as sink_queue,
-        ):
-            for client in (changes, sink_queue):
-                with contextlib.suppress(ResourceExistsError):
-                    await client.create_queue()
-            outlet = EventFanout(MessageQueue(changes), [MessageQueue(sink_queue)])
             started = time.monotonic()
+            await asyncio.gather(*(direct(n) for n in range(count)))
+            direct_rate = count / (time.monotonic() - started)
+            latencies.clear()
+            async with (
+                queue_client(azurite.connection_string, "graph-changes") as changes,
+                queue_client(azurite.connection_string, "bench-hook") as sink_queue,
+            ):
+                for client in (changes, sink_queue):
+                    with contextlib.suppress(ResourceExistsError):
+                        await client.create_queue()
+                outlet = EventFanout(MessageQueue(changes), [MessageQueue(sink_queue)])
+                started = time.monotonic()
 
-            async def emit() -> None:
-                # Page by page, as the synchronizer sends them; each page's events are stamped when sent.
-                for first in range(0, count, PAGE):
-                    stamp = format_time(utcnow())
-                    await outlet.send_all(
-                        json.dumps({**EVENT, "id": f"e{n}", "itemId": f"i{n}", "observedAt": stamp})
-                        for n in range(first, min(first + PAGE, count))
-                    )
+                async def emit() -> None:
+                    # Page by page, as the synchronizer sends them; each page's events are stamped when sent.
+                    for first in range(0, count, PAGE):
+                        stamp = format_time(utcnow())
+                        await outlet.send_all(
+                            json.dumps({**EVENT, "id": f"e{n}", "itemId": f"i{n}", "observedAt": stamp})
+                            for n in range(first, min(first + PAGE, count))
+                        )
 
-            emitter = asyncio.create_task(emit())
-            await _pump(
-                runtime.runner("bench-hook"),
-                azurite.connection_string,
-                "bench-hook",
-                lambda: len(latencies) >= count,
-                300,
-            )
-            await emitter
-            elapsed = time.monotonic() - started
-    finally:
-        if runtime is not None:
+                emitter = asyncio.create_task(emit())
+                await _pump(
+                    runtime.runner("bench-hook"),
+                    azurite.connection_string,
+                    "bench-hook",
+                    lambda: len(latencies) >= count,
+                    300,
+                )
+                await emitter
+                elapsed = time.monotonic() - started
+        finally:
             await runtime.close()
-        await site_runner.cleanup()
-        azurite.stop()
     through = len(latencies) / elapsed
     say(f"   forward: {len(latencies)}/{count} delivered in {elapsed:.1f} s")
     return [
@@ -158,7 +145,6 @@ async def mirror(quick: bool) -> list[Row]:
     """MB/s of the blob mirror for one large file, against a plain upload, and its peak memory."""
     from azure.storage.blob.aio import ContainerClient
 
-    from devtools.azurite import start_azurite
     from devtools.launch import start_simulator
     from devtools.simclient import SimControl
     from shared.app.sinks import build_sinks
@@ -167,61 +153,59 @@ async def mirror(quick: bool) -> list[Row]:
     size = (200 if quick else 2048) * 1024 * 1024
     drive = "b!bench-mirror"
     with tempfile.TemporaryDirectory() as scratch:
-        azurite = start_azurite(Path(scratch) / "azurite")
-        sim = start_simulator(Path(scratch) / "sim")
-        try:
-            async with SimControl(sim.control_url) as control:
-                await control.create_drive(drive)
-                made = await control.generate_items(drive, 1, folders=1, size_bytes=size, prefix="big")
-            (item_id,) = made["sampleIds"]
-            env = {
-                "AzureWebJobsStorage": azurite.connection_string,
-                "NOTIFICATION_URL": "https://example.org/api/notifications",
-                "LIFECYCLE_NOTIFICATION_URL": "https://example.org/api/lifecycle",
-                "SINKS": json.dumps([{"type": "blob", "container": "mirror", "name": "bench-mirror"}]),
-                **sim.settings(),
-            }
-            runtime = await build_sinks(env)
-            event = {
-                **EVENT,
-                "containerId": drive,
-                "itemId": item_id,
-                "id": "bench-big",
-                "item": {"id": item_id, "name": "big", "file": {}},
-            }
-            before = _rss()
-            peak = before
+        async with own_azurite(Path(scratch) / "azurite") as azurite:
+            sim = start_simulator(Path(scratch) / "sim")
+            try:
+                async with SimControl(sim.control_url) as control:
+                    await control.create_drive(drive)
+                    made = await control.generate_items(drive, 1, folders=1, size_bytes=size, prefix="big")
+                (item_id,) = made["sampleIds"]
+                env = {
+                    "AzureWebJobsStorage": azurite.connection_string,
+                    "NOTIFICATION_URL": "https://example.org/api/notifications",
+                    "LIFECYCLE_NOTIFICATION_URL": "https://example.org/api/lifecycle",
+                    "SINKS": json.dumps([{"type": "blob", "container": "mirror", "name": "bench-mirror"}]),
+                    **sim.settings(),
+                }
+                runtime = await build_sinks(env)
+                event = {
+                    **EVENT,
+                    "containerId": drive,
+                    "itemId": item_id,
+                    "id": "bench-big",
+                    "item": {"id": item_id, "name": "big", "file": {}},
+                }
+                before = rss_bytes(os.getpid())
+                peak = before
 
-            async def sample() -> None:
-                nonlocal peak
-                while True:
-                    peak = max(peak, _rss())
-                    await asyncio.sleep(0.05)
+                async def sample() -> None:
+                    nonlocal peak
+                    while True:
+                        peak = max(peak, rss_bytes(os.getpid()))
+                        await asyncio.sleep(0.05)
 
-            sampler = asyncio.create_task(sample())
-            started = time.monotonic()
-            await runtime.runner("bench-mirror").sink.deliver([event])
-            mirror_seconds = time.monotonic() - started
-            sampler.cancel()
-            await runtime.close()
-            # Baseline: the same bytes, generated range by range, in one plain streaming upload.
-            import hashlib
+                async with Background(sample()):
+                    started = time.monotonic()
+                    await runtime.runner("bench-mirror").sink.deliver([event])
+                    mirror_seconds = time.monotonic() - started
+                await runtime.close()
+                # Baseline: the same bytes, generated range by range, in one plain streaming upload.
+                import hashlib
 
-            block = hashlib.sha256(item_id.encode()).digest()
+                block = hashlib.sha256(item_id.encode()).digest()
 
-            def chunks() -> Any:
-                for start in range(0, size, RANGE):
-                    count = min(RANGE, size - start)
-                    offset = start % len(block)
-                    yield (block * ((offset + count) // len(block) + 1))[offset : offset + count]
+                def chunks() -> Any:
+                    for start in range(0, size, RANGE):
+                        count = min(RANGE, size - start)
+                        offset = start % len(block)
+                        yield (block * ((offset + count) // len(block) + 1))[offset : offset + count]
 
-            async with ContainerClient.from_connection_string(azurite.connection_string, "mirror") as container:
-                started = time.monotonic()
-                await container.upload_blob("plain", chunks(), length=size, overwrite=True)
-                plain_seconds = time.monotonic() - started
-        finally:
-            sim.stop()
-            azurite.stop()
+                async with ContainerClient.from_connection_string(azurite.connection_string, "mirror") as container:
+                    started = time.monotonic()
+                    await container.upload_blob("plain", chunks(), length=size, overwrite=True)
+                    plain_seconds = time.monotonic() - started
+            finally:
+                sim.stop()
     megabytes = size / 1024 / 1024
     mirror_rate, plain_rate = megabytes / mirror_seconds, megabytes / plain_seconds
     return [

@@ -176,7 +176,7 @@ class SimControl:
         """Move the simulator's clock forward."""
         await self.call("POST", "/clock", {"advanceSeconds": seconds})
 
-    # SharePoint's own REST list webhooks (devtools/graphsim/sharepoint.py).
+    # SharePoint's own REST list webhooks (devtools/graphsim/models/sharepoint.py, routes/control_sharepoint.py).
 
     async def sp_site(self, name: str) -> dict[str, Any]:
         """A SharePoint site: {"url", "webId"}."""

@@ -24,33 +24,22 @@ import jwt
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from .config import SimConfig
+from .rich import ValidationTokenSigner, b64url_uint, self_signed
 
 GRAPH_AUDIENCES = ("https://graph.microsoft.com", "00000003-0000-0000-c000-000000000000")
 APP_ROLES = ["Files.ReadWrite.All", "Sites.ReadWrite.All"]
 
 
-def _b64url_uint(value: int) -> str:
-    raw = value.to_bytes((value.bit_length() + 7) // 8, "big")
-    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
-
-
 def make_tls_files(state_dir: Path) -> tuple[Path, Path]:
     """Create a self-signed localhost certificate; return (cert/CA pem, key pem) paths."""
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
     now = dt.datetime.now(dt.UTC)
     ski = x509.SubjectKeyIdentifier.from_public_key(key.public_key())
     cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=30))
+        self_signed(key, "localhost", now - dt.timedelta(minutes=5), now + dt.timedelta(days=30))
         .add_extension(
             x509.SubjectAlternativeName(
                 [
@@ -110,8 +99,6 @@ class TokenIssuer:
         # The app's service principal object id: stable per client id, used as creatorId.
         self.service_principal_id = str(uuid.uuid5(uuid.NAMESPACE_URL, config.client_id))
         # Signs rich notifications' validation tokens; its key is published beside the token key (jwks).
-        from .rich import ValidationTokenSigner
-
         self.validation = ValidationTokenSigner()
 
     def issue(self, audience: str = "https://graph.microsoft.com", certificate: bool = False) -> str:
@@ -167,8 +154,8 @@ class TokenIssuer:
                     "use": "sig",
                     "kid": self.kid,
                     "x5t": x5t,
-                    "n": _b64url_uint(pub.n),
-                    "e": _b64url_uint(pub.e),
+                    "n": b64url_uint(pub.n),
+                    "e": b64url_uint(pub.e),
                     "issuer": f"https://sts.windows.net/{self.config.tenant_id}/",
                 },
                 self.validation.jwk(),

@@ -8,6 +8,7 @@ import json
 import secrets
 from collections import OrderedDict
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass
@@ -24,7 +25,7 @@ class DeltaToken:
 
     def encode(self) -> str:
         """Serialise to the opaque URL-safe form."""
-        raw = json.dumps(
+        return encode_token(
             {
                 "k": self.kind,
                 "d": self.drive_id,
@@ -33,17 +34,16 @@ class DeltaToken:
                 "t": round(self.issued, 3),
                 "c": self.cursor,
                 "o": self.offset,
-            },
-            separators=(",", ":"),
-        ).encode()
-        return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+            }
+        )
 
     @classmethod
     def decode(cls, text: str) -> DeltaToken | None:
         """Parse a token, or ``None`` if it is not one of ours."""
+        data = decode_token(text)
+        if data is None:
+            return None
         try:
-            raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-            data = json.loads(raw)
             return cls(
                 kind=str(data["k"]),
                 drive_id=str(data["d"]),
@@ -53,8 +53,23 @@ class DeltaToken:
                 cursor=str(data.get("c", "")),
                 offset=int(data.get("o", 0)),
             )
-        except (ValueError, KeyError, TypeError, binascii.Error, UnicodeDecodeError):
+        except (ValueError, KeyError, TypeError):
             return None
+
+
+def encode_token(data: dict[str, Any]) -> str:
+    """An opaque URL-safe token for a delta position or page: base64url JSON."""
+    raw = json.dumps(data, separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+def decode_token(text: str) -> dict[str, Any] | None:
+    """A token's content, or None when it is not one of ours."""
+    try:
+        data = json.loads(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)))
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        return None
+    return data if isinstance(data, dict) else None
 
 
 class CursorCache:

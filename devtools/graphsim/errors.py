@@ -1,4 +1,4 @@
-"""Graph's error envelope and request-id headers."""
+"""Graph's error envelope and request-id headers, and SharePoint REST's ``odata.error``."""
 
 from __future__ import annotations
 
@@ -62,3 +62,20 @@ def empty_response(request: web.Request, status: int = 204) -> web.Response:
     """A body-less Graph answer (204) with request-id headers."""
     rid, crid = request_ids(request)
     return web.Response(status=status, headers={"request-id": rid, "client-request-id": crid})
+
+
+class SharePointError(Exception):
+    """An SPException, answered as JSON light's ``odata.error``."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+
+    def response(self) -> web.Response:
+        body = {"odata.error": {"code": self.code, "message": {"lang": "en-US", "value": self.message}}}
+        return web.json_response(body, status=self.status)
+
+
+def sharepoint_not_found(what: str) -> SharePointError:
+    """SharePoint's 404 for a site, list or subscription that does not exist."""
+    return SharePointError(404, "-2147024894, System.IO.FileNotFoundException", f"{what} does not exist.")

@@ -15,6 +15,7 @@ from typing import Any
 
 from aiohttp import web
 
+from .assertions import assertion_failure, assertion_token
 from .auth import TokenIssuer
 from .config import SimConfig
 
@@ -114,9 +115,7 @@ class IdentityRoutes:
         return web.json_response(self.issuer.jwks())
 
     def _assertion(self, tenant: str, form: Any) -> web.Response:
-        """The client_assertion grant (a certificate's signed JWT), for SharePoint origins: sharepoint.py."""
-        from .sharepoint import assertion_failure, assertion_token
-
+        """The client_assertion grant (a certificate's signed JWT), for SharePoint origins: assertions.py."""
         failure = assertion_failure(self.config, self.issuer, self.authority, tenant, form)
         if failure is not None:
             self.token_failures += 1

@@ -26,7 +26,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import jwt
-from aiohttp import web
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, padding, serialization
 from cryptography.hazmat.primitives.asymmetric import padding as asymmetric
@@ -34,11 +33,14 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.x509.oid import NameOID
 
+from .errors import GraphError
+
 CHANGE_TRACKING_APP_ID = "0bf30f3b-4a52-48df-9a82-234910c4a086"
 TOKEN_LIFETIME_SECONDS = 3600
 
 
-def _b64url_uint(value: int) -> str:
+def b64url_uint(value: int) -> str:
+    """An RSA number as a JWK writes it: big-endian bytes, base64url without padding."""
     raw = value.to_bytes((value.bit_length() + 7) // 8, "big")
     return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
 
@@ -53,7 +55,7 @@ class ValidationTokenSigner:
     def jwk(self) -> dict[str, Any]:
         """The public key as one JWKS entry."""
         numbers = self._key.public_key().public_numbers()
-        return {"kty": "RSA", "use": "sig", "kid": self.kid, "n": _b64url_uint(numbers.n), "e": _b64url_uint(numbers.e)}
+        return {"kty": "RSA", "use": "sig", "kid": self.kid, "n": b64url_uint(numbers.n), "e": b64url_uint(numbers.e)}
 
     def token(
         self,
@@ -160,15 +162,10 @@ class SampleCertificate:
         return pkcs12.serialize_key_and_certificates(b"notifications", key, certificate, None, protection)
 
 
-def make_certificate(name: str = "graph-notifications", expired: bool = False, bits: int = 2048) -> SampleCertificate:
-    """A self-signed RSA certificate with its key; ``expired`` makes one whose validity has ended."""
-    key = rsa.generate_private_key(public_exponent=65537, key_size=bits)
+def self_signed(key: rsa.RSAPrivateKey, name: str, start: dt.datetime, end: dt.datetime) -> x509.CertificateBuilder:
+    """A certificate for ``name`` issued by itself with ``key``, valid from ``start`` to ``end``, to sign."""
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
-    now = dt.datetime.now(dt.UTC)
-    start, end = (
-        (now - dt.timedelta(days=60), now - dt.timedelta(days=30)) if expired else (now, now + dt.timedelta(days=365))
-    )
-    certificate = (
+    return (
         x509.CertificateBuilder()
         .subject_name(subject)
         .issuer_name(subject)
@@ -176,8 +173,17 @@ def make_certificate(name: str = "graph-notifications", expired: bool = False, b
         .serial_number(x509.random_serial_number())
         .not_valid_before(start)
         .not_valid_after(end)
-        .sign(key, hashes.SHA256())
     )
+
+
+def make_certificate(name: str = "graph-notifications", expired: bool = False, bits: int = 2048) -> SampleCertificate:
+    """A self-signed RSA certificate with its key; ``expired`` makes one whose validity has ended."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=bits)
+    now = dt.datetime.now(dt.UTC)
+    start, end = (
+        (now - dt.timedelta(days=60), now - dt.timedelta(days=30)) if expired else (now, now + dt.timedelta(days=365))
+    )
+    certificate = self_signed(key, name, start, end).sign(key, hashes.SHA256())
     key_pem = key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )
@@ -193,10 +199,8 @@ def make_certificate(name: str = "graph-notifications", expired: bool = False, b
 def check_encryption(body: dict[str, Any], rule: Any) -> tuple[bool, str | None, str | None]:
     """(includeResourceData, encryptionCertificate, encryptionCertificateId) of a create request, as Graph checks them.
 
-    ``rule`` is the resource's ResourceRule (subscriptions.py), or None for a drive root.
+    ``rule`` is the resource's ResourceRule (models/subscriptions.py), or None for a drive root.
     """
-    from .errors import GraphError
-
     include = bool(body.get("includeResourceData"))
     if rule is not None and rule.resource_data_required and not include:
         raise GraphError(
@@ -216,8 +220,6 @@ def check_encryption(body: dict[str, Any], rule: Any) -> tuple[bool, str | None,
 
 def checked_certificate(body: dict[str, Any]) -> tuple[str, str]:
     """(encryptionCertificate, encryptionCertificateId) of a request, both present and an RSA certificate."""
-    from .errors import GraphError
-
     certificate, certificate_id = body.get("encryptionCertificate"), body.get("encryptionCertificateId")
     if not isinstance(certificate, str) or not certificate:
         raise GraphError(400, "InvalidRequest", "encryptionCertificate is required when includeResourceData is true.")
@@ -294,32 +296,3 @@ def _spoil(item: dict[str, Any], fault: str) -> dict[str, Any]:
     if fault == "tampered":
         return item | {"encryptedContent": tamper(content)}
     return item | {"encryptedContent": content | {"encryptionCertificateId": "not-a-known-certificate"}}
-
-
-routes = web.RouteTableDef()
-
-
-@routes.get("/_sim/rich")
-async def rich_status(request: web.Request) -> web.Response:
-    """The faults still pending and how many rich batches were signed."""
-    from .state import STATE
-
-    rich = request.app[STATE].rich
-    return web.json_response({"faults": rich.faults, "tokenVersion": rich.token_version, "batchesSigned": rich.signed})
-
-
-@routes.post("/_sim/rich")
-async def rich_control(request: web.Request) -> web.Response:
-    """``{"next": ["forged", ...], "tokenVersion": 1|2}``: spoil the next rich batches, one fault each."""
-    from .state import STATE
-
-    rich = request.app[STATE].rich
-    body = await request.json() if request.can_read_body else {}
-    faults = body.get("next", [])
-    faults = [faults] if isinstance(faults, str) else faults
-    unknown = [f for f in faults if f not in FAULTS]
-    if unknown or body.get("tokenVersion", rich.token_version) not in (1, 2):
-        return web.json_response({"error": f"faults are {', '.join(FAULTS)}; tokenVersion 1 or 2"}, status=400)
-    rich.faults.extend(faults)
-    rich.token_version = int(body.get("tokenVersion", rich.token_version))
-    return web.json_response({"faults": rich.faults, "tokenVersion": rich.token_version})

@@ -11,11 +11,21 @@ from typing import Any
 
 from aiohttp import web
 
-from . import content, control, control_sim, directory, lists, outlook, rich, sharepoint, teams
 from .auth import TokenIssuer, make_tls_files, server_ssl_context
 from .config import SimConfig
-from .graph_routes import graph_entry
 from .identity import IdentityRoutes
+from .routes import (
+    content,
+    control_directory,
+    control_drives,
+    control_lists,
+    control_outlook,
+    control_sharepoint,
+    control_sim,
+    control_teams,
+    sharepoint,
+)
+from .routes.graph import graph_entry
 from .state import STATE, SimState
 
 log = logging.getLogger("graphsim")
@@ -25,16 +35,12 @@ def graph_app(state: SimState) -> web.Application:
     """The plain-HTTP application: Graph under /v1.0 and the control API under /_sim."""
     app = web.Application(client_max_size=16 * 1024 * 1024)
     app[STATE] = state
-    app.router.add_routes(control.routes)
-    app.router.add_routes(control_sim.routes)
-    app.router.add_routes(lists.routes)
-    app.router.add_routes(directory.routes)
-    app.router.add_routes(outlook.routes)
-    app.router.add_routes(teams.routes)
-    app.router.add_routes(rich.routes)
+    for control in (control_drives, control_sim, control_lists, control_directory, control_outlook, control_teams):
+        app.router.add_routes(control.routes)
     app.router.add_routes(content.routes)  # pre-authenticated download URLs, outside /v1.0
     app.router.add_route("*", "/v1.0{tail:.*}", graph_entry)
-    sharepoint.install(app, state)  # SharePoint's own REST API on /sites/{site}/_api, control on /_sim/sharepoint
+    app.router.add_routes(control_sharepoint.routes)
+    sharepoint.install(app, state)  # SharePoint's own REST API on /sites/{site}/_api
     return app
 
 

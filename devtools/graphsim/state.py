@@ -1,4 +1,9 @@
-"""Everything one simulator instance holds, shared by the Graph and control handlers."""
+"""Everything one simulator instance holds, shared by the Graph and control handlers.
+
+The state owns the models (models/) and hears of their changes: each change becomes a
+notification for every subscription on the changed resource, queued for delivery. The
+route modules (routes/) read and change the models through it; the models never see it.
+"""
 
 from __future__ import annotations
 
@@ -13,15 +18,16 @@ from .clock import SimClock, graph_time
 from .config import SimConfig
 from .delivery import Deliverer, DeliveryStats
 from .delta_tokens import CursorCache
-from .directory import Directory
-from .drives import Drive, DriveStore
 from .faults import FaultInjector, WriteThrottle
-from .lists import ListStore
-from .outlook import RESOURCE_KEY, OutlookStore
+from .models.directory import Directory
+from .models.drive_store import DriveStore
+from .models.drives import Drive
+from .models.lists import ListStore
+from .models.outlook import OutlookStore
+from .models.sharepoint import SharePointSim
+from .models.subscriptions import RESOURCE_KEY, Subscription, SubscriptionStore, resource_path
+from .models.teams import CHAT_MESSAGE_TYPE, Conversation, TeamsStore
 from .rich import RichDelivery, encrypt_content
-from .subscriptions import Subscription, SubscriptionStore, resource_path
-from .teams import TeamsStore
-from .teams import notify as notify_teams
 
 
 @dataclass
@@ -43,6 +49,7 @@ class SimState:
     directory: Directory = field(init=False)
     outlook: OutlookStore = field(init=False)
     teams: TeamsStore = field(init=False)
+    sharepoint: SharePointSim = field(init=False)
     rich: RichDelivery = field(init=False)
     deliverer: Deliverer = field(init=False)
     throttle: WriteThrottle = field(init=False)
@@ -60,11 +67,13 @@ class SimState:
         self.drives.delta_lag_seconds = self.config.delta_lag_seconds
         self.deliverer = Deliverer(self.config)
         self.throttle = WriteThrottle(self.config.write_limit, self.config.write_window_seconds)
-        # Rich notifications: validation tokens on delivered batches; Teams messages (teams.py).
+        # Rich notifications: validation tokens on delivered batches; Teams messages (models/teams.py).
         self.rich = RichDelivery(self.issuer.validation, self.config.tenant_id)
         self.deliverer.shape = self.rich.shape
         self.teams = TeamsStore(self.clock.now)
-        self.teams.listeners.append(lambda where, change, message: notify_teams(self, where, change, message))
+        self.teams.listeners.append(self.on_message_change)
+        # SharePoint's own REST API delivers its list webhooks itself (models/sharepoint.py).
+        self.sharepoint = SharePointSim(self.config, self.clock.now, self.session)
 
     def session(self) -> aiohttp.ClientSession:
         """HTTP client for validation handshakes."""
@@ -89,10 +98,24 @@ class SimState:
             self.deliverer.enqueue(sub.notification_url, [self.notification(sub) for _ in range(changes)])
 
     def on_resource_change(self, resource: str, changes: list[tuple[str, dict[str, Any]]]) -> None:
-        """Notify the subscriptions on ``resource`` (lists, users, groups) of the change types they asked for."""
+        """Notify the subscriptions on ``resource`` (lists, users, groups, mail) of the change types they asked for."""
+        self.notify_subscribers(frozenset({resource}), changes)
+
+    def on_message_change(self, where: Conversation, change_type: str, message: dict[str, Any]) -> None:
+        """Notify the subscriptions that hear of a channel's or chat's messages, one notification each."""
+        path = where.path(message["id"])
+        extra = {
+            "resource": path,
+            "resourceData": {"id": message["id"], "@odata.type": CHAT_MESSAGE_TYPE, "@odata.id": path},
+            RESOURCE_KEY: {"@odata.context": f"{self.graph_url}/$metadata#{path}/$entity", **message},
+        }
+        self.notify_subscribers(where.subscribed(), [(change_type, extra)])
+
+    def notify_subscribers(self, resources: frozenset[str], changes: list[tuple[str, dict[str, Any]]]) -> None:
+        """Queue, for each subscription on one of ``resources`` (lower case), the changes of the types it asked for."""
         self.subs.prune(self.clock.now())
         for sub in list(self.subs.subs.values()):
-            if resource_path(sub.resource).strip("/").lower() != resource:
+            if resource_path(sub.resource).strip("/").lower() not in resources:
                 continue
             wanted = {c.strip() for c in sub.change_type.split(",")}
             base = self.notification(sub)
@@ -101,10 +124,10 @@ class SimState:
                 self.deliverer.enqueue(sub.notification_url, items)
 
     def _rich(self, sub: Subscription, item: dict[str, Any]) -> dict[str, Any]:
-        """An Outlook notification as the subscription gets it: with its item encrypted when it asked for resource data.
+        """A notification as the subscription gets it: with its item encrypted when it asked for resource data.
 
-        As Graph documents for Outlook resources (change-notifications-with-resource-data.md), a
-        deletion carries no ``encryptedContent``: ``resourceData`` names the item.
+        As Graph documents for Outlook and Teams resources (change-notifications-with-resource-data.md),
+        a deletion carries no ``encryptedContent``: ``resourceData`` names the item.
         """
         resource = item.pop(RESOURCE_KEY, None)
         if not (sub.include_resource_data and isinstance(resource, dict)):

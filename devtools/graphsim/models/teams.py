@@ -4,14 +4,14 @@ Subscriptions on ``teams/{id}/channels/{id}/messages``, ``teams/getAllMessages``
 ``chats/getAllMessages`` (teams-changenotifications-chatmessage.md; the last two take
 ``?model=A`` or ``?model=B``) get one notification per change. With
 ``includeResourceData`` each carries the message encrypted with the subscription's
-certificate (rich.py); a deletion carries only ``resourceData`` (id and type), no
-``encryptedContent``. The batch's ``validationTokens`` are added at delivery
+certificate (state.py, rich.py); a deletion carries only ``resourceData`` (id and
+type), no ``encryptedContent``. The batch's ``validationTokens`` are added at delivery
 (rich.py RichDelivery). Graph refuses an app-only ``chats/getAllMessages``
 subscription without resource data, and so does the simulator, and one that lasts
 more than an hour without a ``lifecycleNotificationUrl``.
 
-The control API (``/_sim/teams``, ``/_sim/chats``) creates teams, channels and chats
-and posts, edits and deletes messages.
+The control API (``/_sim/teams``, ``/_sim/chats``: routes/control_teams.py) creates
+teams, channels and chats and posts, edits and deletes messages.
 """
 
 from __future__ import annotations
@@ -22,16 +22,10 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from aiohttp import web
-
-from .clock import graph_time
-from .rich import encrypt_content
-from .subscriptions import RESOURCE_RULES, ResourceRule, resource_path
-
-if TYPE_CHECKING:
-    from .state import SimState
+from ..clock import graph_time
+from .subscriptions import RESOURCE_RULES, ResourceRule
 
 TEAMS_MAX_MINUTES = 4320
 # "If you request a subscription expirationDateTime that is more than 1 hour in the future, you must
@@ -195,34 +189,6 @@ class TeamsStore:
             listener(where, change_type, dict(message))
 
 
-def notify(state: SimState, where: Conversation, change_type: str, message: dict[str, Any]) -> None:
-    """One notification per subscription on the conversation that asked for ``change_type``."""
-    state.subs.prune(state.clock.now())
-    targets = where.subscribed()
-    path = where.path(message["id"])
-    for sub in list(state.subs.subs.values()):
-        if resource_path(sub.resource).strip("/").lower() not in targets:
-            continue
-        if change_type not in {c.strip() for c in sub.change_type.split(",")}:
-            continue
-        item = state.notification(sub) | {
-            "changeType": change_type,
-            "resource": path,
-            "resourceData": {"id": message["id"], "@odata.type": CHAT_MESSAGE_TYPE, "@odata.id": path},
-        }
-        if sub.include_resource_data:
-            state.rich.audiences[sub.id] = sub.application_id
-            # A deletion names the message only: there is nothing left to encrypt.
-            if change_type != "deleted" and sub.encryption_certificate and sub.encryption_certificate_id:
-                resource = {"@odata.context": f"{state.graph_url}/$metadata#{path}/$entity", **message}
-                item["encryptedContent"] = encrypt_content(
-                    resource, sub.encryption_certificate, sub.encryption_certificate_id
-                )
-        state.deliverer.enqueue(sub.notification_url, [item])
-
-
-# ---- subscription rules ------------------------------------------------------------------------
-
 CHANNEL_MESSAGES = re.compile(r"^/?teams/(?P<t>[^/]+)/channels/(?P<c>[^/]+)/messages/?$", re.IGNORECASE)
 ALL_CHANNEL_MESSAGES = re.compile(r"^/?teams/getAllMessages/?$", re.IGNORECASE)
 CHAT_MESSAGES = re.compile(r"^/?chats/getAllMessages/?$", re.IGNORECASE)
@@ -254,103 +220,3 @@ RESOURCE_RULES.extend(
         (CHAT_MESSAGES, "Teams chat messages", _everywhere, True),
     )
 )
-
-
-# ---- the control API ---------------------------------------------------------------------------
-
-routes = web.RouteTableDef()
-
-
-def _store(request: web.Request) -> TeamsStore:
-    from .state import STATE
-
-    return request.app[STATE].teams
-
-
-async def _body(request: web.Request) -> dict[str, Any]:
-    body = await request.json() if request.can_read_body else {}
-    if not isinstance(body, dict):
-        raise web.HTTPBadRequest(text='{"error": "a JSON object is expected"}', content_type="application/json")
-    return body
-
-
-def _missing(what: str) -> web.HTTPNotFound:
-    return web.HTTPNotFound(text=f'{{"error": "no such {what}"}}', content_type="application/json")
-
-
-def _conversation(request: web.Request) -> Conversation:
-    store, info = _store(request), request.match_info
-    found = store.channel(info["t"], info["c"]) if "t" in info else store.chats.get(info["chat"])
-    if found is None:
-        raise _missing("channel" if "t" in info else "chat")
-    return found
-
-
-@routes.post("/_sim/teams")
-async def create_team(request: web.Request) -> web.Response:
-    """``{"id"?, "channels": [names] or {name: id}}`` -> ``{"id", "channels": {name: id}}``."""
-    store, body = _store(request), await _body(request)
-    try:
-        team = store.add_team(body.get("id"))
-    except ValueError as exc:
-        return web.json_response({"error": str(exc)}, status=409)
-    wanted = body.get("channels") or ["General"]
-    named = wanted if isinstance(wanted, dict) else dict.fromkeys(wanted)
-    channels = {name: store.add_channel(team, name, channel_id).id for name, channel_id in named.items()}
-    return web.json_response({"id": team, "channels": channels}, status=201)
-
-
-@routes.post("/_sim/chats")
-async def create_chat(request: web.Request) -> web.Response:
-    """``{"id"?}`` -> ``{"id"}``."""
-    store, body = _store(request), await _body(request)
-    try:
-        chat = store.add_chat(body.get("id"))
-    except ValueError as exc:
-        return web.json_response({"error": str(exc)}, status=409)
-    return web.json_response({"id": chat.id}, status=201)
-
-
-@routes.post("/_sim/teams/{t}/channels/{c}/messages")
-@routes.post("/_sim/chats/{chat}/messages")
-async def post_message(request: web.Request) -> web.Response:
-    """``{"content", "contentType"?}`` -> the new chatMessage."""
-    body = await _body(request)
-    message = _store(request).post(
-        _conversation(request), str(body.get("content", "")), str(body.get("contentType", "text"))
-    )
-    return web.json_response(message, status=201)
-
-
-@routes.patch("/_sim/teams/{t}/channels/{c}/messages/{m}")
-@routes.patch("/_sim/chats/{chat}/messages/{m}")
-async def edit_message(request: web.Request) -> web.Response:
-    """``{"content"}`` -> the edited chatMessage."""
-    body = await _body(request)
-    try:
-        message = _store(request).edit(_conversation(request), request.match_info["m"], str(body.get("content", "")))
-    except KeyError:
-        raise _missing("message") from None
-    return web.json_response(message)
-
-
-@routes.delete("/_sim/teams/{t}/channels/{c}/messages/{m}")
-@routes.delete("/_sim/chats/{chat}/messages/{m}")
-async def delete_message(request: web.Request) -> web.Response:
-    """Soft-delete a message -> 204."""
-    try:
-        _store(request).delete(_conversation(request), request.match_info["m"])
-    except KeyError:
-        raise _missing("message") from None
-    return web.Response(status=204)
-
-
-@routes.post("/_sim/teams/{t}/channels/{c}/messages/{m}/undoSoftDelete")
-@routes.post("/_sim/chats/{chat}/messages/{m}/undoSoftDelete")
-async def undelete_message(request: web.Request) -> web.Response:
-    """Undo a message's soft delete -> the message."""
-    try:
-        message = _store(request).undelete(_conversation(request), request.match_info["m"])
-    except KeyError:
-        raise _missing("deleted message") from None
-    return web.json_response(message)

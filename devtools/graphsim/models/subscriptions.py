@@ -16,8 +16,9 @@ from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
-from .clock import graph_time, parse_time
-from .errors import GraphError
+from ..clock import graph_time, parse_time
+from ..errors import GraphError
+from ..rich import check_encryption
 
 DRIVE_MAX_MINUTES = 42300
 MIN_MINUTES = 45
@@ -54,6 +55,11 @@ class ResourceRule:
 
 # Each module that simulates such a resource adds its rule here when imported.
 RESOURCE_RULES: list[ResourceRule] = []
+# A change listener gets the subscription resource and (changeType, extra notification fields) pairs.
+Listener = Callable[[str, list[tuple[str, dict[str, Any]]]], None]
+# The extra field under which a change hands the item as Graph renders it, for rich notifications
+# (state.py encrypts it for a subscription with includeResourceData); never sent as is.
+RESOURCE_KEY = "@sim.resource"
 RULE_KIND = "rule"
 
 
@@ -216,8 +222,6 @@ def build(body: Any, now: datetime, app_id: str, creator_id: str) -> tuple[Subsc
         raise GraphError(
             400, "InvalidRequest", "Rich notifications (includeResourceData) are not supported for driveItem resources."
         )
-    from .rich import check_encryption  # rich notifications: rich.py
-
     include, certificate, certificate_id = check_encryption(body, rule)
     expiration = check_expiration(body["expirationDateTime"], now, max_minutes(resource, include))
     beyond = rule.lifecycle_required_after if rule is not None else None

@@ -1,4 +1,7 @@
-"""Control API, part two: stats, subscriptions, faults, delivery, clock, reset."""
+"""The control API of the simulator itself: stats, subscriptions, faults, delivery, rich batches, clock, reset.
+
+Unlike Graph, this API returns ``clientState`` of subscriptions so tests can assert on it.
+"""
 
 from __future__ import annotations
 
@@ -6,11 +9,17 @@ from typing import Any
 
 from aiohttp import web
 
-from .control import LIFECYCLE_EVENTS, _err, _json, _state
-from .state import SimState
-from .subscriptions import Subscription
+from ..models.subscriptions import Subscription
+from ..rich import FAULTS
+from ..state import SimState
+from .control_api import ControlError, read_json, state_of
 
 routes = web.RouteTableDef()
+LIFECYCLE_EVENTS = ("reauthorizationRequired", "subscriptionRemoved", "missed")
+
+
+def _err(status: int, message: str) -> web.Response:
+    return ControlError(status, message).response()
 
 
 def _sub_out(sub: Subscription) -> dict[str, Any]:
@@ -20,7 +29,7 @@ def _sub_out(sub: Subscription) -> dict[str, Any]:
 @routes.get("/_sim/stats")
 async def stats(request: web.Request) -> web.Response:
     """Counters: delta runs/requests per drive, delivery, writes, faults."""
-    state = _state(request)
+    state = state_of(request)
     now = state.clock.now()
     return web.json_response(
         {
@@ -46,14 +55,14 @@ async def stats(request: web.Request) -> web.Response:
 @routes.post("/_sim/stats/reset")
 async def stats_reset(request: web.Request) -> web.Response:
     """Zero all counters."""
-    _state(request).reset_stats()
+    state_of(request).reset_stats()
     return web.json_response({"ok": True})
 
 
 @routes.get("/_sim/subscriptions")
 async def list_subscriptions(request: web.Request) -> web.Response:
     """All active subscriptions, clientState included."""
-    state = _state(request)
+    state = state_of(request)
     state.subs.prune(state.clock.now())
     return web.json_response({"value": [_sub_out(s) for s in state.subs.subs.values()]})
 
@@ -61,7 +70,7 @@ async def list_subscriptions(request: web.Request) -> web.Response:
 @routes.delete("/_sim/subscriptions/{id}")
 async def drop_subscription(request: web.Request) -> web.Response:
     """Remove a subscription on the Graph side without telling anyone."""
-    state = _state(request)
+    state = state_of(request)
     if state.subs.subs.pop(request.match_info["id"], None) is None:
         return _err(404, "no such subscription")
     return web.json_response({"deleted": True})
@@ -70,7 +79,7 @@ async def drop_subscription(request: web.Request) -> web.Response:
 @routes.post("/_sim/subscriptions/{id}/lifecycle")
 async def lifecycle(request: web.Request) -> web.Response:
     """Send a lifecycle event: {"event": reauthorizationRequired|subscriptionRemoved|missed}."""
-    state, body = _state(request), await _json(request)
+    state, body = state_of(request), await read_json(request)
     event = body.get("event")
     if event not in LIFECYCLE_EVENTS:
         return _err(400, f"event must be one of {', '.join(LIFECYCLE_EVENTS)}")
@@ -85,11 +94,11 @@ async def lifecycle(request: web.Request) -> web.Response:
 @routes.post("/_sim/faults")
 async def add_fault(request: web.Request) -> web.Response:
     """Inject: {"method"?, "path": regex, "status", "count"?: 1, "retryAfter"?}."""
-    body = await _json(request)
+    body = await read_json(request)
     if "path" not in body or "status" not in body:
         return _err(400, "path and status are required")
     retry_after = body.get("retryAfter")
-    fault = _state(request).faults.add(
+    fault = state_of(request).faults.add(
         str(body["path"]),
         int(body["status"]),
         int(body.get("count", 1)),
@@ -102,13 +111,13 @@ async def add_fault(request: web.Request) -> web.Response:
 @routes.get("/_sim/faults")
 async def list_faults(request: web.Request) -> web.Response:
     """Faults with requests left to hit."""
-    return web.json_response({"value": [f.as_json() for f in _state(request).faults.faults]})
+    return web.json_response({"value": [f.as_json() for f in state_of(request).faults.faults]})
 
 
 @routes.delete("/_sim/faults")
 async def clear_faults(request: web.Request) -> web.Response:
     """Remove all faults."""
-    _state(request).faults.clear()
+    state_of(request).faults.clear()
     return web.json_response({"ok": True})
 
 
@@ -121,7 +130,7 @@ async def delivery(request: web.Request) -> web.Response:
     attempt.  ``deltaLagSeconds``: changes show in delta only that long after their
     notification is sent.  Reset clears all three.
     """
-    state, body = _state(request), await _json(request)
+    state, body = state_of(request), await read_json(request)
     try:
         if "duplicates" in body:
             state.deliverer.duplicates = max(1, int(body["duplicates"]))
@@ -149,10 +158,32 @@ def _delivery_out(state: SimState) -> dict[str, Any]:
     }
 
 
+@routes.get("/_sim/rich")
+async def rich_status(request: web.Request) -> web.Response:
+    """The faults still pending and how many rich batches were signed."""
+    rich = state_of(request).rich
+    return web.json_response({"faults": rich.faults, "tokenVersion": rich.token_version, "batchesSigned": rich.signed})
+
+
+@routes.post("/_sim/rich")
+async def rich_control(request: web.Request) -> web.Response:
+    """``{"next": ["forged", ...], "tokenVersion": 1|2}``: spoil the next rich batches, one fault each."""
+    rich = state_of(request).rich
+    body = await request.json() if request.can_read_body else {}
+    faults = body.get("next", [])
+    faults = [faults] if isinstance(faults, str) else faults
+    unknown = [f for f in faults if f not in FAULTS]
+    if unknown or body.get("tokenVersion", rich.token_version) not in (1, 2):
+        return web.json_response({"error": f"faults are {', '.join(FAULTS)}; tokenVersion 1 or 2"}, status=400)
+    rich.faults.extend(faults)
+    rich.token_version = int(body.get("tokenVersion", rich.token_version))
+    return web.json_response({"faults": rich.faults, "tokenVersion": rich.token_version})
+
+
 @routes.post("/_sim/clock")
 async def clock(request: web.Request) -> web.Response:
     """Shift the simulator's clock: {"advanceSeconds": s}."""
-    state, body = _state(request), await _json(request)
+    state, body = state_of(request), await read_json(request)
     state.clock.advance(float(body.get("advanceSeconds", 0)))
     state.subs.prune(state.clock.now())
     return web.json_response(
@@ -163,5 +194,5 @@ async def clock(request: web.Request) -> web.Response:
 @routes.post("/_sim/reset")
 async def reset(request: web.Request) -> web.Response:
     """Forget all drives, subscriptions, faults, queued notifications and counters."""
-    _state(request).reset()
+    state_of(request).reset()
     return web.json_response({"ok": True})

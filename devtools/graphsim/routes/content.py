@@ -19,9 +19,9 @@ from typing import Any
 
 from aiohttp import web
 
-from .drives import Drive, Item
-from .errors import GraphError
-from .state import STATE, SimState
+from ..errors import GraphError
+from ..models.drives import Drive, Item
+from ..state import STATE, SimState
 
 routes = web.RouteTableDef()
 _KEY = secrets.token_bytes(32)

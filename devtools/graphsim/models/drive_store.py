@@ -1,108 +1,20 @@
-"""Drive and driveItem model with a per-drive change sequence, as OneDrive for Business keeps.
+"""What changes a drive: a per-drive change sequence, as OneDrive for Business keeps.
 
 Every mutation takes the next sequence number; the changed item and all its ancestor
 folders are stamped with it, because OneDrive reports ancestors of a changed item in
-``delta`` too.  Deleted items stay as tombstones so ``delta`` can report them (and so a
-restore can bring them back).
-
-Scale: ``Drive.items`` is kept in sequence order (a stamped item moves to the end), so a
-delta run finds the items changed since a token by walking back from the end; folders
-carry their live child count and the total size of their live content, updated on each
-change, and a children index replaces scans of the whole drive.  Generated files keep a
-size instead of content bytes; their content hash is derived from the id.
+``delta`` too. Folders carry their live child count and the total size of their live
+content, updated on each change. Listeners hear of every change (the subscription fan-out).
 """
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import secrets
-import uuid
-from collections import deque
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from datetime import datetime
 
-from .clock import SimClock, item_time
+from ..clock import SimClock
+from .drives import Drive, Item, new_drive_id, new_item_id, new_item_ids
 
-_B32 = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"
 SAMPLE_IDS = 10
-
-
-def new_item_id() -> str:
-    """An id shaped like OneDrive for Business item ids (``01`` + 32 base32 characters)."""
-    return "01" + "".join(secrets.choice(_B32) for _ in range(32))
-
-
-def new_item_ids(count: int) -> list[str]:
-    """``count`` item ids at once: 20 random bytes are exactly 32 base32 characters."""
-    text = base64.b32encode(secrets.token_bytes(20 * count)).decode()
-    return ["01" + text[i : i + 32] for i in range(0, 32 * count, 32)]
-
-
-def new_drive_id() -> str:
-    """An id shaped like a SharePoint drive id (``b!`` + 64 url-safe characters)."""
-    return "b!" + base64.urlsafe_b64encode(secrets.token_bytes(48)).decode()
-
-
-@dataclass(slots=True)
-class Item:
-    """One driveItem, live or tombstoned (slots: a million of them must stay small)."""
-
-    id: str
-    name: str
-    parent_id: str | None
-    is_folder: bool
-    created: datetime
-    modified: datetime
-    content: bytes = b""
-    version: int = 1  # bumps on every change: the eTag
-    content_version: int = 1  # bumps on content changes: the cTag
-    seq: int = 0  # the drive's change sequence when last touched
-    deleted: bool = False
-    size: int = 0  # a file's bytes; a folder's total of its live content
-    child_count: int = 0  # a folder's live children
-    synthetic: bool = False  # generated: ``size`` bytes derived from the id, none stored
-    deleted_by: str | None = None  # the item whose deletion took this one (restored together)
-
-    @property
-    def guid(self) -> str:
-        """The eTag's GUID, derived from the id so that none has to be stored."""
-        return str(uuid.UUID(bytes=hashlib.blake2b(self.id.encode(), digest_size=16).digest())).upper()
-
-    def data(self) -> bytes:
-        """The file's content; for a generated file, deterministic bytes made from its id."""
-        if not self.synthetic:
-            return self.content
-        block = hashlib.sha256(self.id.encode()).digest()
-        return (block * (self.size // len(block) + 1))[: self.size]
-
-
-def item_hash(item: Item) -> str:
-    """The content hash; a generated file's is derived from its id without building content."""
-    if item.synthetic:
-        return content_hash(f"{item.id}:{item.size}".encode())
-    return content_hash(item.content)
-
-
-@dataclass
-class Drive:
-    """A document library or OneDrive for Business drive."""
-
-    id: str
-    user_id: str | None
-    site_id: str | None
-    root_id: str
-    created: datetime
-    items: dict[str, Item] = field(default_factory=dict)  # in sequence order
-    children: dict[str, list[str]] = field(default_factory=dict)  # folder -> children, tombstones too
-    live: int = 1  # live items, the root included
-    seq: int = 0
-    token_epoch: int = 0  # bumped by expire-tokens: older delta tokens answer 410
-    delta_runs: int = 0
-    delta_requests: int = 0
-    change_times: deque[tuple[int, float]] = field(default_factory=deque)  # (seq, time) while lagging
-    full_order: tuple[int, list[str]] | None = None  # (seq, ids) of the last full enumeration
 
 
 class DriveStore:
@@ -142,8 +54,7 @@ class DriveStore:
 
     def item(self, drive: Drive, item_id: str) -> Item | None:
         """A live item by id; ``root`` names the root folder."""
-        it = drive.items.get(drive.root_id if item_id == "root" else item_id)
-        return None if it is None or it.deleted else it
+        return drive.live_item(item_id)
 
     # ------------------------------------------------------------------ bookkeeping
 
@@ -159,21 +70,13 @@ class DriveStore:
         item.seq = seq
         drive.items[item.id] = drive.items.pop(item.id)
 
-    def _ancestors(self, drive: Drive, parent_id: str | None) -> Iterator[Item]:
-        while parent_id is not None:
-            parent = drive.items.get(parent_id)
-            if parent is None:
-                return
-            yield parent
-            parent_id = parent.parent_id
-
     def _touch(self, drive: Drive, item: Item, old_parent_id: str | None = None) -> None:
         """Stamp an item and its ancestors (and, after a move, its old ancestors)."""
         seq = self._next_seq(drive)
         self._stamp(drive, item, seq)
-        for parent in self._ancestors(drive, item.parent_id):
+        for parent in drive.ancestors(item.parent_id):
             self._stamp(drive, parent, seq)
-        for parent in self._ancestors(drive, old_parent_id):
+        for parent in drive.ancestors(old_parent_id):
             if parent.seq != seq:
                 self._stamp(drive, parent, seq)
 
@@ -183,7 +86,7 @@ class DriveStore:
         if parent is None:
             return
         parent.child_count += sign
-        for ancestor in self._ancestors(drive, parent.id):
+        for ancestor in drive.ancestors(parent.id):
             ancestor.size += sign * item.size
         drive.live += sign
 
@@ -309,7 +212,7 @@ class DriveStore:
         old_parent = None
         target = None if parent_id is None else self._parent_folder(drive, parent_id)
         if target is not None and target.id != item.parent_id:
-            if item.parent_id is None or target.id == item.id or self._is_under(drive, target, item.id):
+            if item.parent_id is None or target.id == item.id or drive.is_under(target, item.id):
                 raise ValueError("cannot move an item into itself, its descendants, or move the root")
             old_parent = item.parent_id
             self._attach(drive, item, -1)
@@ -332,27 +235,11 @@ class DriveStore:
         self._notify(drive, 1)
         return item
 
-    def move_item(self, drive: Drive, item: Item, parent_id: str) -> Item:
-        """Move an item to another folder (see :meth:`update_item`)."""
-        return self.update_item(drive, item, parent_id=parent_id)
-
-    def _subtree(self, drive: Drive, item: Item, keep: Callable[[Item], bool]) -> list[Item]:
-        """``item`` and the descendants ``keep`` accepts (a rejected one hides its subtree)."""
-        found, stack = [item], [item.id]
-        while stack:
-            for cid in drive.children.get(stack.pop(), ()):
-                child = drive.items[cid]
-                if keep(child):
-                    found.append(child)
-                    if child.is_folder:
-                        stack.append(cid)
-        return found
-
     def delete_item(self, drive: Drive, item: Item) -> int:
         """Tombstone an item and its descendants; returns how many were deleted."""
         if item.id == drive.root_id:
             raise ValueError("cannot delete the root")
-        victims = self._subtree(drive, item, lambda c: not c.deleted)
+        victims = drive.subtree(item, lambda c: not c.deleted)
         # Only the top item leaves its parent; descendants keep their folders' counters
         # so that a restore of the whole group needs no recount.
         self._attach(drive, item, -1)
@@ -380,7 +267,7 @@ class DriveStore:
         parent = drive.items.get(item.parent_id) if item.parent_id else None
         if parent is None or parent.deleted:
             raise LookupError("the parent folder is deleted: restore it first")
-        group = self._subtree(drive, item, lambda c: c.deleted and c.deleted_by == item.id)
+        group = drive.subtree(item, lambda c: c.deleted and c.deleted_by == item.id)
         now = self.clock.now()
         for r in group:
             r.deleted = False
@@ -394,39 +281,8 @@ class DriveStore:
         self._notify(drive, len(group))
         return len(group)
 
-    @staticmethod
-    def _is_under(drive: Drive, item: Item, ancestor_id: str) -> bool:
-        pid = item.parent_id
-        while pid is not None:
-            if pid == ancestor_id:
-                return True
-            parent = drive.items.get(pid)
-            pid = parent.parent_id if parent else None
-        return False
-
     # ------------------------------------------------------------------ reads
 
     def render_source(self, drive: Drive, item_id: str) -> Item | None:
         """An item by id, tombstones included (delta reports deletions)."""
         return drive.items.get(item_id)
-
-    def depth(self, drive: Drive, item: Item) -> int:
-        """Distance from the root (root = 0): a walk up, as deep as the tree, not as wide."""
-        return sum(1 for _ in self._ancestors(drive, item.parent_id))
-
-    def path_of(self, drive: Drive, item: Item) -> str:
-        """``/drive/root:`` style path of an item's folder."""
-        names = [p.name for p in self._ancestors(drive, item.parent_id) if p.id != drive.root_id]
-        return "/drive/root:" + "".join("/" + n for n in reversed(names))
-
-    def children_count(self, drive: Drive, item: Item) -> int:
-        """Live children of a folder."""
-        return item.child_count
-
-
-def content_hash(data: bytes) -> str:
-    """quickXorHash stand-in: base64 SHA-1 (clients treat it as opaque)."""
-    return base64.b64encode(hashlib.sha1(data).digest()).decode()
-
-
-__all__ = ["Drive", "DriveStore", "Item", "content_hash", "item_hash", "item_time", "new_item_id"]

@@ -10,11 +10,11 @@ from typing import Any
 
 from aiohttp import web
 
-from . import handshake
-from .errors import GraphError, empty_response, json_response
-from .rich import checked_certificate
-from .state import SimState
-from .subscriptions import RULE_KIND, build, check_expiration, max_minutes, resource_path, rule_for
+from .. import handshake
+from ..errors import GraphError, empty_response, json_response
+from ..models.subscriptions import RULE_KIND, build, check_expiration, max_minutes, resource_path, rule_for
+from ..rich import checked_certificate
+from ..state import SimState
 
 log = logging.getLogger("graphsim.subscriptions")
 LIST_PAGE = 100

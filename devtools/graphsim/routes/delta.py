@@ -14,11 +14,11 @@ from urllib.parse import unquote
 
 from aiohttp import web
 
-from .delta_tokens import DeltaToken
-from .drives import Drive, Item
-from .errors import GraphError, json_response
+from ..delta_tokens import DeltaToken
+from ..errors import GraphError, json_response
+from ..models.drives import Drive, Item
+from ..state import SimState
 from .render import item_json
-from .state import SimState
 
 RESYNC_MESSAGE = (
     "Resync required. Replace any local items with the server's version "

@@ -6,8 +6,9 @@ import mimetypes
 from typing import Any
 from urllib.parse import quote
 
-from .clock import item_time
-from .drives import Drive, DriveStore, Item, item_hash
+from ..clock import item_time
+from ..models.drive_store import DriveStore
+from ..models.drives import Drive, Item, item_hash
 
 WEB_BASE = "https://contoso.sharepoint.com"
 
@@ -64,7 +65,7 @@ def _parent_ref(store: DriveStore, drive: Drive, item: Item, with_path: bool) ->
     if drive.site_id:
         ref["siteId"] = drive.site_id
     if with_path:
-        ref["path"] = encoded_path(store.path_of(drive, item))
+        ref["path"] = encoded_path(drive.path_of(item))
     return ref
 
 
@@ -96,7 +97,7 @@ def item_json(store: DriveStore, drive: Drive, item: Item, *, in_delta: bool = F
         body["webUrl"] = f"{WEB_BASE}/Shared%20Documents"
         body["root"] = {}
     else:
-        path = store.path_of(drive, item).removeprefix("/drive/root:")
+        path = drive.path_of(item).removeprefix("/drive/root:")
         body["webUrl"] = f"{WEB_BASE}/Shared%20Documents{quote(path)}/{quote(item.name)}"
     # Counters kept up to date by the store: rendering a folder never scans the drive.
     # A folder's size is the total of its live content, at any depth, as OneDrive reports.

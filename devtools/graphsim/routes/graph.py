@@ -10,13 +10,13 @@ from typing import Any
 import jwt
 from aiohttp import web
 
+from ..errors import GraphError, error_response, json_response, request_ids
+from ..models.drives import Drive
+from ..state import STATE, SimState
 from . import content, directory, lists, outlook
-from . import subscription_routes as subs
+from . import subscriptions as subs
 from .delta import handle_delta, token_from
-from .drives import Drive
-from .errors import GraphError, error_response, json_response, request_ids
 from .render import drive_json, item_json
-from .state import STATE, SimState
 
 log = logging.getLogger("graphsim.graph")
 
