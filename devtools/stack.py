@@ -17,6 +17,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -152,6 +153,38 @@ def start_stack(
     return stack
 
 
+async def wait_for_subscriptions(env: dict[str, str], within: float = 60.0) -> bool:
+    """Whether every GRAPH_SUBSCRIPTIONS entry has an active record within ``within`` seconds.
+
+    The host's admin API answers 202 and runs ``renew`` in the background: the next steps are
+    printed once its subscription exists, so the first `graphhooks subscriptions list` shows it.
+    """
+    from azure.core.exceptions import ResourceNotFoundError
+
+    from shared.config.storage import storage_connection
+    from shared.config.subscriptions import parse_desired
+    from shared.model.names import SUBSCRIPTIONS_TABLE
+    from shared.model.subscription import ACTIVE
+    from shared.stores.clients import table_client
+    from shared.stores.subscriptions import SubscriptionStore
+
+    values: dict[str, str] = dict(env)
+    load_local_settings(ROOT, values)
+    wanted = len(parse_desired(values.get("GRAPH_SUBSCRIPTIONS") or "[]"))
+    deadline = time.monotonic() + within
+    async with table_client(storage_connection(values), SUBSCRIPTIONS_TABLE) as client:
+        store = SubscriptionStore(client)
+        while time.monotonic() < deadline:
+            try:
+                active = [r for r in await store.list() if r.status == ACTIVE and r.subscription_id]
+            except ResourceNotFoundError:
+                active = []  # the first renew has not created the table yet
+            if len(active) >= wanted:
+                return True
+            await asyncio.sleep(0.2)
+    return False
+
+
 async def seed_demo_drive(control_url: str) -> dict[str, Any]:
     """Create the drive that local.settings.example.json subscribes to."""
     from .simclient import SimControl
@@ -194,6 +227,8 @@ def main(argv: list[str] | None = None) -> None:
             )
         else:
             stack.run_function("renew")
+            if not asyncio.run(wait_for_subscriptions(stack.env)):
+                _say(f"renew has not created the subscriptions yet: see {stack.run_dir / 'host.log'}")
             _say(f"Local host:      {stack.base_url}/api/notifications  (logs: {stack.run_dir / 'host.log'})")
         _say(f"Graph simulator: {stack.sim.info['graph_url']}  control: {stack.sim.control_url}")
         _say(f"Azurite:         queue {stack.azurite.queue_port}, table {stack.azurite.table_port}")
