@@ -127,7 +127,7 @@ async def build_worker(environ: Mapping[str, str]) -> Worker:
         )
     )
     # Every event reaches graph-changes first, then each sink's own queue (SINKS).
-    outlet = EventFanout(
+    fanout = EventFanout(
         changes,
         [MessageQueue(owned.own(queue_client(connection, q, token, **PATIENT))) for q in sink_queues(environ)],
         taps=taps,
@@ -157,7 +157,9 @@ async def build_worker(environ: Mapping[str, str]) -> Worker:
             TeamsMessageSource(),
         ]
     )
-    synchronizer = Synchronizer(cursors, index, sources, outlet, notifications, source_state)
+    synchronizer = Synchronizer(
+        cursors, index, sources, fanout, notifications, source_state, tenant_id=settings.tenant_id
+    )
     certificates = await certificate_book(settings)
     reconciler = Reconciler(
         graph,

@@ -45,6 +45,8 @@ class ChangeEvent:
     item: dict[str, Any] | None
     observed_at: datetime
     resync: bool = False
+    # The Microsoft Entra tenant the change happened in ('' only in tests that build events by hand).
+    tenant_id: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         """The event as the JSON object the schema describes."""
@@ -60,7 +62,7 @@ class ChangeEvent:
             "item": self.item,
             "observedAt": format_time(self.observed_at),
             "resync": self.resync,
-        }
+        } | ({"tenantId": self.tenant_id} if self.tenant_id else {})
 
     def to_json(self) -> str:
         """Serialise compactly for the queue."""
@@ -96,6 +98,7 @@ class Context:
     observed_at: datetime
     pass_id: str = ""
     since: datetime | None = None
+    tenant_id: str = ""
 
 
 # Graph's timestamps and storage's clock may disagree a little.
@@ -220,4 +223,5 @@ def _event(context: Context, item_id: str, change_type: str, version: str, item:
         item=item,
         observed_at=context.observed_at,
         resync=context.mode.enumerates,
+        tenant_id=context.tenant_id,
     )

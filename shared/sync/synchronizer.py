@@ -86,7 +86,10 @@ class Synchronizer:
         budget: timedelta = RUN_BUDGET,
         lease: timedelta = LEASE,
         monotonic: Callable[[], float] = time.monotonic,
+        tenant_id: str = "",
     ) -> None:
+        # Every event names the tenant it happened in (GRAPH_TENANT_ID).
+        self._tenant_id = tenant_id
         self._cursors = cursors
         self._index = index
         self._sources = sources
@@ -280,6 +283,7 @@ class Synchronizer:
             if source.traits.ignores_unknown_removals:
                 changes = known_removals_only(changes, known)
             context = Context(
+                tenant_id=self._tenant_id,
                 mode=Mode.DELTA,
                 kind=source.kind,
                 container_id=container_id,
@@ -336,6 +340,7 @@ class Synchronizer:
                 continue
             mode = state.mode or Mode.DELTA
             context = Context(
+                tenant_id=self._tenant_id,
                 mode=mode,
                 kind=source.kind,
                 container_id=page.container_id,
@@ -396,6 +401,7 @@ class Synchronizer:
         assert state.mode is not None
         key = resource_key(record.resource)
         context = Context(
+            tenant_id=self._tenant_id,
             mode=state.mode,
             kind=kind,
             container_id=state.container_id,

@@ -45,6 +45,8 @@ async def test_created_renamed_deleted_file_gives_three_events_with_stable_ids(s
         jsonschema.validate(event, SCHEMA)
         assert event["subscriptionId"] == sub["id"]
         assert event["resource"] == RESOURCE
+        # The tenant the change happened in, as the settings name it (and as Graph's notification did).
+        assert event["tenantId"] == stack.env["GRAPH_TENANT_ID"]
 
 
 async def _rewind(stack: Stack, before: Any) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -393,3 +394,13 @@ def test_change_events_match_the_published_schema(payload, delta_changes):
 
     for document in documents:
         jsonschema.validate(document, schema)
+
+
+def test_an_event_names_its_tenant_and_its_id_does_not_depend_on_it():
+    with_tenant = classify_page([live("item-1", "e1")], {}, replace(context(), tenant_id="tenant-1"))
+    without = run([live("item-1", "e1")], {})
+    [event] = with_tenant.events
+    body = json.loads(event.to_json())
+    assert body["tenantId"] == "tenant-1"
+    jsonschema.validate(body, json.loads(SCHEMA.read_text()))
+    assert event.id == without.events[0].id
