@@ -23,6 +23,17 @@ PATIENT = {"retry_total": 3, "initial_backoff": 1, "increment_base": 2, "random_
 PATIENT_TABLE = {"retry_total": 3, "retry_backoff_factor": 0.5}
 
 
+def storage_token(connection: StorageConnection, owned: Owned) -> AsyncTokenCredential | None:
+    """The token credential an identity-based connection uses, closed with ``owned``; None for a connection string.
+
+    One per entry point: every storage client of the process shares it.
+    """
+    from shared.stores.clients import storage_credential
+
+    token = storage_credential(connection)
+    return owned.own(token) if token is not None else None
+
+
 def refusal_flusher(
     environ: Mapping[str, str],
     owned: Owned,
@@ -56,11 +67,9 @@ def changes_client(
     settings: Settings, app_token: AsyncTokenCredential | None, owned: Owned, **options: Any
 ) -> QueueClient:
     """graph-changes, in CHANGES_STORAGE's account if set (with its own credential), else the app's."""
-    from shared.stores.clients import queue_client, storage_credential
+    from shared.stores.clients import queue_client
 
     connection, token = settings.storage_connection, app_token
     if settings.changes_connection is not None:
-        connection, token = settings.changes_connection, storage_credential(settings.changes_connection)
-        if token is not None:
-            owned.own(token)
+        connection, token = settings.changes_connection, storage_token(settings.changes_connection, owned)
     return queue_client(connection, settings.changes_queue, token, **options)

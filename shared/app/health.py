@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from shared import telemetry
-from shared.app.clients import FAST, FAST_TABLE, changes_client, refusal_flusher
+from shared.app.clients import FAST, FAST_TABLE, changes_client, refusal_flusher, storage_token
 from shared.app.lazy import Owned
 from shared.config.settings import Settings
 from shared.model.names import CURSORS_TABLE, SUBSCRIPTIONS_TABLE
@@ -33,7 +33,7 @@ async def build_health(environ: Mapping[str, str]) -> Health:
     from shared.app.credentials import build_client
     from shared.graph import graph_scope
     from shared.health import HealthMonitor, HealthProbe
-    from shared.stores.clients import queue_client, storage_credential, table_client
+    from shared.stores.clients import queue_client, table_client
     from shared.stores.subscriptions import SubscriptionStore
 
     settings = Settings.from_env(environ)
@@ -42,9 +42,7 @@ async def build_health(environ: Mapping[str, str]) -> Health:
     owned = Owned()
     _, credential = build_client(settings)
     owned.own(credential)
-    token = storage_credential(connection)
-    if token is not None:
-        owned.own(token)
+    token = storage_token(connection, owned)
     # Quick retries: a probe reads the table through it.
     refusals = refusal_flusher(environ, owned, connection, token, options=FAST_TABLE)
     store = SubscriptionStore(owned.own(table_client(connection, SUBSCRIPTIONS_TABLE, token, **FAST_TABLE)))

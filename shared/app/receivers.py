@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from shared import telemetry
-from shared.app.clients import FAST, FAST_TABLE, refusal_flusher, token_gate
+from shared.app.clients import FAST, FAST_TABLE, refusal_flusher, storage_token, token_gate
 from shared.app.lazy import Owned
 from shared.config.storage import storage_connection
 from shared.ingest.receiver import Ingest
@@ -33,16 +33,14 @@ async def build_ingest(environ: Mapping[str, str]) -> Receivers:
     """The HTTP path needs only the storage connection, not the Graph settings."""
     from shared.queues.claims import claims_for
     from shared.queues.message_queue import MessageQueue
-    from shared.stores.clients import queue_client, storage_credential, table_client
+    from shared.stores.clients import queue_client, table_client
     from shared.stores.subscriptions import SubscriptionStore
 
     connection = storage_connection(environ)
     telemetry.configure(environ)
     owned = Owned()
     # One token credential (identity-based storage) for every client, closed after them.
-    token = storage_credential(connection)
-    if token is not None:
-        owned.own(token)
+    token = storage_token(connection, owned)
     refusal_flusher(environ, owned, connection, token)
     # Items too large for a queue message go to blobs (queues/claims.py); the client is built on the first one.
     claims = claims_for(connection, token, **FAST)

@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from shared import telemetry
-from shared.app.clients import FAST, PATIENT, PATIENT_TABLE, changes_client, refusal_flusher
+from shared.app.clients import FAST, PATIENT, PATIENT_TABLE, changes_client, refusal_flusher, storage_token
 from shared.app.encryption import certificate_book, encryption_for, resource_data_reader
 from shared.app.lazy import Owned
 from shared.config.settings import Settings
@@ -77,7 +77,7 @@ async def build_worker(environ: Mapping[str, str]) -> Worker:
     from shared.sources.drives import DriveSource
     from shared.sources.list_items import ListSource
     from shared.sources.teams import TeamsMessageSource
-    from shared.stores.clients import queue_client, storage_credential, table_client
+    from shared.stores.clients import queue_client, table_client
     from shared.stores.cursors import CursorStore
     from shared.stores.items import ItemIndex
     from shared.stores.members import MemberStore
@@ -91,9 +91,7 @@ async def build_worker(environ: Mapping[str, str]) -> Worker:
     client, credential = build_client(settings)
     owned.own(credential)
     graph = GraphGateway(client)
-    token = storage_credential(connection)
-    if token is not None:
-        owned.own(token)
+    token = storage_token(connection, owned)
     # The worker's flusher also deletes old rows: one pruner per deployment suffices.
     refusal_flusher(environ, owned, connection, token, prune=True)
     store = SubscriptionStore(owned.own(table_client(connection, SUBSCRIPTIONS_TABLE, token, **PATIENT_TABLE)))
