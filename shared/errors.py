@@ -36,6 +36,14 @@ class InvalidSettingError(SettingsError):
         self.key = key
 
 
+class InvalidTenantError(GraphWebhookError):
+    """A tenant id or name cannot be used (not a GUID, unprintable); the message says why."""
+
+
+class TenantConflictError(GraphWebhookError):
+    """A tenant's row changed between its read and its write (another instance got there first)."""
+
+
 class MalformedBodyError(GraphWebhookError):
     """The request body is not a notification batch."""
 

@@ -11,11 +11,13 @@ from shared.config.environment import check_url, optional, required, seconds
 from shared.config.security import ResourceDataSettings, resource_data_settings
 from shared.config.storage import changes_connection, storage_connection
 from shared.config.subscriptions import parse_desired, parse_sharepoint, sharepoint_notification_url
+from shared.config.tenants import consent_redirect_url, suspended_remove_after, tenant_mode
 from shared.errors import InvalidSettingError
 from shared.model.connection import StorageConnection
 from shared.model.names import CHANGES_QUEUE, NOTIFICATIONS_QUEUE
 from shared.model.resources import DesiredSubscription
 from shared.model.sharepoint import SharePointList
+from shared.model.tenant import MULTI, SINGLE
 
 DEFAULT_GRAPH_BASE_URL = "https://graph.microsoft.com/v1.0"
 # Every 5 minutes: the safety sweep runs on this timer, so it bounds how late a dropped change arrives.
@@ -65,6 +67,18 @@ class Settings:
     # Outlook events are read through calendarView delta over this window around now.
     calendar_window_days_past: int = DEFAULT_CALENDAR_WINDOW_DAYS_PAST
     calendar_window_days_ahead: int = DEFAULT_CALENDAR_WINDOW_DAYS_AHEAD
+    # TENANT_MODE: single (tenant_id, GRAPH_TENANT_ID, alone) or multi (the tenants table; tenant_id is '').
+    tenant_mode: str = SINGLE
+    # multi: where the identity platform sends a consenting admin back, and how long a tenant may stay suspended.
+    consent_redirect_url: str = ""
+    suspended_remove_after: timedelta | None = None
+    # multi: GRAPH_TENANT_ID was set but is not used (the app says so at start-up).
+    ignored_tenant_id: bool = False
+
+    @property
+    def multi_tenant(self) -> bool:
+        """True in TENANT_MODE=multi."""
+        return self.tenant_mode == MULTI
 
     @property
     def sweep_after(self) -> timedelta:
@@ -95,11 +109,14 @@ class Settings:
         if initial_sync not in ("latest", "full"):
             raise InvalidSettingError("INITIAL_SYNC", "must be 'latest' or 'full'")
         connection = storage_connection(environ)
-        tenant_id = required(environ, "GRAPH_TENANT_ID")
+        mode = tenant_mode(environ)
+        # multi: every token comes from the tenant's own authority; GRAPH_TENANT_ID has no part.
+        tenant_id = required(environ, "GRAPH_TENANT_ID") if mode == SINGLE else ""
         secret = optional(environ, "GRAPH_CLIENT_SECRET")
-        subscriptions = parse_desired(optional(environ, "GRAPH_SUBSCRIPTIONS") or "[]")
-        # With managed identity the app registration is needed only as the validation tokens' audience.
-        needs_client_id = secret is not None or any(s.include_resource_data for s in subscriptions)
+        subscriptions = parse_desired(optional(environ, "GRAPH_SUBSCRIPTIONS") or "[]", multi=mode == MULTI)
+        # With managed identity the app registration is needed only as the validation tokens' audience;
+        # a multi-tenant app always names its registration, which every tenant consents to.
+        needs_client_id = secret is not None or any(s.include_resource_data for s in subscriptions) or mode == MULTI
         client_id = required(environ, "GRAPH_CLIENT_ID") if needs_client_id else optional(environ, "GRAPH_CLIENT_ID")
         return cls(
             storage_connection=connection,
@@ -125,6 +142,10 @@ class Settings:
             sharepoint_notification_url=sharepoint_notification_url(environ, notification_url),
             sharepoint_certificate=optional(environ, "SHAREPOINT_CERTIFICATE"),
             sharepoint_certificate_password=optional(environ, "SHAREPOINT_CERTIFICATE_PASSWORD"),
+            tenant_mode=mode,
+            consent_redirect_url=consent_redirect_url(environ, notification_url),
+            suspended_remove_after=suspended_remove_after(environ),
+            ignored_tenant_id=mode == MULTI and optional(environ, "GRAPH_TENANT_ID") is not None,
         )
 
 

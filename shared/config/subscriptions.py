@@ -8,15 +8,20 @@ from collections.abc import Mapping
 from urllib.parse import urlsplit, urlunsplit
 
 from shared.config.environment import check_url, optional
-from shared.errors import InvalidSettingError
+from shared.errors import InvalidSettingError, InvalidTenantError
 from shared.model.catalog import READABLE, query_problem, readable_kind, split_resource
 from shared.model.hosts import is_loopback
 from shared.model.resources import MEMBER_PLACEHOLDER, DesiredSubscription
 from shared.model.sharepoint import SharePointList
+from shared.model.tenant import canonical_tenant_id
 
 
-def parse_desired(text: str) -> tuple[DesiredSubscription, ...]:
-    """Parse GRAPH_SUBSCRIPTIONS: a JSON list of {"resource": ..., "changeType": ...}."""
+def parse_desired(text: str, multi: bool = False) -> tuple[DesiredSubscription, ...]:
+    """Parse GRAPH_SUBSCRIPTIONS: a JSON list of {"resource": ..., "changeType": ...}.
+
+    In a multi-tenant deployment (``multi``) an entry may name ``"tenants": [...]``, the tenant
+    ids it applies to; without it, it applies to every tenant.
+    """
     try:
         raw = json.loads(text)
     except json.JSONDecodeError as exc:
@@ -47,10 +52,26 @@ def parse_desired(text: str) -> tuple[DesiredSubscription, ...]:
                 "GRAPH_SUBSCRIPTIONS",
                 f"entry {index} ({resource!r}): forEachMemberOf and a {MEMBER_PLACEHOLDER} placeholder go together",
             )
-        item = DesiredSubscription(path, change_type.replace(" ", ""), include, group, query)
+        tenants = _tenants(index, entry.get("tenants"), multi)
+        item = DesiredSubscription(path, change_type.replace(" ", ""), include, group, query, tenants=tenants)
         _check_readable(index, item)
         desired[item.key] = item
     return tuple(desired.values())
+
+
+def _tenants(index: int, raw: object, multi: bool) -> frozenset[str]:
+    """An entry's ``tenants`` filter, each id canonical; refused outside TENANT_MODE=multi."""
+    if raw is None:
+        return frozenset()
+    if not multi:
+        problem = f"entry {index}: 'tenants' applies only with TENANT_MODE=multi"
+        raise InvalidSettingError("GRAPH_SUBSCRIPTIONS", problem)
+    if not isinstance(raw, list) or not raw or not all(isinstance(t, str) for t in raw):
+        raise InvalidSettingError("GRAPH_SUBSCRIPTIONS", f"entry {index}: 'tenants' must be a list of tenant ids")
+    try:
+        return frozenset(canonical_tenant_id(t) for t in raw)
+    except InvalidTenantError as exc:
+        raise InvalidSettingError("GRAPH_SUBSCRIPTIONS", f"entry {index}: {exc}") from None
 
 
 def _check_readable(index: int, item: DesiredSubscription) -> None:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
+
+from shared.model.tenant import scoped_key
 
 # Stands for each member's user id in a subscription set's resource.
 MEMBER_PLACEHOLDER = "{member}"
@@ -28,6 +31,10 @@ class DesiredSubscription:
     documents for the resource (``model=B``, ``$select=subject``): it reaches Graph in the
     subscription's resource unchanged, while ``resource``, the path alone, keys the
     subscription, its cursor and its change source.
+
+    In a multi-tenant deployment an entry of GRAPH_SUBSCRIPTIONS is a template: it applies
+    to every served tenant, or only to those in ``tenants``. ``tenant`` names the tenant an
+    entry is for (a template applied to it, or an entry added for it alone); it scopes the key.
     """
 
     resource: str
@@ -35,13 +42,27 @@ class DesiredSubscription:
     include_resource_data: bool = False
     for_each_member_of: str | None = None
     query: str = ""
+    tenant: str = ""
+    tenants: frozenset[str] = frozenset()
 
     @property
     def key(self) -> str:
         """A stable key usable as a Table storage RowKey (no '/', '\\', '#' or '?'); the query has no part in it."""
-        return f"{resource_key(self.resource)}|{self.change_type}"
+        return scoped_key(self.tenant, f"{resource_key(self.resource)}|{self.change_type}")
 
     @property
     def graph_resource(self) -> str:
         """The resource as Graph is given it: the path, then the query, unchanged."""
         return f"{self.resource}?{self.query}" if self.query else self.resource
+
+
+def for_tenant(desired: Iterable[DesiredSubscription], tenant: str) -> tuple[DesiredSubscription, ...]:
+    """What ``tenant`` is to have: the templates that apply to it, made its own, and its own entries."""
+    wanted: dict[str, DesiredSubscription] = {}
+    for entry in desired:
+        if entry.tenant == tenant:
+            wanted[entry.key] = entry
+        elif not entry.tenant and (not entry.tenants or tenant in entry.tenants):
+            own = replace(entry, tenant=tenant, tenants=frozenset())
+            wanted.setdefault(own.key, own)
+    return tuple(wanted.values())
