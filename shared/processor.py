@@ -148,11 +148,11 @@ class Processor:
         if "subscriptionRemoved" in events:
             # Re-create, then resync: changes made while no subscription existed reached no notification.
             active = await self._reconciler.recreate(record, self._clock())
-            await self._sync.resync(active.resource)
+            await self._sync.resync(active.resource, active.tenant)
             return await self._synchronize(envelope, notified_at, active, items)
         if "missed" in events:
             # Graph dropped notifications (Outlook): enumerate, reporting what changed and what went.
-            await self._sync.resync(record.resource)
+            await self._sync.resync(record.resource, record.tenant)
         if "reauthorizationRequired" in events:
             await self._reconciler.reauthorize(record, self._clock())
             if events == {"reauthorizationRequired"}:

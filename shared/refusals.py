@@ -39,6 +39,9 @@ class Reason(StrEnum):
     NO_SUBSCRIPTION_ID = "noSubscriptionId"
     NO_CHANGE_TYPE = "noChangeType"
     UNKNOWN_LIFECYCLE_EVENT = "unknownLifecycleEvent"
+    # Multi-tenant: an item naming another tenant than its subscription's, or one of a suspended tenant.
+    TENANT_MISMATCH = "tenantMismatch"
+    TENANT_SUSPENDED = "tenantSuspended"
 
 
 # The reasons notifications.check_items gives (Rejection.reason); any other is an item that cannot be stored.
@@ -48,6 +51,7 @@ _CHECKED = {
     "clientState mismatch": Reason.BAD_CLIENT_STATE,
     "no changeType": Reason.NO_CHANGE_TYPE,
     "unknown lifecycleEvent": Reason.UNKNOWN_LIFECYCLE_EVENT,
+    "tenant mismatch": Reason.TENANT_MISMATCH,
 }
 
 

@@ -50,6 +50,6 @@ async def build_ingest(environ: Mapping[str, str]) -> Receivers:
     )
     store = SubscriptionStore(owned.own(table_client(connection, SUBSCRIPTIONS_TABLE, token, **FAST_TABLE)))
     # One point read per subscription id the first time it is named, then cached (see SecretBook).
-    secrets = SecretBook(store.secret)
+    secrets = SecretBook(store.subscription_secret)
     tokens = token_gate(environ, owned)
     return Receivers(Ingest(secrets, queue, tokens=tokens), Ingest(secrets, queue, tokens=tokens), owned, secrets)

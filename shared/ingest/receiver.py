@@ -131,7 +131,7 @@ class Ingest:
         # In order of appearance, so the ids read first (see SecretBook) are the batch's first.
         ids = dict.fromkeys(sid for item in items if isinstance(sid := item.get("subscriptionId"), str) and sid)
         view = await self._secrets.view(ids)
-        verdict = check_items(items, view.secret_of, lifecycle, view.unchecked)
+        verdict = check_items(items, view.secret_of, lifecycle, view.unchecked, view.tenant_of)
         if verdict.rejected:
             # One line per request however many items: the fields go to App Insights as dimensions.
             fields = {"event": "notifications.rejected", "dropped": len(verdict.rejected), "total": len(items)}

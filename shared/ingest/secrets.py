@@ -13,9 +13,12 @@ import functools
 import itertools
 import logging
 import re
+import sys
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
+
+from shared.model.subscription import SubscriptionSecret
 
 log = logging.getLogger(__name__)
 SECRETS_DEADLINE_SECONDS = 0.8
@@ -56,7 +59,7 @@ class SecretBook:
 
     def __init__(
         self,
-        find: Callable[[str], Awaitable[str | None]],
+        find: Callable[[str], Awaitable[str | SubscriptionSecret | None]],
         ttl: float = DEFAULT_SECRET_TTL_SECONDS,
         miss_interval: float = 1.0,
         max_finds: int = MAX_FINDS_PER_REQUEST,
@@ -74,6 +77,8 @@ class SecretBook:
         self._clock = clock
         self._limit = limit
         self._secrets: dict[str, str] = {}
+        # Multi-tenant deployments only: each id's tenant (interned: one string per tenant, not per id).
+        self._tenants: dict[str, str] = {}
         self._read_at: dict[str, float] = {}  # id -> when its cached value was read; oldest first
         self._failed_at: dict[str, float] = {}  # id -> when its last background refresh failed
         self._absent: dict[str, float] = {}  # id -> when storage said it holds no such id
@@ -101,7 +106,7 @@ class SecretBook:
                 elif task.cancelled() or task.exception() is not None:
                     unchecked.append(sid)
                     why = why or f"subscription secrets unavailable ({_failure(task)})"
-        return SecretView(self._secrets.get, frozenset(unchecked), why)
+        return SecretView(self._secrets.get, frozenset(unchecked), why, self._tenants.get)
 
     async def settle(self) -> None:
         """Wait for the point reads in flight (their errors are not raised)."""
@@ -152,15 +157,19 @@ class SecretBook:
     async def _find_one(self, subscription_id: str) -> None:
         started = self._clock()
         try:
-            secret = await self._find(subscription_id)
+            found = await self._find(subscription_id)
         except Exception:
             if subscription_id in self._secrets:
                 self._failed_at[subscription_id] = self._clock()
                 log.warning("subscription secret refresh failed: serving the cached one")
             raise
         self._failed_at.pop(subscription_id, None)
+        secret, tenant = (found.client_state, found.tenant) if isinstance(found, SubscriptionSecret) else (found, "")
+        if tenant:
+            self._tenants[subscription_id] = sys.intern(tenant)
         if secret is None:
             self._secrets.pop(subscription_id, None)  # deleted since it was cached
+            self._tenants.pop(subscription_id, None)
             self._read_at.pop(subscription_id, None)
             self._absent.pop(subscription_id, None)  # re-inserted last: the dict stays in time order
             self._absent[subscription_id] = self._clock()
@@ -182,6 +191,7 @@ class SecretBook:
         for sid in list(itertools.islice(self._read_at, len(self._read_at) - self._limit // 2)):
             self._read_at.pop(sid, None)
             self._secrets.pop(sid, None)
+            self._tenants.pop(sid, None)
             self._failed_at.pop(sid, None)
 
     def _forget_old_absences(self) -> None:
@@ -204,6 +214,8 @@ class SecretView:
     secret_of: Callable[[str], str | None]
     unchecked: frozenset[str] = frozenset()
     why: str | None = None
+    # An id's tenant in a multi-tenant deployment ('' or None in a single-tenant one).
+    tenant_of: Callable[[str], str | None] = lambda _sid: None
 
 
 def _retrieve(task: asyncio.Task[None]) -> None:

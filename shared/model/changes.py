@@ -205,6 +205,10 @@ class SourceRegistry:
     def __init__(self, sources: Sequence[ChangeSource]) -> None:
         self._sources = tuple(sources)
 
+    def of(self, tenant: str) -> SourceRegistry:
+        """The sources reading ``tenant``'s data: these, in a single-tenant deployment (see app/tenant_graphs.py)."""
+        return self
+
     def for_resource(self, resource: str) -> ChangeSource:
         """The source that handles ``resource``; raise UnsupportedResourceError otherwise."""
         for source in self._sources:

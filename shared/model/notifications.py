@@ -95,8 +95,13 @@ def check_items(
     secret_of: Callable[[str], str | None],
     lifecycle: bool,
     unchecked: Container[str] = frozenset(),
+    tenant_of: Callable[[str], str | None] = lambda _sid: None,
 ) -> Verdict:
     """Keep the items whose clientState matches their subscription's secret.
+
+    In a multi-tenant deployment ``tenant_of`` gives a subscription's tenant: an item is
+    kept only if its ``tenantId`` names that tenant, so a notification cannot be passed
+    off as another tenant's. In a single-tenant one it gives None, and nothing is compared.
 
     ``secret_of`` maps a subscription id to its clientState, or None when unknown; an
     item whose subscription id is in ``unchecked`` (its secret could not be read in
@@ -133,6 +138,10 @@ def check_items(
         if not isinstance(given, str) or not hmac.compare_digest(encoded, expected.encode("utf-8")):
             rejected.append(Rejection(index, subscription_id, "clientState mismatch"))
             continue
+        tenant = tenant_of(subscription_id)
+        if tenant and not _same_tenant(item.get("tenantId"), tenant):
+            rejected.append(Rejection(index, subscription_id, "tenant mismatch"))
+            continue
         kept = {k: v for k, v in item.items() if k not in _DROPPED_FIELDS}
         if "changeType" not in kept and "lifecycleEvent" not in kept:
             kept["changeType"] = IMPLIED_CHANGE_TYPE
@@ -143,6 +152,11 @@ def check_items(
             continue
         accepted.append(kept)
     return Verdict(accepted, rejected, waiting)
+
+
+def _same_tenant(given: object, tenant: str) -> bool:
+    # Tenant ids are GUIDs, written in any case by senders; the subscription's is canonical (lower case).
+    return isinstance(given, str) and given.strip().lower() == tenant
 
 
 def _shape_problem(item: Mapping[str, Any], lifecycle: bool) -> str | None:

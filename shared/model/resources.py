@@ -21,6 +21,11 @@ def resource_key(resource: str) -> str:
     return safe.replace("#", "%23").replace("?", "%3F")
 
 
+def cursor_key(resource: str, tenant: str = "") -> str:
+    """The key a resource's cursor, item index and source state share: its resource key, within its tenant."""
+    return scoped_key(tenant, resource_key(resource))
+
+
 @dataclass(frozen=True)
 class DesiredSubscription:
     """One entry of GRAPH_SUBSCRIPTIONS: a resource to watch and the change types.

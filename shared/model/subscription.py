@@ -5,6 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from datetime import datetime
 
+from shared.model.resources import cursor_key
+from shared.model.tenant import scope_of
+
 ACTIVE = "active"
 CREATING = "creating"
 FAILED = "failed"
@@ -25,6 +28,15 @@ class SubscriptionRequest:
     client_state: str
     expires_at: datetime
     encryption: tuple[str, str] | None = None
+
+
+@dataclass(frozen=True)
+class SubscriptionSecret:
+    """What the HTTP path checks a notification against: its subscription's clientState and tenant."""
+
+    client_state: str
+    # '' in a single-tenant deployment: GRAPH_TENANT_ID is the only tenant.
+    tenant: str = ""
 
 
 @dataclass(frozen=True)
@@ -66,6 +78,16 @@ class SubscriptionRecord:
     def graph_resource(self) -> str:
         """The subscription's ``resource`` as Graph is given it: the path, then the query, unchanged."""
         return f"{self.resource}?{self.query}" if self.query else self.resource
+
+    @property
+    def tenant(self) -> str:
+        """The tenant the subscription is in: the scope of its key ('' in a single-tenant deployment)."""
+        return scope_of(self.key)
+
+    @property
+    def cursor_key(self) -> str:
+        """The key of its resource's cursor, item index and source state (within its tenant)."""
+        return cursor_key(self.resource, self.tenant)
 
     def activated(
         self, subscription_id: str, expires_at: datetime, now: datetime, client_state: str | None = None

@@ -40,6 +40,7 @@ MAX_NAME_LENGTH = 256
 # Token failures that mean the tenant no longer lets the app in (not a passing outage):
 # 65001 consent missing or revoked, 700016 app not found in the tenant, 7000112 app disabled,
 # 7000229 no service principal, 90002 tenant not found, 50020 user/tenant not allowed.
+_GUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 _LOST_ACCESS = re.compile(r"AADSTS(65001|700016|7000112|7000229|90002|50020|500011)\b")
 
 
@@ -114,7 +115,12 @@ def scoped_key(tenant_id: str, key: str) -> str:
 def scope_of(key: str) -> str:
     """The tenant a scoped key belongs to ('' for an unscoped one)."""
     head, separator, _ = key.partition(SCOPE_SEPARATOR)
-    return head if separator else ""
+    return head if separator and _GUID.fullmatch(head) else ""
+
+
+def scope_prefix(tenant_id: str) -> str:
+    """What every key of ``tenant_id`` begins with (for range queries over one tenant's rows)."""
+    return f"{tenant_id}{SCOPE_SEPARATOR}"
 
 
 def lost_access(message: str) -> str | None:

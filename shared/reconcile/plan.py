@@ -56,6 +56,7 @@ def plan(
     notification_url: str,
     pending: Mapping[str, str] | None = None,
     certificate: tuple[str, str] | None = None,
+    tenant: str = "",
 ) -> Plan:
     """Compare desired, stored and (when listed) remote subscriptions and list what to change.
 
@@ -64,7 +65,8 @@ def plan(
     ``pending`` maps a record's key to the id Graph gave a creation its record does not
     name yet (stores/pending.py): that subscription is adopted, never deleted as a stray.
     ``certificate`` (id, thumbprint) is the one rich subscriptions must be encrypted for:
-    a subscription on another is renewed now, which moves it.
+    a subscription on another is renewed now, which moves it. ``tenant`` is the tenant
+    whose subscriptions Graph listed (a multi-tenant deployment reconciles each apart).
     """
     wanted = {d.key: d for d in desired}
     stored = {r.key: r for r in records}
@@ -74,7 +76,7 @@ def plan(
     remote_by_id = {s.id: s for s in ours}
     remote_by_key: dict[str, list[str]] = {}
     for sub in ours:
-        remote_by_key.setdefault(_remote_key(sub), []).append(sub.id)
+        remote_by_key.setdefault(_remote_key(sub, tenant), []).append(sub.id)
 
     result = Plan()
     for key, want in wanted.items():
@@ -133,10 +135,10 @@ def sort_pending(
     return finished, adopting
 
 
-def _remote_key(sub: RemoteSubscription) -> str:
+def _remote_key(sub: RemoteSubscription, tenant: str) -> str:
     """The desired key a subscription listed by Graph stands for (its resource's query aside)."""
     path, _ = split_resource(sub.resource)
-    return DesiredSubscription(path, sub.change_type).key
+    return DesiredSubscription(path, sub.change_type, tenant=tenant).key
 
 
 def _certificate(record: SubscriptionRecord) -> tuple[str, str]:

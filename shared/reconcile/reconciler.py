@@ -77,7 +77,10 @@ class Reconciler:
         sets: SubscriptionSets | None = None,
         encryption_for: Callable[[str, bool], tuple[str, str] | None] | None = None,
         service: str = "graph",
+        tenant: str = "",
     ) -> None:
+        # The tenant whose subscriptions these are, in a multi-tenant deployment ('' in a single-tenant one).
+        self._tenant = tenant
         # Whose subscriptions these are (graph, sharepoint): named in the tick's log line.
         self._service = service
         # (resource, its desired entry asks for resource data) -> (base64 DER certificate, certificate id), or None.
@@ -133,7 +136,9 @@ class Reconciler:
         finished, adopting = sort_pending(rows, records, now)
         await self._each(finished, self._store.pending.settle)
         certificate = self._current_certificate()
-        todo = plan(desired, records, remote, now, self._endpoints.notification_url, adopting, certificate)
+        todo = plan(
+            desired, records, remote, now, self._endpoints.notification_url, adopting, certificate, self._tenant
+        )
         # Computed once, so removing N records costs O(N), not a table scan each.
         kept = {resource_key(d.resource) for d in desired}
         removals = await self._each(todo.delete_remote, self._delete_stray)
@@ -244,14 +249,14 @@ class Reconciler:
         if kept is None:
             kept = {resource_key(r.resource) for r in await self._store.list()}
         if resource_key(record.resource) not in kept:
-            await self._sync.forget(record.resource)
+            await self._sync.forget(record.resource, record.tenant)
 
     async def _establish(self, record: SubscriptionRecord, now: datetime) -> SubscriptionRecord:
         # Saved first, so a crash leaves a trace the next tick can finish; the old id stays in it.
         attempt = replace(record, status=CREATING, updated_at=self._clock())
         await self._store.save(attempt)
         try:
-            await self._sync.start(record.resource, self._full)
+            await self._sync.start(record.resource, self._full, record.tenant)
             earlier = await self._store.pending.get(record.key)
             if earlier is not None and earlier.subscription_id:
                 # Graph created one for an attempt that died before its record named it: finish that one.

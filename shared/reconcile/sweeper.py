@@ -17,7 +17,6 @@ from datetime import datetime, timedelta
 
 from shared.clock import utcnow
 from shared.model.notifications import Envelope
-from shared.model.resources import resource_key
 from shared.model.subscription import SubscriptionRecord
 from shared.queues.message_queue import MessageQueue
 from shared.stores.cursors import CursorStore
@@ -54,7 +53,7 @@ def due_for_sweep(
     due: list[SubscriptionRecord] = []
     seen: set[str] = set()
     for record in records:
-        key = resource_key(record.resource)
+        key = record.cursor_key
         if not record.subscription_id or key in seen:
             continue
         seen.add(key)
@@ -96,7 +95,7 @@ class Sweeper:
         """Request a delta run for every subscription whose last completed run is too old."""
         now = now or self._clock()
         records = [r for r in await self._store.list() if r.subscription_id]
-        keys = sorted({resource_key(r.resource) for r in records})
+        keys = sorted({r.cursor_key for r in records})
         completed = dict(zip(keys, await self._last_completed(keys), strict=True))
         due = due_for_sweep(records, completed, now, self._after)
         messages = sweep_envelopes(due, now)

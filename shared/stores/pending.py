@@ -21,7 +21,8 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from shared.stores.tables import quote_filter
+from shared.model.tenant import scope_prefix
+from shared.stores.tables import prefix_filter, quote_filter
 
 if TYPE_CHECKING:
     from azure.data.tables.aio import TableClient
@@ -81,8 +82,10 @@ def _from_entity(entity: Any) -> PendingCreation:
 class PendingCreations:
     """The ``pending`` rows of the subscriptions table."""
 
-    def __init__(self, client: TableClient) -> None:
+    def __init__(self, client: TableClient, tenant: str | None = None) -> None:
         self._client = client
+        # A tenant's reconciler sees only its own tenant's creations.
+        self._tenant = tenant
 
     async def record(self, pending: PendingCreation) -> PendingCreation:
         """Write (or replace) the row of ``pending.key``: before the POST, and again with Graph's answer."""
@@ -104,7 +107,10 @@ class PendingCreations:
         """Every row (one small partition: at most one per record, usually none)."""
         from azure.core.exceptions import ResourceNotFoundError
 
-        query = self._client.query_entities(f"PartitionKey eq {quote_filter(PENDING)}")
+        where = f"PartitionKey eq {quote_filter(PENDING)}"
+        if self._tenant:
+            where += f" and {prefix_filter('RowKey', scope_prefix(self._tenant))}"
+        query = self._client.query_entities(where)
         try:
             return [_from_entity(entity) async for entity in query]
         except ResourceNotFoundError:

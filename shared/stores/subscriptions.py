@@ -21,9 +21,10 @@ from typing import TYPE_CHECKING, Any
 
 from shared.clock import utcnow
 from shared.errors import SubscriptionPendingError
-from shared.model.subscription import ACTIVE, SubscriptionRecord
+from shared.model.subscription import ACTIVE, SubscriptionRecord, SubscriptionSecret
+from shared.model.tenant import scope_of, scope_prefix
 from shared.stores.pending import PendingCreation, PendingCreations
-from shared.stores.tables import ensure_table, quote_filter
+from shared.stores.tables import ensure_table, prefix_filter, quote_filter
 
 if TYPE_CHECKING:
     from azure.data.tables.aio import TableClient
@@ -93,24 +94,40 @@ def _usable_id(subscription_id: str) -> bool:
     )
 
 
-class SubscriptionStore:
-    """Subscription records and their id rows in one table."""
+def partition_filter(partition: str, tenant: str | None) -> str:
+    """The rows of ``partition``; with ``tenant``, only those keyed within that tenant."""
+    where = f"PartitionKey eq {quote_filter(partition)}"
+    return f"{where} and {prefix_filter('RowKey', scope_prefix(tenant))}" if tenant else where
 
-    def __init__(self, client: TableClient, clock: Callable[[], datetime] = utcnow) -> None:
+
+class SubscriptionStore:
+    """Subscription records and their id rows in one table.
+
+    With ``tenant`` (a multi-tenant deployment's reconciler of one tenant), ``list`` and the
+    pending rows hold only that tenant's; point reads by key or id find any record.
+    """
+
+    def __init__(self, client: TableClient, clock: Callable[[], datetime] = utcnow, tenant: str | None = None) -> None:
         self._client = client
         self._clock = clock
-        self.pending = PendingCreations(client)
+        self._tenant = tenant
+        self.pending = PendingCreations(client, tenant)
 
     async def setup(self) -> None:
         """Create the table if needed."""
         await ensure_table(self._client)
 
     async def list(self) -> list[SubscriptionRecord]:
-        """Every stored record."""
-        query = self._client.query_entities(f"PartitionKey eq {quote_filter(PARTITION)}")
+        """Every stored record (of the store's tenant, if it has one)."""
+        query = self._client.query_entities(partition_filter(PARTITION, self._tenant))
         return [_from_entity(entity) async for entity in query]
 
     async def secret(self, subscription_id: str) -> str | None:
+        """The clientState of Graph subscription ``subscription_id``, None if unknown (see ``subscription_secret``)."""
+        found = await self.subscription_secret(subscription_id)
+        return found.client_state if found is not None else None
+
+    async def subscription_secret(self, subscription_id: str) -> SubscriptionSecret | None:
         """The clientState of Graph subscription ``subscription_id`` (one point read), None if unknown.
 
         An id without its row may belong to a creation Graph has just answered: a pending row
@@ -119,13 +136,14 @@ class SubscriptionStore:
         """
         entity = await self._id_row(subscription_id)
         if entity is not None:
-            return str(entity.get("ClientState") or "") or None
+            state = str(entity.get("ClientState") or "")
+            return SubscriptionSecret(state, scope_of(str(entity.get("RecordKey") or ""))) if state else None
         if not _usable_id(subscription_id):
             return None
         creations = await self.pending.all()
         for pending in creations:
             if pending.subscription_id == subscription_id:
-                return pending.client_state or None
+                return SubscriptionSecret(pending.client_state, scope_of(pending.key)) if pending.client_state else None
         now = self._clock()
         if any(pending.in_flight(now) for pending in creations):
             raise SubscriptionPendingError("a subscription is being created: its id may not be recorded yet")

@@ -27,6 +27,12 @@ def quote_filter(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
+def prefix_filter(column: str, prefix: str) -> str:
+    """An OData filter for the rows whose ``column`` begins with ``prefix`` (a range: keys sort ordinally)."""
+    upper = prefix[:-1] + chr(ord(prefix[-1]) + 1)
+    return f"{column} ge {quote_filter(prefix)} and {column} lt {quote_filter(upper)}"
+
+
 def batches(operations: list[Operation]) -> Iterator[list[Operation]]:
     """``operations`` in transactions of at most TRANSACTION_LIMIT, in order (all of one partition)."""
     for start in range(0, len(operations), TRANSACTION_LIMIT):

@@ -31,7 +31,7 @@ from shared.model.changes import ChangeSource, NotifiedChange, Page, SourceRegis
 from shared.model.cursor import CursorState, Mode, StoredCursor
 from shared.model.events import Classified, Context, classify_page, deletions, fit_event, known_removals_only
 from shared.model.notifications import Envelope
-from shared.model.resources import resource_key
+from shared.model.resources import cursor_key
 from shared.model.subscription import SubscriptionRecord
 from shared.queues.message_queue import MessageQueue
 from shared.stores.cursors import CursorStore
@@ -88,7 +88,7 @@ class Synchronizer:
         monotonic: Callable[[], float] = time.monotonic,
         tenant_id: str = "",
     ) -> None:
-        # Every event names the tenant it happened in (GRAPH_TENANT_ID).
+        # Every event names the tenant it happened in: its subscription's, or GRAPH_TENANT_ID in single mode.
         self._tenant_id = tenant_id
         self._cursors = cursors
         self._index = index
@@ -130,7 +130,7 @@ class Synchronizer:
         self._calibrate(before, self._clock(), lease.written_at, precise=True)
         return lease
 
-    async def start(self, resource: str, full: bool) -> None:
+    async def start(self, resource: str, full: bool, tenant: str = "") -> None:
         """Record where a new subscription's changes begin, unless a cursor exists.
 
         The first pass enumerates the resource: with ``full`` every item is
@@ -138,27 +138,27 @@ class Synchronizer:
         reports what changes after now, so later events can tell created from
         updated exactly, even for a file moved in with its original dates.
         """
-        key = resource_key(resource)
+        key = cursor_key(resource, tenant)
         if (await self._cursors.load(key)).exists:
             return
-        self._sources.for_resource(resource)  # fail now, not at the first notification
+        self._sources.of(tenant).for_resource(resource)  # fail now, not at the first notification
         mode = Mode.FULL if full else Mode.BASELINE
         await self._cursors.start(key, CursorState(mode=mode, pass_id=_new_pass(), since=self._now()))
 
-    async def forget(self, resource: str) -> None:
+    async def forget(self, resource: str, tenant: str = "") -> None:
         """Drop a resource's cursor and item index once nothing subscribes to it."""
-        key = resource_key(resource)
+        key = cursor_key(resource, tenant)
         await self._cursors.delete(key)
         await self._index.forget(key)
         await self._source_state.forget(key)
 
-    async def resync(self, resource: str) -> bool:
+    async def resync(self, resource: str, tenant: str = "") -> bool:
         """Turn the resource's cursor into a resync pass (a lifecycle ``missed``); False when a pass is under way.
 
         The resync enumerates the resource, reports what changed since the last
         completed pass and, from the rows it did not see, the deletions.
         """
-        key = resource_key(resource)
+        key = cursor_key(resource, tenant)
         for _ in range(3):
             cursor = await self._load(key)
             if not cursor.exists or cursor.state.in_progress:
@@ -188,7 +188,7 @@ class Synchronizer:
         covers it already. Anything else is DEFER, so the notification is kept: a
         lost lease race, or a resumed pass that may have started before it.
         """
-        key = resource_key(record.resource)
+        key = record.cursor_key
         waited = False
         events = 0
         decision = Decision(Action.DEFER, self._min_interval, "cursor contended")
@@ -233,8 +233,8 @@ class Synchronizer:
         repeat is no news. The cursor's position does not move. DEFER while a run holds
         the lease: the notification is kept, and only it knows its change.
         """
-        key = resource_key(record.resource)
-        source = self._sources.for_resource(record.resource)
+        key = record.cursor_key
+        source = self._sources.of(record.tenant).for_resource(record.resource)
         told = [c for n, data in notified if (c := source.notified(record.resource, n, data)) is not None]
         if len(told) < len(notified):
             log.warning(
@@ -272,7 +272,7 @@ class Synchronizer:
     async def _commit_notified(
         self, record: SubscriptionRecord, source: ChangeSource, told: Sequence[NotifiedChange]
     ) -> int:
-        key = resource_key(record.resource)
+        key = record.cursor_key
         containers: dict[str, list[NotifiedChange]] = {}
         for change in told:
             containers.setdefault(change.container_id, []).append(change)
@@ -283,7 +283,7 @@ class Synchronizer:
             if source.traits.ignores_unknown_removals:
                 changes = known_removals_only(changes, known)
             context = Context(
-                tenant_id=self._tenant_id,
+                tenant_id=record.tenant or self._tenant_id,
                 mode=Mode.DELTA,
                 kind=source.kind,
                 container_id=container_id,
@@ -305,8 +305,8 @@ class Synchronizer:
             raise
 
     async def _pages(self, record: SubscriptionRecord, lease: Lease) -> _RunResult:
-        source = self._sources.for_resource(record.resource)
-        key = resource_key(record.resource)
+        source = self._sources.of(record.tenant).for_resource(record.resource)
+        key = record.cursor_key
         state = self._begin(lease)
         began = not lease.state.in_progress or lease.state.pass_started is None
         deadline = self._monotonic() + self._budget
@@ -340,7 +340,7 @@ class Synchronizer:
                 continue
             mode = state.mode or Mode.DELTA
             context = Context(
-                tenant_id=self._tenant_id,
+                tenant_id=record.tenant or self._tenant_id,
                 mode=mode,
                 kind=source.kind,
                 container_id=page.container_id,
@@ -399,9 +399,9 @@ class Synchronizer:
     ) -> tuple[bool, int]:
         """Report the live rows the enumeration did not mark; False when the budget ran out first."""
         assert state.mode is not None
-        key = resource_key(record.resource)
+        key = record.cursor_key
         context = Context(
-            tenant_id=self._tenant_id,
+            tenant_id=record.tenant or self._tenant_id,
             mode=state.mode,
             kind=kind,
             container_id=state.container_id,
@@ -413,7 +413,10 @@ class Synchronizer:
         count = 0
         async for rows in self._index.unmarked(key, state.pass_id):
             result, purge = deletions(rows, context)
-            if state.mode is Mode.BASELINE and self._sources.for_resource(record.resource).traits.silent_baseline:
+            if (
+                state.mode is Mode.BASELINE
+                and self._sources.of(record.tenant).for_resource(record.resource).traits.silent_baseline
+            ):
                 result = Classified([], result.writes)
             await self._store(key, result)
             await self._index.purge(key, purge)

@@ -301,7 +301,7 @@ class Records:
 
 
 class Starts:
-    async def start(self, resource: str, full: bool) -> None:
+    async def start(self, resource: str, full: bool, tenant: str = "") -> None:
         pass
 
 
