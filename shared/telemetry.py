@@ -34,6 +34,9 @@ DELTA_DURATION = "graphhooks.delta.duration"
 EVENTS_EMITTED = "graphhooks.events.emitted"
 RENEWALS = "graphhooks.renewals"
 QUEUE_DEPTH = "graphhooks.queue.depth"
+# Multi-tenant: tenants suspended (their token refused), by AADSTS code, and resumed.
+TENANTS_SUSPENDED = "graphhooks.tenants.suspended"
+TENANTS_RESUMED = "graphhooks.tenants.resumed"
 
 _lock = threading.Lock()
 _configured = False

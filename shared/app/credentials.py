@@ -53,6 +53,25 @@ def build_client(settings: Settings) -> tuple[GraphServiceClient, Any]:
     return client, credential
 
 
+def tenants_credential(settings: Settings) -> Any:
+    """The multi-tenant app's credential: one, asked for each tenant's token with ``tenant_id`` (TENANT_MODE=multi).
+
+    azure-identity requests it from ``{authority}/{tenant}`` and caches tokens per tenant;
+    ``additionally_allowed_tenants`` lets it serve any tenant that consented.
+    """
+    from azure.identity.aio import ClientSecretCredential
+
+    if not settings.client_secret:
+        from shared.errors import MissingSettingError
+
+        # A managed identity belongs to one tenant: a multi-tenant app signs in with its own secret.
+        raise MissingSettingError("GRAPH_CLIENT_SECRET")
+    options = identity_options(settings, app_credential=True)
+    return ClientSecretCredential(
+        "organizations", settings.client_id, settings.client_secret, additionally_allowed_tenants=["*"], **options
+    )
+
+
 async def build_sharepoint_client(settings: Settings) -> SharePointClient:
     """The adapter with a certificate credential (SHAREPOINT_CERTIFICATE), else managed identity.
 

@@ -16,6 +16,7 @@ from shared.model.changes import SourceChange
 from shared.model.cursor import Mode
 from shared.model.index import IndexWrite, Known
 from shared.model.notifications import MAX_MESSAGE_JSON_BYTES
+from shared.model.tenant import Tenant
 
 SCHEMA_VERSION = 1
 
@@ -224,4 +225,29 @@ def _event(context: Context, item_id: str, change_type: str, version: str, item:
         observed_at=context.observed_at,
         resync=context.mode.enumerates,
         tenant_id=context.tenant_id,
+    )
+
+
+TENANT_KIND = "tenant"
+TENANT_REMOVED = "removed"
+
+
+def tenant_removed(tenant: Tenant, now: datetime) -> ChangeEvent:
+    """The one event that says a tenant was removed (``tenant.removed``): nothing more will come from it.
+
+    Its id depends on the tenant and when it was added only, so a removal resumed after a
+    crash sends the same event again under the same id.
+    """
+    item = {"id": tenant.tenant_id, "name": tenant.name, "reason": tenant.reason}
+    return ChangeEvent(
+        id=event_id(TENANT_KIND, tenant.tenant_id, tenant.tenant_id, TENANT_REMOVED, format_time(tenant.added_at)),
+        subscription_id=tenant.tenant_id,
+        resource=f"tenants/{tenant.tenant_id}",
+        kind=TENANT_KIND,
+        change_type=TENANT_REMOVED,
+        item_id=tenant.tenant_id,
+        container_id="tenants",
+        item=item,
+        observed_at=now,
+        tenant_id=tenant.tenant_id,
     )

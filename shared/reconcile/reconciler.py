@@ -105,6 +105,10 @@ class Reconciler:
         # Expands forEachMemberOf entries into one subscription per member of the group.
         self._sets = sets
 
+    async def records(self) -> list[SubscriptionRecord]:
+        """The stored records this reconciler owns (its tenant's, in a multi-tenant deployment)."""
+        return await self._store.list()
+
     async def reconcile(
         self, desired: Sequence[DesiredSubscription], now: datetime | None = None, list_remote: bool | None = None
     ) -> Report:
@@ -251,6 +255,26 @@ class Reconciler:
         if resource_key(record.resource) not in kept:
             await self._sync.forget(record.resource, record.tenant)
 
+    async def forsake(self, record: SubscriptionRecord) -> None:
+        """Delete a subscription whose tenant is leaving: at Graph if Graph still answers, then its record and cursor.
+
+        Unlike ``remove``, a refusal from Graph (the tenant revoked the app) stops nothing.
+        """
+        if record.subscription_id:
+            try:
+                await self._write(lambda: self._graph.delete_subscription(record.subscription_id))
+            except Exception as exc:  # noqa: BLE001 - the tenant may no longer let the app in
+                log.info("subscription %s not deleted at Graph (%s)", record.subscription_id, type(exc).__name__)
+        await self._store.delete(record.key, record.subscription_id)
+        await self._sync.forget(record.resource, record.tenant)
+
+    async def settle_pending(self) -> None:
+        """Drop this reconciler's pending creations, deleting at Graph any subscription one of them names."""
+        for row in await self._store.pending.all():
+            if row.subscription_id:
+                await self._retire_remote(row.subscription_id)
+            await self._store.pending.settle(row.key)
+
     async def _establish(self, record: SubscriptionRecord, now: datetime) -> SubscriptionRecord:
         # Saved first, so a crash leaves a trace the next tick can finish; the old id stays in it.
         attempt = replace(record, status=CREATING, updated_at=self._clock())
@@ -279,7 +303,7 @@ class Reconciler:
             # Graph allows several subscriptions on one resource: the old one goes once the new one is live.
             await self._retire_remote(record.subscription_id)
         # Changes made while no subscription existed reach no notification: look now.
-        await self._request_sync(active)
+        await self.request_sync(active)
         log.info("created subscription %s for %s", active.subscription_id, record.resource)
         return active
 
@@ -323,7 +347,8 @@ class Reconciler:
         except Exception as exc:  # noqa: BLE001 - the new subscription is live: this is tidying up
             log.warning("replaced subscription %s not deleted yet (%s)", subscription_id, type(exc).__name__)
 
-    async def _request_sync(self, record: SubscriptionRecord) -> None:
+    async def request_sync(self, record: SubscriptionRecord) -> None:
+        """Ask the queue trigger for a delta pass of ``record``'s resource."""
         item = {"subscriptionId": record.subscription_id, "changeType": "updated", "resource": record.resource}
         await self._notifications.send(Envelope("renew", self._clock(), [item]).to_json())
 

@@ -18,6 +18,7 @@ from typing import Any, Protocol
 
 from shared.errors import GraphRequestError, ResyncRequiredError
 from shared.model.resources import MEMBER_PLACEHOLDER, DesiredSubscription
+from shared.model.tenant import scoped_key
 from shared.sources.delta import GraphReader
 from shared.stores.members import MemberSet
 
@@ -45,6 +46,7 @@ def expand(
                 entry.change_type,
                 entry.include_resource_data,
                 query=entry.query,
+                tenant=entry.tenant,
             )
             expanded.setdefault(one.key, one)
     return tuple(expanded.values())
@@ -98,9 +100,11 @@ class MemberStoreLike(Protocol):
 class SubscriptionSets:
     """Expands set entries with each group's membership, refreshed by groups delta."""
 
-    def __init__(self, graph: GraphReader, store: MemberStoreLike) -> None:
+    def __init__(self, graph: GraphReader, store: MemberStoreLike, tenant: str = "") -> None:
         self._graph = graph
         self._store = store
+        # A multi-tenant deployment keeps each tenant's memberships under its own keys.
+        self._tenant = tenant
 
     async def expand(self, desired: Sequence[DesiredSubscription]) -> tuple[DesiredSubscription, ...]:
         """``desired`` with every set entry replaced by its members' subscriptions.
@@ -116,13 +120,13 @@ class SubscriptionSets:
 
     async def refresh(self, group_id: str) -> frozenset[str]:
         """Bring the stored membership of ``group_id`` up to date and return it."""
-        stored = await self._store.load(group_id)
+        stored = await self._store.load(scoped_key(self._tenant, group_id))
         try:
             current, link = await self._follow(group_id, stored)
         except ResyncRequiredError:
             # The link expired: enumerate the membership again, replacing the stored one.
             current, link = await self._follow(group_id, MemberSet())
-        await self._store.save(group_id, stored, MemberSet(current, link))
+        await self._store.save(scoped_key(self._tenant, group_id), stored, MemberSet(current, link))
         return current
 
     async def _follow(self, group_id: str, start: MemberSet) -> tuple[frozenset[str], str]:

@@ -41,8 +41,8 @@ class StoreView(SubscriptionStore):
     processor); each must neither renew nor delete the other's records.
     """
 
-    def __init__(self, client: TableClient, sharepoint: bool) -> None:
-        super().__init__(client)
+    def __init__(self, client: TableClient, sharepoint: bool, tenant: str | None = None) -> None:
+        super().__init__(client, tenant=tenant)
         self._sharepoint = sharepoint
 
     async def list(self) -> list[SubscriptionRecord]:

@@ -13,7 +13,8 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from shared.model.resources import DesiredSubscription
-from shared.stores.tables import ensure_table, quote_filter
+from shared.model.tenant import scope_of, scope_prefix
+from shared.stores.tables import ensure_table, prefix_filter, quote_filter
 
 if TYPE_CHECKING:
     from azure.data.tables.aio import TableClient
@@ -40,6 +41,8 @@ def _from_entity(entity: Any) -> DesiredSubscription:
         include_resource_data=bool(entity.get("IncludeResourceData")),
         for_each_member_of=str(entity.get("ForEachMemberOf") or "") or None,
         query=str(entity.get("Query") or ""),
+        # A tenant's own entry (graphhooks desired add --tenant) is keyed within its tenant.
+        tenant=scope_of(str(entity["RowKey"])),
     )
 
 
@@ -78,6 +81,22 @@ class DesiredStore:
 
         await self.setup()
         await self._client.upsert_entity(_to_entity(item), mode=UpdateMode.REPLACE)
+
+    async def forget_tenant(self, tenant: str) -> int:
+        """Delete every entry of ``tenant`` (its own, not the templates); return how many went."""
+        from azure.core.exceptions import ResourceNotFoundError
+
+        query = self._client.query_entities(
+            f"PartitionKey eq {quote_filter(PARTITION)} and {prefix_filter('RowKey', scope_prefix(tenant))}",
+            select=["RowKey"],
+        )
+        try:
+            keys = [str(entity["RowKey"]) async for entity in query]
+        except ResourceNotFoundError:
+            return 0
+        for key in keys:
+            await self._client.delete_entity(PARTITION, key)
+        return len(keys)
 
     async def remove(self, key: str) -> bool:
         """Delete the entry with ``key``; False when there was none."""

@@ -11,8 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from shared.model.tenant import scope_prefix
 from shared.stores.items import row_key
-from shared.stores.tables import ensure_table, quote_filter, submit_batches
+from shared.stores.tables import ensure_table, prefix_filter, quote_filter, submit_batches
 
 if TYPE_CHECKING:
     from azure.data.tables.aio import TableClient
@@ -50,6 +51,15 @@ class MemberStore:
             else:
                 members.add(str(entity.get("MemberId") or entity["RowKey"]))
         return MemberSet(frozenset(members), link)
+
+    async def forget_tenant(self, tenant: str) -> None:
+        """Delete every membership kept for ``tenant``'s subscription sets."""
+        query = self._client.query_entities(
+            prefix_filter("PartitionKey", row_key(scope_prefix(tenant))), select=["PartitionKey", "RowKey"]
+        )
+        rows = [(str(e["PartitionKey"]), str(e["RowKey"])) async for e in query]
+        for partition, row in rows:
+            await self._client.delete_entity(partition, row)
 
     async def save(self, group_id: str, before: MemberSet, after: MemberSet) -> None:
         """Write the difference between ``before`` (as stored) and ``after``, then the link."""

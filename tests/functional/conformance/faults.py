@@ -78,6 +78,9 @@ class _Sources:
     def __init__(self, inner: Any, faults: Faults) -> None:
         self._inner, self._faults = inner, faults
 
+    def of(self, tenant: str) -> _Sources:
+        return _Sources(self._inner.of(tenant), self._faults)
+
     def for_resource(self, resource: str) -> Any:
         return _Source(self._inner.for_resource(resource), self._faults)
 
