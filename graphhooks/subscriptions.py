@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from azure.data.tables.aio import TableClient
 
     from shared.app.worker import Worker
+    from shared.reconcile.reconciler import Reconciler
 
 app = typer.Typer(help="The subscriptions the app holds at Graph.")
 SUBSCRIPTIONS_TABLE = "subscriptions"
@@ -124,8 +125,17 @@ async def _create(current: Session, resource: str, change_type: str | None) -> S
                 f" `graphhooks subscriptions renew {existing.subscription_id}` extends it"
             )
         if existing is not None and existing.subscription_id:
-            return await worker.reconciler.recreate(existing, utcnow())
-        return await worker.reconciler.create(want, utcnow())
+            return await _reconciler(worker).recreate(existing, utcnow())
+        return await _reconciler(worker).create(want, utcnow())
+
+
+def _reconciler(worker: Worker) -> Reconciler:
+    """Graph's reconciler; with TENANT_MODE=multi each tenant has its own, and the timer drives them."""
+    if worker.reconciler is None:
+        raise OperatorRequestError(
+            "with TENANT_MODE=multi the renew timer creates, renews and deletes each tenant's subscriptions"
+        )
+    return worker.reconciler
 
 
 async def _desired_entry(worker: Worker, resource: str, change_type: str | None) -> DesiredSubscription:
@@ -155,7 +165,7 @@ def renew(
 async def _renew(current: Session, subscription_id: str) -> SubscriptionRecord:
     async with current.worker() as worker, current.storage() as storage:
         record = await _stored(storage.table(SUBSCRIPTIONS_TABLE), subscription_id)
-        return await worker.reconciler.renew(record, utcnow())
+        return await _reconciler(worker).renew(record, utcnow())
 
 
 @app.command("delete")
@@ -182,7 +192,7 @@ async def _delete(current: Session, subscription_id: str) -> tuple[str, bool]:
         record = await _stored(storage.table(SUBSCRIPTIONS_TABLE), subscription_id)
         desired = await desired_subscriptions(worker.settings.subscriptions, worker.desired)
         kept = {resource_key(d.resource) for d in desired}
-        await worker.reconciler.remove(record, kept)
+        await _reconciler(worker).remove(record, kept)
         return record.resource, any(d.key == record.key for d in desired)
 
 

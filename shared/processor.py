@@ -26,12 +26,15 @@ from shared.sync.synchronizer import Synchronizer
 
 if TYPE_CHECKING:
     from shared.security.resource_data import ResourceDataReader
+    from shared.tenants.work import TenantWork
 
 log = logging.getLogger(__name__)
 # A subscription's last notification time is written at most this often per instance (one small write).
 NOTE_EVERY_SECONDS = 60.0
 # Envelopes the HTTP path stored: Graph's (and SharePoint's) notifications, not the app's own sync requests.
 _FROM_OUTSIDE = frozenset({"notifications", "lifecycle"})
+# Envelopes that name tenants to start at once (admin consent, `graphhooks tenants add`): {"tenantId": ...} items.
+TENANT_SOURCE = "tenant"
 
 
 @dataclass(frozen=True)
@@ -53,18 +56,24 @@ class Processor:
         self,
         store: SubscriptionStore,
         synchronizer: Synchronizer,
-        reconciler: Reconciler,
+        reconciler: Reconciler | Callable[[str], Reconciler],
         notifications: MessageQueue,
         poison: MessageQueue,
         clock: Callable[[], datetime] = utcnow,
         max_attempts: int = MAX_DEQUEUE_COUNT,
         resource_data: ResourceDataReader | None = None,
+        tenants: TenantWork | None = None,
     ) -> None:
+        # TENANT_MODE=multi: each tenant's reconciler (``reconciler`` given as tenant -> Reconciler), its status,
+        # and its onboarding; None in a single-tenant deployment.
+        self._tenants = tenants
         # Turns notifications with encryptedContent into events; None when no certificate is configured.
         self._resource_data = resource_data
         self._store = store
         self._sync = synchronizer
-        self._reconciler = reconciler
+        lookup = callable(reconciler) and not hasattr(reconciler, "recreate")
+        self._reconciler_of: Callable[[str], Reconciler] | None = reconciler if lookup else None  # type: ignore[assignment]
+        self._reconciler: Reconciler | None = None if lookup else reconciler  # type: ignore[assignment]
         self._notifications = notifications
         self._poison = poison
         self._clock = clock
@@ -92,6 +101,12 @@ class Processor:
             log.error("message failed %d times (%s): moved to poison", attempt, type(exc).__name__)
             await self._poison_message(body)
             return Summary(poisoned=1)
+
+    def _reconciler_for(self, record: SubscriptionRecord) -> Reconciler:
+        if self._reconciler_of is not None:
+            return self._reconciler_of(record.tenant)
+        assert self._reconciler is not None
+        return self._reconciler
 
     async def _poison_message(self, body: str | bytes) -> None:
         await move_to_poison(self._poison, body)
@@ -121,6 +136,8 @@ class Processor:
         # A deferred copy is judged by when its items were first stored, not by its own (later) insertion:
         # else the pass that made it wait never covers it, and each deferral asks for one more pass.
         notified_at = envelope.notified_at or inserted_at or envelope.received_at
+        if envelope.source == TENANT_SOURCE:
+            return await self._onboard(envelope)
         groups: dict[str, list[dict[str, Any]]] = {}
         for item in envelope.items:
             groups.setdefault(str(item.get("subscriptionId", "")), []).append(item)
@@ -142,19 +159,46 @@ class Processor:
             log.warning("notification for subscription %s, which is no longer stored: dropped", subscription_id)
             refusals.count(refusals.Reason.UNKNOWN_SUBSCRIPTION, len(items), source="processor")
             return Summary(unknown=len(items))
+        if self._tenants is not None and record.tenant and not await self._tenants.served(record.tenant):
+            # Suspended or leaving: no Graph call; a resumed tenant is resynced whole.
+            refusals.count(refusals.Reason.TENANT_SUSPENDED, len(items), source="processor")
+            return Summary(skipped=len(items))
         if envelope.source in _FROM_OUTSIDE:
             await self._note(record, envelope.received_at)
+        try:
+            return await self._handle_items(envelope, notified_at, record, items)
+        except Exception as exc:
+            if self._tenants is None or not await self._tenants.lost(record.tenant, exc, self._clock()):
+                raise
+            log.warning("tenant %s refused the app's token: suspended, its notification dropped", record.tenant)
+            refusals.count(refusals.Reason.TENANT_SUSPENDED, len(items), source="processor")
+            return Summary(skipped=len(items))
+
+    async def _onboard(self, envelope: Envelope) -> Summary:
+        """Start the tenants an admin consent (or `graphhooks tenants add`) registered: their subscriptions, now."""
+        if self._tenants is None:
+            log.warning("a tenant message in a single-tenant deployment: ignored")
+            return Summary()
+        for item in envelope.items:
+            tenant = item.get("tenantId")
+            if isinstance(tenant, str) and tenant:
+                await self._tenants.onboard(tenant, self._clock())
+        return Summary()
+
+    async def _handle_items(
+        self, envelope: Envelope, notified_at: datetime, record: SubscriptionRecord, items: list[dict[str, Any]]
+    ) -> Summary:
         events = {str(item["lifecycleEvent"]) for item in items if item.get("lifecycleEvent")}
         if "subscriptionRemoved" in events:
             # Re-create, then resync: changes made while no subscription existed reached no notification.
-            active = await self._reconciler.recreate(record, self._clock())
+            active = await self._reconciler_for(record).recreate(record, self._clock())
             await self._sync.resync(active.resource, active.tenant)
             return await self._synchronize(envelope, notified_at, active, items)
         if "missed" in events:
             # Graph dropped notifications (Outlook): enumerate, reporting what changed and what went.
             await self._sync.resync(record.resource, record.tenant)
         if "reauthorizationRequired" in events:
-            await self._reconciler.reauthorize(record, self._clock())
+            await self._reconciler_for(record).reauthorize(record, self._clock())
             if events == {"reauthorizationRequired"}:
                 return Summary()
         # Resource data, or a Teams deletion naming its message: told by the notification, not by a delta run.

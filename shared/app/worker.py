@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -15,6 +16,8 @@ from shared.config.settings import Settings
 from shared.model.names import CURSORS_TABLE, ITEMS_TABLE, MEMBERS_TABLE, SUBSCRIPTIONS_TABLE
 from shared.model.resources import DesiredSubscription
 
+log = logging.getLogger(__name__)
+
 if TYPE_CHECKING:
     from azure.data.tables.aio import TableClient
 
@@ -25,6 +28,8 @@ if TYPE_CHECKING:
     from shared.sharepoint.client import SharePointClient
     from shared.stores.desired import DesiredStore
     from shared.sync.synchronizer import Synchronizer
+    from shared.tenants.renewal import TenantRenewal
+    from shared.tenants.work import TenantWork
 
 
 @dataclass(frozen=True)
@@ -33,13 +38,16 @@ class Worker:
 
     settings: Settings
     processor: Processor
-    reconciler: Reconciler
+    # Graph's reconciler; None with TENANT_MODE=multi, where each tenant has its own (``tenants``).
+    reconciler: Reconciler | None
     resources: Owned
     sweeper: Sweeper
     # The reconciler of SharePoint's own list webhooks (SHAREPOINT_SUBSCRIPTIONS); build_worker always sets it.
     sharepoint: Reconciler | None = None
     # Desired subscriptions added at run time (graphhooks desired), reconciled with GRAPH_SUBSCRIPTIONS.
     desired: DesiredStore | None = None
+    # TENANT_MODE=multi: the per-tenant tick, in place of the one reconciler's.
+    tenants: TenantRenewal | None = None
 
     async def close(self) -> None:
         """Close the storage clients and the Graph credential."""
@@ -56,7 +64,11 @@ class Worker:
 
         try:
             desired = await desired_subscriptions(self.settings.subscriptions, self.desired)
-            await self.reconciler.reconcile(desired, now)
+            if self.tenants is not None:
+                await self.tenants.tick(desired, now)
+                return
+            if self.reconciler is not None:
+                await self.reconciler.reconcile(desired, now)
             if self.sharepoint is not None:
                 await self.sharepoint.reconcile(sharepoint_desired(self.settings), now)
         finally:
@@ -65,9 +77,10 @@ class Worker:
 
 async def build_worker(environ: Mapping[str, str]) -> Worker:
     """Read the settings and build the Graph, table and queue adapters."""
-    from shared.app.credentials import build_client
-    from shared.graph import GraphGateway
-    from shared.model.changes import SourceRegistry
+    from shared.app.credentials import build_client, tenants_credential
+    from shared.app.tenant_graphs import TenantGraphs
+    from shared.graph import GraphGateway, graph_scope
+    from shared.model.changes import ChangeSource, SourceRegistry
     from shared.processor import Processor
     from shared.queues.message_queue import MessageQueue
     from shared.reconcile.reconciler import Endpoints, Reconciler
@@ -88,9 +101,8 @@ async def build_worker(environ: Mapping[str, str]) -> Worker:
     telemetry.configure(environ)
     connection = settings.storage_connection
     owned = Owned()
-    client, credential = build_client(settings)
-    owned.own(credential)
-    graph = GraphGateway(client)
+    if settings.ignored_tenant_id:
+        log.warning("GRAPH_TENANT_ID is set but not used: TENANT_MODE=multi signs in to each tenant's own authority")
     token = storage_token(connection, owned)
     # The worker's flusher also deletes old rows: one pruner per deployment suffices.
     refusal_flusher(environ, owned, connection, token, prune=True)
@@ -144,9 +156,9 @@ async def build_worker(environ: Mapping[str, str]) -> Worker:
     # committed by the synchronizer with each page.
     source_state = SourceStateStore(owned.own(table_client(connection, SOURCE_STATE_TABLE, token, **PATIENT_TABLE)))
     await source_state.setup()
-    sources = SourceRegistry(
-        [
-            SharePointListSource(sharepoint_client),
+
+    def graph_sources(graph: GraphGateway) -> list[ChangeSource]:
+        return [
             DriveSource(graph),
             ListSource(graph),
             DirectorySource(graph, "users"),
@@ -154,29 +166,78 @@ async def build_worker(environ: Mapping[str, str]) -> Worker:
             *outlook_sources(graph, settings.calendar_window_days_past, settings.calendar_window_days_ahead),
             TeamsMessageSource(),
         ]
-    )
+
+    certificates = await certificate_book(settings)
+    # Graph's reconcilers see only Graph's records; SharePoint's reconciler has the rest.
+    records_table = owned.own(table_client(connection, SUBSCRIPTIONS_TABLE, token, **PATIENT_TABLE))
+
+    def graph_reconciler(graph: GraphGateway, tenant: str = "") -> Reconciler:
+        return Reconciler(
+            graph,
+            StoreView(records_table, sharepoint=False, tenant=tenant or None),
+            synchronizer,
+            notifications,
+            Endpoints(settings.notification_url, settings.lifecycle_notification_url),
+            full_initial_sync=settings.initial_sync == "full",
+            sets=SubscriptionSets(graph, members, tenant),
+            encryption_for=encryption_for(settings, certificates),
+            tenant=tenant,
+        )
+
+    graphs: TenantGraphs | None = None
+    if settings.multi_tenant:
+        graphs = owned.own(
+            TenantGraphs(
+                tenants_credential(settings),
+                graph_scope(settings.graph_base_url),
+                settings.graph_base_url,
+                lambda graph: SourceRegistry(graph_sources(graph)),
+                lambda tenant, graph: graph_reconciler(graph, tenant),
+            )
+        )
+        sources: SourceRegistry = graphs
+        # Every tenant has its own reconciler, kept with its Graph client (its write budget lives there).
+        reconciler_of: Callable[[str], Reconciler] = lambda tenant: graphs.graph(tenant).reconciler  # noqa: E731
+    else:
+        client, credential = build_client(settings)
+        owned.own(credential)
+        graph = GraphGateway(client)
+        sources = SourceRegistry([SharePointListSource(sharepoint_client), *graph_sources(graph)])
     synchronizer = Synchronizer(
         cursors, index, sources, fanout, notifications, source_state, tenant_id=settings.tenant_id
     )
-    certificates = await certificate_book(settings)
-    reconciler = Reconciler(
-        graph,
-        # Graph's reconciler sees only Graph's records; SharePoint's reconciler has the rest.
-        StoreView(owned.own(table_client(connection, SUBSCRIPTIONS_TABLE, token, **PATIENT_TABLE)), sharepoint=False),
-        synchronizer,
-        notifications,
-        Endpoints(settings.notification_url, settings.lifecycle_notification_url),
-        full_initial_sync=settings.initial_sync == "full",
-        sets=SubscriptionSets(graph, members),
-        encryption_for=encryption_for(settings, certificates),
-    )
+    reconciler: Reconciler | None = None
+    if graphs is None:
+        single = reconciler = graph_reconciler(graph)
+        reconciler_of = lambda _tenant: single  # noqa: E731
+    from shared.model.names import DESIRED_TABLE
+    from shared.stores.desired import DesiredStore, desired_subscriptions
+
+    desired = DesiredStore(owned.own(table_client(connection, DESIRED_TABLE, token, **PATIENT_TABLE)))
+    renewal: TenantRenewal | None = None
+    work: TenantWork | None = None
+    if graphs is not None:
+        from shared.app.tenancy import build_tenancy
+
+        renewal, work = await build_tenancy(
+            settings,
+            owned,
+            token,
+            graphs,
+            synchronizer,
+            fanout,
+            desired,
+            members,
+            lambda: desired_subscriptions(settings.subscriptions, desired),
+        )
     processor = Processor(
         store,
         synchronizer,
-        reconciler,
+        reconciler_of,
         notifications,
         poison,
         resource_data=resource_data_reader(certificates, settings),
+        tenants=work,
     )
     sweeper = Sweeper(store, cursors, notifications, settings.sweep_after)
     sharepoint = sharepoint_reconciler(
@@ -186,11 +247,9 @@ async def build_worker(environ: Mapping[str, str]) -> Worker:
         notifications,
         sharepoint_client,
     )
-    from shared.model.names import DESIRED_TABLE
-    from shared.stores.desired import DesiredStore
-
-    desired = DesiredStore(owned.own(table_client(connection, DESIRED_TABLE, token, **PATIENT_TABLE)))
-    return Worker(settings, processor, reconciler, owned, sweeper, sharepoint=sharepoint, desired=desired)
+    return Worker(
+        settings, processor, reconciler, owned, sweeper, sharepoint=sharepoint, desired=desired, tenants=renewal
+    )
 
 
 def sharepoint_reconciler(

@@ -52,7 +52,7 @@ class TenantRenewal:
         access: TenantAccess,
         reconciler_of: Callable[[str], Reconciler],
         synchronizer: Synchronizer,
-        offboard: Callable[[Tenant, datetime], Awaitable[None]],
+        offboard: Callable[[Tenant, datetime], Awaitable[object]],
         remove_after: timedelta | None,
         concurrency: int = CONCURRENCY,
         deadline: float = TENANT_DEADLINE_SECONDS,
