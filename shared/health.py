@@ -46,6 +46,8 @@ class Snapshot:
     # Every instance's refusals by reason (None: not read); why they could not be read.
     refusals: Totals | None = None
     refusals_error: str | None = None
+    # TENANT_MODE=multi: the tenants by status and the suspended ones (None: single mode, or not read).
+    tenants: Mapping[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -89,6 +91,10 @@ def assess(snapshot: Snapshot, now: datetime, poison_queue: str = "graph-notific
         ]
     elif snapshot.refusals_error:
         warnings.append(f"refusal counts unavailable ({snapshot.refusals_error})")
+    tenants = snapshot.tenants
+    if tenants is not None and tenants.get("suspended"):
+        # One customer's revoked consent is theirs to fix: a warning, never a reason to take the app out.
+        warnings.append(f"{len(tenants['suspended'])} tenant(s) suspended: their token is refused")
     oldest = snapshot.oldest_sync
     body: dict[str, Any] = {
         "status": "unhealthy" if reasons else "healthy",
@@ -102,7 +108,7 @@ def assess(snapshot: Snapshot, now: datetime, poison_queue: str = "graph-notific
         "oldestSync": format_time(oldest) if oldest else None,
         "oldestSyncAgeSeconds": round((now - oldest).total_seconds(), 1) if oldest else None,
         "refusals": refusals.as_json() if refusals is not None else None,
-    }
+    } | ({"tenants": dict(tenants)} if tenants is not None else {})
     return Verdict(503 if reasons else 200, body)
 
 
@@ -124,8 +130,10 @@ class HealthProbe:
         clock: Callable[[], datetime] = utcnow,
         timeout: float = CHECK_TIMEOUT_SECONDS,
         refusals: Callable[[], Awaitable[Totals]] | None = None,
+        tenants: Callable[[], Awaitable[Mapping[str, Any]]] | None = None,
     ) -> None:
         self._refusals = refusals
+        self._tenants = tenants
         self._token = token
         self._expiries = expiries
         self._cursors = cursors
@@ -136,15 +144,16 @@ class HealthProbe:
     async def snapshot(self) -> Snapshot:
         """Run every check at once; each failure is recorded by its cause, none raises."""
         checked_at = self._clock()
-        token, expiries, oldest, refusals, *depths = await asyncio.gather(
+        token, expiries, oldest, refusals, tenants, *depths = await asyncio.gather(
             self._bounded(self._token()),
             self._bounded(self._expiries()),
             self._bounded(oldest_sync(self._cursors)),
             self._bounded(self._refusals() if self._refusals is not None else _nothing()),
+            self._bounded(self._tenants() if self._tenants is not None else _nothing()),
             *(self._bounded(queue_depth(q)) for q in self._queues),
             return_exceptions=True,
         )
-        storage_errors = [r for r in (expiries, oldest, *depths) if isinstance(r, BaseException)]
+        storage_errors = [r for r in (expiries, oldest, tenants, *depths) if isinstance(r, BaseException)]
         return Snapshot(
             checked_at=checked_at,
             storage_error=_cause(storage_errors[0]) if storage_errors else None,
@@ -156,6 +165,7 @@ class HealthProbe:
             oldest_sync=None if isinstance(oldest, BaseException) else oldest,
             refusals=None if isinstance(refusals, BaseException) else refusals,
             refusals_error=_cause(refusals) if isinstance(refusals, BaseException) else None,
+            tenants=None if isinstance(tenants, BaseException) else tenants,
         )
 
     async def _bounded(self, call: Awaitable[Any]) -> Any:

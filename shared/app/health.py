@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -10,9 +10,14 @@ from shared import telemetry
 from shared.app.clients import FAST, FAST_TABLE, changes_client, refusal_flusher, storage_token
 from shared.app.lazy import Owned
 from shared.config.settings import Settings
-from shared.model.names import CURSORS_TABLE, SUBSCRIPTIONS_TABLE
+from shared.model.names import CURSORS_TABLE, SUBSCRIPTIONS_TABLE, TENANTS_TABLE
+
+# Suspended tenants named by /api/health at most (tenants list has them all).
+MAX_SUSPENDED_SHOWN = 100
 
 if TYPE_CHECKING:
+    from azure.data.tables.aio import TableClient
+
     from shared.health import HealthMonitor
 
 
@@ -40,8 +45,6 @@ async def build_health(environ: Mapping[str, str]) -> Health:
     telemetry.configure(environ)
     connection = settings.storage_connection
     owned = Owned()
-    _, credential = build_client(settings)
-    owned.own(credential)
     token = storage_token(connection, owned)
     # Quick retries: a probe reads the table through it.
     refusals = refusal_flusher(environ, owned, connection, token, options=FAST_TABLE)
@@ -60,11 +63,49 @@ async def build_health(environ: Mapping[str, str]) -> Health:
         except ResourceNotFoundError:
             return []  # no table yet: nothing subscribed so far
 
+    tenants: Callable[[], Awaitable[Mapping[str, Any]]] | None = None
+    if settings.multi_tenant:
+        # Each tenant signs in at its own authority: their statuses stand for the one token of single mode.
+        tenants = tenant_summary(owned.own(table_client(connection, TENANTS_TABLE, token, **FAST_TABLE)))
+
+        async def graph_token() -> None:
+            return None
+    else:
+        _, credential = build_client(settings)
+        owned.own(credential)
+
+        async def graph_token() -> None:
+            await credential.get_token(scope)
+
     # The answering instance's own counts are flushed first; the others' are at most one flush interval old.
-    probe = HealthProbe(lambda: credential.get_token(scope), expiries, cursors, queues, refusals=refusals.totals)
+    probe = HealthProbe(graph_token, expiries, cursors, queues, refusals=refusals.totals, tenants=tenants)
     monitor = HealthMonitor(
         probe.snapshot,
         settings.health_cache_seconds,
         on_snapshot=lambda snapshot: telemetry.observe_depths(snapshot.queue_depths),
     )
     return Health(monitor, owned)
+
+
+def tenant_summary(client: TableClient) -> Callable[[], Awaitable[Mapping[str, Any]]]:
+    """Reads table tenants: how many in each status, and the suspended ones with their reason (up to 100)."""
+    from shared.model.tenant import STATUSES, SUSPENDED
+    from shared.stores.tenants import TenantStore
+
+    store = TenantStore(client)
+
+    async def summary() -> Mapping[str, Any]:
+        from azure.core.exceptions import ResourceNotFoundError
+
+        counts = dict.fromkeys(STATUSES, 0)
+        suspended: list[dict[str, str]] = []
+        try:
+            async for tenant in store.all():
+                counts[tenant.status] = counts.get(tenant.status, 0) + 1
+                if tenant.status == SUSPENDED and len(suspended) < MAX_SUSPENDED_SHOWN:
+                    suspended.append({"tenantId": tenant.tenant_id, "reason": tenant.reason})
+        except ResourceNotFoundError:
+            pass  # no table yet: no tenant so far
+        return {"byStatus": counts, "suspended": suspended}
+
+    return summary

@@ -124,7 +124,7 @@ async def build_worker(environ: Mapping[str, str]) -> Worker:
         owned.own(queue_client(connection, f"{settings.notifications_queue}-poison", token, **PATIENT))
     )
     changes = MessageQueue(owned.own(changes_client(settings, token, owned, **PATIENT)))
-    from shared.config.sinks import sink_queues
+    from shared.config.sinks import sink_queues, sink_tenants
     from shared.model.names import TAPS_TABLE
     from shared.stores.taps import TapFeed, TapStore
     from shared.sync.fanout import EventFanout
@@ -141,6 +141,7 @@ async def build_worker(environ: Mapping[str, str]) -> Worker:
         changes,
         [MessageQueue(owned.own(queue_client(connection, q, token, **PATIENT))) for q in sink_queues(environ)],
         taps=taps,
+        tenants=sink_tenants(environ),
     )
     from shared.app.credentials import build_sharepoint_client
     from shared.sharepoint.subscriptions import StoreView

@@ -14,7 +14,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from shared.config.storage import STORAGE_SETTING, storage_connection
-from shared.errors import InvalidSettingError, MissingSettingError
+from shared.errors import InvalidSettingError, InvalidTenantError, MissingSettingError
 from shared.model.hosts import is_loopback
 from shared.model.schedule import DEFAULT_HORIZON_HOURS, MAX_HORIZON_HOURS
 from shared.model.sinks import (
@@ -28,6 +28,7 @@ from shared.model.sinks import (
     TeamsSink,
     WebhookSink,
 )
+from shared.model.tenant import canonical_tenant_id
 
 # Queue names: 3-63 characters, lowercase letters, digits and single hyphens; "-poison" must still fit.
 _QUEUE_NAME = re.compile(r"^[a-z0-9](?:[a-z0-9]|-(?!-))*[a-z0-9]$")
@@ -108,7 +109,24 @@ def _delivery(index: int, kind: str, entry: dict[str, Any]) -> Delivery:
     hours = _positive(index, entry, "retryHours", DEFAULT_HORIZON_HOURS) or DEFAULT_HORIZON_HOURS
     if hours > MAX_HORIZON_HOURS:
         raise _invalid(index, f"retryHours is at most {MAX_HORIZON_HOURS:.0f} (7 days)")
-    return Delivery(index, _queue_name(index, kind, entry), attempts, hours)
+    return Delivery(index, _queue_name(index, kind, entry), attempts, hours, _tenants(index, entry))
+
+
+def _tenants(index: int, entry: dict[str, Any]) -> frozenset[str]:
+    raw = entry.get("tenants")
+    if raw is None:
+        return frozenset()
+    if not isinstance(raw, list) or not raw or not all(isinstance(t, str) for t in raw):
+        raise _invalid(index, "tenants must be a list of tenant ids")
+    try:
+        return frozenset(canonical_tenant_id(t) for t in raw)
+    except InvalidTenantError as exc:
+        raise _invalid(index, f"tenants: {exc}") from None
+
+
+def sink_tenants(environ: Mapping[str, str]) -> dict[str, frozenset[str]]:
+    """Each sink queue that names ``tenants``, with them (the fan-out gives it only their events)."""
+    return {s.delivery.queue: s.delivery.tenants for s in parse_sinks(environ) if s.delivery.tenants}
 
 
 def _queue_name(index: int, kind: str, entry: dict[str, Any]) -> str:

@@ -25,6 +25,8 @@ class Delivery:
     queue: str
     max_attempts: int | None = None
     retry_hours: float = DEFAULT_HORIZON_HOURS
+    # TENANT_MODE=multi: the only tenants whose events this sink receives (empty: every tenant's).
+    tenants: frozenset[str] = frozenset()
 
     @property
     def poison_queue(self) -> str:

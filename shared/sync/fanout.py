@@ -7,7 +7,8 @@ fails fails the page, which is retried with the same event ids (at least once).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable, Sequence
+import json
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Protocol
 
 from shared.queues.message_queue import MessageQueue
@@ -22,10 +23,18 @@ class Copier(Protocol):
 class EventFanout:
     """The changes queue plus the sinks' queues, behind MessageQueue's ``send_all``."""
 
-    def __init__(self, changes: MessageQueue, sinks: Sequence[MessageQueue] = (), taps: Copier | None = None) -> None:
+    def __init__(
+        self,
+        changes: MessageQueue,
+        sinks: Sequence[MessageQueue] = (),
+        taps: Copier | None = None,
+        tenants: Mapping[str, frozenset[str]] | None = None,
+    ) -> None:
         self._changes = changes
         self._sinks = tuple(sinks)
         self._taps = taps
+        # A sink queue's name -> the only tenants whose events it receives (SINKS "tenants"); absent: every tenant's.
+        self._tenants = dict(tenants or {})
 
     @property
     def name(self) -> str:
@@ -41,6 +50,18 @@ class EventFanout:
         batch = list(texts)
         await self._changes.send_all(batch)
         if self._sinks and batch:
-            await asyncio.gather(*(sink.send_all(batch) for sink in self._sinks))
+            await asyncio.gather(*(sink.send_all(self._for(sink, batch)) for sink in self._sinks))
         if self._taps is not None and batch:
             await self._taps.send_all(batch)
+
+    def _for(self, sink: MessageQueue, batch: list[str]) -> list[str]:
+        wanted = self._tenants.get(sink.name)
+        if wanted is None:
+            return batch
+        return [text for text in batch if _tenant_of(text) in wanted]
+
+
+def _tenant_of(text: str) -> str:
+    """The event's tenantId ('' when it has none)."""
+    value = json.loads(text).get("tenantId")
+    return value if isinstance(value, str) else ""
