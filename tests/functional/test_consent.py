@@ -437,12 +437,19 @@ async def test_single_mode_answers_404_without_touching_storage(route, monkeypat
     assert b"TENANT_MODE=single" in response.get_body()
 
 
-def test_the_consent_routes_are_anonymous_whatever_the_app_default():
-    for name, route in (("consent_start", "consent/start"), ("consent", "consent")):
-        trigger = FUNCTIONS[name].get_trigger()
-        assert trigger.route == route
-        assert str(trigger.auth_level).lower().endswith("anonymous")
-        assert trigger.methods == ["GET"] or [str(m).split(".")[-1] for m in trigger.methods] == ["GET"]
+def test_the_consent_routes_stay_anonymous_when_the_app_wants_a_function_key():
+    # Imported afresh with HTTP_AUTH_LEVEL=function: the other routes take it, the consent routes do not.
+    code = (
+        "import json, function_app\n"
+        "print(json.dumps({f.get_function_name(): str(f.get_trigger().auth_level) for f in"
+        " function_app.app.get_functions() if f.get_trigger().get_binding_name() == 'httpTrigger'}))"
+    )
+    env = {**os.environ, "HTTP_AUTH_LEVEL": "function"}
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT, env=env)
+    levels = {name: level.split(".")[-1].lower() for name, level in json.loads(run.stdout).items()}
+
+    assert levels["consent_start"] == levels["consent"] == "anonymous"
+    assert levels["notifications"] == levels["health"] == "function"
 
 
 async def test_the_routes_register_a_tenant_in_table_tenants_and_queue_it_on_graph_notifications(
