@@ -40,6 +40,7 @@ from shared.refusals import Reason
 from shared.stores.clients import queue_client, table_client
 from shared.stores.tenants import TenantStore
 from shared.tenants.consent import ConsentFlow, ConsentRequest
+from shared.tenants.onboarding import register_consent
 from shared.tenants.pages import REFUSALS, Page
 from shared.tenants.state import new_state, sign_state
 from shared.tenants.state_store import USED_PARTITION, ConsentStateStore
@@ -314,6 +315,38 @@ async def test_a_consent_resumes_a_suspended_tenant(bench):
     [tenant] = await registered(b.tenants)
     assert (tenant.status, tenant.reason, tenant.suspended_at, tenant.name) == (ACTIVE, "", None, "Fabrikam")
     assert [e.items for e in await b.envelopes()] == [[{"tenantId": tenant_id}]]
+
+
+class InterleavedStore(TenantStore):
+    """A tenant store after whose first read another instance activates the tenant (a real write)."""
+
+    def __init__(self, client: Any, other: TenantStore) -> None:
+        super().__init__(client)
+        self._other: TenantStore | None = other
+
+    async def get(self, tenant_id: str) -> Any:
+        found = await super().get(tenant_id)
+        if self._other is not None and found is not None:
+            other, self._other = self._other, None
+            theirs = await other.get(tenant_id)
+            assert theirs is not None
+            await other.save(theirs.tenant.activated(utcnow()), theirs.etag)
+        return found
+
+
+async def test_a_consent_that_meets_another_instance_writing_the_tenant_reads_again(bench):
+    b = await bench()
+    tenant_id = new_tenant_id()
+    await b.tenants.setup()
+    now = utcnow()
+    await b.tenants.add(new_tenant(tenant_id, "Twice", now, ACTIVE).suspended("AADSTS65001 consent revoked", now))
+    async with table_client(b.azurite.connection_string, b.names["tenants"]) as client:
+        store = InterleavedStore(client, b.tenants)
+
+        registration = await register_consent(store, tenant_id, "", utcnow())
+
+    assert registration.outcome == "unchanged"  # its save met the other write, and the second read found it active
+    assert [t.status for t in await registered(b.tenants)] == [ACTIVE]
 
 
 async def test_a_consent_of_a_tenant_being_removed_is_refused_and_changes_nothing(bench):
