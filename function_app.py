@@ -12,6 +12,7 @@ import os
 
 import azure.functions as func
 
+from shared.app.consent import build_consent
 from shared.app.health import build_health
 from shared.app.lazy import Lazy
 from shared.app.receivers import build_ingest
@@ -22,12 +23,14 @@ from shared.config.settings import http_auth_level, renew_schedule
 from shared.config.sinks import sink_queues
 from shared.ingest.receiver import Reply, answer_handshake, refuse_declared_size
 from shared.logs import log_event
+from shared.tenants.pages import Page, not_found
 
 # HTTP_AUTH_LEVEL: with "function", the host refuses a request without the ?code= key before any work.
 app = func.FunctionApp(http_auth_level=func.AuthLevel(http_auth_level(os.environ)))
 receivers = Lazy(lambda: build_ingest(os.environ))
 worker = Lazy(lambda: build_worker(os.environ))
 health_checks = Lazy(lambda: build_health(os.environ))
+consent_flow = Lazy(lambda: build_consent(os.environ))
 log = logging.getLogger("function_app")
 
 
@@ -89,6 +92,27 @@ async def health(req: func.HttpRequest) -> func.HttpResponse:
     verdict = await (await health_checks.get()).monitor.check()
     body = json.dumps(verdict.body)
     return func.HttpResponse(body, status_code=verdict.status, mimetype="application/json", charset="utf-8")
+
+
+def _page(page: Page) -> func.HttpResponse:
+    return func.HttpResponse(
+        page.body, status_code=page.status, headers=dict(page.headers), mimetype=page.mimetype, charset="utf-8"
+    )
+
+
+# A customer's admin arrives from the identity platform without a function key: always anonymous.
+@app.route(route="consent/start", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
+async def consent_start(req: func.HttpRequest) -> func.HttpResponse:
+    """TENANT_MODE=multi: 302 to the identity platform's admin consent, with a signed state (404 otherwise)."""
+    flow = (await consent_flow.get()).flow
+    return _page(not_found() if flow is None else await flow.start(req.params, utcnow()))
+
+
+@app.route(route="consent", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
+async def consent(req: func.HttpRequest) -> func.HttpResponse:
+    """TENANT_MODE=multi: the admin consent's reply; registers the tenant and schedules its subscriptions."""
+    flow = (await consent_flow.get()).flow
+    return _page(not_found() if flow is None else await flow.finish(req.params, utcnow()))
 
 
 @app.timer_trigger(arg_name="timer", schedule=renew_schedule(os.environ), run_on_startup=False)

@@ -7,14 +7,14 @@ from typing import Annotated
 
 import typer
 
-from . import cursor, desired, events, poison, subscriptions
+from . import cursor, desired, events, poison, subscriptions, tenants
 from .runtime import Session, console, quiet_sdk_logs
 
 PIPED_WIDTH = 240
 
 app = typer.Typer(
     name="graphhooks",
-    help="Operate the Graph change notifications app: subscriptions, desired entries, poison queues, events.",
+    help="Operate the Graph change notifications app: subscriptions, desired entries, poison queues, events, tenants.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     # Plain click help: typer's rich panels print a `<bool>` type beside every flag.
@@ -25,6 +25,7 @@ app.add_typer(desired.app, name="desired", no_args_is_help=True)
 app.add_typer(poison.app, name="poison", no_args_is_help=True)
 app.add_typer(cursor.app, name="cursor", no_args_is_help=True)
 app.add_typer(events.app, name="events", no_args_is_help=True)
+app.add_typer(tenants.app, name="tenants", no_args_is_help=True)
 
 
 @app.callback()

@@ -15,8 +15,12 @@ param location string
 @description('Object id of the user running azd: gets Key Vault Secrets Officer to upload the secret and certificates. Empty to skip.')
 param principalId string = ''
 
-@description('Microsoft Entra tenant that owns the Graph data. Empty means this subscription\'s tenant.')
+@description('Microsoft Entra tenant that owns the Graph data. Empty means this subscription\'s tenant. Not used with tenantMode multi.')
 param graphTenantId string = ''
+
+@allowed(['single', 'multi'])
+@description('TENANT_MODE: single (graphTenantId alone) or multi (every tenant that consents; graphClientId is then a multi-tenant app registration).')
+param tenantMode string = 'single'
 
 @description('App registration client id. Empty means the user-assigned managed identity (grant it Graph roles with scripts/grant-graph-permissions.sh).')
 param graphClientId string = ''
@@ -144,6 +148,7 @@ module settings 'app/settings.bicep' = {
     identityClientId: identity.outputs.clientId
     applicationInsightsConnectionString: monitoring.outputs.connectionString
     graphTenantId: empty(graphTenantId) ? tenant().tenantId : graphTenantId
+    tenantMode: tenantMode
     graphClientId: empty(graphClientId) ? identity.outputs.clientId : graphClientId
     graphClientSecretUri: vault.outputs.graphClientSecretUri
     notificationCertificateUri: empty(notificationCertificateName) ? '' : '${vault.outputs.uri}secrets/${notificationCertificateName}'
@@ -173,3 +178,7 @@ output AZURE_MANAGED_IDENTITY_CLIENT_ID string = identity.outputs.clientId
 output AZURE_KEY_VAULT_NAME string = vault.outputs.name
 output AZURE_STORAGE_ACCOUNT_NAME string = storage.outputs.name
 output SERVICE_API_BASE_URL string = 'https://${api.outputs.defaultHostName}'
+// tenantMode multi: the redirect URI to add to the app registration (CONSENT_REDIRECT_URL's default),
+// and the link a customer's admin opens to connect their tenant (both routes are anonymous).
+output CONSENT_REDIRECT_URL string = tenantMode == 'multi' ? 'https://${api.outputs.defaultHostName}/api/consent' : ''
+output CONSENT_START_URL string = tenantMode == 'multi' ? 'https://${api.outputs.defaultHostName}/api/consent/start' : ''

@@ -177,3 +177,23 @@ class DeliveryDeferredError(SinkDeliveryError):
 
 class OperatorRequestError(GraphWebhookError):
     """An admin CLI request cannot be carried out (unknown id, a seed entry, no such queue); the message says why."""
+
+
+class ConsentStateError(GraphWebhookError):
+    """An admin consent's ``state`` is not one this app signed: missing, forged, altered or unreadable."""
+
+    status = 400
+
+
+class ExpiredConsentStateError(ConsentStateError):
+    """An admin consent's ``state`` was signed by this app but is past its expiry."""
+
+
+class ReusedConsentStateError(ConsentStateError):
+    """An admin consent's ``state`` was redeemed before: each one registers at most one tenant, once."""
+
+
+class TenantRemovingError(GraphWebhookError):
+    """The tenant's removal is under way: it cannot be added or consented again until that finishes."""
+
+    status = 409

@@ -33,8 +33,8 @@ NOISY_LOGGERS = ("httpx", "httpcore")
 # tokens, OAuth tokens, client secrets and clientState.
 _SECRET_NAMES = r"[a-z0-9_.-]*token|client_secret|client_assertion|assertion|password|secret|clientstate"
 # Names that are secrets in a query string only (a log field ``code=`` may be a Graph error code):
-# function keys and OAuth codes, SAS signatures, API keys.
-_QUERY_NAMES = r"code|sig|signature|(?:x-functions-|subscription-|api[-_]?)?key"
+# function keys and OAuth codes, SAS signatures, API keys, and an admin consent's signed state.
+_QUERY_NAMES = r"code|sig|signature|state|(?:x-functions-|subscription-|api[-_]?)?key"
 _VALUE = r"('[^']*'|\"[^\"]*\"|[^&\s\"'#<>)]+)"
 # ``name=value`` in a query string, a form body, an OData function (``delta(token='…')``) or a
 # key=value log line; the name may carry OData's ``$``, raw or percent-encoded.

@@ -42,6 +42,16 @@ class Reason(StrEnum):
     # Multi-tenant: an item naming another tenant than its subscription's, or one of a suspended tenant.
     TENANT_MISMATCH = "tenantMismatch"
     TENANT_SUSPENDED = "tenantSuspended"
+    # Admin consent callbacks (GET /api/consent) that registered nothing, and consent starts refused.
+    CONSENT_NO_STATE = "consentNoState"
+    CONSENT_BAD_STATE = "consentBadState"
+    CONSENT_EXPIRED_STATE = "consentExpiredState"
+    CONSENT_REUSED_STATE = "consentReusedState"
+    CONSENT_DECLINED = "consentDeclined"
+    CONSENT_NOT_GRANTED = "consentNotGranted"
+    CONSENT_BAD_TENANT = "consentBadTenant"
+    CONSENT_TENANT_REMOVING = "consentTenantRemoving"
+    CONSENT_BAD_NAME = "consentBadName"
 
 
 # The reasons notifications.check_items gives (Rejection.reason); any other is an item that cannot be stored.

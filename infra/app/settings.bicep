@@ -10,6 +10,8 @@ param storageAccountName string
 param identityClientId string
 param applicationInsightsConnectionString string
 param graphTenantId string
+@allowed(['single', 'multi'])
+param tenantMode string = 'single'
 param graphClientId string
 param graphClientSecretUri string
 param notificationCertificateUri string
@@ -32,7 +34,6 @@ var required = {
   APPLICATIONINSIGHTS_AUTHENTICATION_STRING: 'ClientId=${identityClientId};Authorization=AAD'
   // DefaultAzureCredential picks the user-assigned identity with this.
   AZURE_CLIENT_ID: identityClientId
-  GRAPH_TENANT_ID: graphTenantId
   GRAPH_CLIENT_ID: graphClientId
   // Graph calls the routes with the key; a request without it is refused by the host.
   HTTP_AUTH_LEVEL: 'function'
@@ -45,6 +46,15 @@ var required = {
   // for Azure Functions" (MicrosoftDocs/azure-docs, articles/azure-functions/functions-app-settings.md,
   // FUNCTIONS_REQUEST_BODY_SIZE_LIMIT: bytes, default 104,857,600).
   FUNCTIONS_REQUEST_BODY_SIZE_LIMIT: '1048576'
+}
+
+// single: the one tenant. multi: every tenant in table tenants, and GRAPH_TENANT_ID is not set (the app
+// would say at start-up that it ignores it); the consent routes (/api/consent/start, /api/consent) are
+// anonymous in the code, as a customer's admin arrives from the identity platform without the key.
+var tenancy = tenantMode == 'multi' ? {
+  TENANT_MODE: 'multi'
+} : {
+  GRAPH_TENANT_ID: graphTenantId
 }
 
 var secret = empty(graphClientSecretUri) ? {} : {
@@ -67,5 +77,5 @@ resource appSettings 'Microsoft.Web/sites/config@2024-04-01' = {
   //checkov:skip=CKV_AZURE_222:This resource is the appsettings dictionary, not the site's web configuration, which api.bicep sets; checkov applies its site checks to every sites/config resource.
   parent: app
   name: 'appsettings'
-  properties: union(required, secret, certificate)
+  properties: union(required, tenancy, secret, certificate)
 }

@@ -19,6 +19,8 @@ DESIRED_TABLE = "desiredsubscriptions"
 REFUSALS_TABLE = "refusals"
 TAPS_TABLE = "taps"
 TENANTS_TABLE = "tenants"
+# The key admin consent states are signed with, and the states already redeemed.
+CONSENT_STATE_TABLE = "consentstate"
 SINK_BATCHES_TABLE = "sinkbatches"
 SINK_MIRROR_TABLE = "sinkmirror"
 SINK_ORDER_TABLE = "sinkorder"

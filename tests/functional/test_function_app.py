@@ -23,7 +23,9 @@ def post(route: str, body: bytes = b"", **params: str) -> func.HttpRequest:
 
 
 def test_the_app_declares_the_four_functions_with_their_bindings():
-    assert set(FUNCTIONS) == {"notifications", "lifecycle", "process", "renew", "health", "sharepoint"}
+    assert set(FUNCTIONS) == {
+        "notifications", "lifecycle", "process", "renew", "health", "sharepoint", "consent_start", "consent"
+    }  # fmt: skip
     triggers = {name: f.get_trigger() for name, f in FUNCTIONS.items()}
     assert triggers["sharepoint"].route == "sharepoint"
     assert triggers["process"].queue_name == "graph-notifications"

@@ -22,6 +22,8 @@ SECRET_URLS = [
     "http://127.0.0.1:7071/api/notifications?validationToken=Validation%3a+Testing%3a+client+to+service",
     "https://app.azurewebsites.net/api/notifications?code=k3yK3yK3y==",
     "https://acct.blob.core.windows.net/mirror/a.txt?sv=2024-08-04&sig=c2lnbmF0dXJl%3D&se=2030-01-01",
+    # An admin consent's reply: its signed state is one-use, but worth nothing in a log.
+    "https://app.azurewebsites.net/api/consent?tenant=1111&admin_consent=True&state=eyJhbGciOiJIUzI1NiJ9.e30.c2ln",
 ]
 SECRETS = [
     "MzslMjM0OyUyMzE7MzsyM2Yw",
@@ -32,6 +34,7 @@ SECRETS = [
     "Validation%3a",
     "k3yK3yK3y",
     "c2lnbmF0dXJl",
+    "eyJhbGciOiJIUzI1NiJ9",
 ]
 
 
