@@ -59,6 +59,7 @@ class SimState:
     rich: RichDelivery = field(init=False)
     deliverer: Deliverer = field(init=False)
     throttle: WriteThrottle = field(init=False)
+    app_throttle: WriteThrottle | None = field(init=False)  # all tenants' writes together, when limited
     tenants: Tenants = field(init=False)
     http: aiohttp.ClientSession | None = None
 
@@ -68,9 +69,12 @@ class SimState:
             # Another tenant: Graph's delivery, signing and clock are one for all tenants.
             self.tenant_id = self.tenant_id or self.config.tenant_id
             self.clock, self.deliverer, self.rich = self.home.clock, self.home.deliverer, self.home.rich
+            self.app_throttle = self.home.app_throttle
             self.tenants, self.graph_url = self.home.tenants, self.home.graph_url
             return
         self.tenant_id = self.config.tenant_id
+        limit = self.config.app_write_limit
+        self.app_throttle = WriteThrottle(limit, self.config.write_window_seconds) if limit > 0 else None
         self.deliverer = Deliverer(self.config)
         # Rich notifications: validation tokens on delivered batches, one per tenant (and app) in a batch.
         self.rich = RichDelivery(self.issuer.validation, self.config.tenant_id)
@@ -227,6 +231,8 @@ class SimState:
         self.cursors.clear()
         self.deliverer.clear()
         self.throttle.reset()
+        if self.app_throttle is not None:
+            self.app_throttle.reset()
         self.rich.clear()
         self.clock.offset = type(self.clock.offset)()
         self.reset_stats()

@@ -452,3 +452,57 @@ async def test_a_thousand_empty_tenants_cost_no_state(sim: SimHandle) -> None:
     token = await token_for(sim, "00000999-0000-4000-8000-000000000000")
     assert (await graph(sim, "GET", "/subscriptions", token))[0] == 200
     assert len(sim.state.tenants.states()) == 2
+
+
+# --------------------------------------------------------------------------- simctl
+
+
+async def test_simctl_drives_tenants_and_consent(sim: SimHandle) -> None:
+    from typer.testing import CliRunner
+
+    from devtools.simctl import app
+
+    async def simctl(*args: str) -> str:
+        # simctl runs its own event loop: in a thread, beside the simulator's.
+        result = await asyncio.to_thread(CliRunner().invoke, app, ["--control-url", sim.control_url, *args])
+        assert result.exit_code == 0, result.output
+        return str(result.output)
+
+    assert f"{TENANT_C}  no consent" in await simctl("tenants", "add", TENANT_C, "--no-consent")
+    assert (await raw_token(sim, TENANT_C))[1]["error_codes"] == [65001]
+    await simctl("tenants", "add", TENANT_C)
+    assert "revoked (AADSTS7000112)" in await simctl("tenants", "revoke", TENANT_C, "--code", "7000112")
+    assert (await raw_token(sim, TENANT_C))[1]["error_codes"] == [7000112]
+    assert f"{TENANT_C}  active" in await simctl("tenants", "restore", TENANT_C)
+    assert "429 for 60 s" in await simctl("tenants", "throttle", TENANT_C, "--seconds", "60", "--retry-after", "3")
+    listed = await simctl("tenants", "list")
+    assert f"{TENANT_C}  active  storm 429" in listed and "3 tenant(s)" in listed
+    await simctl("--tenant", TENANT_B, "drives", "create", "b-drive")
+    assert [d["id"] for d in (await control(sim, "GET", "/drives", tenant=TENANT_B))["value"]] == ["b-drive"]
+    assert (await control(sim, "GET", "/drives"))["value"] == []
+    await simctl("consent", "next", "--tenant", "eeeeeeee-0000-4000-8000-00000000000e", "--deny")
+    assert (await control(sim, "GET", "/consent"))["next"] == [
+        {"decision": "deny", "tenant": "eeeeeeee-0000-4000-8000-00000000000e", "error": "consent_required"}
+    ]
+
+
+async def test_writes_are_limited_per_tenant_and_optionally_across_tenants(receiver: Receiver) -> None:
+    handle = await start(SimConfig(write_limit=1, app_write_limit=2, validation_timeout_seconds=2.0))
+    try:
+        tenants = [handle.config.tenant_id, TENANT_B, TENANT_C]
+        tokens = {}
+        for tenant in tenants:
+            await control(handle, "POST", "/tenants", {"tenant": tenant})
+            await control(handle, "POST", "/users", {"displayName": "u"}, tenant=tenant)
+            tokens[tenant] = await token_for(handle, tenant)
+        body = {"changeType": "updated", "notificationUrl": receiver.url, "resource": "users"}
+        body["expirationDateTime"] = in_an_hour()
+        first = await graph(handle, "POST", "/subscriptions", tokens[tenants[0]], body)
+        again = await graph(handle, "POST", "/subscriptions", tokens[tenants[0]], body)
+        other = await graph(handle, "POST", "/subscriptions", tokens[TENANT_B], body)
+        third = await graph(handle, "POST", "/subscriptions", tokens[TENANT_C], body)
+        # One write a tenant (the home tenant's second is refused), two across tenants (so C's first is).
+        assert [first[0], again[0], other[0], third[0]] == [201, 429, 201, 429]
+        assert again[1]["Retry-After"] and third[2]["error"]["code"] == "TooManyRequests"
+    finally:
+        await handle.close()
