@@ -51,7 +51,7 @@ def certificates_for(issuer: TokenIssuer) -> ClientCertificates:
 
 
 def assertion_failure(
-    config: SimConfig, issuer: TokenIssuer, authority: str, tenant: str, form: Any, tenants: Tenants
+    config: SimConfig, issuer: TokenIssuer, authority: str, tenant: str, form: Any, tenants: Tenants[Any]
 ) -> tuple[int, str, int, str] | None:
     """Why a client_assertion request fails, as (status, error, AADSTS code, text); None when it is valid.
 

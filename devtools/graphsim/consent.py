@@ -22,6 +22,7 @@ import html
 import logging
 import uuid
 from datetime import UTC, datetime
+from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from aiohttp import web
@@ -67,7 +68,7 @@ def _missing(name: str) -> web.Response:
 class AdminConsent:
     """The admin consent handler; decisions queued by the control API live in the tenant registry."""
 
-    def __init__(self, config: SimConfig, tenants: Tenants) -> None:
+    def __init__(self, config: SimConfig, tenants: Tenants[Any]) -> None:
         self.config = config
         self.tenants = tenants
         self.granted = 0

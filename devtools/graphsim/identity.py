@@ -45,7 +45,7 @@ def _aad_error(status: int, error: str, code: int, text: str) -> web.Response:
 class IdentityRoutes:
     """Handlers for discovery, JWKS and the client-credentials token endpoint."""
 
-    def __init__(self, config: SimConfig, issuer: TokenIssuer, tenants: Tenants) -> None:
+    def __init__(self, config: SimConfig, issuer: TokenIssuer, tenants: Tenants[Any]) -> None:
         self.config = config
         self.issuer = issuer
         self.tenants = tenants

@@ -60,7 +60,7 @@ class SimState:
     deliverer: Deliverer = field(init=False)
     throttle: WriteThrottle = field(init=False)
     app_throttle: WriteThrottle | None = field(init=False)  # all tenants' writes together, when limited
-    tenants: Tenants = field(init=False)
+    tenants: Tenants[SimState] = field(init=False)
     http: aiohttp.ClientSession | None = None
 
     def __post_init__(self) -> None:
@@ -79,7 +79,7 @@ class SimState:
         # Rich notifications: validation tokens on delivered batches, one per tenant (and app) in a batch.
         self.rich = RichDelivery(self.issuer.validation, self.config.tenant_id)
         self.deliverer.shape = self.rich.shape
-        self.tenants = Tenants(self)
+        self.tenants = Tenants(self, self.for_tenant)
 
     def for_tenant(self, tenant_id: str) -> SimState:
         """A new, empty state for another tenant, sharing this (home) state's clock, delivery and signing."""

@@ -17,12 +17,13 @@ import re
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Generic, Protocol, TypeVar
 
+from .clock import SimClock
+from .config import SimConfig
 from .errors import GraphError
-
-if TYPE_CHECKING:
-    from .state import SimState
+from .faults import FaultInjector, WriteThrottle
+from .models.subscriptions import SubscriptionStore
 
 TENANT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 # Authorities that name no one tenant.
@@ -30,6 +31,21 @@ GENERIC = frozenset({"common", "organizations", "consumers"})
 APP_NAME = "graphsim-client"  # the app's display name, as in its tokens (auth.py)
 REVOCATIONS = (65001, 7000112, 700016)
 
+
+class TenantState(Protocol):
+    """What the registry reads of a tenant's state (state.py's SimState)."""
+
+    tenant_id: str
+    config: SimConfig
+    clock: SimClock
+    subs: SubscriptionStore
+    faults: FaultInjector
+    throttle: WriteThrottle
+    subscription_writes: int
+    graph_requests: int
+
+
+S = TypeVar("S", bound=TenantState)
 AadError = tuple[int, str, int, str]  # (HTTP status, error, AADSTS code, text) for identity.py's _aad_error
 
 
@@ -72,13 +88,13 @@ def refusal(code: int, client_id: str, tenant: str) -> AadError:
 
 
 @dataclass(eq=False)
-class Tenant:
+class Tenant(Generic[S]):
     """One tenant: whether the app's admin consent stands, and its state once something used it."""
 
     id: str
     consented: bool
     revoked: int | None = None  # the AADSTS code its token requests fail with, while revoked
-    state: SimState | None = None
+    state: S | None = None
 
     @property
     def active(self) -> bool:
@@ -127,20 +143,20 @@ class ConsentDecision:
         }
 
 
-class Tenants:
+class Tenants(Generic[S]):
     """The registry: tenants by id (case-insensitive), with the home tenant always there."""
 
-    def __init__(self, home: SimState) -> None:
+    def __init__(self, home: S, make: Callable[[str], S]) -> None:
         self.home_id = home.tenant_id
-        self._make: Callable[[str], SimState] = home.for_tenant
-        self.records: dict[str, Tenant] = {self.home_id.lower(): Tenant(self.home_id, True, state=home)}
+        self._make = make
+        self.records: dict[str, Tenant[S]] = {self.home_id.lower(): Tenant(self.home_id, True, state=home)}
         self.decisions: deque[ConsentDecision] = deque()
 
-    def get(self, tenant: str | None) -> Tenant | None:
+    def get(self, tenant: str | None) -> Tenant[S] | None:
         """A tenant by id, or None."""
         return self.records.get(tenant.lower()) if tenant else None
 
-    def add(self, tenant: str, consented: bool) -> tuple[Tenant, bool]:
+    def add(self, tenant: str, consented: bool) -> tuple[Tenant[S], bool]:
         """Register a tenant (or set an existing one's consent); (record, whether it is new)."""
         if not TENANT_ID.match(tenant) or tenant.lower() in GENERIC:
             raise ValueError(f"'{tenant}' is not a tenant id")
@@ -150,23 +166,23 @@ class Tenants:
             if consented:
                 found.revoked = None
             return found, False
-        record = Tenant(tenant, consented)
+        record: Tenant[S] = Tenant(tenant, consented)
         self.records[tenant.lower()] = record
         return record, True
 
-    def remove(self, tenant: Tenant) -> None:
+    def remove(self, tenant: Tenant[S]) -> None:
         """Forget a tenant (not the home tenant): its token requests answer AADSTS90002 from then on."""
         if tenant.id == self.home_id:
             raise ValueError("the home tenant cannot be removed")
         self.records.pop(tenant.id.lower(), None)
 
-    def state_of(self, tenant: Tenant) -> SimState:
+    def state_of(self, tenant: Tenant[S]) -> S:
         """The tenant's state, made on first use."""
         if tenant.state is None:
             tenant.state = self._make(tenant.id)
         return tenant.state
 
-    def states(self) -> list[SimState]:
+    def states(self) -> list[S]:
         """The states made so far, the home tenant's first."""
         return [t.state for t in self.records.values() if t.state is not None]
 
@@ -181,7 +197,7 @@ class Tenants:
             return refusal(65001, client_id, record.id)
         return None
 
-    def graph_state(self, claims: dict[str, Any]) -> SimState:
+    def graph_state(self, claims: dict[str, Any]) -> S:
         """The state of the tenant a Graph token was issued for; 401 when it is unknown or has no consent now."""
         record = self.get(claims.get("tid"))
         if record is None or not record.active:
@@ -192,7 +208,7 @@ class Tenants:
             )
         return self.state_of(record)
 
-    def consent(self, tenant: str) -> Tenant:
+    def consent(self, tenant: str) -> Tenant[S]:
         """An admin of ``tenant`` granted consent: the tenant exists and is active from now on."""
         record, _ = self.add(tenant, True)
         return record
@@ -201,7 +217,7 @@ class Tenants:
         """The decision the control API queued for the next consent request (used up), or None."""
         return self.decisions.popleft() if self.decisions else None
 
-    def reset(self) -> list[SimState]:
+    def reset(self) -> list[S]:
         """Forget every tenant but the home tenant, and queued decisions; the states dropped."""
         home = self.records[self.home_id.lower()]
         home.consented, home.revoked = True, None

@@ -21,25 +21,25 @@ from typing import Any
 
 from aiohttp import web
 
-from ..state import STATE
+from ..state import STATE, SimState
 from ..tenants import DENIALS, REVOCATIONS, TENANT_ID, ConsentDecision, Tenant, Tenants
 from .control_api import ControlError, missing, read_json
 
 routes = web.RouteTableDef()
 
 
-def _tenants(request: web.Request) -> Tenants:
+def _tenants(request: web.Request) -> Tenants[SimState]:
     return request.app[STATE].tenants
 
 
-def _record(request: web.Request) -> Tenant:
+def _record(request: web.Request) -> Tenant[SimState]:
     found = _tenants(request).get(request.match_info["id"])
     if found is None:
         raise missing("tenant")
     return found
 
 
-def _out(request: web.Request, record: Tenant, status: int = 200) -> web.Response:
+def _out(request: web.Request, record: Tenant[SimState], status: int = 200) -> web.Response:
     return web.json_response(record.as_json(_tenants(request).home_id), status=status)
 
 
@@ -120,7 +120,7 @@ async def throttle(request: web.Request) -> web.Response:
     return web.json_response({"tenant": record.id, **storm.as_json(now)})
 
 
-def _decisions(tenants: Tenants) -> dict[str, Any]:
+def _decisions(tenants: Tenants[SimState]) -> dict[str, Any]:
     return {"next": [d.as_json() for d in tenants.decisions]}
 
 
