@@ -11,6 +11,17 @@ else `make run`'s fixed port. Examples, with `make run` going in another termina
     python -m devtools.simctl files rename demo-drive <item-id> "report (final).txt"
     python -m devtools.simctl files delete demo-drive <item-id>
     python -m devtools.simctl subscriptions list
+
+Every command works on one tenant's data: ``--tenant ID`` (before the command), else the
+simulator's home tenant. Tenants themselves, their consent and their faults:
+
+    python -m devtools.simctl tenants add <tenant-id> [--no-consent]
+    python -m devtools.simctl tenants list
+    python -m devtools.simctl tenants revoke <tenant-id> --code 65001
+    python -m devtools.simctl tenants restore <tenant-id>
+    python -m devtools.simctl tenants throttle <tenant-id> --seconds 600 --status 429 --retry-after 10
+    python -m devtools.simctl consent next --tenant <tenant-id> [--deny]
+    python -m devtools.simctl --tenant <tenant-id> drives create demo-drive
 """
 
 from __future__ import annotations
@@ -19,7 +30,9 @@ import asyncio
 import json
 import os
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Annotated, Any, TypeVar
+from urllib.parse import quote
 
 import aiohttp
 import typer
@@ -43,12 +56,43 @@ app = typer.Typer(
 drives = typer.Typer(help="Simulated OneDrive drives.", no_args_is_help=True)
 files = typer.Typer(help="Files and folders in a drive: the host hears of each change.", no_args_is_help=True)
 subscriptions = typer.Typer(help="The subscriptions Graph (the simulator) holds.", no_args_is_help=True)
+tenants = typer.Typer(
+    help="The tenants the simulator serves: consent, revoked consent, 429 storms.", no_args_is_help=True
+)
+consent = typer.Typer(help="What the admin consent endpoint answers next.", no_args_is_help=True)
 app.add_typer(drives, name="drives")
 app.add_typer(files, name="files")
 app.add_typer(subscriptions, name="subscriptions")
+app.add_typer(tenants, name="tenants")
+app.add_typer(consent, name="consent")
 
 Drive = Annotated[str, typer.Argument(metavar="DRIVE", help="A drive id, e.g. demo-drive (`drives list`).")]
 ItemId = Annotated[str, typer.Argument(metavar="ITEM_ID", help="The item's id (printed by `files create`).")]
+TenantId = Annotated[str, typer.Argument(metavar="TENANT_ID", help="A tenant id (`tenants list`).")]
+
+
+@dataclass(frozen=True)
+class Target:
+    """The simulator's control API and the tenant whose data the commands change (None: the home tenant)."""
+
+    url: str
+    tenant: str | None = None
+
+
+class TenantControl(SimControl):
+    """A control client whose every call names the tenant (the control API's ``tenant`` query parameter)."""
+
+    def __init__(self, control_url: str, tenant: str | None) -> None:
+        super().__init__(control_url)
+        self.tenant = tenant
+
+    async def call(
+        self, method: str, path: str, body: dict[str, Any] | None = None, limit_seconds: float | None = None
+    ) -> Any:
+        """As SimControl.call, with ``?tenant=`` added when a tenant was chosen."""
+        if self.tenant:
+            path += ("&" if "?" in path else "?") + "tenant=" + quote(self.tenant, safe="")
+        return await super().call(method, path, body, limit_seconds)
 
 
 def control_url(given: str | None) -> str:
@@ -74,17 +118,22 @@ def options(
             f" {DEFAULT_CONTROL_URL}).",
         ),
     ] = None,
+    tenant: Annotated[
+        str | None,
+        typer.Option("--tenant", metavar="TENANT_ID", help="The tenant whose data to change (default: the home one)."),
+    ] = None,
 ) -> None:
     """Find the simulator."""
-    ctx.obj = control_url(url)
+    ctx.obj = Target(control_url(url), tenant)
 
 
 def call(ctx: typer.Context, action: Callable[[SimControl], Awaitable[T]]) -> T:
     """Run one control call; a failure is one line on stderr and exit status 1."""
-    url = str(ctx.obj)
+    target: Target = ctx.obj
+    url = target.url
 
     async def go() -> T:
-        async with SimControl(url) as control:
+        async with TenantControl(url, target.tenant) as control:
             return await action(control)
 
     try:
@@ -182,6 +231,84 @@ def lifecycle(
     """Send a lifecycle notification for a subscription, as Graph would."""
     call(ctx, lambda c: c.lifecycle(subscription_id, event))
     typer.echo(f"sent {event} for {subscription_id}")
+
+
+def _tenant_line(found: dict[str, Any]) -> str:
+    state = "active" if found["active"] else f"revoked (AADSTS{found['revoked']})" if found["revoked"] else "no consent"
+    storm = found.get("storm")
+    extra = f"  storm {storm['status']} for {storm['remainingSeconds']:.0f} s" if storm else ""
+    return f"{found['tenant']}  {state}{'  (home)' if found['home'] else ''}{extra}"
+
+
+@tenants.command("list")
+def list_tenants(ctx: typer.Context) -> None:
+    """Each tenant: its id, whether the app may use it now, and any 429 storm."""
+    found: list[dict[str, Any]] = call(ctx, lambda c: c.call("GET", "/tenants"))["value"]
+    for tenant in found:
+        typer.echo(_tenant_line(tenant))
+    typer.echo(f"{len(found)} tenant(s)")
+
+
+@tenants.command("add")
+def add_tenant(
+    ctx: typer.Context,
+    tenant_id: TenantId,
+    consented: Annotated[
+        bool, typer.Option("--consent/--no-consent", help="Whether its admin has consented (default: yes).")
+    ] = True,
+) -> None:
+    """Add a tenant (or set its consent): its token endpoint then answers, or AADSTS65001 without consent."""
+    found = call(ctx, lambda c: c.call("POST", "/tenants", {"tenant": tenant_id, "consented": consented}))
+    typer.echo(_tenant_line(found))
+
+
+@tenants.command("revoke")
+def revoke_tenant(
+    ctx: typer.Context,
+    tenant_id: TenantId,
+    code: Annotated[
+        int, typer.Option(metavar="AADSTS", help="65001 (no consent), 7000112 (app disabled) or 700016 (app deleted).")
+    ] = 65001,
+) -> None:
+    """Revoke consent: its token requests fail with that AADSTS error, its tokens get 401 from Graph."""
+    found = call(ctx, lambda c: c.call("POST", f"/tenants/{quote(tenant_id, safe='')}/revoke", {"code": code}))
+    typer.echo(_tenant_line(found))
+
+
+@tenants.command("restore")
+def restore_tenant(ctx: typer.Context, tenant_id: TenantId) -> None:
+    """Bring consent back."""
+    found = call(ctx, lambda c: c.call("POST", f"/tenants/{quote(tenant_id, safe='')}/restore"))
+    typer.echo(_tenant_line(found))
+
+
+@tenants.command("throttle")
+def throttle_tenant(
+    ctx: typer.Context,
+    tenant_id: TenantId,
+    seconds: Annotated[float, typer.Option(metavar="SECONDS", help="How long (simulator time); 0 ends a storm.")],
+    status: Annotated[int, typer.Option(metavar="STATUS", help="429 or 503.")] = 429,
+    retry_after: Annotated[int, typer.Option(metavar="SECONDS", help="The Retry-After header's value.")] = 1,
+) -> None:
+    """A storm: every Graph request of the tenant answers STATUS with Retry-After for SECONDS."""
+    body = {"seconds": seconds, "status": status, "retryAfter": retry_after}
+    found = call(ctx, lambda c: c.call("POST", f"/tenants/{quote(tenant_id, safe='')}/throttle", body))
+    typer.echo(f"{tenant_id}: {found['status']} for {found['remainingSeconds']:.0f} s")
+
+
+@consent.command("next")
+def next_consent(
+    ctx: typer.Context,
+    tenant: Annotated[
+        str | None, typer.Option("--tenant", metavar="TENANT_ID", help="The tenant whose admin consents.")
+    ] = None,
+    deny: Annotated[bool, typer.Option("--deny", help="The admin refuses: an error goes back to the app.")] = False,
+) -> None:
+    """What the next admin consent request does (default: the tenant of `simctl --tenant`, else the home one)."""
+    target: Target = ctx.obj
+    body = {"decision": "deny" if deny else "accept", "tenant": tenant or target.tenant}
+    call(ctx, lambda c: c.call("POST", "/consent", body))
+    typer.echo(f"the next admin consent {'is denied' if deny else 'is granted'}")
 
 
 def main() -> None:

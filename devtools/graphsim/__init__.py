@@ -8,6 +8,10 @@ API (``/_sim``) seeds drives (up to a million generated items in seconds), moves
 and restores items, and injects faults: failing requests, dropped, late or duplicated
 notifications, and a delta that lags behind its notifications.
 
+It serves many tenants (tenants.py): a token endpoint per tenant authority, each tenant's
+own data and subscriptions picked by the Graph token's ``tid``, the admin consent endpoint
+(consent.py), revoked consent and per-tenant 429 storms. Control routes take ``?tenant=``.
+
 Run it with ``python -m devtools.graphsim`` or in-process with
 :func:`devtools.graphsim.server.start`.
 """

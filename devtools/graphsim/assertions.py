@@ -17,6 +17,7 @@ from cryptography.hazmat.primitives import hashes
 
 from .auth import TokenIssuer
 from .config import SimConfig
+from .tenants import Tenants
 
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 
@@ -50,10 +51,13 @@ def certificates_for(issuer: TokenIssuer) -> ClientCertificates:
 
 
 def assertion_failure(
-    config: SimConfig, issuer: TokenIssuer, authority: str, tenant: str, form: Any
+    config: SimConfig, issuer: TokenIssuer, authority: str, tenant: str, form: Any, tenants: Tenants[Any]
 ) -> tuple[int, str, int, str] | None:
-    """Why a client_assertion request fails, as (status, error, AADSTS code, text); None when it is valid."""
-    if tenant.lower() != config.tenant_id.lower():
+    """Why a client_assertion request fails, as (status, error, AADSTS code, text); None when it is valid.
+
+    Whether the tenant has consented is asked after this (tenants.py, by identity.py).
+    """
+    if tenants.get(tenant) is None:
         return 400, "invalid_request", 90002, f"Tenant '{tenant}' not found."
     if str(form.get("grant_type", "")) != "client_credentials":
         return 400, "unsupported_grant_type", 70003, "The app requested an unsupported grant type."
@@ -71,13 +75,13 @@ def assertion_failure(
     key = certificates_for(issuer).keys.get(thumbprint)
     if key is None:
         return 401, "invalid_client", 700027, "The certificate with the given thumbprint is not registered."
-    token_url = f"{authority}/{config.tenant_id}/oauth2/v2.0/token"
+    token_url = f"{authority}/{tenant}/oauth2/v2.0/token"
     try:
         claims = jwt.decode(
             assertion,
             key,
             algorithms=["RS256", "PS256"],
-            audience=[token_url, f"{authority}/{tenant}/oauth2/v2.0/token"],
+            audience=[token_url, f"{authority}/{config.tenant_id}/oauth2/v2.0/token"],
             issuer=client_id,
             options={"require": ["exp", "aud", "iss", "sub"]},
         )
@@ -103,12 +107,12 @@ def _sharepoint_scope(scope: str) -> bool:
     return parts.scheme == "https" and parts.hostname.endswith(".sharepoint.com")
 
 
-def assertion_token(config: SimConfig, issuer: TokenIssuer, form: Any) -> dict[str, Any]:
-    """The token response for a valid assertion: an app-only token for the SharePoint origin asked for."""
+def assertion_token(config: SimConfig, issuer: TokenIssuer, form: Any, tenant: str | None = None) -> dict[str, Any]:
+    """The token response for a valid assertion: an app-only token of ``tenant`` for the SharePoint origin asked for."""
     audience = str(form.get("scope", "")).removesuffix("/.default")
     return {
         "token_type": "Bearer",
         "expires_in": config.token_lifetime_seconds,
         "ext_expires_in": config.token_lifetime_seconds,
-        "access_token": issuer.issue(audience=audience, certificate=True),
+        "access_token": issuer.issue(audience=audience, certificate=True, tenant=tenant),
     }

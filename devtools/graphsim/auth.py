@@ -101,10 +101,13 @@ class TokenIssuer:
         # Signs rich notifications' validation tokens; its key is published beside the token key (jwks).
         self.validation = ValidationTokenSigner()
 
-    def issue(self, audience: str = "https://graph.microsoft.com", certificate: bool = False) -> str:
-        """A signed JWT for Microsoft Graph (or ``audience``), app-only; appidacr 2 when a certificate signed in."""
+    def issue(
+        self, audience: str = "https://graph.microsoft.com", certificate: bool = False, tenant: str | None = None
+    ) -> str:
+        """A signed JWT for Microsoft Graph (or ``audience``), app-only, for ``tenant`` (default: the home tenant);
+        appidacr 2 when a certificate signed in."""
         now = int(time.time())
-        tenant = self.config.tenant_id
+        tenant = tenant or self.config.tenant_id
         claims: dict[str, Any] = {
             "aud": audience,
             "iss": f"https://sts.windows.net/{tenant}/",
@@ -127,21 +130,25 @@ class TokenIssuer:
         return jwt.encode(claims, self._key, algorithm="RS256", headers={"kid": self.kid})
 
     def verify(self, token: str, audiences: list[str] | None = None) -> dict[str, Any]:
-        """The claims of a token this simulator issued (for Graph, or ``audiences``); raise ``jwt.PyJWTError``."""
+        """The claims of a token this simulator issued (for Graph, or ``audiences``); raise ``jwt.PyJWTError``.
+
+        Any tenant's token passes if its issuer is that tenant's (``tid``); whether the tenant
+        may call is the tenant registry's question (tenants.py).
+        """
         claims: dict[str, Any] = jwt.decode(
             token,
             self._key.public_key(),
             algorithms=["RS256"],
             audience=audiences or list(GRAPH_AUDIENCES),
-            issuer=f"https://sts.windows.net/{self.config.tenant_id}/",
             options={"require": ["exp", "iat", "aud", "iss"]},
         )
-        if claims.get("tid") != self.config.tenant_id:
-            raise jwt.InvalidTokenError("wrong tenant")
+        tenant = claims.get("tid")
+        if not isinstance(tenant, str) or not tenant or claims["iss"] != f"https://sts.windows.net/{tenant}/":
+            raise jwt.InvalidTokenError("no tenant, or an issuer that is not the tenant's")
         return claims
 
-    def jwks(self) -> dict[str, Any]:
-        """The public signing key as a JWKS document."""
+    def jwks(self, tenant: str | None = None) -> dict[str, Any]:
+        """The public signing key as a JWKS document (its ``issuer`` names ``tenant``, default the home tenant)."""
         pub = self._key.public_key().public_numbers()
         der = self._key.public_key().public_bytes(
             serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
@@ -156,7 +163,7 @@ class TokenIssuer:
                     "x5t": x5t,
                     "n": b64url_uint(pub.n),
                     "e": b64url_uint(pub.e),
-                    "issuer": f"https://sts.windows.net/{self.config.tenant_id}/",
+                    "issuer": f"https://sts.windows.net/{tenant or self.config.tenant_id}/",
                 },
                 self.validation.jwk(),
             ]

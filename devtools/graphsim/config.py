@@ -33,8 +33,9 @@ class SimConfig:
     validation_timeout_seconds: float = 10.0
     delivery_timeout_seconds: float = 10.0
     subscription_quota: int = 1_000_000
-    write_limit: int = 500
+    write_limit: int = 500  # per tenant (Graph: per app per tenant)
     write_window_seconds: float = 20.0
+    app_write_limit: int = 0  # across all tenants in the same window (Graph documents 2,000); 0: none
     delta_token_lifetime_seconds: float = 0.0  # 0 = tokens never go stale by age
     delta_lag_seconds: float = 0.0  # changes reach delta this long after their notification
     token_lifetime_seconds: int = 3599
@@ -79,6 +80,7 @@ def parse_args(argv: list[str] | None = None) -> SimConfig:
     p.add_argument("--subscription-quota", type=int, default=_env("subscription_quota", d.subscription_quota))
     p.add_argument("--write-limit", type=int, default=_env("write_limit", d.write_limit))
     p.add_argument("--write-window-seconds", type=float, default=_env("write_window_seconds", d.write_window_seconds))
+    p.add_argument("--app-write-limit", type=int, default=_env("app_write_limit", d.app_write_limit))
     p.add_argument("--delta-token-lifetime-seconds", type=float, default=_env("delta_token_lifetime_seconds", 0.0))
     p.add_argument("--delta-lag-seconds", type=float, default=_env("delta_lag_seconds", 0.0))
     a = p.parse_args(argv)
@@ -102,6 +104,7 @@ def parse_args(argv: list[str] | None = None) -> SimConfig:
         subscription_quota=a.subscription_quota,
         write_limit=a.write_limit,
         write_window_seconds=a.write_window_seconds,
+        app_write_limit=a.app_write_limit,
         delta_token_lifetime_seconds=a.delta_token_lifetime_seconds,
         delta_lag_seconds=a.delta_lag_seconds,
     )

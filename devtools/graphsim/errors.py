@@ -15,7 +15,13 @@ class GraphError(Exception):
     """Raised inside Graph handlers; rendered as Graph's error JSON."""
 
     def __init__(
-        self, status: int, code: str, message: str, headers: dict[str, str] | None = None, inner_code: str | None = None
+        self,
+        status: int,
+        code: str,
+        message: str,
+        headers: dict[str, str] | None = None,
+        inner_code: str | None = None,
+        inner_extra: dict[str, str] | None = None,
     ) -> None:
         super().__init__(message)
         self.status = status
@@ -23,6 +29,7 @@ class GraphError(Exception):
         self.message = message
         self.headers = headers or {}
         self.inner_code = inner_code
+        self.inner_extra = inner_extra or {}
 
 
 def request_ids(request: web.Request) -> tuple[str, str]:
@@ -44,6 +51,7 @@ def error_response(request: web.Request, err: GraphError) -> web.Response:
     }
     if err.inner_code:
         inner = {"code": err.inner_code, **inner}
+    inner.update(err.inner_extra)
     body = {"error": {"code": err.code, "message": err.message, "innerError": inner}}
     headers = {"request-id": rid, "client-request-id": crid, **err.headers}
     return web.Response(status=err.status, text=json.dumps(body), content_type="application/json", headers=headers)

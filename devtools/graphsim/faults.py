@@ -1,4 +1,7 @@
-"""Injected faults on Graph endpoints and the subscription-write throttle."""
+"""Injected faults on Graph endpoints (counted faults and timed storms) and the subscription-write throttle.
+
+Each tenant has its own injector and throttle (tenants.py): Graph throttles per app per tenant.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +10,7 @@ import re
 import time
 from collections import deque
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 from .errors import GraphError
 
@@ -54,12 +58,60 @@ class Fault:
         }
 
 
+@dataclass
+class Storm:
+    """Answer every Graph request with ``status`` and ``Retry-After: retry_after`` until ``until`` (simulator time)."""
+
+    until: datetime
+    status: int
+    retry_after: int
+    hits: int = 0
+
+    def as_json(self, now: datetime) -> dict[str, object]:
+        """For the control API."""
+        return {
+            "status": self.status,
+            "retryAfter": self.retry_after,
+            "until": self.until.isoformat(),
+            "remainingSeconds": max(0.0, (self.until - now).total_seconds()),
+            "hits": self.hits,
+        }
+
+
+def storm_error(status: int, retry_after: int) -> GraphError:
+    """The throttling answer of Graph's throttling page: code TooManyRequests, an innerError with code and status."""
+    if status == 429:
+        code, message, inner = "TooManyRequests", "Please retry again later.", "429"
+    else:
+        code, message, inner = _CODES.get(status, "UnknownError"), _MESSAGES.get(status, "Service unavailable."), None
+    extra = {"message": "Please retry after", "status": str(status)} if inner else None
+    return GraphError(status, code, message, {"Retry-After": str(retry_after)}, inner_code=inner, inner_extra=extra)
+
+
 class FaultInjector:
-    """Faults are consumed in the order they were added."""
+    """Faults are consumed in the order they were added; a storm answers everything until it ends."""
 
     def __init__(self) -> None:
         self.faults: list[Fault] = []
         self.injected = 0
+        self.storm: Storm | None = None
+
+    def start_storm(self, now: datetime, seconds: float, status: int, retry_after: int) -> Storm:
+        """Throttle every request for ``seconds`` of simulator time (0 ends a storm)."""
+        self.storm = Storm(now + timedelta(seconds=seconds), status, retry_after) if seconds > 0 else None
+        return self.storm or Storm(now, status, retry_after)
+
+    def check_storm(self, now: datetime) -> None:
+        """Raise the storm's error while it lasts."""
+        storm = self.storm
+        if storm is None:
+            return
+        if now >= storm.until:
+            self.storm = None
+            return
+        storm.hits += 1
+        self.injected += 1
+        raise storm_error(storm.status, storm.retry_after)
 
     def add(
         self, path: str, status: int, count: int = 1, method: str | None = None, retry_after: int | None = None
@@ -76,8 +128,9 @@ class FaultInjector:
         return fault
 
     def clear(self) -> None:
-        """Remove all faults."""
+        """Remove all faults and the storm."""
         self.faults.clear()
+        self.storm = None
 
     def check(self, method: str, path: str) -> None:
         """Raise the matching fault's error, if any is left."""

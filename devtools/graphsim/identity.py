@@ -1,8 +1,10 @@
-"""HTTPS routes of the identity platform stand-in: discovery documents and the token endpoint.
+"""HTTPS routes of the identity platform stand-in: discovery documents, the token endpoint, admin consent.
 
-Errors follow Entra ID's OAuth shape (``error``, ``error_description`` starting with an
-AADSTS code, ``error_codes``, ``trace_id``, ``correlation_id``).  Secrets and tokens are
-never logged.
+Every route is per tenant authority (``/{tenant}/...``): the token endpoint issues tokens whose
+``tid`` and issuer are that tenant's, for any tenant that has consented (tenants.py); the admin
+consent endpoint is consent.py's. Errors follow Entra ID's OAuth shape (``error``,
+``error_description`` starting with an AADSTS code, ``error_codes``, ``trace_id``,
+``correlation_id``). Secrets and tokens are never logged.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ from aiohttp import web
 from .assertions import assertion_failure, assertion_token
 from .auth import TokenIssuer
 from .config import SimConfig
+from .consent import AdminConsent
+from .tenants import GENERIC, Tenants, app_not_found, unknown_tenant
 
 log = logging.getLogger("graphsim.identity")
 
@@ -41,16 +45,19 @@ def _aad_error(status: int, error: str, code: int, text: str) -> web.Response:
 class IdentityRoutes:
     """Handlers for discovery, JWKS and the client-credentials token endpoint."""
 
-    def __init__(self, config: SimConfig, issuer: TokenIssuer) -> None:
+    def __init__(self, config: SimConfig, issuer: TokenIssuer, tenants: Tenants[Any]) -> None:
         self.config = config
         self.issuer = issuer
+        self.tenants = tenants
         self.authority = ""  # set once the TLS port is known
         self.tokens_issued = 0
         self.token_failures = 0
+        self.consent = AdminConsent(config, tenants)
 
     def add_to(self, app: web.Application) -> None:
         """Register the routes on the TLS application."""
         app.router.add_get("/common/discovery/instance", self.instance_discovery)
+        app.router.add_get("/{tenant}/v2.0/adminconsent", self.consent.handle)
         app.router.add_get("/{tenant}/v2.0/.well-known/openid-configuration", self.openid)
         app.router.add_get("/{tenant}/.well-known/openid-configuration", self.openid)
         app.router.add_get("/{tenant}/discovery/v2.0/keys", self.keys)
@@ -58,7 +65,7 @@ class IdentityRoutes:
         app.router.add_post("/{tenant}/oauth2/v2.0/token", self.token)
 
     def _tenant_ok(self, tenant: str) -> bool:
-        return tenant.lower() in (self.config.tenant_id.lower(), "organizations", "common")
+        return tenant.lower() in GENERIC or self.tenants.get(tenant) is not None
 
     async def instance_discovery(self, request: web.Request) -> web.Response:
         """MSAL's instance discovery document, naming only this authority."""
@@ -77,14 +84,10 @@ class IdentityRoutes:
         """OpenID Connect discovery for a tenant."""
         tenant = request.match_info["tenant"]
         if not self._tenant_ok(tenant):
-            return _aad_error(
-                400,
-                "invalid_tenant",
-                90002,
-                f"Tenant '{tenant}' not found. Check to make sure you have the "
-                "correct tenant ID and are signing into the correct cloud.",
-            )
-        t, base = self.config.tenant_id, self.authority
+            return _aad_error(400, "invalid_tenant", *unknown_tenant(tenant)[2:])
+        record = self.tenants.get(tenant)
+        # A generic authority's document names the home tenant, as before; a tenant's names that tenant.
+        t, base = (record.id if record is not None else self.config.tenant_id), self.authority
         doc: dict[str, Any] = {
             "token_endpoint": f"{base}/{t}/oauth2/v2.0/token",
             "token_endpoint_auth_methods_supported": ["client_secret_post", "private_key_jwt", "client_secret_basic"],
@@ -111,18 +114,25 @@ class IdentityRoutes:
         return web.json_response(doc)
 
     async def keys(self, request: web.Request) -> web.Response:
-        """JWKS with the token signing key."""
-        return web.json_response(self.issuer.jwks())
+        """JWKS with the token signing key (one key for every tenant, as Entra's)."""
+        tenant = request.match_info["tenant"]
+        if not self._tenant_ok(tenant):
+            return _aad_error(400, "invalid_tenant", *unknown_tenant(tenant)[2:])
+        record = self.tenants.get(tenant)
+        return web.json_response(self.issuer.jwks(record.id if record is not None else None))
 
     def _assertion(self, tenant: str, form: Any) -> web.Response:
         """The client_assertion grant (a certificate's signed JWT), for SharePoint origins: assertions.py."""
-        failure = assertion_failure(self.config, self.issuer, self.authority, tenant, form)
+        failure = assertion_failure(self.config, self.issuer, self.authority, tenant, form, self.tenants)
+        if failure is None:
+            failure = self.tenants.token_refusal(tenant, str(form.get("client_id", "")))
         if failure is not None:
             self.token_failures += 1
             log.info("assertion token request refused: %s", failure[0])
             return _aad_error(*failure)
         self.tokens_issued += 1
-        return web.json_response(assertion_token(self.config, self.issuer, form))
+        record = self.tenants.get(tenant)
+        return web.json_response(assertion_token(self.config, self.issuer, form, record.id if record else None))
 
     async def token(self, request: web.Request) -> web.Response:
         """Client-credentials grant; other grants answer unsupported_grant_type."""
@@ -143,33 +153,26 @@ class IdentityRoutes:
             log.info("token request refused: %s", failure.status)
             return failure
         self.tokens_issued += 1
+        record = self.tenants.get(tenant)
         return web.json_response(
             {
                 "token_type": "Bearer",
                 "expires_in": self.config.token_lifetime_seconds,
                 "ext_expires_in": self.config.token_lifetime_seconds,
-                "access_token": self.issuer.issue(),
+                "access_token": self.issuer.issue(tenant=record.id if record is not None else None),
             }
         )
 
     def _check(self, tenant: str, grant: str, client_id: str, secret: str, scope: str) -> web.Response | None:
-        if tenant.lower() != self.config.tenant_id.lower():
-            return _aad_error(
-                400,
-                "invalid_request",
-                90002,
-                f"Tenant '{tenant}' not found. Check to make sure you have the "
-                "correct tenant ID and are signing into the correct cloud.",
-            )
+        if self.tenants.get(tenant) is None:
+            return _aad_error(*unknown_tenant(tenant))
         if grant != "client_credentials":
             return _aad_error(400, "unsupported_grant_type", 70003, "The app requested an unsupported grant type.")
         if client_id != self.config.client_id:
-            return _aad_error(
-                400,
-                "unauthorized_client",
-                700016,
-                f"Application with identifier '{client_id}' was not found in the directory '{self.config.tenant_id}'.",
-            )
+            return _aad_error(*app_not_found(client_id, tenant))
+        refused = self.tenants.token_refusal(tenant, client_id)
+        if refused is not None:
+            return _aad_error(*refused)
         if not secret:
             return _aad_error(
                 401,

@@ -23,6 +23,7 @@ from .routes import (
     control_sharepoint,
     control_sim,
     control_teams,
+    control_tenants,
     sharepoint,
 )
 from .routes.graph import graph_entry
@@ -35,7 +36,8 @@ def graph_app(state: SimState) -> web.Application:
     """The plain-HTTP application: Graph under /v1.0 and the control API under /_sim."""
     app = web.Application(client_max_size=16 * 1024 * 1024)
     app[STATE] = state
-    for control in (control_drives, control_sim, control_lists, control_directory, control_outlook, control_teams):
+    controls = (control_drives, control_sim, control_lists, control_directory, control_outlook, control_teams)
+    for control in (*controls, control_tenants):
         app.router.add_routes(control.routes)
     app.router.add_routes(content.routes)  # pre-authenticated download URLs, outside /v1.0
     app.router.add_route("*", "/v1.0{tail:.*}", graph_entry)
@@ -113,7 +115,7 @@ async def start(config: SimConfig | None = None) -> SimHandle:
     temp_dir, cert, key = _prepare_state_dir(config)
     issuer = TokenIssuer(config)
     state = SimState(config=config, issuer=issuer)
-    identity = IdentityRoutes(config, issuer)
+    identity = IdentityRoutes(config, issuer, state.tenants)
 
     runners: list[web.AppRunner] = []
     graph_runner = web.AppRunner(graph_app(state), access_log=None)

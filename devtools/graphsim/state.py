@@ -1,13 +1,22 @@
-"""Everything one simulator instance holds, shared by the Graph and control handlers.
+"""One tenant's world in the simulator, shared by the Graph and control handlers.
 
-The state owns the models (models/) and hears of their changes: each change becomes a
-notification for every subscription on the changed resource, queued for delivery. The
-route modules (routes/) read and change the models through it; the models never see it.
+A state owns its tenant's models (models/) and subscriptions, and hears of their changes:
+each change becomes a notification for every subscription on the changed resource, queued
+for delivery with the tenant's ``tenantId``. The route modules (routes/) read and change the
+models through it; the models never see it.
+
+The home tenant's state (``SimConfig.tenant_id``) is made at start-up and holds what all
+tenants share: the clock, the token issuer, delivery, rich-notification signing and the
+tenant registry (tenants.py), which makes other tenants' states lazily, sharing those
+parts. A state's models are made on first use too, so a tenant costs little until it holds
+data.
 """
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 import aiohttp
@@ -28,11 +37,12 @@ from .models.sharepoint import SharePointSim
 from .models.subscriptions import RESOURCE_KEY, Subscription, SubscriptionStore, resource_path
 from .models.teams import CHAT_MESSAGE_TYPE, Conversation, TeamsStore
 from .rich import RichDelivery, encrypt_content
+from .tenants import Tenants
 
 
-@dataclass
+@dataclass(eq=False)
 class SimState:
-    """The simulator's in-memory world."""
+    """One tenant's in-memory world; ``home`` is None for the home tenant's, which the others share parts of."""
 
     config: SimConfig
     issuer: TokenIssuer
@@ -44,39 +54,84 @@ class SimState:
     subscription_writes: int = 0
     graph_requests: int = 0
     auth_failures: int = 0
-    drives: DriveStore = field(init=False)
-    lists: ListStore = field(init=False)
-    directory: Directory = field(init=False)
-    outlook: OutlookStore = field(init=False)
-    teams: TeamsStore = field(init=False)
-    sharepoint: SharePointSim = field(init=False)
+    tenant_id: str = ""  # "" until __post_init__: the home tenant's
+    home: SimState | None = None
     rich: RichDelivery = field(init=False)
     deliverer: Deliverer = field(init=False)
     throttle: WriteThrottle = field(init=False)
+    app_throttle: WriteThrottle | None = field(init=False)  # all tenants' writes together, when limited
+    tenants: Tenants[SimState] = field(init=False)
     http: aiohttp.ClientSession | None = None
 
     def __post_init__(self) -> None:
-        self.drives = DriveStore(self.clock)
-        self.drives.listeners.append(self.on_drive_change)
-        self.lists = ListStore(self.clock)
-        self.lists.listeners.append(self.on_resource_change)
-        self.directory = Directory(self.clock.now)
-        self.directory.listeners.append(self.on_resource_change)
-        self.outlook = OutlookStore(self.clock.now)
-        self.outlook.listeners.append(self.on_resource_change)
-        self.drives.delta_lag_seconds = self.config.delta_lag_seconds
-        self.deliverer = Deliverer(self.config)
         self.throttle = WriteThrottle(self.config.write_limit, self.config.write_window_seconds)
-        # Rich notifications: validation tokens on delivered batches; Teams messages (models/teams.py).
+        if self.home is not None:
+            # Another tenant: Graph's delivery, signing and clock are one for all tenants.
+            self.tenant_id = self.tenant_id or self.config.tenant_id
+            self.clock, self.deliverer, self.rich = self.home.clock, self.home.deliverer, self.home.rich
+            self.app_throttle = self.home.app_throttle
+            self.tenants, self.graph_url = self.home.tenants, self.home.graph_url
+            return
+        self.tenant_id = self.config.tenant_id
+        limit = self.config.app_write_limit
+        self.app_throttle = WriteThrottle(limit, self.config.write_window_seconds) if limit > 0 else None
+        self.deliverer = Deliverer(self.config)
+        # Rich notifications: validation tokens on delivered batches, one per tenant (and app) in a batch.
         self.rich = RichDelivery(self.issuer.validation, self.config.tenant_id)
         self.deliverer.shape = self.rich.shape
-        self.teams = TeamsStore(self.clock.now)
-        self.teams.listeners.append(self.on_message_change)
-        # SharePoint's own REST API delivers its list webhooks itself (models/sharepoint.py).
-        self.sharepoint = SharePointSim(self.config, self.clock.now, self.session)
+        self.tenants = Tenants(self, self.for_tenant)
+
+    def for_tenant(self, tenant_id: str) -> SimState:
+        """A new, empty state for another tenant, sharing this (home) state's clock, delivery and signing."""
+        return SimState(config=self.config, issuer=self.issuer, tenant_id=tenant_id, home=self)
+
+    @cached_property
+    def drives(self) -> DriveStore:
+        """The tenant's OneDrive drives."""
+        drives = DriveStore(self.clock)
+        drives.listeners.append(self.on_drive_change)
+        drives.delta_lag_seconds = self.config.delta_lag_seconds
+        return drives
+
+    @cached_property
+    def lists(self) -> ListStore:
+        """The tenant's SharePoint lists, as Graph shows them."""
+        lists = ListStore(self.clock)
+        lists.listeners.append(self.on_resource_change)
+        return lists
+
+    @cached_property
+    def directory(self) -> Directory:
+        """The tenant's users and groups."""
+        directory = Directory(self.clock.now)
+        directory.listeners.append(self.on_resource_change)
+        return directory
+
+    @cached_property
+    def outlook(self) -> OutlookStore:
+        """The tenant's mailboxes."""
+        outlook = OutlookStore(self.clock.now)
+        outlook.listeners.append(self.on_resource_change)
+        return outlook
+
+    @cached_property
+    def teams(self) -> TeamsStore:
+        """The tenant's teams and chats (their messages' notifications: models/teams.py)."""
+        teams = TeamsStore(self.clock.now)
+        teams.listeners.append(self.on_message_change)
+        return teams
+
+    @cached_property
+    def sharepoint(self) -> SharePointSim:
+        """SharePoint's own REST API, which delivers its list webhooks itself (models/sharepoint.py)."""
+        sharepoint = SharePointSim(self.config, self.clock.now, self.session)
+        sharepoint.tenant_id = self.tenant_id
+        return sharepoint
 
     def session(self) -> aiohttp.ClientSession:
-        """HTTP client for validation handshakes."""
+        """HTTP client for validation handshakes (one for all tenants)."""
+        if self.home is not None:
+            return self.home.session()
         if self.http is None or self.http.closed:
             self.http = aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=False))
         return self.http
@@ -89,7 +144,7 @@ class SimState:
             "changeType": "updated",
             "resource": sub.resource,
             "clientState": sub.client_state,
-            "tenantId": self.config.tenant_id,
+            "tenantId": self.tenant_id,
         }
 
     def on_drive_change(self, drive: Drive, changes: int) -> None:
@@ -151,7 +206,7 @@ class SimState:
                 {
                     "subscriptionId": sub.id,
                     "subscriptionExpirationDateTime": graph_time(sub.expiration),
-                    "tenantId": self.config.tenant_id,
+                    "tenantId": self.tenant_id,
                     "clientState": sub.client_state,
                     "lifecycleEvent": event,
                 }
@@ -160,19 +215,24 @@ class SimState:
         return True
 
     def reset(self) -> None:
-        """Forget drives, subscriptions, faults (delivery drop, delay and delta lag too), queues and counters."""
+        """Forget drives, subscriptions, faults (delivery drop, delay and delta lag too), queues, counters,
+        and every tenant but the home tenant (whose SharePoint stays, as it always has)."""
+        for gone in self.tenants.reset():
+            if "sharepoint" in gone.__dict__:
+                asyncio.get_running_loop().create_task(gone.sharepoint.close())
         self.drives.drives.clear()
         self.lists.lists.clear()
         self.outlook.mailboxes.clear()
-        self.directory = Directory(self.clock.now)
-        self.directory.listeners.append(self.on_resource_change)
+        self.__dict__.pop("directory", None)  # made afresh on first use
         self.drives.delta_lag_seconds = self.config.delta_lag_seconds
+        self.teams.clear()
         self.subs.subs.clear()
         self.faults.clear()
         self.cursors.clear()
         self.deliverer.clear()
         self.throttle.reset()
-        self.teams.clear()
+        if self.app_throttle is not None:
+            self.app_throttle.reset()
         self.rich.clear()
         self.clock.offset = type(self.clock.offset)()
         self.reset_stats()
@@ -183,8 +243,9 @@ class SimState:
         self.subscription_writes = self.graph_requests = self.auth_failures = 0
         self.faults.injected = 0
         self.throttle.throttled = 0
-        for d in self.drives.drives.values():
-            d.delta_runs = d.delta_requests = 0
+        if "drives" in self.__dict__:
+            for d in self.drives.drives.values():
+                d.delta_runs = d.delta_requests = 0
 
 
 STATE = web.AppKey("graphsim_state", SimState)

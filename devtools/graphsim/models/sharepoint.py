@@ -140,6 +140,7 @@ class SharePointSim:
         self, config: SimConfig, now: Callable[[], datetime], session: Callable[[], aiohttp.ClientSession]
     ) -> None:
         self.config = config
+        self.tenant_id = config.tenant_id  # the tenant whose notifications these are (its tenantId)
         self.now = now
         self._session = session
         self.sites: dict[str, str] = {}  # site name -> web id
@@ -211,7 +212,7 @@ class SharePointSim:
                 "clientState": sub.client_state,
                 "expirationDateTime": graph_time(sub.expiration),
                 "resource": target.id,
-                "tenantId": self.config.tenant_id,
+                "tenantId": self.tenant_id,
                 "siteUrl": f"/sites/{target.site}",
                 "webId": self.sites[target.site],
             }

@@ -35,10 +35,14 @@ def _sign(text: str) -> str:
     return base64.urlsafe_b64encode(hmac.new(_KEY, text.encode(), hashlib.sha256).digest()[:18]).decode()
 
 
-def download_url(origin: str, drive: Drive, item: Item, now: float | None = None) -> str:
-    """A pre-authenticated URL for the item's current content, valid for LIFETIME_SECONDS."""
+def download_url(origin: str, drive: Drive, item: Item, now: float | None = None, tenant: str = "") -> str:
+    """A pre-authenticated URL for the item's current content, valid for LIFETIME_SECONDS.
+
+    A tenant other than the home tenant is named in the signed part (the home tenant's URLs are unchanged).
+    """
     expires = int((now or time.time()) + LIFETIME_SECONDS)
-    ident = base64.urlsafe_b64encode(f"{drive.id}\x1f{item.id}\x1f{expires}".encode()).decode()
+    text = f"{drive.id}\x1f{item.id}\x1f{expires}" + (f"\x1f{tenant}" if tenant else "")
+    ident = base64.urlsafe_b64encode(text.encode()).decode()
     return f"{origin}/_download/{ident}?sig={_sign(ident)}"
 
 
@@ -68,17 +72,23 @@ def _file(state: SimState, drive_key: str, item_id: str) -> tuple[Drive, Item]:
     return drive, item
 
 
-def download_field(request: web.Request, drive: Drive, item: Item) -> dict[str, Any]:
+def _tenant_of(state: SimState) -> str:
+    return "" if state.home is None else state.tenant_id
+
+
+def download_field(request: web.Request, state: SimState, drive: Drive, item: Item) -> dict[str, Any]:
     """The ``@microsoft.graph.downloadUrl`` a GET of a file carries (nothing for a folder)."""
     if item.is_folder or item.deleted:
         return {}
-    return {"@microsoft.graph.downloadUrl": download_url(str(request.url.origin()), drive, item)}
+    url = download_url(str(request.url.origin()), drive, item, tenant=_tenant_of(state))
+    return {"@microsoft.graph.downloadUrl": url}
 
 
 async def get_content(request: web.Request, state: SimState, m: re.Match[str], claims: dict[str, Any]) -> web.Response:
     """GET /drives/{d}/items/{i}/content: 302 to the download URL."""
     drive, item = _file(state, m["d"], m["item"])
-    return web.Response(status=302, headers={"Location": download_url(str(request.url.origin()), drive, item)})
+    url = download_url(str(request.url.origin()), drive, item, tenant=_tenant_of(state))
+    return web.Response(status=302, headers={"Location": url})
 
 
 @routes.get("/_download/{ident}")
@@ -87,10 +97,15 @@ async def download(request: web.Request) -> web.StreamResponse:
     ident = request.match_info["ident"]
     if not hmac.compare_digest(_sign(ident), request.query.get("sig", "")):
         return web.Response(status=401, text="invalid signature")
-    drive_id, item_id, expires = base64.urlsafe_b64decode(ident).decode().split("\x1f")
+    drive_id, item_id, expires, *tenant = base64.urlsafe_b64decode(ident).decode().split("\x1f")
     if time.time() > int(expires):
         return web.Response(status=401, text="expired")
     state: SimState = request.app[STATE]
+    record = state.tenants.get(tenant[0]) if tenant else None
+    if record is not None:
+        state = state.tenants.state_of(record)
+    elif tenant:
+        return web.Response(status=404, text="itemNotFound")
     try:
         _, item = _file(state, drive_id, item_id)
     except GraphError as err:

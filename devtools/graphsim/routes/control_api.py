@@ -1,10 +1,14 @@
 """The control API's common parts (``/_sim``): reading a body, refusing, and one routine per item operation.
 
-JSON in, JSON out, no authentication (loopback only). Every kind of item the control API
-changes (drive items, list items, mail, users and groups, SharePoint items, Teams messages)
-is created, changed, deleted and restored, and has its delta tokens expired, by the same
-routines of :class:`ItemRoutes`; a kind says only where its items live and what each
-operation does to them.
+JSON in, JSON out, no authentication (loopback only). Every route works on one tenant's
+data: the one the ``tenant`` query parameter names (``?tenant={id}``, a tenant the simulator
+knows: routes/control_tenants.py), else the home tenant (``SimConfig.tenant_id``). The clock,
+delivery, rich-notification faults and reset are the simulator's, whatever tenant is named.
+
+Every kind of item the control API changes (drive items, list items, mail, users and groups,
+SharePoint items, Teams messages) is created, changed, deleted and restored, and has its
+delta tokens expired, by the same routines of :class:`ItemRoutes`; a kind says only where
+its items live and what each operation does to them.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from aiohttp import web
 
 from ..state import STATE, SimState
 
+TENANT_PARAM = "tenant"
 C = TypeVar("C")  # where a kind's items live: a drive, a list, a mailbox, a chat...
 I = TypeVar("I")  # noqa: E741 - one item of the kind
 
@@ -32,8 +37,19 @@ D = TypeVar("D", bound=Tombstoned)
 
 
 def state_of(request: web.Request) -> SimState:
-    """The simulator the request is for."""
-    return request.app[STATE]
+    """The state of the tenant the request is for: the ``tenant`` query parameter, else the home tenant.
+
+    404 ``{"error": "no such tenant"}`` for a tenant the simulator does not know (add it first:
+    ``POST /_sim/tenants``).
+    """
+    home = request.app[STATE]
+    wanted = request.query.get(TENANT_PARAM)
+    if not wanted:
+        return home
+    record = home.tenants.get(wanted)
+    if record is None:
+        raise missing("tenant")
+    return home.tenants.state_of(record)
 
 
 async def read_json(request: web.Request) -> dict[str, Any]:

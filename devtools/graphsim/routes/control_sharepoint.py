@@ -13,12 +13,19 @@ from typing import Any
 from aiohttp import web
 
 from ..assertions import certificates_for
-from ..models.sharepoint import SPItem, SPList, SPSubscription
+from ..models.sharepoint import SharePointSim, SPItem, SPList, SPSubscription
 from ..state import SimState
 from .control_api import ItemRoutes, state_of
-from .sharepoint import sharepoint_of
 
 routes = web.RouteTableDef()
+
+
+def _sharepoint(request: web.Request) -> SharePointSim:
+    """The selected tenant's SharePoint (``?tenant=``, default the home tenant's); learns its base URL."""
+    sim = state_of(request).sharepoint
+    if not sim.base_url:
+        sim.base_url = f"{request.scheme}://{request.host}"
+    return sim
 
 
 async def _body(request: web.Request) -> dict[str, Any]:
@@ -31,7 +38,7 @@ async def _body(request: web.Request) -> dict[str, Any]:
 @routes.post("/_sim/sharepoint/sites")
 async def create_site(request: web.Request) -> web.Response:
     """A site: {"name"} -> {"url", "webId"}."""
-    sim = sharepoint_of(request)
+    sim = _sharepoint(request)
     name = str((await _body(request)).get("name") or f"site{len(sim.sites) + 1}")
     sim.sites.setdefault(name, str(uuid.uuid4()))
     return web.json_response({"url": f"{sim.base_url}/sites/{name}", "webId": sim.sites[name]})
@@ -40,7 +47,7 @@ async def create_site(request: web.Request) -> web.Response:
 @routes.post("/_sim/sharepoint/lists")
 async def create_list(request: web.Request) -> web.Response:
     """A list on a site: {"site", "id"?} -> {"id"}."""
-    sim = sharepoint_of(request)
+    sim = _sharepoint(request)
     body = await _body(request)
     site = str(body.get("site") or "")
     if site not in sim.sites:
@@ -58,7 +65,7 @@ class ListItems(ItemRoutes[SPList, SPItem]):
     created_status = 200
 
     def container(self, request: web.Request) -> SPList | None:
-        return sharepoint_of(request).lists.get(request.match_info["list"].lower())
+        return _sharepoint(request).lists.get(request.match_info["list"].lower())
 
     def item(self, where: SPList, key: str) -> SPItem | None:
         return where.items.get(int(key))
@@ -110,7 +117,7 @@ async def quiet_change(request: web.Request) -> web.Response:
 @routes.get("/_sim/sharepoint/subscriptions")
 async def list_subscriptions(request: web.Request) -> web.Response:
     """Every list's subscriptions, with their list id."""
-    sim = sharepoint_of(request)
+    sim = _sharepoint(request)
     for target in sim.lists.values():
         sim.expire(target)
     return web.json_response([{**s.to_json(), "listId": t.id} for t in sim.lists.values() for s in t.subs.values()])
@@ -119,7 +126,7 @@ async def list_subscriptions(request: web.Request) -> web.Response:
 @routes.delete("/_sim/sharepoint/subscriptions/{sub}")
 async def drop_subscription(request: web.Request) -> web.Response:
     """Lose a subscription, as SharePoint may."""
-    sim = sharepoint_of(request)
+    sim = _sharepoint(request)
     for target in sim.lists.values():
         if target.subs.pop(request.match_info["sub"], None) is not None:
             return web.json_response({"ok": True})
@@ -129,7 +136,7 @@ async def drop_subscription(request: web.Request) -> web.Response:
 @routes.post("/_sim/sharepoint/lists/{list}/subscriptions")
 async def add_subscription(request: web.Request) -> web.Response:
     """A subscription made by someone else (no handshake): {"notificationUrl", "clientState"?}."""
-    sim, target = sharepoint_of(request), LIST_ITEMS.where(request)
+    sim, target = _sharepoint(request), LIST_ITEMS.where(request)
     body = await _body(request)
     client_state = body.get("clientState")
     sub = SPSubscription(
@@ -153,7 +160,7 @@ async def register_certificate(request: web.Request) -> web.Response:
 @routes.post("/_sim/sharepoint/delivery")
 async def delivery(request: web.Request) -> web.Response:
     """Delivery options: {"retries", "retrySeconds", "handshakeSeconds"}."""
-    sim = sharepoint_of(request)
+    sim = _sharepoint(request)
     body = await _body(request)
     sim.retries = int(body.get("retries", sim.retries))
     sim.retry_seconds = float(body.get("retrySeconds", sim.retry_seconds))
@@ -164,7 +171,7 @@ async def delivery(request: web.Request) -> web.Response:
 @routes.get("/_sim/sharepoint/stats")
 async def stats(request: web.Request) -> web.Response:
     """Counters: handshakes, deliveries, failures, drops, token grants, REST requests."""
-    sim = sharepoint_of(request)
+    sim = _sharepoint(request)
     s = sim.stats
     return web.json_response(
         {

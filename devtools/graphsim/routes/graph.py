@@ -1,4 +1,9 @@
-"""The ``/v1.0`` dispatcher: bearer-token check, injected faults, then the Graph handlers."""
+"""The ``/v1.0`` dispatcher: bearer-token check, the token's tenant, its faults, then the Graph handlers.
+
+Every request is served from the state of its token's tenant (``tid``), so two tenants'
+equal paths (``users``, ``drives/{id}/root``) never meet; a token of a tenant that is unknown
+or has no consent now answers 401 (tenants.py).
+"""
 
 from __future__ import annotations
 
@@ -45,7 +50,7 @@ async def get_item(request: web.Request, state: SimState, m: re.Match[str], clai
     body = {
         "@odata.context": f"{state.graph_url}/$metadata#drives('{drive.id}')/items/$entity",
         **item_json(state.drives, drive, item),
-        **content.download_field(request, drive, item),
+        **content.download_field(request, state, drive, item),
     }
     return json_response(request, body)
 
@@ -95,16 +100,20 @@ def _authenticate(request: web.Request, state: SimState) -> dict[str, Any]:
 
 async def graph_entry(request: web.Request) -> web.Response:
     """Entry point for every ``/v1.0`` request."""
-    state = request.app[STATE]
+    home = request.app[STATE]
     request_ids(request)
     path = request.path[len("/v1.0") :] or "/"
-    state.graph_requests += 1
     try:
         try:
-            claims = _authenticate(request, state)
+            claims = _authenticate(request, home)
+            state = home.tenants.graph_state(claims)
         except GraphError:
-            state.auth_failures += 1
+            # Counted in the home tenant's stats: no tenant of the simulator's took the request.
+            home.graph_requests += 1
+            home.auth_failures += 1
             raise
+        state.graph_requests += 1
+        state.faults.check_storm(state.clock.now())
         state.faults.check(request.method, path)
         allowed = False
         for method, pattern, handler in ROUTES:

@@ -42,14 +42,28 @@ def install(app: web.Application, state: SimState) -> None:
     app.router.add_route("*", "/sites/{site}/_api/{rest:.*}", rest_entry)
 
     async def close(_: web.Application) -> None:
-        await state.sharepoint.close()
+        for each in state.tenants.states():
+            if each is state or "sharepoint" in each.__dict__:
+                await each.sharepoint.close()
 
     app.on_cleanup.append(close)
 
 
+def _token_tenant(request: web.Request) -> str | None:
+    """The ``tid`` the bearer token claims (checked by _authenticate), if any."""
+    header = request.headers.get("Authorization", "")
+    try:
+        tid = jwt.decode(header[7:], options={"verify_signature": False}).get("tid")
+    except jwt.PyJWTError:
+        return None
+    return tid if isinstance(tid, str) else None
+
+
 def sharepoint_of(request: web.Request) -> SharePointSim:
-    """The application's SharePoint, which learns its base URL from the first request."""
-    sim = request.app[STATE].sharepoint
+    """The SharePoint of the token's tenant if it is active (else the home tenant's); learns its base URL."""
+    home = request.app[STATE]
+    record = home.tenants.get(_token_tenant(request))
+    sim = home.tenants.state_of(record).sharepoint if record is not None and record.active else home.sharepoint
     if not sim.base_url:
         sim.base_url = f"{request.scheme}://{request.host}"
     return sim
@@ -64,6 +78,8 @@ def _authenticate(request: web.Request, sim: SharePointSim) -> None:
         claims = request.app[STATE].issuer.verify(header[7:], audiences=[f"http://{request.host}"])
     except jwt.PyJWTError as exc:
         raise SharePointError(401, "-2147024891, System.UnauthorizedAccessException", "Invalid token.") from exc
+    if claims.get("tid") != sim.tenant_id:
+        raise SharePointError(401, "-2147024891, System.UnauthorizedAccessException", "Invalid token.")
     if claims.get("appidacr") != "2":
         raise SharePointError(401, "-2147024891, System.UnauthorizedAccessException", "Unsupported app only token.")
 

@@ -37,8 +37,13 @@ async def _body(request: web.Request) -> Any:
 
 
 async def _write(state: SimState) -> None:
-    """Throttle, count and delay a subscription write as Graph's latency would."""
+    """Throttle (per tenant, then across tenants if limited), count and delay a write as Graph's latency would.
+
+    No lock: writes of different tenants, and of one tenant, proceed together, as at Graph.
+    """
     state.throttle.hit()
+    if state.app_throttle is not None:
+        state.app_throttle.hit()
     state.subscription_writes += 1
     if state.config.write_latency_ms:
         await asyncio.sleep(state.config.write_latency_ms / 1000)
