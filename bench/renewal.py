@@ -63,6 +63,7 @@ async def ticks_at_scale(count: int) -> list[Row]:
     seed = lambda control: make_drives(control, {drive: {} for drive in drives})  # noqa: E731
     async with reconciler_under_limit(NAME, log, seed, **options) as (_, control, worker):
         reconciler, desired = worker.reconciler, worker.settings.subscriptions
+        assert reconciler is not None  # single mode: Graph's one reconciler
         t0 = time.monotonic()
         created = await reconciler.reconcile(desired)
         t1 = time.monotonic()
@@ -137,6 +138,7 @@ async def speedup(quick: bool) -> list[Row]:
     subscriptions = drive_subscriptions(drives)
     async with reconciler_under_limit(NAME, log, seed, subscriptions=subscriptions) as (stack, control, worker):
         reconciler, desired = worker.reconciler, worker.settings.subscriptions
+        assert reconciler is not None  # single mode: Graph's one reconciler
         t0 = time.monotonic()
         created = await reconciler.reconcile(desired)
         t1 = time.monotonic()

@@ -40,6 +40,7 @@ async def run(quick: bool) -> list[Row]:
     async with reconciler_under_limit(NAME, log, seed, subscriptions=[entry]) as (_, control, worker):
         members, newcomer = users[:count], users[count]
         reconciler, desired = worker.reconciler, worker.settings.subscriptions
+        assert reconciler is not None  # single mode: Graph's one reconciler
         t0 = time.monotonic()
         ramp = await reconciler.reconcile(desired)
         t1 = time.monotonic()

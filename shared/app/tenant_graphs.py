@@ -57,7 +57,10 @@ class TenantGraphs(SourceRegistry):
         sources: Callable[[GraphGateway], SourceRegistry],
         reconciler: Callable[[str, GraphGateway], Reconciler],
         capacity: int = DEFAULT_CAPACITY,
+        fresh: Callable[[], Any] | None = None,
     ) -> None:
+        # Builds a credential with an empty cache: a token asked for through it comes from the authority now.
+        self._fresh = fresh
         super().__init__(())
         self._credential = credential
         self._scope = scope
@@ -86,9 +89,20 @@ class TenantGraphs(SourceRegistry):
             self._graphs.move_to_end(tenant)
         return found
 
-    async def token(self, tenant: str) -> None:
-        """Get (or reuse) ``tenant``'s Graph token; raise azure-identity's error when the tenant refuses it."""
-        await self._credential.get_token(self._scope, tenant_id=tenant)
+    async def token(self, tenant: str, fresh: bool = False) -> None:
+        """Get (or reuse) ``tenant``'s Graph token; raise azure-identity's error when the tenant refuses it.
+
+        ``fresh`` asks the authority itself, past the cache: a token issued before consent
+        was revoked stays cached (and refused by Graph) until it expires.
+        """
+        if not fresh or self._fresh is None:
+            await self._credential.get_token(self._scope, tenant_id=tenant)
+            return
+        credential = self._fresh()
+        try:
+            await credential.get_token(self._scope, tenant_id=tenant)
+        finally:
+            await credential.close()
 
     def _build(self, tenant: str) -> TenantGraph:
         from kiota_authentication_azure.azure_identity_authentication_provider import (

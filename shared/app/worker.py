@@ -194,6 +194,7 @@ async def build_worker(environ: Mapping[str, str]) -> Worker:
                 settings.graph_base_url,
                 lambda graph: SourceRegistry(graph_sources(graph)),
                 lambda tenant, graph: graph_reconciler(graph, tenant),
+                fresh=lambda: tenants_credential(settings),
             )
         )
         sources: SourceRegistry = graphs

@@ -31,7 +31,7 @@ class TenantAccess:
     def __init__(
         self,
         store: TenantStore,
-        token: Callable[[str], Awaitable[None]],
+        token: Callable[[str, bool], Awaitable[None]],
         ttl: float = STATUS_TTL_SECONDS,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -54,14 +54,14 @@ class TenantAccess:
         self._served[tenant] = (served, now)
         return served
 
-    async def check(self, tenant: str) -> str | None:
+    async def check(self, tenant: str, fresh: bool = False) -> str | None:
         """Get the tenant's token; the AADSTS code when the tenant refused the app for good, else None.
 
         Any other failure (the authority unreachable, a timeout) is raised: it says nothing
         about consent, and the tenant stays as it is.
         """
         try:
-            await self._token(tenant)
+            await self._token(tenant, fresh)
         except Exception as exc:
             code = refused(exc)
             if code is None:

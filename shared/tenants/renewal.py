@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from shared import telemetry
+from shared.errors import GraphRequestError
 from shared.model.resources import DesiredSubscription, for_tenant
 from shared.model.tenant import PENDING, REMOVING, SUSPENDED, Tenant, due_for_removal, due_for_retry
 from shared.reconcile.reconciler import Reconciler
@@ -129,7 +130,18 @@ class TenantRenewal:
             return
         if tenant.status == PENDING:
             await self._access.activate(tenant.tenant_id, now)
-        await self._reconciler_of(tenant.tenant_id).reconcile(for_tenant(desired, tenant.tenant_id), now)
+        try:
+            await self._reconciler_of(tenant.tenant_id).reconcile(for_tenant(desired, tenant.tenant_id), now)
+        except GraphRequestError as exc:
+            if exc.graph_status not in (401, 403):
+                raise
+            # Graph refused a cached token: is it consent that went, or only this token? Ask the authority.
+            code = await self._access.check(tenant.tenant_id, fresh=True)
+            if code is None:
+                raise
+            await self._access.suspend(tenant.tenant_id, code, now)
+            report.suspended += 1
+            return
         report.reconciled += 1
 
     async def _retry(

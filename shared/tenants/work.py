@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 
+from shared.errors import GraphRequestError
 from shared.model.resources import DesiredSubscription
 from shared.tenants.access import TenantAccess, refused
 from shared.tenants.renewal import TenantRenewal
@@ -33,8 +34,13 @@ class TenantWork:
 
     async def lost(self, tenant: str, error: BaseException, now: datetime) -> bool:
         """True, with the tenant suspended, when ``error`` says the tenant refused the app's token for good."""
+        if not tenant:
+            return False
         code = refused(error)
-        if code is None or not tenant:
+        if code is None and isinstance(error, GraphRequestError) and error.graph_status in (401, 403):
+            # Graph refused a token cached from before a revocation: the authority says whether consent went.
+            code = await self._access.check(tenant, fresh=True)
+        if code is None:
             return False
         await self._access.suspend(tenant, code, now)
         return True

@@ -1,0 +1,194 @@
+"""Many tenants in one deployment (TENANT_MODE=multi), against Azurite and the simulator's tenants.
+
+Three tenants watch a drive of the same id: each gets its own subscription, cursor and
+events; an item naming another tenant is refused on the HTTP path; a tenant whose
+consent is revoked is suspended while the others flow, and resumed with what it missed;
+a removal cut short by a crash is finished by the next tick.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import timedelta
+from typing import Any
+
+import aiohttp
+import pytest
+
+from devtools.simctl import TenantControl
+from shared.clock import utcnow
+from shared.model.names import CURSORS_TABLE, SUBSCRIPTIONS_TABLE, TENANTS_TABLE
+from shared.model.tenant import ACTIVE, SUSPENDED, new_tenant, scope_of
+from shared.stores.clients import table_client
+from shared.stores.subscriptions import SubscriptionStore
+from shared.stores.tenants import TenantStore
+from tests.functional.stacks import DRIVE, RESOURCE, Stack
+
+B = str(uuid.UUID(int=0xB0B))
+C = str(uuid.UUID(int=0xC0C))
+
+
+async def _three_tenants(stack_factory: Any) -> tuple[Stack, list[str], dict[str, TenantControl]]:
+    stack = await stack_factory(
+        env={"TENANT_MODE": "multi", "GRAPH_SUBSCRIPTIONS": json.dumps([{"resource": RESOURCE}])}
+    )
+    home = stack.env["GRAPH_TENANT_ID"].lower()
+    tenants = [home, B, C]
+    controls: dict[str, TenantControl] = {}
+    for tenant in tenants:
+        control = await TenantControl(stack.sim.control_url, None if tenant == home else tenant).__aenter__()
+        controls[tenant] = control
+        if tenant != home:
+            await controls[home].call("POST", "/tenants", {"tenant": tenant, "consented": True})
+            await control.create_drive(DRIVE)  # the same drive id in every tenant
+    async with table_client(stack.connection, TENANTS_TABLE) as client:
+        store = TenantStore(client)
+        await store.setup()
+        for tenant in tenants:
+            assert await store.add(new_tenant(tenant, f"tenant {tenant[:4]}", utcnow(), status=ACTIVE))
+    await stack.worker.renew(utcnow())
+    await stack.pump(lambda: True)  # the syncs asked for at creation: nothing changed yet
+    return stack, tenants, controls
+
+
+async def _records(stack: Stack) -> list[Any]:
+    async with table_client(stack.connection, SUBSCRIPTIONS_TABLE) as client:
+        return await SubscriptionStore(client).list()
+
+
+async def _tenant(stack: Stack, tenant: str) -> Any:
+    async with table_client(stack.connection, TENANTS_TABLE) as client:
+        stored = await TenantStore(client).get(tenant)
+        return stored.tenant if stored is not None else None
+
+
+async def _close(controls: dict[str, TenantControl]) -> None:
+    for control in controls.values():
+        await control.__aexit__(None, None, None)
+
+
+async def test_three_tenants_watching_the_same_drive_id_each_get_their_own_events(stack_factory: Any) -> None:
+    stack, tenants, controls = await _three_tenants(stack_factory)
+    try:
+        records = await _records(stack)
+        assert sorted(scope_of(r.key) for r in records) == sorted(tenants)
+        items = {t: await controls[t].create_item(DRIVE, f"report-{t[:4]}.docx", t) for t in tenants}
+        await stack.pump(lambda: all(stack.for_item(items[t]["id"]) for t in tenants))
+        for tenant, item in items.items():
+            [event] = stack.for_item(item["id"])
+            assert event["tenantId"] == tenant and event["changeType"] == "created"
+            assert event["subscriptionId"] == next(r.subscription_id for r in records if r.tenant == tenant)
+        async with table_client(stack.connection, CURSORS_TABLE) as cursors:
+            keys = [e["RowKey"] async for e in cursors.query_entities("", select=["RowKey"])]
+        assert len({scope_of(k) for k in keys}) == 3  # one cursor per tenant, though the resource is the same
+    finally:
+        await _close(controls)
+
+
+async def test_an_item_naming_another_tenant_than_its_subscriptions_is_refused_on_the_http_path(
+    stack_factory: Any,
+) -> None:
+    stack, tenants, controls = await _three_tenants(stack_factory)
+    try:
+        of_b = next(r for r in await _records(stack) if r.tenant == B)
+        item = {
+            "subscriptionId": of_b.subscription_id,
+            "clientState": of_b.client_state,
+            "changeType": "updated",
+            "resource": RESOURCE,
+            "tenantId": tenants[0],  # the home tenant's id on B's subscription
+        }
+        async with aiohttp.ClientSession() as session:
+            async with session.post(stack.env["NOTIFICATION_URL"], json={"value": [item]}) as answer:
+                assert answer.status == 202
+            async with session.post(stack.env["NOTIFICATION_URL"], json={"value": [item | {"tenantId": B}]}) as ok:
+                assert ok.status == 202
+        processed: list[Any] = []
+        original = stack.worker.processor._subscription
+
+        async def spy(envelope: Any, notified_at: Any, sid: str, items: list[Any]) -> Any:
+            processed.extend(items)
+            return await original(envelope, notified_at, sid, items)
+
+        stack.worker.processor._subscription = spy  # type: ignore[method-assign]
+        await stack.pump(lambda: bool(processed))
+        # Only the item that named B was stored; the other was refused before the queue.
+        assert [i["tenantId"] for i in processed] == [B]
+    finally:
+        await _close(controls)
+
+
+async def test_a_revoked_tenant_is_suspended_while_the_others_flow_and_resumed_with_what_it_missed(
+    stack_factory: Any,
+) -> None:
+    stack, tenants, controls = await _three_tenants(stack_factory)
+    home = tenants[0]
+    try:
+        await controls[home].call("POST", f"/tenants/{B}/revoke", {"code": 65001})
+        await stack.worker.renew(utcnow())
+        suspended = await _tenant(stack, B)
+        assert (suspended.status, suspended.reason) == (SUSPENDED, "AADSTS65001")
+        missed = await controls[B].create_item(DRIVE, "while-suspended.txt", "x")
+        flowing = await controls[C].create_item(DRIVE, "meanwhile.txt", "y")
+        await stack.pump(lambda: bool(stack.for_item(flowing["id"])))
+        assert stack.for_item(missed["id"]) == []
+
+        await controls[home].call("POST", f"/tenants/{B}/restore")
+        await stack.worker.renew(utcnow() + timedelta(minutes=30))  # not yet: retried hourly
+        assert (await _tenant(stack, B)).status == SUSPENDED
+        await stack.worker.renew(utcnow() + timedelta(hours=1, minutes=1))
+        assert (await _tenant(stack, B)).status == ACTIVE
+        await stack.pump(lambda: bool(stack.for_item(missed["id"])))
+        [event] = stack.for_item(missed["id"])
+        assert event["tenantId"] == B and event["changeType"] in ("created", "updated")
+    finally:
+        await _close(controls)
+
+
+async def test_a_removal_cut_short_by_a_crash_is_finished_by_the_next_tick(stack_factory: Any) -> None:
+    stack, tenants, controls = await _three_tenants(stack_factory)
+    try:
+        async with table_client(stack.connection, TENANTS_TABLE) as client:
+            store = TenantStore(client)
+            stored = await store.get(C)
+            assert stored is not None
+            await store.save(stored.tenant.removing(utcnow()), stored.etag)
+        renewal = stack.worker.tenants
+        assert renewal is not None
+        reconciler = renewal._reconciler_of(C)
+        real = reconciler.forsake
+        calls = 0
+
+        async def crash(record: Any) -> None:
+            nonlocal calls
+            calls += 1
+            await real(record)
+            raise RuntimeError("the instance died here")
+
+        reconciler.forsake = crash  # type: ignore[method-assign]
+        report = await renewal.tick(stack.worker.settings.subscriptions, utcnow())
+        assert (report.failed, calls) == (1, 1)
+        assert (await _tenant(stack, C)).status == "removing"
+        reconciler.forsake = real  # type: ignore[method-assign]
+
+        report = await renewal.tick(stack.worker.settings.subscriptions, utcnow())
+        assert report.removed == 1
+        assert await _tenant(stack, C) is None
+        assert [r for r in await _records(stack) if r.tenant == C] == []
+        assert not [s for s in await controls[C].subscriptions()]  # deleted at Graph too
+        await stack.pump(lambda: any(e["kind"] == "tenant" for e in stack.events))
+        [removed] = [e for e in stack.events if e["kind"] == "tenant"]
+        assert (removed["changeType"], removed["tenantId"]) == ("removed", C)
+        # The other tenants keep their subscriptions.
+        assert sorted({r.tenant for r in await _records(stack)}) == sorted(tenants[:2])
+    finally:
+        await _close(controls)
+
+
+@pytest.mark.parametrize("mode", ["single"])
+async def test_single_mode_keys_stay_unscoped(stack_factory: Any, mode: str) -> None:
+    stack = await stack_factory()
+    await stack.reconcile()
+    [record] = await _records(stack)
+    assert record.key == f"{RESOURCE.replace('/', ':')}|updated" and record.tenant == ""
