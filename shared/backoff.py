@@ -23,14 +23,25 @@ def retry_wait(state: RetryCallState) -> float:
     return float(wait_exponential(multiplier=0.5, max=8)(state))
 
 
-def retrying(attempts: int) -> AsyncRetrying:
-    """Retries of one remote call: throttling, 5xx and transport errors, ``attempts`` tries in all, then re-raise."""
+def retrying(attempts: int, patience: float | None = None) -> AsyncRetrying:
+    """Retries of one remote call: throttling, 5xx and transport errors, ``attempts`` tries in all, then re-raise.
+
+    With ``patience``, a Retry-After longer than it is not waited out here: the error is raised
+    at once, for a caller that can put the whole piece of work off (a tenant's throttled pass).
+    """
     import httpx
     from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt
+    from tenacity.stop import stop_base
+
+    class impatient(stop_base):
+        def __call__(self, state: RetryCallState) -> bool:
+            error = state.outcome.exception() if state.outcome else None
+            hint = error.retry_after if isinstance(error, TransientGraphError) else None
+            return patience is not None and hint is not None and hint > patience
 
     return AsyncRetrying(
         retry=retry_if_exception_type((TransientGraphError, httpx.TransportError)),
-        stop=stop_after_attempt(attempts),
+        stop=stop_after_attempt(attempts) | impatient(),
         wait=retry_wait,
         reraise=True,
     )

@@ -71,13 +71,15 @@ def _convert(exc: Exception) -> Exception:
 class GraphGateway:
     """The Graph calls this app makes, with errors translated and transient ones retried."""
 
-    def __init__(self, client: GraphServiceClient, attempts: int = 4) -> None:
+    def __init__(self, client: GraphServiceClient, attempts: int = 4, patience: float | None = None) -> None:
         self._client = client
         self._attempts = attempts
+        # A Retry-After longer than this is raised, not waited out (see backoff.retrying); None: always waited.
+        self._patience = patience
 
     async def _call(self, action: Callable[[], Awaitable[T]]) -> T:
         """``action``, retried on throttling and transient failures, its SDK errors translated."""
-        async for attempt in retrying(self._attempts):
+        async for attempt in retrying(self._attempts, self._patience):
             with attempt:
                 try:
                     return await action()

@@ -165,14 +165,37 @@ class Processor:
             return Summary(skipped=len(items))
         if envelope.source in _FROM_OUTSIDE:
             await self._note(record, envelope.received_at)
-        try:
+        if self._tenants is None or not record.tenant:
             return await self._handle_items(envelope, notified_at, record, items)
-        except Exception as exc:
-            if self._tenants is None or not await self._tenants.lost(record.tenant, exc, self._clock()):
-                raise
-            log.warning("tenant %s refused the app's token: suspended, its notification dropped", record.tenant)
-            refusals.count(refusals.Reason.TENANT_SUSPENDED, len(items), source="processor")
-            return Summary(skipped=len(items))
+        return await self._tenant_items(self._tenants, envelope, notified_at, record, items)
+
+    async def _tenant_items(
+        self,
+        tenants: TenantWork,
+        envelope: Envelope,
+        notified_at: datetime,
+        record: SubscriptionRecord,
+        items: list[dict[str, Any]],
+    ) -> Summary:
+        """A tenant's items, kept from holding a worker while the tenant throttles or has its fill of passes."""
+        wait = tenants.hold(record.tenant)
+        if wait is not None:
+            await self._defer(envelope, items, timedelta(seconds=wait), notified_at)
+            return Summary(deferred=1)
+        with tenants.running(record.tenant):
+            try:
+                return await self._handle_items(envelope, notified_at, record, items)
+            except Exception as exc:
+                wait = tenants.throttled(record.tenant, exc)
+                if wait is not None:
+                    log.info("tenant %s throttles: its notification put off %.0f s", record.tenant, wait)
+                    await self._defer(envelope, items, timedelta(seconds=wait), notified_at)
+                    return Summary(deferred=1)
+                if not await tenants.lost(record.tenant, exc, self._clock()):
+                    raise
+        log.warning("tenant %s refused the app's token: suspended, its notification dropped", record.tenant)
+        refusals.count(refusals.Reason.TENANT_SUSPENDED, len(items), source="processor")
+        return Summary(skipped=len(items))
 
     async def _onboard(self, envelope: Envelope) -> Summary:
         """Start the tenants an admin consent (or `graphhooks tenants add`) registered: their subscriptions, now."""

@@ -60,7 +60,11 @@ def token_gate(environ: Mapping[str, str], owned: Owned) -> TokenGate:
     found = token_settings(environ)
     if found is None:
         return owned.own(TokenGate(None, None))
-    return owned.own(TokenGate(found.client_id, found.tenant_id, found.authority, found.issuers, ca_file=found.ca_file))
+    return owned.own(
+        TokenGate(
+            found.client_id, found.tenant_id, found.authority, found.issuers, ca_file=found.ca_file, multi=found.multi
+        )
+    )
 
 
 def changes_client(

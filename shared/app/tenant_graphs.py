@@ -23,6 +23,9 @@ if TYPE_CHECKING:
 
 # Tenants whose objects are kept at once: more than a deployment's tenants, so budgets survive.
 DEFAULT_CAPACITY = 4096
+# A tenant's Retry-After longer than this is not waited out by the call: its pass is put off instead
+# (shared/tenants/work.py), so a throttled tenant never holds a worker another tenant could use.
+PATIENCE_SECONDS = 2.0
 
 
 class TenantGraph:
@@ -118,15 +121,18 @@ class TenantGraphs(SourceRegistry):
         )
         adapter = GraphRequestAdapter(provider, client=self._shared_http())
         adapter.base_url = self._base_url
-        gateway = GraphGateway(GraphServiceClient(request_adapter=adapter))
+        gateway = GraphGateway(GraphServiceClient(request_adapter=adapter), patience=PATIENCE_SECONDS)
         return TenantGraph(gateway, self._build_sources(gateway), lambda g: self._reconciler(tenant, g))
 
     def _shared_http(self) -> httpx.AsyncClient:
         if self._http is None:
+            from kiota_http.middleware.options import RetryHandlerOption
             from msgraph.graph_request_adapter import options
             from msgraph_core import GraphClientFactory
 
-            self._http = GraphClientFactory.create_with_default_middleware(options=options)
+            # Retries are GraphGateway's, which knows a tenant's patience; the SDK's would wait out every Retry-After.
+            no_retry = {RetryHandlerOption.get_key(): RetryHandlerOption(max_retries=0, should_retry=False)}
+            self._http = GraphClientFactory.create_with_default_middleware(options=options | no_retry)
         return self._http
 
     async def close(self) -> None:

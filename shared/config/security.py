@@ -8,8 +8,10 @@ from dataclasses import dataclass
 
 from shared.config.environment import optional
 from shared.config.environment import required as required_setting
+from shared.config.tenants import tenant_mode
 from shared.errors import InvalidSettingError, MissingSettingError
 from shared.model.issuers import DEFAULT_ISSUERS
+from shared.model.tenant import MULTI
 
 
 @dataclass(frozen=True)
@@ -40,6 +42,8 @@ class TokenSettings:
     issuers: tuple[str, ...]
     # GRAPH_TENANT_ID: the one tenant whose tokens and notifications are accepted (None: none is).
     tenant_id: str | None = None
+    # TENANT_MODE=multi: each batch's tokens must be its subscriptions' tenants' (tenant_id is then None).
+    multi: bool = False
 
 
 def resource_data_settings(environ: Mapping[str, str], required: bool) -> ResourceDataSettings | None:
@@ -75,6 +79,7 @@ def token_settings(environ: Mapping[str, str]) -> TokenSettings | None:
     authority = optional(environ, "AZURE_AUTHORITY_HOST") or "https://login.microsoftonline.com"
     if not authority.startswith("https://"):
         raise InvalidSettingError("AZURE_AUTHORITY_HOST", "must be an https URL")
+    multi = tenant_mode(environ) == MULTI
     text = optional(environ, "VALIDATION_TOKEN_ISSUERS")
     issuers = DEFAULT_ISSUERS
     if text is not None:
@@ -91,5 +96,6 @@ def token_settings(environ: Mapping[str, str]) -> TokenSettings | None:
         authority.rstrip("/"),
         optional(environ, "AZURE_AUTHORITY_CA_FILE"),
         issuers,
-        optional(environ, "GRAPH_TENANT_ID"),
+        None if multi else optional(environ, "GRAPH_TENANT_ID"),
+        multi,
     )

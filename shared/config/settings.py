@@ -110,6 +110,11 @@ class Settings:
             raise InvalidSettingError("INITIAL_SYNC", "must be 'latest' or 'full'")
         connection = storage_connection(environ)
         mode = tenant_mode(environ)
+        if mode == MULTI and optional(environ, "SHAREPOINT_SUBSCRIPTIONS") not in (None, "[]"):
+            # SharePoint's own webhooks name sites of one tenant, signed in to with one certificate.
+            raise InvalidSettingError(
+                "SHAREPOINT_SUBSCRIPTIONS", "is single-tenant: not available with TENANT_MODE=multi"
+            )
         # multi: every token comes from the tenant's own authority; GRAPH_TENANT_ID has no part.
         tenant_id = required(environ, "GRAPH_TENANT_ID") if mode == SINGLE else ""
         secret = optional(environ, "GRAPH_CLIENT_SECRET")

@@ -178,6 +178,11 @@ class ValidationTokenChecker:
             await self.check(token)
 
 
+# Multi-tenant: per-tenant checkers kept at once (each caches the few tokens Graph reuses).
+MAX_TENANT_CHECKERS = 4096
+# Stands for "some tenant" when checking that the settings allow token checks at all.
+ZERO_TENANT = "00000000-0000-0000-0000-000000000000"
+
 # A cold key fetch is the only slow step; it must leave room inside Graph's 3 s for the queue write.
 CHECK_DEADLINE_SECONDS = 1.5
 
@@ -236,11 +241,17 @@ class TokenGate:
         fetch: FetchJson | None = None,
         ca_file: str | None = None,
         deadline: float = CHECK_DEADLINE_SECONDS,
+        multi: bool = False,
     ) -> None:
         self._http = HttpJson(ca_file) if fetch is None else None
         self._keys = SigningKeys(fetch or self._http or HttpJson(ca_file), authority)
         self._tenant = (tenant or "").strip().lower()
-        self._unusable = _unusable(client_id, self._tenant)
+        # TENANT_MODE=multi: a checker per tenant a batch names (its issuers are that tenant's), made on first use.
+        self._multi = multi
+        self._client_id = client_id
+        self._issuer_forms = tuple(issuers)
+        self._by_tenant: dict[str, ValidationTokenChecker] = {}
+        self._unusable = _unusable(client_id, self._tenant if not multi else ZERO_TENANT)
         self._checker = (
             ValidationTokenChecker(self._keys, client_id, self._tenant, issuers)
             if client_id and self._unusable is None
@@ -255,6 +266,8 @@ class TokenGate:
         """
         if not tokens:
             return "resource data without validation tokens"
+        if self._multi:
+            return await self._tenants_refusal(tokens, items)
         if self._checker is None:
             return self._unusable
         if any(_foreign(item.get("tenantId"), self._tenant) for item in items):
@@ -267,10 +280,66 @@ class TokenGate:
             raise AuthorityUnavailableError("signing keys not fetched in time") from None
         return None
 
+    async def _tenants_refusal(self, tokens: Sequence[object], items: Iterable[Mapping[str, Any]]) -> str | None:
+        """Multi-tenant: each token valid for the tenant it names, and each tenant of the batch vouched for by one.
+
+        A token's unverified ``tid`` only picks the checker; the checker then requires that tenant's
+        own v1 or v2 issuer, so a token cannot vouch for another tenant than its issuer's. Each item's
+        tenantId is then held to its subscription's tenant (notifications.check_items).
+        """
+        if not self._client_id:
+            return self._unusable
+        named = {_tenant_of(item.get("tenantId")) for item in items}
+        if "" in named:
+            return "notification without a tenant id"
+        vouched: set[str] = set()
+        try:
+            async with asyncio.timeout(self._deadline):
+                for token in tokens:
+                    tenant = _unverified_tenant(token)
+                    if tenant not in named:
+                        return "token of a tenant the batch does not name"
+                    await self._checker_for(tenant).check(token)
+                    vouched.add(tenant)
+        except ValidationTokenError as exc:
+            return exc.reason
+        except TimeoutError:
+            raise AuthorityUnavailableError("signing keys not fetched in time") from None
+        return None if vouched >= named else "a tenant of the batch has no validation token"
+
+    def _checker_for(self, tenant: str) -> ValidationTokenChecker:
+        checker = self._by_tenant.get(tenant)
+        if checker is None:
+            assert self._client_id is not None
+            if len(self._by_tenant) >= MAX_TENANT_CHECKERS:
+                self._by_tenant.clear()  # each holds a few verified tokens: rebuilt on next use
+            checker = ValidationTokenChecker(self._keys, self._client_id, tenant, self._issuer_forms)
+            self._by_tenant[tenant] = checker
+        return checker
+
     async def close(self) -> None:
         """Close the HTTP session."""
         if self._http is not None:
             await self._http.close()
+
+
+def _tenant_of(value: object) -> str:
+    """A tenant id as items write it, lower case; '' when it is not a tenant id."""
+    text = value.strip().lower() if isinstance(value, str) else ""
+    return text if _TENANT_ID.fullmatch(text) else ""
+
+
+def _unverified_tenant(token: object) -> str:
+    """The ``tid`` a token claims, before any check (it only picks the checker that verifies it)."""
+    import jwt
+
+    if not isinstance(token, str):
+        return ""
+    try:
+        claims = jwt.decode(token, options={"verify_signature": False})
+    except jwt.InvalidTokenError:
+        return ""
+    return _tenant_of(claims.get("tid"))
 
 
 def _unusable(client_id: str | None, tenant: str) -> str | None:

@@ -9,6 +9,7 @@ a removal cut short by a crash is finished by the next tick.
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from datetime import timedelta
 from typing import Any
@@ -192,3 +193,24 @@ async def test_single_mode_keys_stay_unscoped(stack_factory: Any, mode: str) -> 
     await stack.reconcile()
     [record] = await _records(stack)
     assert record.key == f"{RESOURCE.replace('/', ':')}|updated" and record.tenant == ""
+
+
+async def test_a_tenant_in_a_429_storm_delays_no_other_tenant_and_loses_nothing(stack_factory: Any) -> None:
+    stack, tenants, controls = await _three_tenants(stack_factory)
+    home = tenants[0]
+    try:
+        await controls[home].call("POST", f"/tenants/{B}/throttle", {"seconds": 600, "status": 429, "retryAfter": 3})
+        stormed = await controls[B].create_item(DRIVE, "in-the-storm.txt", "x")
+        calm = await controls[C].create_item(DRIVE, "calm.txt", "y")
+        started = time.monotonic()
+        await stack.pump(lambda: bool(stack.for_item(calm["id"])))
+        # The storm's Retry-After is not waited out on a worker: the calm tenant's event came at once.
+        assert time.monotonic() - started < 8
+        assert stack.for_item(stormed["id"]) == []
+
+        await controls[home].call("POST", f"/tenants/{B}/throttle", {"seconds": 0})
+        await stack.pump(lambda: bool(stack.for_item(stormed["id"])), within=30)
+        [event] = stack.for_item(stormed["id"])
+        assert (event["tenantId"], event["changeType"]) == (B, "created")
+    finally:
+        await _close(controls)

@@ -260,3 +260,45 @@ async def test_without_a_tenant_id_the_gate_refuses_naming_the_setting(
     refusal = await gate(authority, tenant).refusal([signer.token(TENANT, CLIENT_ID)], [item()])
     assert refusal is not None and "GRAPH_TENANT_ID" in refusal
     assert authority.fetched == []  # nothing to check against: no key is fetched
+
+
+# --- TENANT_MODE=multi: each batch's tokens are its own tenants' -----------------------------------
+
+
+def multi_gate(authority: Authority) -> TokenGate:
+    return TokenGate(CLIENT_ID, None, AUTHORITY, fetch=authority.fetch, multi=True)
+
+
+async def test_a_multi_tenant_gate_passes_each_tenants_own_tokens(
+    authority: Authority, signer: ValidationTokenSigner
+) -> None:
+    tokens = [signer.token(TENANT, CLIENT_ID), signer.token(OTHER_TENANT, CLIENT_ID, version=2)]
+    assert await multi_gate(authority).refusal(tokens, [item(TENANT), item(OTHER_TENANT.upper())]) is None
+
+
+async def test_a_multi_tenant_gate_refuses_a_token_of_a_tenant_the_batch_does_not_name(
+    authority: Authority, signer: ValidationTokenSigner
+) -> None:
+    refusal = await multi_gate(authority).refusal([signer.token(OTHER_TENANT, CLIENT_ID)], [item(TENANT)])
+    assert refusal == "token of a tenant the batch does not name"
+
+
+async def test_a_multi_tenant_gate_refuses_a_batch_with_a_tenant_no_token_vouches_for(
+    authority: Authority, signer: ValidationTokenSigner
+) -> None:
+    refusal = await multi_gate(authority).refusal([signer.token(TENANT, CLIENT_ID)], [item(TENANT), item(OTHER_TENANT)])
+    assert refusal == "a tenant of the batch has no validation token"
+
+
+async def test_a_token_claiming_one_tenant_but_issued_by_another_is_refused(
+    authority: Authority, signer: ValidationTokenSigner
+) -> None:
+    forged = signer.token(OTHER_TENANT, CLIENT_ID, tid=TENANT)  # OTHER_TENANT's issuer, TENANT's tid
+    assert await multi_gate(authority).refusal([forged], [item(TENANT)]) == "wrong issuer"
+
+
+async def test_a_multi_tenant_batch_item_without_a_tenant_id_is_refused(
+    authority: Authority, signer: ValidationTokenSigner
+) -> None:
+    refusal = await multi_gate(authority).refusal([signer.token(TENANT, CLIENT_ID)], [item(None)])
+    assert refusal == "notification without a tenant id"
