@@ -184,7 +184,10 @@ class Processor:
             return Summary(deferred=1)
         with tenants.running(record.tenant):
             try:
-                return await self._handle_items(envelope, notified_at, record, items)
+                summary = await self._handle_items(envelope, notified_at, record, items)
+                if summary.runs:
+                    await tenants.passed(record.tenant, self._clock())
+                return summary
             except Exception as exc:
                 wait = tenants.throttled(record.tenant, exc)
                 if wait is not None:

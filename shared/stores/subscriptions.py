@@ -232,10 +232,11 @@ class SubscriptionStore:
             await self._client.delete_entity(BY_ID, subscription_id)
 
     async def delete(self, key: str, subscription_id: str = "") -> None:
-        """Remove a record, then the id row of its subscription and any creation of it; missing ones are fine."""
+        """Remove a record, then the id row of its subscription, any creation of it and its last notification time."""
         await self._client.delete_entity(PARTITION, key)
         await self.retire(subscription_id)
         await self.pending.settle(key)
+        await self._client.delete_entity(NOTIFIED, key)
 
     async def _id_row(self, subscription_id: str) -> Any:
         from azure.core.exceptions import ResourceNotFoundError

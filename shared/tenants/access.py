@@ -21,6 +21,8 @@ from shared.stores.tenants import TenantStore
 log = logging.getLogger(__name__)
 # A tenant's status is read again after this long: a suspension reaches every instance within it.
 STATUS_TTL_SECONDS = 60.0
+# A tenant's last completed pass is written at most this often per instance (one small write).
+PASS_NOTE_SECONDS = 60.0
 # Tenants whose status is cached at once (a few dozen bytes each).
 _CACHE_LIMIT = 10_000
 
@@ -40,6 +42,7 @@ class TenantAccess:
         self._ttl = ttl
         self._monotonic = monotonic
         self._served: dict[str, tuple[bool, float]] = {}
+        self._passes: dict[str, float] = {}  # tenant -> when this instance last recorded a pass of it
 
     async def served(self, tenant: str) -> bool:
         """True while ``tenant``'s work goes on (pending or active); False when suspended, removing or unknown."""
@@ -101,6 +104,20 @@ class TenantAccess:
             self._served[tenant] = (True, self._monotonic())
             return active
         return None
+
+    async def mark_pass(self, tenant: str, at: datetime) -> None:
+        """Record that a delta pass of ``tenant`` completed (shown by `graphhooks tenants list`), once a minute."""
+        now = self._monotonic()
+        last = self._passes.get(tenant)
+        if last is not None and now - last < PASS_NOTE_SECONDS:
+            return
+        if len(self._passes) >= _CACHE_LIMIT:
+            self._passes.clear()
+        self._passes[tenant] = now
+        try:
+            await self._store.mark_pass(tenant, at)
+        except Exception as exc:  # noqa: BLE001 - an operator's figure: never worth failing a message for
+            log.warning("last pass of tenant %s not recorded: %s", tenant, type(exc).__name__)
 
     def forget(self, tenant: str) -> None:
         """Drop the cached status (after a change made elsewhere)."""

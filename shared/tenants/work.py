@@ -84,6 +84,10 @@ class TenantWork:
         """True while the tenant's notifications are worth a Graph call (cached briefly)."""
         return await self._access.served(tenant)
 
+    async def passed(self, tenant: str, now: datetime) -> None:
+        """Note that a pass of ``tenant`` completed (at most once a minute per instance)."""
+        await self._access.mark_pass(tenant, now)
+
     async def onboard(self, tenant: str, now: datetime) -> None:
         """Create the tenant's subscriptions now (after an admin consent or `graphhooks tenants add`)."""
         await self._renewal.onboard(tenant, await self._desired(), now)

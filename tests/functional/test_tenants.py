@@ -64,6 +64,20 @@ async def _tenant(stack: Stack, tenant: str) -> Any:
         return stored.tenant if stored is not None else None
 
 
+async def _rows_of(stack: Stack, tenant: str) -> list[tuple[str, str, str]]:
+    """Every row of every table whose keys name ``tenant``."""
+    from azure.data.tables.aio import TableServiceClient
+
+    found: list[tuple[str, str, str]] = []
+    async with TableServiceClient.from_connection_string(stack.connection) as service:
+        async for table in service.list_tables():
+            client = service.get_table_client(table.name)
+            async for row in client.list_entities(select=["PartitionKey", "RowKey"]):
+                if tenant in row["PartitionKey"] or tenant in row["RowKey"]:
+                    found.append((table.name, row["PartitionKey"], row["RowKey"]))
+    return found
+
+
 async def _close(controls: dict[str, TenantControl]) -> None:
     for control in controls.values():
         await control.__aexit__(None, None, None)
@@ -83,6 +97,8 @@ async def test_three_tenants_watching_the_same_drive_id_each_get_their_own_event
         async with table_client(stack.connection, CURSORS_TABLE) as cursors:
             keys = [e["RowKey"] async for e in cursors.query_entities("", select=["RowKey"])]
         assert len({scope_of(k) for k in keys}) == 3  # one cursor per tenant, though the resource is the same
+        async with table_client(stack.connection, TENANTS_TABLE) as client:
+            assert set(await TenantStore(client).last_passes()) == set(tenants)  # for `graphhooks tenants list`
     finally:
         await _close(controls)
 
@@ -150,6 +166,9 @@ async def test_a_revoked_tenant_is_suspended_while_the_others_flow_and_resumed_w
 async def test_a_removal_cut_short_by_a_crash_is_finished_by_the_next_tick(stack_factory: Any) -> None:
     stack, tenants, controls = await _three_tenants(stack_factory)
     try:
+        # The tenant has had a change: index rows, a last notification time, a last pass to leave behind.
+        item = await controls[C].create_item(DRIVE, "before-leaving.txt", "z")
+        await stack.pump(lambda: bool(stack.for_item(item["id"])))
         async with table_client(stack.connection, TENANTS_TABLE) as client:
             store = TenantStore(client)
             stored = await store.get(C)
@@ -183,6 +202,7 @@ async def test_a_removal_cut_short_by_a_crash_is_finished_by_the_next_tick(stack
         assert (removed["changeType"], removed["tenantId"]) == ("removed", C)
         # The other tenants keep their subscriptions.
         assert sorted({r.tenant for r in await _records(stack)}) == sorted(tenants[:2])
+        assert await _rows_of(stack, C) == []  # nothing left behind, in any table
     finally:
         await _close(controls)
 
