@@ -199,7 +199,7 @@ class SubscriptionStore:
         from azure.data.tables import UpdateMode
 
         query = self._client.query_entities(
-            f"PartitionKey eq {quote_filter(PARTITION)}", select=["RowKey", "SubscriptionId", "ClientState", "Indexed"]
+            partition_filter(PARTITION, self._tenant), select=["RowKey", "SubscriptionId", "ClientState", "Indexed"]
         )
         missing = [e async for e in query if e.get("SubscriptionId") and not e.get("Indexed")]
         for entity in missing:
