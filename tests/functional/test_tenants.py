@@ -8,6 +8,7 @@ a removal cut short by a crash is finished by the next tick.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 import uuid
@@ -232,5 +233,25 @@ async def test_a_tenant_in_a_429_storm_delays_no_other_tenant_and_loses_nothing(
         await stack.pump(lambda: bool(stack.for_item(stormed["id"])), within=30)
         [event] = stack.for_item(stormed["id"])
         assert (event["tenantId"], event["changeType"]) == (B, "created")
+    finally:
+        await _close(controls)
+
+
+async def test_a_tenant_that_hangs_holds_up_neither_the_tick_nor_the_other_tenants(stack_factory: Any) -> None:
+    stack, _, controls = await _three_tenants(stack_factory)
+    try:
+        renewal = stack.worker.tenants
+        assert renewal is not None
+        renewal._deadline = 1.0
+        stuck = renewal._reconciler_of(B)
+
+        async def hang(*args: Any, **kwargs: Any) -> Any:
+            await asyncio.sleep(30)
+
+        stuck.reconcile = hang  # type: ignore[method-assign]
+        started = time.monotonic()
+        report = await renewal.tick(stack.worker.settings.subscriptions, utcnow())
+        assert time.monotonic() - started < 5
+        assert (report.reconciled, report.timed_out) == (2, 1)
     finally:
         await _close(controls)
