@@ -147,6 +147,13 @@ async def test_an_unknown_or_malformed_tenant_is_refused_and_nothing_is_written(
             malformed = await cli(settings, "desired", "add", B_RESOURCE, "--tenant", bad)
             assert malformed.exit_code == 1
             assert "is not a tenant id" in malformed.stderr and "Traceback" not in malformed.output
+        async with table_client(stack.connection, TENANTS_TABLE) as client:
+            store = TenantStore(client)
+            stored = await store.get(C)
+            assert stored is not None
+            await store.save(stored.tenant.removing(utcnow()), stored.etag)
+        leaving = await cli(settings, "desired", "add", "drives/b!x/root", "--tenant", C)
+        assert leaving.exit_code == 1 and f"tenant {C} is being removed" in leaving.stderr
         listed = await cli(settings, "desired", "list", "--tenant", "nope")
         assert listed.exit_code == 1 and "is not a tenant id" in listed.stderr
         assert await _stored_entries(stack) == []
