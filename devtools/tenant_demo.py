@@ -65,7 +65,7 @@ def demo_tenants(home_id: str, count: int) -> list[DemoTenant]:
 
 def row(cells: list[str]) -> str:
     """One line of the side-by-side view."""
-    return " | ".join(f"{cell[:COLUMN]:<{COLUMN}}" for cell in cells)
+    return " | ".join(f"{cell[:COLUMN]:<{COLUMN}}" for cell in cells).rstrip()
 
 
 def cell(event: Event) -> str:
@@ -108,7 +108,10 @@ async def run_tenants(count: int, once: bool, run_dir: Path, stop: asyncio.Event
                     await asyncio.wait_for(stop.wait(), 0.2)
             stop.set()
         else:
-            print('Waiting for more changes (`make sim ARGS="--tenant ID files create ..."`); Ctrl-C stops.')
+            sim = f".venv/bin/python -m devtools.simctl --control-url {stack.sim.control_url}"
+            print("Waiting for more changes; change a file in a tenant's drive from another terminal:")
+            print(f"  {sim} --tenant {tenants[-1].tenant_id} files create {DEMO_DRIVE} notes.txt --content hi")
+            print("Press Ctrl-C to stop.", flush=True)
         await printer
         if once and not complete(seen, tenants):
             print("not every tenant's file events arrived; see the host log", file=sys.stderr)
