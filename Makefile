@@ -39,8 +39,9 @@ $(AZURITE): package.json package-lock.json
 	touch $(AZURITE)
 
 ## Run Azurite, the Graph simulator and the local host, subscribe, make changes, print the events.
+## `make demo ARGS="--tenants 3"` serves three tenants (TENANT_MODE=multi), their events side by side.
 demo: setup
-	$(PY) -m devtools.demo
+	$(PY) -m devtools.demo $(ARGS)
 
 ## Run Azurite, the Graph simulator and the local host on the example settings, until Ctrl-C.
 ## `make run ARGS=--no-host` leaves port 7071 to `func start`.

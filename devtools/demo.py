@@ -4,6 +4,7 @@ Starts Azurite, the Graph simulator and the local host; creates the subscription
 through the `renew` function (so the validation handshake runs over real HTTP);
 changes a file in a simulated drive; and prints the change events as they
 arrive on the graph-changes queue. Ctrl-C stops everything it started.
+With ``--tenants N`` (2 or more) it runs in TENANT_MODE=multi instead: see tenant_demo.py.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from .azurite import ROOT
 from .messages import receive_json
 from .simclient import SimControl
 from .stack import DEMO_DRIVE, LocalStack, seed_demo_drive, start_stack
+from .tenant_demo import MAX_TENANTS, run_tenants
 
 CHANGES_QUEUE = "graph-changes"
 # The app runs at most one delta query per drive per second: spacing the steps shows each as its own event.
@@ -126,12 +128,42 @@ def _complete(seen: dict[str, dict[str, Any]], item_id: str) -> bool:
     return kinds.count("created") == 1 and kinds.count("updated") == 2 and kinds.count("deleted") == 1
 
 
+async def run_many(count: int, once: bool, run_dir: Path) -> int:
+    """The multi-tenant demo (``--tenants``), stopped by the same signals."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        return await run_tenants(count, once, run_dir, stop)
+    except (RuntimeError, TimeoutError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+
+
+def tenant_count(text: str) -> int:
+    """--tenants: 1 (one tenant, the default demo) to MAX_TENANTS."""
+    count = int(text)
+    if not 1 <= count <= MAX_TENANTS:
+        raise argparse.ArgumentTypeError(f"from 1 to {MAX_TENANTS}")
+    return count
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point for `python -m devtools.demo`."""
     parser = argparse.ArgumentParser(prog="python -m devtools.demo", description=__doc__)
     parser.add_argument("--once", action="store_true", help="exit once the scripted changes' events arrived")
     parser.add_argument("--run-dir", type=Path, default=ROOT / ".run" / "demo", help="logs and state")
+    parser.add_argument(
+        "--tenants",
+        type=tenant_count,
+        default=1,
+        metavar="N",
+        help="serve N tenants (TENANT_MODE=multi) and show their events side by side (default 1: single mode)",
+    )
     args = parser.parse_args(argv)
+    if args.tenants > 1:
+        sys.exit(asyncio.run(run_many(args.tenants, args.once, args.run_dir)))
     sys.exit(asyncio.run(run(args.once, args.run_dir)))
 
 

@@ -385,3 +385,38 @@ def test_demo_once_shows_the_file_events(tmp_path):
     ]:
         assert re.search(rf"\b{change}\s+\w+\s+{re.escape(name)}", text), (change, name, text)
     assert "Stopping" in text
+
+
+@pytest.mark.timeout(240)
+def test_demo_with_three_tenants_shows_each_tenants_events_side_by_side(tmp_path):
+    demo = subprocess.Popen(
+        [sys.executable, "-m", "devtools.demo", "--tenants", "3", "--once", "--run-dir", str(tmp_path / "demo")],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        output, _ = demo.communicate(timeout=180)
+    finally:
+        if demo.poll() is None:
+            os.killpg(demo.pid, signal.SIGINT)  # the demo stops what it started
+            try:
+                demo.communicate(timeout=40)
+            except subprocess.TimeoutExpired:
+                os.killpg(demo.pid, signal.SIGKILL)
+                demo.communicate()
+    text = output.decode(errors="replace")
+    assert demo.returncode == 0, text
+    ids = dict(re.findall(r"^\s+(\w+)\s+tenantId ([0-9a-f-]{36})", text, re.M))
+    assert sorted(ids) == ["Contoso", "Fabrikam", "Northwind"], text
+    assert len(set(ids.values())) == 3
+    # Fabrikam came through the admin consent flow; the others through the CLI.
+    assert re.search(rf"/api/consent answered 200: Fabrikam \(tenant {ids['Fabrikam']}\) is connected", text), text
+    assert text.count("$ graphhooks tenants add") == 2
+    for column, name in enumerate(["Contoso", "Fabrikam", "Northwind"]):
+        for change in ("created", "updated"):
+            # Each event in its own tenant's column, carrying that tenant's id.
+            cell = rf"{change}\s+{name}\.docx\s+{ids[name][:8]}"
+            assert re.search(rf"^\[[\d:]+\] (?:[^|]*\| ){{{column}}}{cell}", text, re.M), (name, change, text)
+    assert "Stopping" in text
