@@ -21,6 +21,8 @@ from shared.stores.tenants import TenantStore
 log = logging.getLogger(__name__)
 # A tenant's status is read again after this long: a suspension reaches every instance within it.
 STATUS_TTL_SECONDS = 60.0
+# How long a "not served" answer is kept: a suspended tenant's notifications cost one point read this often.
+NOT_SERVED_TTL_SECONDS = 5.0
 # A tenant's last completed pass is written at most this often per instance (one small write).
 PASS_NOTE_SECONDS = 60.0
 # Tenants whose status is cached at once (a few dozen bytes each).
@@ -48,7 +50,8 @@ class TenantAccess:
         """True while ``tenant``'s work goes on (pending or active); False when suspended, removing or unknown."""
         cached = self._served.get(tenant)
         now = self._monotonic()
-        if cached is not None and now - cached[1] < self._ttl:
+        # A "no" is kept briefly: a tenant that consents again is served by every instance within seconds.
+        if cached is not None and now - cached[1] < (self._ttl if cached[0] else NOT_SERVED_TTL_SECONDS):
             return cached[0]
         stored = await self._store.get(tenant)
         served = stored is not None and stored.tenant.served

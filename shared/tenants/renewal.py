@@ -20,6 +20,7 @@ from datetime import datetime, timedelta
 from shared import telemetry
 from shared.errors import GraphRequestError
 from shared.model.resources import DesiredSubscription, for_tenant
+from shared.model.subscription import SubscriptionRecord
 from shared.model.tenant import PENDING, REMOVING, SUSPENDED, Tenant, due_for_removal, due_for_retry
 from shared.reconcile.reconciler import Reconciler
 from shared.stores.tenants import TenantStore
@@ -85,11 +86,21 @@ class TenantRenewal:
 
     async def onboard(self, tenant_id: str, desired: Sequence[DesiredSubscription], now: datetime) -> None:
         """Reconcile one tenant at once (admin consent, `graphhooks tenants add`), without waiting for the tick."""
+        self._access.forget(tenant_id)  # this instance may have it cached as suspended
         stored = await self._store.get(tenant_id)
         if stored is None or not stored.tenant.served:
             log.info("tenant %s is not served: nothing to start", tenant_id)
             return
-        await self._serve(stored.tenant, desired, now, TickReport())
+        reconciler = self._reconciler_of(tenant_id)
+        # A tenant consenting again may have been suspended: what it had is made whole and resynced, as
+        # on the hourly retry. A new tenant has nothing yet, and its new subscriptions start as usual.
+        known = await reconciler.records()
+        report = TickReport()
+        await self._serve(stored.tenant, desired, now, report, list_remote=bool(known))
+        if known and report.reconciled:
+            # Read again: a subscription the reconcile re-created is resynced under its new id.
+            keys = {record.key for record in known}
+            await self._resync(reconciler, [r for r in await reconciler.records() if r.key in keys])
 
     async def _visit(
         self, tenant: Tenant, desired: Sequence[DesiredSubscription], now: datetime, report: TickReport
@@ -121,7 +132,12 @@ class TenantRenewal:
             await self._serve(tenant, desired, now, report)
 
     async def _serve(
-        self, tenant: Tenant, desired: Sequence[DesiredSubscription], now: datetime, report: TickReport
+        self,
+        tenant: Tenant,
+        desired: Sequence[DesiredSubscription],
+        now: datetime,
+        report: TickReport,
+        list_remote: bool | None = None,
     ) -> None:
         code = await self._access.check(tenant.tenant_id)
         if code is not None:
@@ -131,7 +147,8 @@ class TenantRenewal:
         if tenant.status == PENDING:
             await self._access.activate(tenant.tenant_id, now)
         try:
-            await self._reconciler_of(tenant.tenant_id).reconcile(for_tenant(desired, tenant.tenant_id), now)
+            reconciler = self._reconciler_of(tenant.tenant_id)
+            await reconciler.reconcile(for_tenant(desired, tenant.tenant_id), now, list_remote=list_remote)
         except GraphRequestError as exc:
             if exc.graph_status not in (401, 403):
                 raise
@@ -159,7 +176,11 @@ class TenantRenewal:
         # Graph's view is read: subscriptions that lapsed while the tenant refused the app are re-created.
         await reconciler.reconcile(for_tenant(desired, tenant.tenant_id), now, list_remote=True)
         # Notifications were dropped while it was suspended: every resource is enumerated again.
-        for record in await reconciler.records():
+        await self._resync(reconciler, await reconciler.records())
+        report.resumed += 1
+
+    async def _resync(self, reconciler: Reconciler, records: Sequence[SubscriptionRecord]) -> None:
+        """Turn each resource's cursor into a resync pass and ask for it (one per resource)."""
+        for record in records:
             if record.subscription_id and await self._sync.resync(record.resource, record.tenant):
                 await reconciler.request_sync(record)
-        report.resumed += 1

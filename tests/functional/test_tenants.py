@@ -20,11 +20,13 @@ import pytest
 
 from devtools.simctl import TenantControl
 from shared.clock import utcnow
-from shared.model.names import CURSORS_TABLE, SUBSCRIPTIONS_TABLE, TENANTS_TABLE
+from shared.model.names import CURSORS_TABLE, NOTIFICATIONS_QUEUE, SUBSCRIPTIONS_TABLE, TENANTS_TABLE
 from shared.model.tenant import ACTIVE, SUSPENDED, new_tenant, scope_of
-from shared.stores.clients import table_client
+from shared.queues.message_queue import MessageQueue
+from shared.stores.clients import queue_client, table_client
 from shared.stores.subscriptions import SubscriptionStore
 from shared.stores.tenants import TenantStore
+from shared.tenants.onboarding import register_consent, schedule
 from tests.functional.stacks import DRIVE, RESOURCE, Stack
 
 B = str(uuid.UUID(int=0xB0B))
@@ -253,5 +255,28 @@ async def test_a_tenant_that_hangs_holds_up_neither_the_tick_nor_the_other_tenan
         report = await renewal.tick(stack.worker.settings.subscriptions, utcnow())
         assert time.monotonic() - started < 5
         assert (report.reconciled, report.timed_out) == (2, 1)
+    finally:
+        await _close(controls)
+
+
+async def test_a_suspended_tenant_that_consents_again_is_resynced_at_once(stack_factory: Any) -> None:
+    stack, tenants, controls = await _three_tenants(stack_factory)
+    try:
+        await controls[tenants[0]].call("POST", f"/tenants/{B}/revoke", {"code": 65001})
+        await stack.worker.renew(utcnow())
+        assert (await _tenant(stack, B)).status == SUSPENDED
+        missed = await controls[B].create_item(DRIVE, "while-revoked.txt", "x")
+        await stack.pump(lambda: True)
+        assert stack.for_item(missed["id"]) == []
+
+        # The admin consents again: the callback registers the tenant and queues its start.
+        await controls[tenants[0]].call("POST", f"/tenants/{B}/restore")
+        async with table_client(stack.connection, TENANTS_TABLE) as client:
+            await register_consent(TenantStore(client), B, "tenant b", utcnow())
+        async with queue_client(stack.connection, NOTIFICATIONS_QUEUE) as queue:
+            await schedule(MessageQueue(queue), B, utcnow())
+        await stack.pump(lambda: bool(stack.for_item(missed["id"])), within=15)
+        [event] = stack.for_item(missed["id"])
+        assert event["tenantId"] == B
     finally:
         await _close(controls)
