@@ -99,13 +99,19 @@ def start_simulator(state_dir: Path, *options: str, port: int = 0, tls_port: int
     return sim
 
 
-def start_host(env: dict[str, str], log_path: Path, port: int | None = None) -> tuple[Child, int]:
-    """Start ``python -m devtools.host`` on ``port`` (a free one by default) and wait for it."""
+def start_host(
+    env: dict[str, str], log_path: Path, port: int | None = None, without: tuple[str, ...] = ()
+) -> tuple[Child, int]:
+    """Start ``python -m devtools.host`` on ``port`` (a free one by default) and wait for it.
+
+    The host sees this process's environment with ``env`` on top, less the names in ``without``.
+    """
     if port:
         ensure_free({port: "the local host's port"})
     port = port or free_port()
     command = [sys.executable, "-m", "devtools.host", "--port", str(port)]
-    host = Child(command, {**os.environ, **env}, log_path)
+    environ = {name: value for name, value in {**os.environ, **env}.items() if name not in without}
+    host = Child(command, environ, log_path)
     process = host.spawn()
     wait_for_port(port, timeout=30, process=process)
     return host, port

@@ -357,10 +357,10 @@ async def test_subscription_deleted_at_graph_is_recreated_by_renew_and_changes_f
 # 8 -------------------------------------------------------------------------------------------------
 
 
-@pytest.mark.timeout(240)
-def test_demo_once_shows_the_file_events(tmp_path):
+def run_demo(tmp_path: Path, *options: str) -> str:
+    """Run ``python -m devtools.demo --once`` with ``options``; its output, once it exited 0."""
     demo = subprocess.Popen(
-        [sys.executable, "-m", "devtools.demo", "--once", "--run-dir", str(tmp_path / "demo")],
+        [sys.executable, "-m", "devtools.demo", *options, "--once", "--run-dir", str(tmp_path / "demo")],
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -378,6 +378,12 @@ def test_demo_once_shows_the_file_events(tmp_path):
                 demo.communicate()
     text = output.decode(errors="replace")
     assert demo.returncode == 0, text
+    return text
+
+
+@pytest.mark.timeout(240)
+def test_demo_once_shows_the_file_events(tmp_path):
+    text = run_demo(tmp_path)
     for change, name in [
         ("created", "Quarterly report.docx"),
         ("updated", "Quarterly report (final).docx"),
@@ -389,25 +395,7 @@ def test_demo_once_shows_the_file_events(tmp_path):
 
 @pytest.mark.timeout(240)
 def test_demo_with_three_tenants_shows_each_tenants_events_side_by_side(tmp_path):
-    demo = subprocess.Popen(
-        [sys.executable, "-m", "devtools.demo", "--tenants", "3", "--once", "--run-dir", str(tmp_path / "demo")],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    try:
-        output, _ = demo.communicate(timeout=180)
-    finally:
-        if demo.poll() is None:
-            os.killpg(demo.pid, signal.SIGINT)  # the demo stops what it started
-            try:
-                demo.communicate(timeout=40)
-            except subprocess.TimeoutExpired:
-                os.killpg(demo.pid, signal.SIGKILL)
-                demo.communicate()
-    text = output.decode(errors="replace")
-    assert demo.returncode == 0, text
+    text = run_demo(tmp_path, "--tenants", "3")
     ids = dict(re.findall(r"^\s+(\w+)\s+tenantId ([0-9a-f-]{36})", text, re.M))
     assert sorted(ids) == ["Contoso", "Fabrikam", "Northwind"], text
     assert len(set(ids.values())) == 3

@@ -7,11 +7,7 @@ request without the key is refused (401) before the function runs, so nothing is
 from __future__ import annotations
 
 import json
-import os
 import signal
-import subprocess
-import sys
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -21,7 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from devtools.azurite import Azurite, free_port
+from devtools.azurite import Azurite
+from devtools.launch import start_host
 from shared.clock import utcnow
 from shared.model.subscription import ACTIVE, SubscriptionRecord
 from shared.stores.clients import queue_client, table_client
@@ -46,9 +43,7 @@ def call(url: str, body: bytes = b"", headers: dict[str, str] | None = None) -> 
 def keyed_host(azurite_factory, tmp_path: Path) -> Iterator[tuple[str, Azurite]]:
     """The app under the local host with HTTP_AUTH_LEVEL=function and a key from the app settings."""
     azurite = azurite_factory()
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if k != "FUNCTIONS_HOST_KEY"}
-    env.update(
+    env = dict(
         {
             "AzureWebJobsStorage": azurite.connection_string,
             "HTTP_AUTH_LEVEL": "function",
@@ -57,30 +52,11 @@ def keyed_host(azurite_factory, tmp_path: Path) -> Iterator[tuple[str, Azurite]]
             "AzureWebJobs.process.Disabled": "true",
         }
     )
-    out = tmp_path / "host.out"
-    with out.open("wb") as stdout, (tmp_path / "host.err").open("wb") as stderr:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "devtools.host", "--port", str(port), "--script-root", str(ROOT)],
-            cwd=ROOT,
-            env=env,
-            stdout=stdout,
-            stderr=stderr,
-        )
-    url = f"http://127.0.0.1:{port}"
+    host, port = start_host(env, tmp_path / "host.log", without=("FUNCTIONS_HOST_KEY",))
     try:
-        deadline = time.monotonic() + 30
-        while f"Host started: {url}" not in out.read_text(errors="replace"):
-            assert proc.poll() is None, (tmp_path / "host.err").read_text(errors="replace")
-            assert time.monotonic() < deadline, "the host did not start"
-            time.sleep(0.1)
-        yield url, azurite
+        yield f"http://127.0.0.1:{port}", azurite
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
+        host.stop(signal.SIGTERM, timeout=15)
 
 
 async def stored_messages(azurite: Azurite) -> int:

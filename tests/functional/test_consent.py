@@ -14,7 +14,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -30,6 +29,7 @@ import azure.functions as func
 import pytest
 
 from devtools.azurite import Azurite, free_port
+from devtools.launch import start_host
 from shared import refusals
 from shared.clock import utcnow
 from shared.model.names import CONSENT_STATE_TABLE, NOTIFICATIONS_QUEUE, TENANTS_TABLE
@@ -532,9 +532,7 @@ def fetch(url: str) -> tuple[int, dict[str, str], bytes]:
 def keyed_multi_host(azurite_factory, tmp_path: Path) -> Iterator[tuple[str, Azurite]]:
     """The app under the local host: HTTP_AUTH_LEVEL=function, TENANT_MODE=multi."""
     azurite = azurite_factory()
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if k != "FUNCTIONS_HOST_KEY"}
-    env.update(
+    env = dict(
         {
             **multi_env(azurite),
             "HTTP_AUTH_LEVEL": "function",
@@ -543,30 +541,11 @@ def keyed_multi_host(azurite_factory, tmp_path: Path) -> Iterator[tuple[str, Azu
             "AzureWebJobs.process.Disabled": "true",
         }
     )
-    out = tmp_path / "host.out"
-    with out.open("wb") as stdout, (tmp_path / "host.err").open("wb") as stderr:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "devtools.host", "--port", str(port), "--script-root", str(ROOT)],
-            cwd=ROOT,
-            env=env,
-            stdout=stdout,
-            stderr=stderr,
-        )
-    url = f"http://127.0.0.1:{port}"
+    host, port = start_host(env, tmp_path / "host.log", without=("FUNCTIONS_HOST_KEY",))
     try:
-        deadline = time.monotonic() + 30
-        while f"Host started: {url}" not in out.read_text(errors="replace"):
-            assert proc.poll() is None, (tmp_path / "host.err").read_text(errors="replace")
-            assert time.monotonic() < deadline, "the host did not start"
-            time.sleep(0.1)
-        yield url, azurite
+        yield f"http://127.0.0.1:{port}", azurite
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
+        host.stop(signal.SIGTERM, timeout=15)
 
 
 async def test_an_admin_without_a_function_key_connects_through_the_host(keyed_multi_host):

@@ -11,12 +11,11 @@ import json
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack
 from datetime import UTC, datetime
-from typing import Any
 
 import pytest
 
 from devtools.azurite import Azurite
-from devtools.graphsim.rich import SampleCertificate, ValidationTokenSigner, encrypt_content, make_certificate
+from devtools.graphsim.rich import SampleCertificate, ValidationTokenSigner, encrypt_content
 from devtools.messages import receive_json
 from shared import refusals
 from shared.clock import utcnow
@@ -25,35 +24,22 @@ from shared.ingest.secrets import SecretBook
 from shared.model.subscription import ACTIVE, SubscriptionRecord
 from shared.model.tenant import scoped_key
 from shared.queues.message_queue import MessageQueue
-from shared.security.tokens import TokenGate, openid_configuration_url
+from shared.security.tokens import TokenGate
 from shared.stores.clients import queue_client, table_client
 from shared.stores.subscriptions import SubscriptionStore
+from tests.functional.test_rich_notifications import (  # the same authority, signer and certificate
+    AUTHORITY,
+    CLIENT_ID,
+    RESOURCE,
+    Authority,
+    certificate,
+    signer,
+)
+
+__all__ = ["certificate", "signer"]  # fixtures, used by name
 
 A, B, C = (f"{n}{n}{n}{n}{n}{n}{n}{n}-1111-2222-3333-444444444444" for n in "abc")
-CLIENT_ID = "7f1b2b5c-1111-4c3c-9e2e-0a0b0c0d0e0f"
-AUTHORITY = "https://login.example.test"
-RESOURCE = "teams/team-1/channels/19:general@thread.tacv2/messages"
 MESSAGE = {"@odata.type": "#Microsoft.Graph.chatMessage", "id": "1616990032035", "body": {"content": "hi"}}
-
-
-class Authority:
-    def __init__(self, signer: ValidationTokenSigner) -> None:
-        self.signer = signer
-
-    async def fetch(self, url: str) -> dict[str, Any]:
-        if url == openid_configuration_url(AUTHORITY):
-            return {"jwks_uri": f"{AUTHORITY}/common/discovery/v2.0/keys"}
-        return {"keys": [self.signer.jwk()]}
-
-
-@pytest.fixture(scope="module")
-def signer() -> ValidationTokenSigner:
-    return ValidationTokenSigner()
-
-
-@pytest.fixture(scope="module")
-def certificate() -> SampleCertificate:
-    return make_certificate()
 
 
 @pytest.fixture
