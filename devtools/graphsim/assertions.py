@@ -1,7 +1,11 @@
-"""The token endpoint's client_assertion grant, for SharePoint origins (called by identity.py).
+"""The token endpoint's client_assertion grant, for Graph and SharePoint origins (called by identity.py).
 
-SharePoint refuses app-only tokens got with a secret: the app signs a client assertion with
-its certificate, whose public half is registered first (``POST /_sim/sharepoint/certificates``).
+Two kinds of assertion sign the app in:
+- a JWT the app signs with its certificate, whose public half is registered first
+  (``POST /_sim/sharepoint/certificates``; the header names it by ``x5t`` or ``x5t#S256``).
+  SharePoint refuses app-only tokens got with a secret, so this is its way in; Graph takes it too;
+- the deployment's managed identity's token for ``api://AzureADTokenExchange``, which the app
+  registration trusts through a federated identity credential (managed_identity.py).
 """
 
 from __future__ import annotations
@@ -17,9 +21,11 @@ from cryptography.hazmat.primitives import hashes
 
 from .auth import TokenIssuer
 from .config import SimConfig
+from .managed_identity import ManagedIdentity
 from .tenants import Tenants
 
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+GRAPH_SCOPES = frozenset({"https://graph.microsoft.com/.default", "00000003-0000-0000-c000-000000000000/.default"})
 
 
 class ClientCertificates:
@@ -51,7 +57,13 @@ def certificates_for(issuer: TokenIssuer) -> ClientCertificates:
 
 
 def assertion_failure(
-    config: SimConfig, issuer: TokenIssuer, authority: str, tenant: str, form: Any, tenants: Tenants[Any]
+    config: SimConfig,
+    issuer: TokenIssuer,
+    authority: str,
+    tenant: str,
+    form: Any,
+    tenants: Tenants[Any],
+    managed: ManagedIdentity | None = None,
 ) -> tuple[int, str, int, str] | None:
     """Why a client_assertion request fails, as (status, error, AADSTS code, text); None when it is valid.
 
@@ -72,6 +84,10 @@ def assertion_failure(
     except jwt.PyJWTError:
         return 401, "invalid_client", 50012, "The client assertion is not a JWT."
     thumbprint = str(header.get("x5t#S256") or header.get("x5t") or "").rstrip("=")
+    if not thumbprint and managed is not None:
+        # No certificate named: a federated credential's assertion (the managed identity's token).
+        federated = managed.failure(assertion)
+        return federated or _scope_failure(str(form.get("scope", "")))
     key = certificates_for(issuer).keys.get(thumbprint)
     if key is None:
         return 401, "invalid_client", 700027, "The certificate with the given thumbprint is not registered."
@@ -89,10 +105,14 @@ def assertion_failure(
         return 401, "invalid_client", 700027, f"Client assertion failed signature or claims validation ({exc})."
     if claims.get("sub") != client_id:
         return 401, "invalid_client", 700021, "The client assertion's subject is not the client."
-    scope = str(form.get("scope", ""))
-    if not _sharepoint_scope(scope):
-        return 400, "invalid_scope", 1002012, f"The provided value for scope {scope} is not valid."
-    return None
+    return _scope_failure(str(form.get("scope", "")))
+
+
+def _scope_failure(scope: str) -> tuple[int, str, int, str] | None:
+    """An app-only token is for Graph's or a SharePoint origin's /.default."""
+    if scope in GRAPH_SCOPES or _sharepoint_scope(scope):
+        return None
+    return 400, "invalid_scope", 1002012, f"The provided value for scope {scope} is not valid."
 
 
 def _sharepoint_scope(scope: str) -> bool:
@@ -108,7 +128,7 @@ def _sharepoint_scope(scope: str) -> bool:
 
 
 def assertion_token(config: SimConfig, issuer: TokenIssuer, form: Any, tenant: str | None = None) -> dict[str, Any]:
-    """The token response for a valid assertion: an app-only token of ``tenant`` for the SharePoint origin asked for."""
+    """The token response for a valid assertion: an app-only token of ``tenant`` for the origin asked for."""
     audience = str(form.get("scope", "")).removesuffix("/.default")
     return {
         "token_type": "Bearer",

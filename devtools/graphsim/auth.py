@@ -127,7 +127,16 @@ class TokenIssuer:
             "uti": secrets.token_urlsafe(16),
             "ver": "1.0",
         }
+        return self.sign(claims)
+
+    def sign(self, claims: dict[str, Any]) -> str:
+        """``claims`` signed with the token key (RS256, its ``kid``): any token Entra ID would issue."""
         return jwt.encode(claims, self._key, algorithm="RS256", headers={"kid": self.kid})
+
+    @property
+    def public_key(self) -> Any:
+        """The token key's public half, to check a token this simulator issued."""
+        return self._key.public_key()
 
     def verify(self, token: str, audiences: list[str] | None = None) -> dict[str, Any]:
         """The claims of a token this simulator issued (for Graph, or ``audiences``); raise ``jwt.PyJWTError``.

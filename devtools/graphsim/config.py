@@ -9,6 +9,9 @@ from dataclasses import dataclass
 DEFAULT_TENANT = "11111111-1111-1111-1111-111111111111"
 DEFAULT_CLIENT_ID = "22222222-2222-2222-2222-222222222222"
 DEFAULT_SECRET = "sim-secret"
+# The deployment's user-assigned managed identity (managed_identity.py): its client id and object id.
+DEFAULT_MANAGED_IDENTITY_CLIENT_ID = "33333333-3333-3333-3333-333333333333"
+DEFAULT_MANAGED_IDENTITY_OBJECT_ID = "44444444-4444-4444-4444-444444444444"
 
 
 @dataclass
@@ -22,6 +25,8 @@ class SimConfig:
     tenant_id: str = DEFAULT_TENANT
     client_id: str = DEFAULT_CLIENT_ID
     client_secret: str = DEFAULT_SECRET
+    managed_identity_client_id: str = DEFAULT_MANAGED_IDENTITY_CLIENT_ID
+    managed_identity_object_id: str = DEFAULT_MANAGED_IDENTITY_OBJECT_ID
     page_size: int = 200
     write_latency_ms: int = 0
     delivery_max_batch: int = 100

@@ -17,10 +17,11 @@ from typing import Any
 
 from aiohttp import web
 
-from .assertions import assertion_failure, assertion_token
+from .assertions import GRAPH_SCOPES, assertion_failure, assertion_token
 from .auth import TokenIssuer
 from .config import SimConfig
 from .consent import AdminConsent
+from .managed_identity import ManagedIdentity
 from .tenants import GENERIC, Tenants, app_not_found, unknown_tenant
 
 log = logging.getLogger("graphsim.identity")
@@ -53,6 +54,8 @@ class IdentityRoutes:
         self.tokens_issued = 0
         self.token_failures = 0
         self.consent = AdminConsent(config, tenants)
+        # The deployment's managed identity, whose endpoint runs on the plain-HTTP app (server.py).
+        self.managed = ManagedIdentity(config, issuer)
 
     def add_to(self, app: web.Application) -> None:
         """Register the routes on the TLS application."""
@@ -122,8 +125,8 @@ class IdentityRoutes:
         return web.json_response(self.issuer.jwks(record.id if record is not None else None))
 
     def _assertion(self, tenant: str, form: Any) -> web.Response:
-        """The client_assertion grant (a certificate's signed JWT), for SharePoint origins: assertions.py."""
-        failure = assertion_failure(self.config, self.issuer, self.authority, tenant, form, self.tenants)
+        """The client_assertion grant (a certificate's JWT or a federated credential's token): assertions.py."""
+        failure = assertion_failure(self.config, self.issuer, self.authority, tenant, form, self.tenants, self.managed)
         if failure is None:
             failure = self.tenants.token_refusal(tenant, str(form.get("client_id", "")))
         if failure is not None:
@@ -190,8 +193,7 @@ class IdentityRoutes:
                 f"ID, for a secret added to app '{client_id}'.",
             )
         scopes = scope.split()
-        graph_default = {"https://graph.microsoft.com/.default", "00000003-0000-0000-c000-000000000000/.default"}
-        if not any(s in graph_default for s in scopes):
+        if not any(s in GRAPH_SCOPES for s in scopes):
             return _aad_error(
                 400,
                 "invalid_scope",

@@ -63,6 +63,9 @@ class SimHandle:
     control_url: str
     authority: str
     ca_file: str
+    # The managed identity endpoint, as App Service gives it (IDENTITY_ENDPOINT, IDENTITY_HEADER).
+    identity_endpoint: str = ""
+    identity_header: str = ""
     _runners: list[web.AppRunner] = field(default_factory=list)
     _temp_dir: str | None = None
 
@@ -76,6 +79,10 @@ class SimHandle:
             "tenant_id": self.config.tenant_id,
             "client_id": self.config.client_id,
             "client_secret": self.config.client_secret,
+            "identity_endpoint": self.identity_endpoint,
+            "identity_header": self.identity_header,
+            "managed_identity_client_id": self.config.managed_identity_client_id,
+            "managed_identity_object_id": self.config.managed_identity_object_id,
         }
 
     async def close(self) -> None:
@@ -118,7 +125,9 @@ async def start(config: SimConfig | None = None) -> SimHandle:
     identity = IdentityRoutes(config, issuer, state.tenants)
 
     runners: list[web.AppRunner] = []
-    graph_runner = web.AppRunner(graph_app(state), access_log=None)
+    app = graph_app(state)
+    identity.managed.add_to(app)  # the managed identity endpoint is plain HTTP, as App Service's
+    graph_runner = web.AppRunner(app, access_log=None)
     await graph_runner.setup()
     runners.append(graph_runner)
     graph_site = web.TCPSite(graph_runner, config.host, config.port)
@@ -134,7 +143,7 @@ async def start(config: SimConfig | None = None) -> SimHandle:
 
     host = f"[{config.host}]" if ":" in config.host else config.host
     state.graph_url = f"http://{host}:{port}/v1.0"
-    identity.authority = f"https://localhost:{tls_port}"
+    identity.authority = identity.managed.authority = f"https://localhost:{tls_port}"
     handle = SimHandle(
         config=config,
         state=state,
@@ -142,6 +151,8 @@ async def start(config: SimConfig | None = None) -> SimHandle:
         control_url=f"http://{host}:{port}/_sim",
         authority=identity.authority,
         ca_file=str(cert),
+        identity_endpoint=f"http://{host}:{port}/msi/token",
+        identity_header=identity.managed.header,
         _runners=runners,
         _temp_dir=temp_dir,
     )

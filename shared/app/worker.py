@@ -79,7 +79,7 @@ class Worker:
 
 async def build_worker(environ: Mapping[str, str]) -> Worker:
     """Read the settings and build the Graph, table and queue adapters."""
-    from shared.app.credentials import build_client, tenants_credential
+    from shared.app.credentials import build_client, tenants_credentials
     from shared.app.tenant_graphs import TenantGraphs
     from shared.graph import GraphGateway, graph_scope
     from shared.model.changes import ChangeSource, SourceRegistry
@@ -192,14 +192,16 @@ async def build_worker(environ: Mapping[str, str]) -> Worker:
 
     graphs: TenantGraphs | None = None
     if settings.multi_tenant:
+        # The app's secret, certificate or federated managed identity; TenantGraphs closes the first credential.
+        credentials = owned.own(await tenants_credentials(settings))
         graphs = owned.own(
             TenantGraphs(
-                tenants_credential(settings),
+                credentials(),
                 graph_scope(settings.graph_base_url),
                 settings.graph_base_url,
                 lambda graph: SourceRegistry(graph_sources(graph)),
                 lambda tenant, graph: graph_reconciler(graph, tenant),
-                fresh=lambda: tenants_credential(settings),
+                fresh=credentials,
             )
         )
         sources: SourceRegistry = graphs

@@ -61,6 +61,9 @@ class Settings:
     sharepoint_certificate_password: str | None = None
     # A user-assigned managed identity for Graph (AZURE_CLIENT_ID); None: the system-assigned one.
     azure_client_id: str | None = None
+    # multi: the app registration's certificate for Graph (GRAPH_CLIENT_CERTIFICATE, loaded like SharePoint's).
+    client_certificate: str | None = None
+    client_certificate_password: str | None = None
     health_cache_seconds: float = DEFAULT_HEALTH_CACHE_SECONDS
     # The certificates for rich notifications; None when no entry asks for resource data and none is set.
     resource_data: ResourceDataSettings | None = None
@@ -118,6 +121,7 @@ class Settings:
         # multi: every token comes from the tenant's own authority; GRAPH_TENANT_ID has no part.
         tenant_id = required(environ, "GRAPH_TENANT_ID") if mode == SINGLE else ""
         secret = optional(environ, "GRAPH_CLIENT_SECRET")
+        certificate = client_certificate(environ, mode, secret)
         subscriptions = parse_desired(optional(environ, "GRAPH_SUBSCRIPTIONS") or "[]", multi=mode == MULTI)
         # With managed identity the app registration is needed only as the validation tokens' audience;
         # a multi-tenant app always names its registration, which every tenant consents to.
@@ -139,6 +143,8 @@ class Settings:
             sweep_after_seconds=sweep_after_seconds(environ),
             changes_connection=changes_connection(environ),
             azure_client_id=optional(environ, "AZURE_CLIENT_ID"),
+            client_certificate=certificate,
+            client_certificate_password=optional(environ, "GRAPH_CLIENT_CERTIFICATE_PASSWORD"),
             health_cache_seconds=health_cache_seconds(environ),
             resource_data=resource_data_settings(environ, any(s.include_resource_data for s in subscriptions)),
             calendar_window_days_past=window_days(environ, "CALENDAR_WINDOW_DAYS_PAST"),
@@ -152,6 +158,19 @@ class Settings:
             suspended_remove_after=suspended_remove_after(environ),
             ignored_tenant_id=mode == MULTI and optional(environ, "GRAPH_TENANT_ID") is not None,
         )
+
+
+def client_certificate(environ: Mapping[str, str], mode: str, secret: str | None) -> str | None:
+    """GRAPH_CLIENT_CERTIFICATE: the app's certificate for Graph, with TENANT_MODE=multi and no secret."""
+    certificate = optional(environ, "GRAPH_CLIENT_CERTIFICATE")
+    if certificate is None:
+        return None
+    if mode != MULTI:
+        # Single mode signs in with GRAPH_CLIENT_SECRET or the managed identity, as before.
+        raise InvalidSettingError("GRAPH_CLIENT_CERTIFICATE", "is for TENANT_MODE=multi")
+    if secret is not None:
+        raise InvalidSettingError("GRAPH_CLIENT_CERTIFICATE", "set it or GRAPH_CLIENT_SECRET, not both")
+    return certificate
 
 
 def http_auth_level(environ: Mapping[str, str]) -> str:
