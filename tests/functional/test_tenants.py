@@ -18,6 +18,7 @@ from typing import Any
 import aiohttp
 import pytest
 
+from devtools.messages import receive_json
 from devtools.simctl import TenantControl
 from shared.clock import utcnow
 from shared.model.names import CURSORS_TABLE, NOTIFICATIONS_QUEUE, SUBSCRIPTIONS_TABLE, TENANTS_TABLE
@@ -30,13 +31,13 @@ from shared.tenants.onboarding import register_consent, schedule
 from tests.functional.stacks import DRIVE, RESOURCE, Stack
 
 B = str(uuid.UUID(int=0xB0B))
+SINK_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 C = str(uuid.UUID(int=0xC0C))
 
 
-async def _three_tenants(stack_factory: Any) -> tuple[Stack, list[str], dict[str, TenantControl]]:
-    stack = await stack_factory(
-        env={"TENANT_MODE": "multi", "GRAPH_SUBSCRIPTIONS": json.dumps([{"resource": RESOURCE}])}
-    )
+async def _three_tenants(stack_factory: Any, **settings: str) -> tuple[Stack, list[str], dict[str, TenantControl]]:
+    env = {"TENANT_MODE": "multi", "GRAPH_SUBSCRIPTIONS": json.dumps([{"resource": RESOURCE}]), **settings}
+    stack = await stack_factory(env=env)
     home = stack.env["GRAPH_TENANT_ID"].lower()
     tenants = [home, B, C]
     controls: dict[str, TenantControl] = {}
@@ -278,5 +279,19 @@ async def test_a_suspended_tenant_that_consents_again_is_resynced_at_once(stack_
         await stack.pump(lambda: bool(stack.for_item(missed["id"])), within=15)
         [event] = stack.for_item(missed["id"])
         assert event["tenantId"] == B
+    finally:
+        await _close(controls)
+
+
+async def test_a_sink_naming_tenants_receives_only_their_events(stack_factory: Any) -> None:
+    sink = {"type": "webhook", "url": "https://sink.example/h", "secret": SINK_SECRET, "name": "only-b", "tenants": [B]}
+    stack, tenants, controls = await _three_tenants(stack_factory, SINKS=json.dumps([sink]))
+    try:
+        items = {t: await controls[t].create_item(DRIVE, f"to-sink-{t[:4]}.txt", t) for t in tenants}
+        await stack.pump(lambda: all(stack.for_item(items[t]["id"]) for t in tenants))
+        delivered = await receive_json(stack.connection, "only-b")
+        assert items[B]["id"] in {event["itemId"] for event in delivered}
+        assert {event["tenantId"] for event in delivered} == {B}  # the other tenants' never reach its queue
+        assert {e["tenantId"] for e in stack.events} == set(tenants)  # while graph-changes has them all
     finally:
         await _close(controls)
