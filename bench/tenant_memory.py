@@ -1,0 +1,70 @@
+"""A worker's resident memory after one renew tick, measured in a fresh process of its own.
+
+``python -m bench.tenant_memory`` reads the app's settings from its environment, builds the
+worker the queue and timer triggers use, reads VmRSS, runs one tick (``worker.renew``: with
+TENANT_MODE=multi every tenant's Graph client, sources and reconciler are built, its token
+fetched and its subscriptions reconciled), collects garbage, reads VmRSS again and prints
+one JSON line. A fresh process, so the figure is the worker's, not a benchmark's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import json
+import os
+import subprocess
+import sys
+import time
+import warnings
+from typing import Any
+
+from .memory import rss_bytes
+
+
+async def measure() -> dict[str, Any]:
+    """Build, tick, measure."""
+    from shared.app.worker import build_worker
+    from shared.clock import utcnow
+
+    worker = await build_worker(os.environ)
+    try:
+        gc.collect()
+        built = rss_bytes(os.getpid())
+        started = time.monotonic()
+        await worker.renew(utcnow())
+        tick = time.monotonic() - started
+        gc.collect()
+        after = rss_bytes(os.getpid())
+        # The synchronizer's sources are the TenantGraphs in multi mode: how many tenants' objects are live.
+        sources = worker.processor._sync._sources
+        live = len(getattr(sources, "_graphs", {}))
+        return {"built": built, "after": after, "peak": rss_bytes(os.getpid(), "VmHWM"), "tick": tick, "live": live}
+    finally:
+        await worker.close()
+
+
+def run_in_process(env: dict[str, str], limit: float = 900.0) -> dict[str, Any]:
+    """Run the measurement in a fresh interpreter with ``env`` as the app's settings; its JSON answer."""
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.tenant_memory"],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=limit,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"bench.tenant_memory failed ({done.returncode}): {done.stderr[-2000:]}")
+    answer: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return answer
+
+
+def main() -> None:
+    """Print the measurement as one JSON line."""
+    warnings.filterwarnings("ignore", "This class is deprecated", DeprecationWarning)
+    print(json.dumps(asyncio.run(measure())), flush=True)
+
+
+if __name__ == "__main__":
+    main()
