@@ -13,10 +13,12 @@ import asyncio
 import gc
 import json
 import os
+import ssl
 import subprocess
 import sys
 import time
 import warnings
+from pathlib import Path
 from typing import Any
 
 from .memory import rss_bytes
@@ -39,16 +41,37 @@ async def measure() -> dict[str, Any]:
         # The synchronizer's sources are the TenantGraphs in multi mode: how many tenants' objects are live.
         sources = worker.processor._sync._sources
         live = len(getattr(sources, "_graphs", {}))
-        return {"built": built, "after": after, "peak": rss_bytes(os.getpid(), "VmHWM"), "tick": tick, "live": live}
+        peak = rss_bytes(os.getpid(), "VmHWM")
+        return {"built": built, "after": after, "peak": peak, "tick": tick, "live": live, "tls": open_tls()}
     finally:
         await worker.close()
 
 
+def trust_store(env: dict[str, str], run_dir: Path) -> dict[str, str]:
+    """``env`` trusting the simulator's CA through the system trust store (SSL_CERT_FILE), as production trusts
+    login.microsoftonline.com, instead of AZURE_AUTHORITY_CA_FILE.
+
+    With AZURE_AUTHORITY_CA_FILE, azure-core builds a new SSLContext for every token request, so aiohttp's
+    pool (keyed by SSL context) never reuses a connection: each token request leaves a TLS connection open.
+    """
+    bundle = run_dir / "trust-bundle.pem"
+    system = Path(ssl.get_default_verify_paths().cafile or "/etc/ssl/certs/ca-certificates.crt")
+    bundle.write_text(system.read_text() + "\n" + Path(env["AZURE_AUTHORITY_CA_FILE"]).read_text())
+    out = {k: v for k, v in env.items() if k != "AZURE_AUTHORITY_CA_FILE"}
+    return out | {"SSL_CERT_FILE": str(bundle)}
+
+
+def open_tls() -> int:
+    """asyncio TLS connections alive in this process (each holds a 256 KiB read buffer and OpenSSL's state)."""
+    return sum(1 for o in gc.get_objects() if type(o).__name__ == "SSLProtocol")
+
+
 def run_in_process(env: dict[str, str], limit: float = 900.0) -> dict[str, Any]:
     """Run the measurement in a fresh interpreter with ``env`` as the app's settings; its JSON answer."""
+    base = {k: v for k, v in os.environ.items() if k not in ("AZURE_AUTHORITY_CA_FILE", "SSL_CERT_FILE")}
     done = subprocess.run(
         [sys.executable, "-m", "bench.tenant_memory"],
-        env={**os.environ, **env},
+        env={**base, **env},
         capture_output=True,
         text=True,
         timeout=limit,
