@@ -33,8 +33,9 @@ from .report import Row, ms, percentile, say
 from .tenant_fleet import MULTI, in_tenant, onboard, tenant_ids
 
 NAME = "tenants"
-DRIVE = "storm-drive"
-SPACING = 2.0  # seconds between two changes of one tenant's drive (above the 1 s minimum between passes)
+# Every tenant watches 5 drives (5 templates, as in the ramp): the stormy tenant can hold a pass per drive.
+DRIVES = [f"storm-drive-{n}" for n in range(5)]
+SPACING = 2.0  # seconds between two changes of one tenant (its drives in turn: each drive every 10 s)
 RETRY_AFTER = 10  # the storm's Retry-After, seconds
 RATIO_GOAL = 1.2
 ARRIVAL_LIMIT = 60.0
@@ -78,16 +79,17 @@ class Depth(Background):
 
 
 async def make_changes(control: SimControl, tenants: list[str], seconds: float, flow: Flow) -> None:
-    """A file in each tenant's drive every SPACING s, tenants in turn, on a fixed schedule, for ``seconds``."""
+    """A file in each tenant every SPACING s (its drives in turn), tenants in turn, on schedule, for ``seconds``."""
     gap = SPACING / len(tenants)
     started = time.monotonic()
     step = 0
     while (at := started + step * gap) < started + seconds:
         await asyncio.sleep(max(0.0, at - time.monotonic()))
         tenant = tenants[step % len(tenants)]
+        drive = DRIVES[(step // len(tenants)) % len(DRIVES)]
         asked = time.monotonic()
         body = {"name": f"f{step:05d}.txt", "content": "x", "folder": False}
-        made = await control.call("POST", in_tenant(f"/drives/{DRIVE}/items", tenant), body)
+        made = await control.call("POST", in_tenant(f"/drives/{drive}/items", tenant), body)
         flow.made[(tenant, str(made["id"]))] = asked
         step += 1
 
@@ -107,21 +109,21 @@ async def run(quick: bool) -> list[Row]:
     calm = tenant_ids(calm_count, 2)
     stormy = tenant_ids(1, 3)[0]
     everyone = [*calm, stormy]
-    options: dict[str, Any] = {"subscriptions": drive_subscriptions([DRIVE]),
+    options: dict[str, Any] = {"subscriptions": drive_subscriptions(DRIVES),
                                "extra_env": {**MULTI, "RENEW_SCHEDULE": NO_TICK}}  # fmt: skip
     async with running_stack(f"{NAME}-storm", **options) as stack, SimControl(stack.sim.control_url) as control:
         connection = stack.azurite.connection_string
-        await onboard(control, connection, everyone, [DRIVE])
+        await onboard(control, connection, everyone, DRIVES)
         await asyncio.to_thread(stack.run_function, "renew")
 
         async def subscribed() -> bool:
             with contextlib.suppress(Exception):  # the table appears once renew has started
                 async with table_client(connection, SUBSCRIPTIONS_TABLE) as client:
                     records = await SubscriptionStore(client).list()
-                return len([r for r in records if r.subscription_id]) >= len(everyone)
+                return len([r for r in records if r.subscription_id]) >= len(everyone) * len(DRIVES)
             return False
 
-        await wait_until(subscribed, limit=120, what=f"{len(everyone)} subscriptions", every=0.5)
+        await wait_until(subscribed, limit=120, what=f"{len(everyone) * len(DRIVES)} subscriptions", every=0.5)
         log = HostLog(stack)
         async with ChangeWatcher(connection) as watcher:
             await quiet(stack, control)
@@ -164,7 +166,7 @@ async def run(quick: bool) -> list[Row]:
     say(f"  calm tenants: calm p50 {ms(calm_p50)} ({len(calm_delays)}), storm p50 {ms(storm_p50)} "
         f"({len(storm_delays)}, {storm_missing} missing), ratio {ratio:.2f}; queue depth max {peak_depth}; "
         f"{processed}; failed {failed}, poisoned {poisoned}; load average {os.getloadavg()[0]:.1f}")  # fmt: skip
-    label = f"{calm_count} calm tenants, one in a {storm_seconds:.0f} s 429 storm"
+    label = f"{calm_count} calm tenants, one in a {storm_seconds:.0f} s 429 storm, 5 drives each"
     return [
         Row(NAME, f"storm: {label}: calm tenants' change -> event p50",
             f"{ms(storm_p50)} (p99 {ms(percentile(storm_delays, 99))}, {len(storm_delays)} changes"
