@@ -178,7 +178,7 @@ class Processor:
         items: list[dict[str, Any]],
     ) -> Summary:
         """A tenant's items, kept from holding a worker while the tenant throttles or has its fill of passes."""
-        wait = tenants.hold(record.tenant)
+        wait = tenants.hold(record.tenant, envelope.deferrals)
         if wait is not None:
             await self._defer(envelope, items, timedelta(seconds=wait), notified_at)
             return Summary(deferred=1)

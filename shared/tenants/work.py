@@ -17,6 +17,8 @@ MAX_TENANT_PASSES = 4
 # How long a tenant's work is put off when all its slots are busy, or when it throttles without a hint.
 BUSY_DELAY_SECONDS = 2.0
 DEFAULT_THROTTLE_SECONDS = 30.0
+# A throttled tenant's notification put off again waits this long, doubled at each return (up to the cap).
+THROTTLE_BACKOFF_SECONDS = 5.0
 # A Retry-After is honoured up to this; the message's own deferrals cover a longer storm.
 MAX_THROTTLE_SECONDS = 300.0
 
@@ -47,13 +49,18 @@ class TenantWork:
         self._blocked: dict[str, float] = {}  # tenant -> monotonic time its throttling ends
         self._busy: dict[str, int] = {}
 
-    def hold(self, tenant: str) -> float | None:
-        """Seconds to put ``tenant``'s work off (throttled, or all its slots busy); None to go ahead."""
+    def hold(self, tenant: str, deferrals: int = 0) -> float | None:
+        """Seconds to put ``tenant``'s work off (throttled, or all its slots busy); None to go ahead.
+
+        A throttled tenant's notification is put off at least until the Retry-After has passed,
+        and longer each time it comes back (``deferrals``): over a long storm each one returns
+        a few times, not every Retry-After, so the queue is not churned at the other tenants' cost.
+        """
         until = self._blocked.get(tenant)
         if until is not None:
             left = until - self._monotonic()
             if left > 0:
-                return left
+                return max(left, min(THROTTLE_BACKOFF_SECONDS * (1 << min(deferrals, 16)), MAX_THROTTLE_SECONDS))
             del self._blocked[tenant]
         if self._busy.get(tenant, 0) >= self._max_passes:
             return BUSY_DELAY_SECONDS

@@ -55,3 +55,14 @@ def test_a_tenant_with_all_its_passes_running_waits_and_others_do_not() -> None:
         assert tenants.hold(T) == BUSY_DELAY_SECONDS
         assert tenants.hold(U) is None
     assert tenants.hold(T) is None
+
+
+def test_a_notification_put_off_again_and_again_in_a_storm_waits_longer_each_time() -> None:
+    clock = Clock()
+    tenants = work(clock)
+    tenants.throttled(T, TransientGraphError("429", 429, "TooManyRequests", 10.0))
+    waits = [tenants.hold(T, deferrals) for deferrals in range(8)]
+    assert waits[0] == 10.0  # never before the Retry-After
+    assert waits == sorted(waits) and waits[-1] == MAX_THROTTLE_SECONDS
+    clock.now += MAX_THROTTLE_SECONDS
+    assert tenants.hold(T, 7) is None  # the storm is over: no wait at all
