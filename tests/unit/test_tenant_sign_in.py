@@ -3,18 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 from azure.core.credentials import AccessToken
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
-from cryptography.x509.oid import NameOID
 
+from devtools.graphsim.rich import make_certificate
 from shared.app.credentials import (
     CERTIFICATE,
     FEDERATED,
@@ -44,23 +40,7 @@ def settings(**extra: str) -> Settings:
 
 def pem_file(path: Path) -> Path:
     """A new key and self-signed certificate in one PEM file (made for the test, never checked in)."""
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "multi-tenant-test-app")])
-    now = dt.datetime.now(dt.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=1))
-        .sign(key, hashes.SHA256())
-    )
-    key_pem = key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
-    path.write_bytes(key_pem + cert.public_bytes(serialization.Encoding.PEM))
+    path.write_bytes(make_certificate("multi-tenant-test-app").pem)
     return path
 
 
