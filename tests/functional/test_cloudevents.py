@@ -27,9 +27,13 @@ from standardwebhooks.webhooks import WebhookVerificationError
 from devtools.azurite import free_port
 from devtools.messages import receive_json
 from shared.clock import parse_time, utcnow
+from shared.errors import DeliveryRejectedError
+from shared.model.event_formats import fit_structured
 from shared.model.names import TAPS_TABLE
 from shared.model.resources import resource_key
+from shared.model.sinks import Delivery
 from shared.queues.message_queue import MessageQueue
+from shared.sinks.runner import SinkRunner
 from shared.stores.clients import queue_client, table_client
 from shared.stores.taps import CACHE_SECONDS, TapStore
 from shared.sync.fanout import EventFanout
@@ -263,3 +267,40 @@ async def test_a_webhook_without_the_option_sends_the_native_event_from_a_cloude
     [(headers, body)] = receiver.requests
     assert json.loads(body) == EVENT and headers["Content-Type"] == "application/json"
     assert not any(name.lower().startswith("ce-") for name in headers)
+
+
+class Refusing:
+    """A sink that records what it is handed and refuses it (as a 4xx would)."""
+
+    def __init__(self) -> None:
+        self.delivered: list[dict[str, Any]] = []
+        self.abandoned: list[dict[str, Any]] = []
+
+    async def deliver(self, messages: Any) -> None:
+        self.delivered += messages
+        raise DeliveryRejectedError("HTTP 422")
+
+    async def abandon(self, messages: Any) -> None:
+        self.abandoned += messages
+
+    async def close(self) -> None:
+        pass
+
+
+async def test_every_sink_is_handed_the_native_event_and_the_poison_queue_keeps_the_cloudevent(
+    azurite: Any, unique_name: Any
+) -> None:
+    queue = unique_name("cesink")
+    text = fit_structured(json.dumps(EVENT))
+    sink = Refusing()
+    async with (
+        queue_client(azurite.connection_string, queue) as q,
+        queue_client(azurite.connection_string, f"{queue}-poison") as p,
+    ):
+        runner = SinkRunner(sink, Delivery(0, queue), MessageQueue(q), MessageQueue(p))
+        assert await runner.handle(text) == "poisoned"
+
+    assert sink.delivered == sink.abandoned == [EVENT]
+    [kept] = await raw_texts(azurite.connection_string, f"{queue}-poison")
+    assert parse(kept).get_attributes() == parse(text).get_attributes()  # replayable as it came
+    assert parse(kept).get_data() == EVENT
