@@ -274,3 +274,17 @@ def test_events_tail_prints_either_form_alike(form: str, capsys: Any) -> None:
     assert "created" in line and "driveItem" in line and "item-1" in line and "report.docx" in line
     assert RESOURCE in line
     assert raw == text + "\n"  # --json: the message as the app sent it
+
+
+def test_the_native_path_never_imports_the_cloudevents_package() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, json; from shared.sync.fanout import _tenant_of; from shared.sinks.runner import SinkMessage; "
+        "import shared.sinks.webhook, shared.app.worker, graphhooks.events; "
+        "SinkMessage.from_text(json.dumps({'id': 'x'})).event; _tenant_of(json.dumps({'tenantId': 't'})); "
+        "print([m for m in sys.modules if m.startswith(('cloudevents', 'dateutil'))])"
+    )
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert loaded.stdout.strip() == "[]"
