@@ -80,6 +80,7 @@ fi
 for name in "${inputs[@]}"; do
   [[ -n "${!name}" ]] || { echo "$name is not set: run azd provision (it is an output of infra/main.bicep)" >&2; exit 2; }
 done
+command -v az >/dev/null 2>&1 || { echo "the Azure CLI (az) is not installed; install it, az login, run this again" >&2; exit 2; }
 
 subscription="$EVENT_GRID_AZURE_SUBSCRIPTION_ID"
 topic_group="$EVENT_GRID_RESOURCE_GROUP"

@@ -227,6 +227,13 @@ def test_inputs_missing_from_the_environment_come_from_azd(fake: Path) -> None:
     assert f"--url {TOPIC_ID}/eventSubscriptions/eventgrid?" in changes(fake)[0]
 
 
+def test_without_the_azure_cli_it_says_so(fake: Path) -> None:
+    (fake / "bin" / "az").unlink()
+    result = run(fake)
+    assert result.returncode == 2
+    assert "the Azure CLI (az) is not installed" in result.stderr
+
+
 def test_a_missing_input_is_named_before_any_call(fake: Path) -> None:
     (fake / "azd-values").write_text("")
     result = run(fake, inputs={key: value for key, value in INPUTS.items() if key != "AZURE_FUNCTION_APP_NAME"})
@@ -250,6 +257,8 @@ def test_azd_runs_the_script_after_each_deploy() -> None:
     hook = re.search(r"^hooks:\n  postdeploy:\n    posix:\n((?:      .*\n)+)", azure_yaml, re.MULTILINE)
     assert hook, "azure.yaml has no postdeploy hook"
     assert "      run: bash scripts/activate-event-grid.sh\n" in hook.group(1)
+    # A failure is shown, and the deploy it follows still counts as done.
+    assert "      continueOnError: true\n" in hook.group(1)
 
 
 def test_the_script_reads_only_values_the_templates_output() -> None:
