@@ -51,7 +51,7 @@ param eventGridPartnerTopic string = ''
 
 @minValue(1)
 @maxValue(365)
-@description('Days the authorization for Microsoft Graph to create the partner topic lasts, counted from each provision (which renews it).')
+@description('Days the authorization for Microsoft Graph to create the partner topic lasts, counted from each deployment (`azd provision --no-state` renews it).')
 param eventGridAuthorizationDays int = 90
 
 @description('Maximum Flex Consumption instances.')

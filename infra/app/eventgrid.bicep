@@ -9,7 +9,8 @@
 // one suffices; both are given). The authorization expires: past its expiry Event Grid refuses the
 // partner's requests to create, update or delete resources here (the `Partner` model of the ARM
 // reference, learn.microsoft.com/azure/templates/microsoft.eventgrid/partnerconfigurations). Each
-// `azd provision` writes a new expiry counted from the deployment, so provisioning renews it.
+// deployment writes a new expiry counted from its own time, so deploying renews it; azd skips a
+// provision whose template and parameters did not change, so `azd provision --no-state` is the renewal.
 param tags object
 
 @minValue(1)
