@@ -18,9 +18,10 @@ param notificationCertificateUri string
 param notificationCertificateId string
 param graphSubscriptions string
 param initialSync string
-// Event Grid delivery: the partner topic's coordinates, the values of GRAPH_SUBSCRIPTIONS entries'
-// `EventGrid:?azuresubscriptionid=...&resourcegroup=...&partnertopic=...&location=...` URL. An empty
-// topic means the channel is off and none of them is set.
+// Event Grid delivery: the partner topic's coordinates, from which the app builds the
+// `EventGrid:?azuresubscriptionid=...&resourcegroup=...&partnertopic=...&location=...` URL it gives
+// Graph for the GRAPH_SUBSCRIPTIONS entries delivered that way. An empty topic means the channel is
+// off, and none of them is set.
 param eventGridAzureSubscriptionId string = ''
 param eventGridResourceGroup string = ''
 param eventGridPartnerTopic string = ''

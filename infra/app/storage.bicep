@@ -55,11 +55,11 @@ resource notificationItems 'Microsoft.Storage/storageAccounts/blobServices/conta
 }
 
 // Event Grid delivery: an event Event Grid could not deliver within its retry policy lands here as a
-// blob under <EVENT SUBSCRIPTION NAME>/<year>/<month>/<day>/<hour>/ ("Dead letter and retry
-// policies", learn.microsoft.com/azure/event-grid/manage-event-delivery). The partner topic's own
-// identity writes them (Storage Blob Data Contributor on this container, which
-// scripts/activate-event-grid.sh grants once Graph has created the topic). Kept until an operator
-// has looked: these are changes the app never stored.
+// blob under EVENTGRID/<year>/<month>/<day>/<hour>/ (the event subscription's name in capitals; "Dead
+// letter and retry policies", learn.microsoft.com/azure/event-grid/manage-event-delivery). The partner
+// topic's own identity writes them, with Storage Blob Data Contributor on this container, which
+// scripts/activate-event-grid.sh grants once Graph has created the topic. No expiry rule: these are
+// changes the app never stored, kept until an operator has dealt with them.
 resource deadLetters 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' = if (!empty(deadLetterContainerName)) {
   parent: blobs
   // ARM checks the name of a resource it skips too, so it gets a valid one either way.
