@@ -7,8 +7,11 @@
 # first and does only what is missing, and the event subscription is written whole (PUT), so a second
 # run changes nothing.
 #
-#   scripts/activate-event-grid.sh [--wait SECONDS] [--max-delivery-attempts N] [--event-ttl MINUTES] [--dry-run]
+#   scripts/activate-event-grid.sh [--topic NAME] [--wait SECONDS] [--max-delivery-attempts N]
+#                                  [--event-ttl MINUTES] [--dry-run]
 #
+# --topic: a partner topic other than EVENT_GRID_PARTNER_TOPIC, for a GRAPH_SUBSCRIPTIONS entry that
+# names its own (run once per such topic; Graph's authorization covers every topic in the group).
 # Graph creates the topic when `renew` first creates a subscription delivered through Event Grid, which
 # is after `azd up`: until then this says so and exits 0 (it is azd's postdeploy hook, and `azd up`
 # must not fail for it). Run it again after that first renew; --wait polls for the topic that long.
@@ -27,7 +30,7 @@ EVENT_SUBSCRIPTION=eventgrid
 POLL_SECONDS=15
 
 usage() {
-  echo "usage: $0 [--wait SECONDS] [--max-delivery-attempts N] [--event-ttl MINUTES] [--dry-run]" >&2
+  echo "usage: $0 [--topic NAME] [--wait SECONDS] [--max-delivery-attempts N] [--event-ttl MINUTES] [--dry-run]" >&2
   exit 2
 }
 
@@ -40,6 +43,7 @@ integer() {
   echo "$2"
 }
 
+topic=""
 wait_seconds=0
 # Event Grid's defaults and maxima: 30 attempts, 1,440 minutes (24 hours) to live.
 max_attempts=30
@@ -47,6 +51,7 @@ ttl_minutes=1440
 dry_run=false
 while (($#)); do
   case "$1" in
+    --topic) [[ $# -ge 2 && "$2" =~ ^[A-Za-z0-9-]{3,50}$ ]] || usage; topic="$2"; shift 2 ;;
     --wait) [[ $# -ge 2 ]] || usage; wait_seconds="$(integer --wait "$2" 0 86400)"; shift 2 ;;
     --max-delivery-attempts) [[ $# -ge 2 ]] || usage; max_attempts="$(integer "$1" "$2" 1 30)"; shift 2 ;;
     --event-ttl) [[ $# -ge 2 ]] || usage; ttl_minutes="$(integer "$1" "$2" 1 1440)"; shift 2 ;;
@@ -71,12 +76,12 @@ for name in "${inputs[@]}"; do
   printf -v "$name" '%s' "$(sed -n "s/^${name}=\"\(.*\)\"\$/\1/p" <<<"$azd_values" | head -n 1)"
 done
 
-topic="$EVENT_GRID_PARTNER_TOPIC"
-if [[ -z "$topic" ]]; then
+if [[ -z "$EVENT_GRID_PARTNER_TOPIC" ]]; then
   echo "Event Grid delivery is off (EVENT_GRID_PARTNER_TOPIC is empty): nothing to do."
   echo "To turn it on: azd env set EVENT_GRID_DELIVERY true, then azd provision (docs/deploy.md)."
   exit 0
 fi
+topic="${topic:-$EVENT_GRID_PARTNER_TOPIC}"
 for name in "${inputs[@]}"; do
   [[ -n "${!name}" ]] || { echo "$name is not set: run azd provision (it is an output of infra/main.bicep)" >&2; exit 2; }
 done

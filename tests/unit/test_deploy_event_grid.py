@@ -186,6 +186,16 @@ def test_a_second_run_finds_everything_in_place_and_rewrites_only_the_same_subsc
     assert f"[?principalId=='{PRINCIPAL}']" in role_list
 
 
+def test_another_topic_can_be_named(fake: Path) -> None:
+    (fake / "topic").write_text(f"Activated\t{PRINCIPAL}\n")
+    (fake / "granted").write_text("1\n")
+    result = run(fake, "--topic", "graph-other")
+    assert result.returncode == 0, result.stderr
+    assert "[?name=='graph-other']" in calls(fake)[0]
+    other = TOPIC_ID.replace("/graph-env", "/graph-other")
+    assert f"--url {other}/eventSubscriptions/eventgrid?" in changes(fake)[0]
+
+
 def test_it_waits_for_the_topic_when_asked(fake: Path) -> None:
     (fake / "hidden").write_text("1")
     (fake / "topic").write_text(f"Activated\t{PRINCIPAL}\n")
@@ -242,9 +252,16 @@ def test_a_missing_input_is_named_before_any_call(fake: Path) -> None:
     assert calls(fake) == []
 
 
-@pytest.mark.parametrize(
-    "args", [("--max-delivery-attempts", "31"), ("--event-ttl", "0"), ("--wait", "soon"), ("--topic", "x")]
-)
+BAD_OPTIONS = [
+    ("--max-delivery-attempts", "31"),
+    ("--event-ttl", "0"),
+    ("--wait", "soon"),
+    ("--topic", "a b"),
+    ("-x", ""),
+]
+
+
+@pytest.mark.parametrize("args", BAD_OPTIONS)
 def test_a_bad_option_is_refused_before_any_call(fake: Path, args: tuple[str, str]) -> None:
     result = run(fake, *args)
     assert result.returncode == 2
