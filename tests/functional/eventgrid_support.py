@@ -180,6 +180,7 @@ def stop_host(host: LocalHost) -> None:
 RECORDING_APP = """
 import json
 import os
+import time
 
 import azure.functions as func
 
@@ -199,7 +200,7 @@ def _fail_once() -> bool:
 
 @app.event_grid_trigger(arg_name="event")
 def record(event: func.EventGridEvent) -> None:
-    got = {"class": type(event).__name__, "id": event.id, "data": event.get_json()}
+    got = {"class": type(event).__name__, "id": event.id, "data": event.get_json(), "at": time.time()}
     if isinstance(event, func.CloudEvent):
         got |= {"type": event.type, "source": event.source, "subject": event.subject, "spec": event.specversion}
     else:
