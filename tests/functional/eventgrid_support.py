@@ -77,8 +77,8 @@ class Receiver:
             await self._runner.cleanup()
 
 
-async def graph_token(sim: SimHandle) -> str:
-    """An app token from the simulator's identity stand-in (client credentials)."""
+async def graph_token(sim: SimHandle, tenant: str | None = None) -> str:
+    """An app token for ``tenant`` (default: the home tenant) from the simulator's identity stand-in."""
     context = ssl.create_default_context(cafile=sim.ca_file)
     form = {
         "grant_type": "client_credentials",
@@ -86,15 +86,15 @@ async def graph_token(sim: SimHandle) -> str:
         "client_secret": sim.config.client_secret,
         "scope": "https://graph.microsoft.com/.default",
     }
-    url = f"{sim.authority}/{sim.config.tenant_id}/oauth2/v2.0/token"
+    url = f"{sim.authority}/{tenant or sim.config.tenant_id}/oauth2/v2.0/token"
     async with aiohttp.ClientSession() as s, s.post(url, data=form, ssl=context) as r:
         assert r.status == 200, await r.text()
         return str((await r.json())["access_token"])
 
 
-async def graph(sim: SimHandle, method: str, path: str, body: Any = None) -> tuple[int, Any]:
-    """Call the simulated Graph as the app: (status, JSON body or None)."""
-    headers = {"Authorization": f"Bearer {await graph_token(sim)}"}
+async def graph(sim: SimHandle, method: str, path: str, body: Any = None, tenant: str | None = None) -> tuple[int, Any]:
+    """Call the simulated Graph as the app in ``tenant``: (status, JSON body or None)."""
+    headers = {"Authorization": f"Bearer {await graph_token(sim, tenant)}"}
     async with aiohttp.ClientSession() as s, s.request(method, sim.graph_url + path, json=body, headers=headers) as r:
         text = await r.text()
         return r.status, json.loads(text) if text else None
@@ -108,11 +108,13 @@ async def control(sim: SimHandle, method: str, path: str, body: Any = None, stat
         return await r.json()
 
 
-async def subscribe(sim: SimHandle, resource: str, change_type: str, url: str, **fields: Any) -> dict[str, Any]:
-    """Create a subscription (201 expected) expiring in an hour."""
+async def subscribe(
+    sim: SimHandle, resource: str, change_type: str, url: str, tenant: str | None = None, **fields: Any
+) -> dict[str, Any]:
+    """Create a subscription (201 expected) expiring in an hour, in ``tenant`` (default: the home tenant)."""
     expiry = (datetime.now(UTC) + timedelta(minutes=60)).isoformat()
     body = {"changeType": change_type, "notificationUrl": url, "resource": resource, "expirationDateTime": expiry}
-    status, sub = await graph(sim, "POST", "/subscriptions", body | fields)
+    status, sub = await graph(sim, "POST", "/subscriptions", body | fields, tenant)
     assert status == 201, sub
     return dict(sub)
 

@@ -271,6 +271,20 @@ async def test_the_drop_fault_and_reset_apply_to_eventgrid(sim: SimHandle, ctl: 
     assert (await control(sim, "GET", "/_sim/eventgrid/retry"))["scale"] == SCALE
 
 
+async def test_another_tenants_events_share_the_topic_and_carry_its_tenant(sim: SimHandle, receiver: Receiver) -> None:
+    other = "33333333-aaaa-4bbb-8ccc-000000000001"
+    await control(sim, "POST", "/_sim/tenants", {"tenant": other, "consented": True}, status=201)
+    sub = await subscribe(sim, "users", "updated", eventgrid_url(), tenant=other)
+    await activate(sim, receiver.url)
+    user = await control(sim, "POST", f"/_sim/users?tenant={other}", {"displayName": "Eve"}, status=201)
+    [got] = await receiver.wait_for(1)
+    assert got.body["source"] == f"/tenants/{other}/applications/{sim.config.client_id}"
+    assert got.body["data"]["tenantId"] == other and got.body["data"]["subscriptionId"] == sub["id"]
+    assert got.body["subject"] == f"Users/{user['id']}"
+    [topic] = await topics(sim)
+    assert topic["source"] == f"/tenants/{other}/applications/{sim.config.client_id}"
+
+
 async def _dead_letters(sim: SimHandle, count: int) -> list[dict[str, Any]]:
     for _ in range(500):
         letters = (await control(sim, "GET", "/_sim/eventgrid/deadletters"))["value"]
