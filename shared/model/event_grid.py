@@ -64,7 +64,7 @@ def notification_of(event_type: str, data: object) -> dict[str, Any]:
     """The change (or lifecycle) notification a Graph CloudEvent carries, as the webhook path receives one.
 
     A lifecycle event is known by its data's ``lifecycleEvent`` whatever the type is named;
-    a change notification without ``changeType`` takes it from the type. Raises
+    a change notification without ``changeType`` takes it from ``ChangeType`` or else the type. Raises
     EventGridEventError when ``data`` is not a notification.
     """
     if not isinstance(data, Mapping):
@@ -73,7 +73,8 @@ def notification_of(event_type: str, data: object) -> dict[str, Any]:
     if item.get("lifecycleEvent"):
         return item
     if not item.get("changeType"):
-        change = change_type_of(event_type)
+        # Outlook's documented example writes its data in the Outlook REST form (``ChangeType``).
+        change = item.get("ChangeType") or change_type_of(event_type)
         if change is None:
             raise EventGridEventError(f"event type {event_type[:80]!r} names no change and data has no changeType")
         item["changeType"] = change

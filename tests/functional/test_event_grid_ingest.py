@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -22,6 +24,7 @@ from shared.queues.message_queue import MessageQueue
 from shared.stores.clients import queue_client, table_client
 from shared.stores.subscriptions import SubscriptionStore
 
+PAYLOADS = Path(__file__).resolve().parents[1] / "payloads" / "eventgrid"
 SUBSCRIPTION_ID = "8e1c0a4b-6f3d-4a7b-9c2e-5d4f3a2b1c0d"
 SECRET = "event-grid-client-state"
 DRIVE = "drives/b!eventgrid/root"
@@ -41,9 +44,14 @@ def drive_event(**data: Any) -> tuple[str, dict[str, Any]]:
     return "Microsoft.Graph.DriveItemUpdated", body
 
 
-def record() -> SubscriptionRecord:
+def record(subscription_id: str = SUBSCRIPTION_ID, secret: str = SECRET) -> SubscriptionRecord:
     key = f"{DRIVE.replace('/', ':')}|updated"
-    return SubscriptionRecord(key, DRIVE, "updated", SECRET, ACTIVE, datetime.now(UTC), SUBSCRIPTION_ID)
+    return SubscriptionRecord(key, DRIVE, "updated", secret, ACTIVE, datetime.now(UTC), subscription_id)
+
+
+def documented(name: str) -> dict[str, Any]:
+    """One of Microsoft's documented Event Grid events (tests/payloads/eventgrid: each names its article)."""
+    return dict(json.loads((PAYLOADS / name).read_text())["event"])
 
 
 def counted() -> dict[str, int]:
@@ -68,11 +76,13 @@ async def channel_factory(
     """An Event Grid ingest over a fresh table holding one subscription and a fresh queue (or an unreachable one)."""
     clients = AsyncExitStack()
 
-    async def make(connection: str | None = None) -> tuple[EventGridIngest, str]:
+    async def make(
+        connection: str | None = None, known: SubscriptionRecord | None = None
+    ) -> tuple[EventGridIngest, str]:
         table, queue = unique_name("egsubs"), unique_name("egnotes")
         store = SubscriptionStore(await clients.enter_async_context(table_client(azurite.connection_string, table)))
         await store.setup()
-        await store.save(record())
+        await store.save(known or record())
         target = await clients.enter_async_context(
             queue_client(connection or azurite.connection_string, queue, retry_total=0)
         )
@@ -92,6 +102,32 @@ async def test_a_documented_onedrive_event_is_stored_as_an_updated_notification(
     assert (item["subscriptionId"], item["changeType"], item["resource"]) == (SUBSCRIPTION_ID, "updated", DRIVE)
     assert "clientState" not in item
     assert message["source"] == "eventGrid"
+
+
+@pytest.mark.parametrize(
+    ("name", "change"),
+    [
+        ("drive-item-updated.json", "updated"),
+        ("list-updated.json", "updated"),
+        ("user-updated.json", "updated"),
+        ("user-deleted.json", "deleted"),
+        ("group-deleted.json", "deleted"),
+        ("outlook-event-created.json", "created"),
+        ("subscription-reauthorization-required.json", None),
+    ],
+)
+async def test_each_documented_event_is_stored_as_its_notification(azurite, channel_factory, name, change):
+    event = documented(name)
+    data = event["data"]
+    channel, queue = await channel_factory(known=record(data["subscriptionId"], data["clientState"]))
+
+    await channel.accept(event["type"], data)
+
+    [message] = await receive_json(azurite.connection_string, queue)
+    [item] = message["value"]
+    assert item["subscriptionId"] == data["subscriptionId"]
+    assert item.get("changeType") == change
+    assert item.get("lifecycleEvent") == (None if change else "reauthorizationRequired")
 
 
 async def test_a_wrong_client_state_is_refused_counted_and_nothing_stored(azurite, channel_factory):
