@@ -40,6 +40,7 @@ $(AZURITE): package.json package-lock.json
 
 ## Run Azurite, the Graph simulator and the local host, subscribe, make changes, print the events.
 ## `make demo ARGS="--tenants 3"` serves three tenants (TENANT_MODE=multi), their events side by side.
+## `make demo ARGS=--event-grid` delivers through an Event Grid partner topic, as CloudEvents.
 demo: setup
 	$(PY) -m devtools.demo $(ARGS)
 

@@ -78,6 +78,27 @@ async def sharepoint(req: func.HttpRequest) -> func.HttpResponse:
     return await _receive(req)
 
 
+def _event_fields(event: func.CloudEvent | func.EventGridEvent) -> tuple[str, object]:
+    """(type, data): a CloudEvents-schema event arrives as func.CloudEvent (``type``), an Event Grid one not.
+
+    azure-functions 1.26 gives a CloudEvent's data through ``get_json()``: it has no ``data`` attribute.
+    """
+    if isinstance(event, func.EventGridEvent):
+        return event.event_type, event.get_json()
+    return event.type, event.get_json()
+
+
+@app.function_name(name="eventgrid")
+@app.event_grid_trigger(arg_name="event")
+async def eventgrid(event: func.CloudEvent) -> None:
+    """Graph's notifications through an Event Grid partner topic: the webhook path's checks, then its queue.
+
+    Raises (so Event Grid redelivers) when the notification was not stored.
+    """
+    endpoints = await receivers.get()
+    await endpoints.event_grid.accept(*_event_fields(event))
+
+
 @app.queue_trigger(arg_name="msg", queue_name="graph-notifications", connection="AzureWebJobsStorage")
 async def process(msg: func.QueueMessage) -> None:
     """Resolve stored notifications into change events with delta queries."""

@@ -5,6 +5,10 @@ through the `renew` function (so the validation handshake runs over real HTTP);
 changes a file in a simulated drive; and prints the change events as they
 arrive on the graph-changes queue. Ctrl-C stops everything it started.
 With ``--tenants N`` (2 or more) it runs in TENANT_MODE=multi instead: see tenant_demo.py.
+With ``--event-grid`` the subscription is delivered through an Event Grid partner topic: the
+simulator creates the topic with the subscription, the demo activates it towards the local
+host's Event Grid route (what scripts/activate-event-grid.sh does in Azure), and each change
+arrives there as a CloudEvent.
 """
 
 from __future__ import annotations
@@ -26,6 +30,13 @@ from .stack import DEMO_DRIVE, LocalStack, seed_demo_drive, start_stack
 from .tenant_demo import MAX_TENANTS, run_tenants
 
 CHANGES_QUEUE = "graph-changes"
+# The partner topic of the --event-grid demo: any Azure coordinates do, the simulator creates it.
+EVENT_GRID = {
+    "EVENT_GRID_AZURE_SUBSCRIPTION_ID": "00000000-0000-4000-8000-00000000e9e9",
+    "EVENT_GRID_RESOURCE_GROUP": "rg-graphhooks-demo",
+    "EVENT_GRID_PARTNER_TOPIC": "graphhooks-demo",
+    "EVENT_GRID_LOCATION": "westeurope",
+}
 # The app runs at most one delta query per drive per second: spacing the steps shows each as its own event.
 STEP_PAUSE = 1.5
 
@@ -81,10 +92,14 @@ async def script(stack: LocalStack, control: SimControl, seen: dict[str, dict[st
     return str(item["id"])
 
 
-async def run(once: bool, run_dir: Path) -> int:
+async def run(once: bool, run_dir: Path, event_grid: bool = False) -> int:
     """Run the demo; with ``once``, stop after the scripted changes' events arrived."""
     print("Starting Azurite, the Graph simulator and the local host ...", flush=True)
-    stack = await asyncio.to_thread(start_stack, run_dir)
+    options: dict[str, Any] = {}
+    if event_grid:
+        entry = {"resource": f"drives/{DEMO_DRIVE}/root", "delivery": "eventGrid"}
+        options = {"subscriptions": [entry], "extra_env": EVENT_GRID}
+    stack = await asyncio.to_thread(lambda: start_stack(run_dir, **options))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):  # closing the terminal stops it too
@@ -98,7 +113,10 @@ async def run(once: bool, run_dir: Path) -> int:
         await asyncio.to_thread(stack.run_function, "renew")
         async with SimControl(stack.sim.control_url) as control:
             subscription = await wait_for_subscription(control)
-            print(f"Subscribed to {subscription['resource']}: the handshake was answered; id {subscription['id']}")
+            if event_grid:
+                await route_topic(stack, control, subscription)
+            else:
+                print(f"Subscribed to {subscription['resource']}: the handshake was answered; id {subscription['id']}")
             printer = asyncio.create_task(print_events(stack, seen, stop))
             await asyncio.sleep(STEP_PAUSE)
             item_id = await script(stack, control, seen)
@@ -121,6 +139,17 @@ async def run(once: bool, run_dir: Path) -> int:
     finally:
         print("Stopping ...", flush=True)
         await asyncio.to_thread(stack.stop)
+
+
+async def route_topic(stack: LocalStack, control: SimControl, subscription: dict[str, Any]) -> None:
+    """Activate the partner topic Graph created and send its events to the host's Event Grid route."""
+    from .eventgrid_control import EventGridControl
+
+    route = f"{stack.base_url}/runtime/webhooks/eventgrid?functionName=eventgrid"
+    topic = await EventGridControl(control).activate(subscription["notificationUrl"], route)
+    print(f"Subscribed to {subscription['resource']} through Event Grid: id {subscription['id']}")
+    print(f"  partner topic   {topic.get('name', '?')} (created by Graph, activated now)")
+    print(f"  delivered to    {route} as CloudEvents", flush=True)
 
 
 def _complete(seen: dict[str, dict[str, Any]], item_id: str) -> bool:
@@ -161,10 +190,17 @@ def main(argv: list[str] | None = None) -> None:
         metavar="N",
         help="serve N tenants (TENANT_MODE=multi) and show their events side by side (default 1: single mode)",
     )
+    parser.add_argument(
+        "--event-grid",
+        action="store_true",
+        help="deliver through an Event Grid partner topic as CloudEvents instead of the webhook",
+    )
     args = parser.parse_args(argv)
+    if args.tenants > 1 and args.event_grid:
+        parser.error("--event-grid is single-tenant: a partner topic lives in the deployment's own tenant")
     if args.tenants > 1:
         sys.exit(asyncio.run(run_many(args.tenants, args.once, args.run_dir)))
-    sys.exit(asyncio.run(run(args.once, args.run_dir)))
+    sys.exit(asyncio.run(run(args.once, args.run_dir, args.event_grid)))
 
 
 if __name__ == "__main__":

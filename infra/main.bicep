@@ -42,6 +42,18 @@ param notificationCertificateName string = ''
 @description('NOTIFICATION_CERTIFICATE_ID sent to Graph with the certificate (at most 128 characters).')
 param notificationCertificateId string = ''
 
+@description('Event Grid delivery: authorize Microsoft Graph to create a partner topic in the resource group, add the dead-letter container and give the app its EVENT_GRID_* settings (docs/deploy.md). Off: webhooks only, nothing Event Grid is created.')
+param eventGridDelivery bool = false
+
+@maxLength(50)
+@description('Name of the partner topic Graph creates for Event Grid delivery (3 to 50 letters, digits and hyphens). Empty: graph-<environment>-<suffix>.')
+param eventGridPartnerTopic string = ''
+
+@minValue(1)
+@maxValue(365)
+@description('Days the authorization for Microsoft Graph to create the partner topic lasts, counted from each deployment (`azd provision --no-state` renews it).')
+param eventGridAuthorizationDays int = 90
+
 @description('Maximum Flex Consumption instances.')
 @minValue(40)
 @maxValue(1000)
@@ -56,6 +68,10 @@ var tags = { 'azd-env-name': environmentName }
 var token = toLower(uniqueString(subscription().id, environmentName, location))
 var appName = 'func-${token}'
 var deploymentContainerName = 'app-package-${take(appName, 32)}-${take(token, 7)}'
+// Event Grid delivery: the topic Graph creates (the name is ours to choose, at most 50 characters) and
+// the container Event Grid dead-letters to once its retries are spent.
+var eventGridTopic = empty(eventGridPartnerTopic) ? 'graph-${take(environmentName, 30)}-${token}' : eventGridPartnerTopic
+var deadLetterContainerName = eventGridDelivery ? 'eventgrid-deadletter' : ''
 
 resource rg 'Microsoft.Resources/resourceGroups@2024-03-01' = {
   name: 'rg-${environmentName}'
@@ -92,6 +108,7 @@ module storage 'app/storage.bicep' = {
     tags: tags
     name: 'st${token}'
     deploymentContainerName: deploymentContainerName
+    deadLetterContainerName: deadLetterContainerName
   }
 }
 
@@ -155,6 +172,21 @@ module settings 'app/settings.bicep' = {
     notificationCertificateId: notificationCertificateId
     graphSubscriptions: graphSubscriptions
     initialSync: initialSync
+    eventGridAzureSubscriptionId: eventGridDelivery ? subscription().subscriptionId : ''
+    eventGridResourceGroup: eventGridDelivery ? rg.name : ''
+    eventGridPartnerTopic: eventGridDelivery ? eventGridTopic : ''
+    eventGridLocation: eventGridDelivery ? location : ''
+  }
+}
+
+// Graph may create the partner topic only once authorized; the topic, its activation and its event
+// subscription come later (the first `renew`, then scripts/activate-event-grid.sh).
+module eventGrid 'app/eventgrid.bicep' = if (eventGridDelivery) {
+  name: 'eventgrid'
+  scope: rg
+  params: {
+    tags: tags
+    authorizationDays: eventGridAuthorizationDays
   }
 }
 
@@ -182,3 +214,11 @@ output SERVICE_API_BASE_URL string = 'https://${api.outputs.defaultHostName}'
 // and the link a customer's admin opens to connect their tenant (both routes are anonymous).
 output CONSENT_REDIRECT_URL string = tenantMode == 'multi' ? 'https://${api.outputs.defaultHostName}/api/consent' : ''
 output CONSENT_START_URL string = tenantMode == 'multi' ? 'https://${api.outputs.defaultHostName}/api/consent/start' : ''
+// Event Grid delivery (empty when off): the partner topic's coordinates, as the app's EVENT_GRID_*
+// settings hold them, the dead-letter container, and when Graph's authorization to create the topic ends.
+output EVENT_GRID_AZURE_SUBSCRIPTION_ID string = eventGridDelivery ? subscription().subscriptionId : ''
+output EVENT_GRID_RESOURCE_GROUP string = eventGridDelivery ? rg.name : ''
+output EVENT_GRID_PARTNER_TOPIC string = eventGridDelivery ? eventGridTopic : ''
+output EVENT_GRID_LOCATION string = eventGridDelivery ? location : ''
+output EVENT_GRID_DEAD_LETTER_CONTAINER string = deadLetterContainerName
+output EVENT_GRID_AUTHORIZATION_EXPIRES string = eventGridDelivery ? eventGrid.outputs.authorizationExpiry : ''

@@ -50,6 +50,18 @@ class MalformedBodyError(GraphWebhookError):
     status = 400
 
 
+class EventGridEventError(GraphWebhookError):
+    """An Event Grid event that is not a Graph notification this app can read."""
+
+    status = 400
+
+
+class NotStoredError(GraphWebhookError):
+    """An event's notification was not stored (storage or its subscription's secret unavailable): redeliver it."""
+
+    status = 503
+
+
 class BodyTooLargeError(GraphWebhookError):
     """The request body, or one notification in it, exceeds what can be stored."""
 

@@ -44,6 +44,8 @@ class SimConfig:
     delta_token_lifetime_seconds: float = 0.0  # 0 = tokens never go stale by age
     delta_lag_seconds: float = 0.0  # changes reach delta this long after their notification
     token_lifetime_seconds: int = 3599
+    # Multiplies Event Grid's retry delays and time to live (eventgrid_delivery.py); tests shorten them.
+    eventgrid_retry_scale: float = 1.0
 
 
 _ENV_PREFIX = "GRAPHSIM_"
@@ -88,6 +90,9 @@ def parse_args(argv: list[str] | None = None) -> SimConfig:
     p.add_argument("--app-write-limit", type=int, default=_env("app_write_limit", d.app_write_limit))
     p.add_argument("--delta-token-lifetime-seconds", type=float, default=_env("delta_token_lifetime_seconds", 0.0))
     p.add_argument("--delta-lag-seconds", type=float, default=_env("delta_lag_seconds", 0.0))
+    p.add_argument(
+        "--eventgrid-retry-scale", type=float, default=_env("eventgrid_retry_scale", d.eventgrid_retry_scale)
+    )
     a = p.parse_args(argv)
     return SimConfig(
         host=a.host,
@@ -112,4 +117,5 @@ def parse_args(argv: list[str] | None = None) -> SimConfig:
         app_write_limit=a.app_write_limit,
         delta_token_lifetime_seconds=a.delta_token_lifetime_seconds,
         delta_lag_seconds=a.delta_lag_seconds,
+        eventgrid_retry_scale=a.eventgrid_retry_scale,
     )

@@ -33,6 +33,8 @@ from typing import Any
 import aiohttp
 
 from .config import SimConfig
+from .eventgrid import is_eventgrid
+from .eventgrid_delivery import EventGridChannel, RetryPolicy
 
 log = logging.getLogger("graphsim.delivery")
 # A drive's root as a subscription names it: drives/{id}/root, users/{id}/drive/root, me/drive/root, ...
@@ -91,6 +93,9 @@ class Deliverer:
         self._session: aiohttp.ClientSession | None = None
         # The body of one batch: rich notifications add validationTokens (rich.py RichDelivery.shape).
         self.shape: Callable[[list[dict[str, Any]]], dict[str, Any]] = lambda batch: {"value": batch}
+        # EventGrid: notification URLs go to partner topics instead (eventgrid_delivery.py).
+        scale = config.eventgrid_retry_scale
+        self.eventgrid = EventGridChannel(policy=RetryPolicy(scale=scale), owner=self, default_scale=scale)
 
     @property
     def paused(self) -> bool:
@@ -104,17 +109,25 @@ class Deliverer:
         else:
             self._resume.set()
 
-    def pending(self) -> int:
-        """Items queued or in flight."""
-        return sum(len(q) for q in self.queues.values()) + sum(self.in_flight.values())
+    async def resumed(self) -> None:
+        """Return once delivery is not paused."""
+        await self._resume.wait()
 
-    def enqueue(self, url: str, items: list[dict[str, Any]]) -> None:
-        """Queue notifications for ``url`` and make sure its sender runs."""
+    def pending(self) -> int:
+        """Items queued or in flight, Event Grid's included."""
+        webhooks = sum(len(q) for q in self.queues.values()) + sum(self.in_flight.values())
+        return webhooks + self.eventgrid.pending()
+
+    def enqueue(self, url: str, items: list[dict[str, Any]], tenant_id: str = "", application_id: str = "") -> None:
+        """Queue notifications for ``url`` and make sure its sender runs; ``EventGrid:`` URLs publish to a topic."""
         if self.drop:
             kept = [n for n in items if "lifecycleEvent" in n]
             self.stats.items_dropped += len(items) - len(kept)
             items = kept
         if not items:
+            return
+        if is_eventgrid(url):
+            self.eventgrid.publish(url, items, tenant_id, application_id or self.config.client_id)
             return
         self.queues.setdefault(url, deque()).extend(as_onedrive_sends(item) for item in items)
         self._wakeups.setdefault(url, asyncio.Event()).set()
@@ -128,9 +141,11 @@ class Deliverer:
             q.clear()
         self.drop = False
         self.delay_seconds = 0.0
+        self.eventgrid.clear()
 
     async def close(self) -> None:
         """Stop senders and the HTTP session."""
+        await self.eventgrid.close()
         for task in self._tasks.values():
             task.cancel()
         await asyncio.gather(*self._tasks.values(), return_exceptions=True)

@@ -18,6 +18,7 @@ from .routes import (
     content,
     control_directory,
     control_drives,
+    control_eventgrid,
     control_lists,
     control_outlook,
     control_sharepoint,
@@ -37,7 +38,7 @@ def graph_app(state: SimState) -> web.Application:
     app = web.Application(client_max_size=16 * 1024 * 1024)
     app[STATE] = state
     controls = (control_drives, control_sim, control_lists, control_directory, control_outlook, control_teams)
-    for control in (*controls, control_tenants):
+    for control in (*controls, control_tenants, control_eventgrid):
         app.router.add_routes(control.routes)
     app.router.add_routes(content.routes)  # pre-authenticated download URLs, outside /v1.0
     app.router.add_route("*", "/v1.0{tail:.*}", graph_entry)

@@ -27,6 +27,8 @@ from .clock import SimClock, graph_time
 from .config import SimConfig
 from .delivery import Deliverer, DeliveryStats
 from .delta_tokens import CursorCache
+from .eventgrid import is_eventgrid
+from .eventgrid_events import SUBJECT_KEY
 from .faults import FaultInjector, WriteThrottle
 from .models.directory import Directory
 from .models.drive_store import DriveStore
@@ -76,6 +78,7 @@ class SimState:
         limit = self.config.app_write_limit
         self.app_throttle = WriteThrottle(limit, self.config.write_window_seconds) if limit > 0 else None
         self.deliverer = Deliverer(self.config)
+        self.deliverer.eventgrid.now = self.clock.now
         # Rich notifications: validation tokens on delivered batches, one per tenant (and app) in a batch.
         self.rich = RichDelivery(self.issuer.validation, self.config.tenant_id)
         self.deliverer.shape = self.rich.shape
@@ -150,7 +153,13 @@ class SimState:
     def on_drive_change(self, drive: Drive, changes: int) -> None:
         """Queue one notification per changed item for each subscription on the drive."""
         for sub in self.subs.for_drive(drive.id, self.clock.now()):
-            self.deliverer.enqueue(sub.notification_url, [self.notification(sub) for _ in range(changes)])
+            # Through Event Grid the drive's root item is the event's subject (one-drive-events.md).
+            extra = {SUBJECT_KEY: f"driveItem/{drive.root_id}"} if is_eventgrid(sub.notification_url) else {}
+            self.deliver(sub, sub.notification_url, [self.notification(sub) | extra for _ in range(changes)])
+
+    def deliver(self, sub: Subscription, url: str, items: list[dict[str, Any]]) -> None:
+        """Queue ``sub``'s notifications for ``url``: a webhook, or an Event Grid partner topic."""
+        self.deliverer.enqueue(url, items, self.tenant_id, sub.application_id)
 
     def on_resource_change(self, resource: str, changes: list[tuple[str, dict[str, Any]]]) -> None:
         """Notify the subscriptions on ``resource`` (lists, users, groups, mail) of the change types they asked for."""
@@ -176,7 +185,7 @@ class SimState:
             base = self.notification(sub)
             items = [self._rich(sub, base | {"changeType": kind, **extra}) for kind, extra in changes if kind in wanted]
             if items:
-                self.deliverer.enqueue(sub.notification_url, items)
+                self.deliver(sub, sub.notification_url, items)
 
     def _rich(self, sub: Subscription, item: dict[str, Any]) -> dict[str, Any]:
         """A notification as the subscription gets it: with its item encrypted when it asked for resource data.
@@ -200,7 +209,8 @@ class SimState:
             self.subs.subs.pop(sub.id, None)
         if not sub.lifecycle_url:
             return False
-        self.deliverer.enqueue(
+        self.deliver(
+            sub,
             sub.lifecycle_url,
             [
                 {

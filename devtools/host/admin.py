@@ -12,6 +12,7 @@ from aiohttp import web
 from azure.functions.queue import QueueMessage
 from azure.functions.timer import TimerRequest
 
+from devtools.host.eventgrid import TRIGGER_TYPE, decode_event
 from devtools.host.http import key_matches
 from devtools.host.invoker import Invoker
 from devtools.host.loader import FunctionSpec
@@ -27,6 +28,9 @@ def trigger_value(spec: FunctionSpec, text: str) -> Any:
     if kind == "queuetrigger":
         # As the host's string-to-message converter: no id or pop receipt, dequeue count 0.
         return QueueMessage(body=text.encode("utf-8"), dequeue_count=0)  # type: ignore[no-untyped-call]
+    if kind == TRIGGER_TYPE:
+        # The input is one event's JSON, bound as the webhook binds it.
+        return decode_event(json.loads(text))
     return text
 
 
@@ -76,7 +80,11 @@ class AdminApi:
         value = payload.get("input", "") if isinstance(payload, dict) else ""
         text = value if isinstance(value, str) else json.dumps(value)
         reason = "This function was programmatically called via the host APIs."
-        task = asyncio.ensure_future(self._invoker.invoke(spec, trigger_value(spec, text), reason))
+        try:
+            value = trigger_value(spec, text)
+        except ValueError:
+            return web.json_response({"error": "an Event Grid function's input must be one event's JSON"}, status=400)
+        task = asyncio.ensure_future(self._invoker.invoke(spec, value, reason))
         self._background.add(task)
         task.add_done_callback(self._background.discard)
         return web.Response(status=202)

@@ -13,6 +13,7 @@ from pathlib import Path
 from aiohttp import web
 
 from devtools.host.admin import AdminApi
+from devtools.host.eventgrid import ROUTE, TRIGGER_TYPE, EventGridWebhook, is_route
 from devtools.host.http import (
     HttpDispatcher,
     HttpFunction,
@@ -58,6 +59,7 @@ class LocalHost:
         self.http: list[HttpFunction] = []
         self.queues: list[QueueListener] = []
         self.timers: list[TimerListener] = []
+        self.eventgrid: list[FunctionSpec] = []
         self.others: list[FunctionSpec] = []
         self._tasks: list[asyncio.Task[None]] = []
         self._runner: web.AppRunner | None = None
@@ -74,6 +76,8 @@ class LocalHost:
                     self.queues.append(self._queue_listener(spec))
                 elif kind == "timertrigger":
                     self.timers.append(TimerListener(spec, self.invoker))
+                elif kind == TRIGGER_TYPE:
+                    self.eventgrid.append(spec)
                 else:
                     log.warning(
                         "function %s: trigger %s is not supported locally; only the admin API runs it",
@@ -107,9 +111,12 @@ class LocalHost:
         self.dispatcher = HttpDispatcher(
             self.http, self.config.route_prefix, self.invoker, self.options.function_key, max_body
         )
+        self.webhook = EventGridWebhook(
+            {s.name: s for s in self.eventgrid}, self.invoker, self.options.function_key, max_body
+        )
         app = web.Application(client_max_size=max_body)
         self.admin.register(app)
-        app.router.add_route("*", "/{tail:.*}", self.dispatcher.handle)
+        app.router.add_route("*", "/{tail:.*}", self._route)
         # No access log: query strings can carry function keys.
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=5.0)
         await self._runner.setup()
@@ -122,6 +129,12 @@ class LocalHost:
             self._tasks.append(asyncio.create_task(listener.run(), name=f"trigger:{listener.spec.name}"))
         self._print_banner()
 
+    async def _route(self, request: web.Request) -> web.StreamResponse:
+        # The extension's webhook sits outside the route prefix, before any function route.
+        if is_route(request.path):
+            return await self.webhook.handle(request)
+        return await self.dispatcher.handle(request)
+
     def _print_banner(self) -> None:
         lines = ["", "Functions:", ""]
         prefix = f"/{self.config.route_prefix}" if self.config.route_prefix else ""
@@ -133,6 +146,8 @@ class LocalHost:
         for t in self.timers:
             nxt = ", ".join(o.strftime("%Y-%m-%dT%H:%M:%SZ") for o in t.next_occurrences(2))
             lines.append(f"        {t.spec.name}: timerTrigger ({t.schedule.expression}; next {nxt})")
+        for e in self.eventgrid:
+            lines.append(f"        {e.name}: eventGridTrigger (POST {self.url}{ROUTE}?functionName={e.name})")
         for o in self.others:
             lines.append(f"        {o.name}: {o.trigger.type} (admin API only)")
         lines += ["", f"Host started: {self.url}"]
@@ -144,7 +159,7 @@ class LocalHost:
         timeout = self.options.shutdown_timeout
         log.info("Host shutting down: no new work; waiting up to %.0fs for in-flight invocations", timeout)
         self.admin.state = "Stopping"
-        self.dispatcher.accepting = False
+        self.dispatcher.accepting = self.webhook.accepting = False
         if self._site is not None:
             await self._site.stop()
         stoppable: list[QueueListener | TimerListener] = [*self.queues, *self.timers]

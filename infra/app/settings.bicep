@@ -18,6 +18,14 @@ param notificationCertificateUri string
 param notificationCertificateId string
 param graphSubscriptions string
 param initialSync string
+// Event Grid delivery: the partner topic's coordinates, from which the app builds the
+// `EventGrid:?azuresubscriptionid=...&resourcegroup=...&partnertopic=...&location=...` URL it gives
+// Graph for the GRAPH_SUBSCRIPTIONS entries delivered that way. An empty topic means the channel is
+// off, and none of them is set.
+param eventGridAzureSubscriptionId string = ''
+param eventGridResourceGroup string = ''
+param eventGridPartnerTopic string = ''
+param eventGridLocation string = ''
 
 resource app 'Microsoft.Web/sites@2024-04-01' existing = {
   name: appName
@@ -67,6 +75,14 @@ var certificate = empty(notificationCertificateUri) ? {} : {
   NOTIFICATION_CERTIFICATE_ID: notificationCertificateId
 }
 
+var eventGrid = empty(eventGridPartnerTopic) ? {} : {
+  EVENT_GRID_AZURE_SUBSCRIPTION_ID: eventGridAzureSubscriptionId
+  EVENT_GRID_RESOURCE_GROUP: eventGridResourceGroup
+  EVENT_GRID_PARTNER_TOPIC: eventGridPartnerTopic
+  // The region's name (westcentralus), not its display name, as Graph's EventGrid: URL requires.
+  EVENT_GRID_LOCATION: eventGridLocation
+}
+
 resource appSettings 'Microsoft.Web/sites/config@2024-04-01' = {
   //checkov:skip=CKV_AZURE_13:This resource is the appsettings dictionary, not the site's web configuration, which api.bicep sets; checkov applies its site checks to every sites/config resource.
   //checkov:skip=CKV_AZURE_63:This resource is the appsettings dictionary, not the site's web configuration, which api.bicep sets; checkov applies its site checks to every sites/config resource.
@@ -77,5 +93,5 @@ resource appSettings 'Microsoft.Web/sites/config@2024-04-01' = {
   //checkov:skip=CKV_AZURE_222:This resource is the appsettings dictionary, not the site's web configuration, which api.bicep sets; checkov applies its site checks to every sites/config resource.
   parent: app
   name: 'appsettings'
-  properties: union(required, tenancy, secret, certificate)
+  properties: union(required, tenancy, secret, certificate, eventGrid)
 }

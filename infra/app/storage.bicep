@@ -5,6 +5,9 @@ param tags object
 param name string
 param deploymentContainerName string
 
+@description('Container Event Grid dead-letters undeliverable events to (Event Grid delivery). Empty: none.')
+param deadLetterContainerName string = ''
+
 resource account 'Microsoft.Storage/storageAccounts@2023-05-01' = {
   //checkov:skip=CKV_AZURE_59:Graph's servers and the Flex Consumption host reach the account over the public endpoint; private endpoints need a VNet this template does not create. Access is Entra ID only (no shared keys).
   //checkov:skip=CKV_AZURE_206:Locally redundant storage is enough: the state (cursors, subscriptions) is rebuilt by a resync if lost, and GRS doubles the cost of a small app.
@@ -51,6 +54,19 @@ resource notificationItems 'Microsoft.Storage/storageAccounts/blobServices/conta
   properties: { publicAccess: 'None' }
 }
 
+// Event Grid delivery: an event Event Grid could not deliver within its retry policy lands here as a
+// blob under EVENTGRID/<year>/<month>/<day>/<hour>/ (the event subscription's name in capitals; "Dead
+// letter and retry policies", learn.microsoft.com/azure/event-grid/manage-event-delivery). The partner
+// topic's own identity writes them, with Storage Blob Data Contributor on this container, which
+// scripts/activate-event-grid.sh grants once Graph has created the topic. No expiry rule: these are
+// changes the app never stored, kept until an operator has dealt with them.
+resource deadLetters 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' = if (!empty(deadLetterContainerName)) {
+  parent: blobs
+  // ARM checks the name of a resource it skips too, so it gets a valid one either way.
+  name: empty(deadLetterContainerName) ? 'unused' : deadLetterContainerName
+  properties: { publicAccess: 'None' }
+}
+
 resource lifecycle 'Microsoft.Storage/storageAccounts/managementPolicies@2023-05-01' = {
   parent: account
   name: 'default'
@@ -80,3 +96,4 @@ resource lifecycle 'Microsoft.Storage/storageAccounts/managementPolicies@2023-05
 
 output name string = account.name
 output blobEndpoint string = account.properties.primaryEndpoints.blob
+output deadLetterContainerName string = deadLetterContainerName

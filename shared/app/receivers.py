@@ -9,6 +9,7 @@ from shared import telemetry
 from shared.app.clients import FAST, FAST_TABLE, refusal_flusher, storage_token, token_gate
 from shared.app.lazy import Owned
 from shared.config.storage import storage_connection
+from shared.ingest.event_grid import EventGridIngest
 from shared.ingest.receiver import Ingest
 from shared.ingest.secrets import SecretBook
 from shared.model.names import NOTIFICATIONS_QUEUE, SUBSCRIPTIONS_TABLE
@@ -16,12 +17,13 @@ from shared.model.names import NOTIFICATIONS_QUEUE, SUBSCRIPTIONS_TABLE
 
 @dataclass(frozen=True)
 class Receivers:
-    """The two HTTP endpoints' ingest objects."""
+    """The two HTTP endpoints' ingest objects, and the Event Grid trigger's."""
 
     notifications: Ingest
     lifecycle: Ingest
     resources: Owned
     secrets: SecretBook
+    event_grid: EventGridIngest
 
     async def close(self) -> None:
         """Let the secrets reads in flight finish, then close the storage clients."""
@@ -52,4 +54,5 @@ async def build_ingest(environ: Mapping[str, str]) -> Receivers:
     # One point read per subscription id the first time it is named, then cached (see SecretBook).
     secrets = SecretBook(store.subscription_secret)
     tokens = token_gate(environ, owned)
-    return Receivers(Ingest(secrets, queue, tokens=tokens), Ingest(secrets, queue, tokens=tokens), owned, secrets)
+    ingest = Ingest(secrets, queue, tokens=tokens)
+    return Receivers(ingest, Ingest(secrets, queue, tokens=tokens), owned, secrets, EventGridIngest(ingest))

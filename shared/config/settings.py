@@ -125,7 +125,9 @@ class Settings:
         tenant_id = required(environ, "GRAPH_TENANT_ID") if mode == SINGLE else ""
         secret = optional(environ, "GRAPH_CLIENT_SECRET")
         certificate = client_certificate(environ, mode, secret)
-        subscriptions = parse_desired(optional(environ, "GRAPH_SUBSCRIPTIONS") or "[]", multi=mode == MULTI)
+        subscriptions = parse_desired(
+            optional(environ, "GRAPH_SUBSCRIPTIONS") or "[]", multi=mode == MULTI, environ=environ
+        )
         # With managed identity the app registration is needed only as the validation tokens' audience;
         # a multi-tenant app always names its registration, which every tenant consents to.
         needs_client_id = secret is not None or any(s.include_resource_data for s in subscriptions) or mode == MULTI

@@ -8,19 +8,25 @@ from collections.abc import Mapping
 from urllib.parse import urlsplit, urlunsplit
 
 from shared.config.environment import check_url, optional
+from shared.config.event_grid import check_topic_name, partner_topic
 from shared.errors import InvalidSettingError, InvalidTenantError
 from shared.model.catalog import READABLE, query_problem, readable_kind, split_resource
+from shared.model.event_grid import DELIVERIES, WEBHOOK
 from shared.model.hosts import is_loopback
 from shared.model.resources import MEMBER_PLACEHOLDER, DesiredSubscription
 from shared.model.sharepoint import SharePointList
 from shared.model.tenant import canonical_tenant_id
 
 
-def parse_desired(text: str, multi: bool = False) -> tuple[DesiredSubscription, ...]:
+def parse_desired(
+    text: str, multi: bool = False, environ: Mapping[str, str] | None = None
+) -> tuple[DesiredSubscription, ...]:
     """Parse GRAPH_SUBSCRIPTIONS: a JSON list of {"resource": ..., "changeType": ...}.
 
     In a multi-tenant deployment (``multi``) an entry may name ``"tenants": [...]``, the tenant
-    ids it applies to; without it, it applies to every tenant.
+    ids it applies to; without it, it applies to every tenant. An entry with
+    ``"delivery": "eventGrid"`` is delivered to the partner topic EVENT_GRID_* name (read from
+    ``environ``), or to the one its ``"partnerTopic"`` names in the same resource group.
     """
     try:
         raw = json.loads(text)
@@ -53,10 +59,36 @@ def parse_desired(text: str, multi: bool = False) -> tuple[DesiredSubscription, 
                 f"entry {index} ({resource!r}): forEachMemberOf and a {MEMBER_PLACEHOLDER} placeholder go together",
             )
         tenants = _tenants(index, entry.get("tenants"), multi)
-        item = DesiredSubscription(path, change_type.replace(" ", ""), include, group, query, tenants=tenants)
+        delivery = _delivery(index, entry, multi, environ or {})
+        item = DesiredSubscription(
+            path, change_type.replace(" ", ""), include, group, query, tenants=tenants, delivery=delivery
+        )
         _check_readable(index, item)
         desired[item.key] = item
     return tuple(desired.values())
+
+
+def _delivery(index: int, entry: Mapping[str, object], multi: bool, environ: Mapping[str, str]) -> str:
+    """'' for the app's webhooks, or the ``EventGrid:`` URL of the entry's partner topic."""
+    delivery = entry.get("delivery", WEBHOOK)
+    topic = entry.get("partnerTopic")
+    if delivery not in DELIVERIES:
+        raise InvalidSettingError("GRAPH_SUBSCRIPTIONS", f"entry {index}: delivery must be {' or '.join(DELIVERIES)}")
+    if delivery == WEBHOOK:
+        if topic is not None:
+            raise InvalidSettingError(
+                "GRAPH_SUBSCRIPTIONS", f"entry {index}: partnerTopic goes with delivery eventGrid"
+            )
+        return ""
+    if multi:
+        # A partner topic lives in the deployment's own Azure subscription, authorized in its own tenant.
+        raise InvalidSettingError(
+            "GRAPH_SUBSCRIPTIONS", f"entry {index}: delivery eventGrid is not available with TENANT_MODE=multi"
+        )
+    if topic is not None and not isinstance(topic, str):
+        raise InvalidSettingError("GRAPH_SUBSCRIPTIONS", f"entry {index}: partnerTopic must be a topic name")
+    name = check_topic_name("GRAPH_SUBSCRIPTIONS", topic, f"entry {index}: ") if topic is not None else None
+    return partner_topic(environ, name).url
 
 
 def _tenants(index: int, raw: object, multi: bool) -> frozenset[str]:

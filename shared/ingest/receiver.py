@@ -102,14 +102,14 @@ class Ingest:
         # Checks a rich batch's validation tokens before anything is stored.
         self._tokens = tokens
 
-    async def accept(self, body: bytes, lifecycle: bool = False) -> Reply:
+    async def accept(self, body: bytes, lifecycle: bool = False, channel: str = "") -> Reply:
         """Check a batch and store its valid items; 202 only once every valid item is stored.
 
         Logs at most one line per request for what was refused (why the body was, or how
         many items were dropped for which reasons, never a clientState), and one when the
-        answer is 503.
+        answer is 503. ``channel`` names another way in than the webhooks (``eventGrid``), for telemetry.
         """
-        source = "lifecycle" if lifecycle else "notifications"
+        source = channel or ("lifecycle" if lifecycle else "notifications")
         # The trace starts here; the envelope carries it to the queue trigger.
         with telemetry.span(f"graphhooks.{source}", source=source) as current:
             reply = await self._accept(body, lifecycle, source)

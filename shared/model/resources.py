@@ -49,6 +49,9 @@ class DesiredSubscription:
     query: str = ""
     tenant: str = ""
     tenants: frozenset[str] = frozenset()
+    # Where Graph delivers it: '' for this app's webhooks, else an ``EventGrid:`` partner topic URL
+    # (model/event_grid.py). Like the query, it has no part in the key: changing it re-creates.
+    delivery: str = ""
 
     @property
     def key(self) -> str:

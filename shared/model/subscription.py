@@ -73,6 +73,8 @@ class SubscriptionRecord:
     # The certificate Graph encrypts this subscription's resource data for (rich subscriptions).
     certificate_id: str = ""
     certificate_thumbprint: str = ""
+    # '' for this app's webhooks, else the ``EventGrid:`` partner topic URL Graph delivers to.
+    delivery: str = ""
 
     @property
     def graph_resource(self) -> str:

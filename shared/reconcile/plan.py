@@ -72,7 +72,9 @@ def plan(
     stored = {r.key: r for r in records}
     adopting = pending or {}
     known_remote = remote is not None
-    ours = [s for s in remote or () if s.notification_url == notification_url]
+    # Ours: delivered to this app's webhook, or to a partner topic an entry or a record names.
+    targets = {notification_url} | {d.delivery for d in wanted.values()} | {r.delivery for r in stored.values()}
+    ours = [s for s in remote or () if s.notification_url in targets - {""}]
     remote_by_id = {s.id: s for s in ours}
     remote_by_key: dict[str, list[str]] = {}
     for sub in ours:
@@ -92,12 +94,17 @@ def plan(
                 continue  # another run is creating it right now
             # A failed or dead attempt: retried now. A record that still holds its old id is re-created.
             if record.subscription_id:
-                result.recreate.append(replace(record, query=want.query))
+                result.recreate.append(replace(record, query=want.query, delivery=want.delivery))
             else:
                 result.create.append(want)
-        elif record.query != want.query or (known_remote and record.subscription_id not in remote_by_id):
-            # Graph cannot change a subscription's resource: a new query needs a new subscription.
-            result.recreate.append(replace(record, query=want.query))
+        elif (
+            record.query != want.query
+            or record.delivery != want.delivery
+            or (known_remote and record.subscription_id not in remote_by_id)
+        ):
+            # Graph cannot change a subscription's resource: a new query, or a move between a webhook
+            # and a partner topic, needs a new subscription (the old one goes once it is live).
+            result.recreate.append(replace(record, query=want.query, delivery=want.delivery))
         elif _renewal_due(record, remote_by_id.get(record.subscription_id), now, want.include_resource_data):
             result.renew.append(record)
         elif want.include_resource_data and certificate is not None and _certificate(record) != certificate:

@@ -46,6 +46,11 @@ class Endpoints:
     notification_url: str
     lifecycle_url: str
 
+    @property
+    def urls(self) -> tuple[str, str]:
+        """The notification and lifecycle URLs of a webhook subscription."""
+        return (self.notification_url, self.lifecycle_url)
+
 
 @dataclass(frozen=True)
 class Report:
@@ -184,6 +189,7 @@ class Reconciler:
             status=CREATING,
             updated_at=now,
             query=want.query,
+            delivery=want.delivery,
         )
         if want.include_resource_data:
             self._rich.add(resource_key(want.resource))
@@ -316,7 +322,8 @@ class Reconciler:
     async def _post(self, record: SubscriptionRecord, now: datetime) -> PendingCreation:
         encryption = self._encryption(record.resource)
         expiry = next_expiry(record.resource, now, encryption is not None)
-        urls = (self._endpoints.notification_url, self._endpoints.lifecycle_url)
+        # An Event Grid subscription sends both its notifications and its lifecycle events to the topic.
+        urls = (record.delivery, record.delivery) if record.delivery else self._endpoints.urls
         return await create_recorded(self._graph, self._store.pending, record, urls, encryption, expiry, self._clock)
 
     def _encryption(self, resource: str) -> tuple[str, str] | None:

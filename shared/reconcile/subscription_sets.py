@@ -47,6 +47,7 @@ def expand(
                 entry.include_resource_data,
                 query=entry.query,
                 tenant=entry.tenant,
+                delivery=entry.delivery,
             )
             expanded.setdefault(one.key, one)
     return tuple(expanded.values())

@@ -52,6 +52,7 @@ def _to_entity(record: SubscriptionRecord) -> dict[str, Any]:
         "Query": record.query,
         "CertificateId": record.certificate_id,
         "CertificateThumbprint": record.certificate_thumbprint,
+        "Delivery": record.delivery,
         # Marks a record whose id row is written with it (records from before id rows lack it).
         "Indexed": True,
     }
@@ -70,6 +71,7 @@ def _from_entity(entity: Any) -> SubscriptionRecord:
         query=entity.get("Query") or "",
         certificate_id=entity.get("CertificateId") or "",
         certificate_thumbprint=entity.get("CertificateThumbprint") or "",
+        delivery=entity.get("Delivery") or "",
     )
 
 

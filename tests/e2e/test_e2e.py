@@ -408,3 +408,12 @@ def test_demo_with_three_tenants_shows_each_tenants_events_side_by_side(tmp_path
             cell = rf"{change}\s+{name}\.docx\s+{ids[name][:8]}"
             assert re.search(rf"^\[[\d:]+\] (?:[^|]*\| ){{{column}}}{cell}", text, re.M), (name, change, text)
     assert "Stopping" in text
+
+
+@pytest.mark.timeout(240)
+def test_demo_through_event_grid_shows_the_file_events_delivered_as_cloudevents(tmp_path):
+    text = run_demo(tmp_path, "--event-grid")
+    assert "through Event Grid" in text and "/runtime/webhooks/eventgrid?functionName=eventgrid" in text, text
+    for change, name in [("created", "Quarterly report.docx"), ("deleted", "(deleted)")]:
+        assert re.search(rf"\b{change}\s+\w+\s+{re.escape(name)}", text), (change, name, text)
+    assert "Stopping" in text

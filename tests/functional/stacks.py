@@ -119,9 +119,25 @@ async def _receiver(env: dict[str, str], port: int) -> tuple[web.AppRunner, Rece
             reply = await ingest.accept(body, lifecycle=lifecycle)
         return web.Response(status=reply.status, text=reply.body, content_type=reply.mimetype)
 
+    async def event_grid(request: web.Request) -> web.Response:
+        """The `eventgrid` trigger as the host runs it: events bound by azure.functions; 500 if one fails."""
+        from azure.functions import meta
+        from azure.functions.eventgrid import EventGridEventInConverter
+
+        body = json.loads(await request.read())
+        failed = 0
+        for raw in body if isinstance(body, list) else [body]:
+            event = EventGridEventInConverter.decode(meta.Datum(json.dumps(raw), "json"), trigger_metadata=None)
+            try:
+                await receivers.event_grid.accept(event.type, event.get_json())
+            except Exception:  # noqa: BLE001 - the host answers 500 for a failed invocation
+                failed += 1
+        return web.Response(status=500 if failed else 202)
+
     app = web.Application(client_max_size=MAX_BODY_BYTES)
     for route in ("notifications", "lifecycle", "sharepoint"):
         app.router.add_post(f"/api/{route}", handle)
+    app.router.add_post("/runtime/webhooks/eventgrid", event_grid)
     runner = web.AppRunner(app)
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", port).start()

@@ -86,3 +86,69 @@ def test_every_module_gets_exactly_the_parameters_it_declares() -> None:
         problems += [f"{caller.name} → {file}: unknown {name}" for name in sorted(given - declared)]
         problems += [f"{caller.name} → {file}: missing {name}" for name in sorted(required - given)]
     assert problems == []
+
+
+# --- Event Grid delivery (docs/deploy.md, "Event Grid delivery") -----------------------------------
+
+EVENT_GRID_SETTINGS = {
+    "EVENT_GRID_AZURE_SUBSCRIPTION_ID",
+    "EVENT_GRID_RESOURCE_GROUP",
+    "EVENT_GRID_PARTNER_TOPIC",
+    "EVENT_GRID_LOCATION",
+}
+
+
+def _declaration(text: str, kind: str, name: str) -> str:
+    """The text of one `resource`/`module` declaration, from its line to its closing brace."""
+    match = re.search(rf"^{kind} {name} '[^']+' = [^\n]*\{{\n.*?^\}}", text, re.MULTILINE | re.DOTALL)
+    assert match, f"no {kind} {name}"
+    return match.group(0)
+
+
+def test_event_grid_delivery_is_off_unless_asked_for() -> None:
+    main = (INFRA / "main.bicep").read_text()
+    assert "param eventGridDelivery bool = false" in main
+    assert _declaration(main, "module", "eventGrid").startswith(
+        "module eventGrid 'app/eventgrid.bicep' = if (eventGridDelivery) {"
+    )
+    # Off, the app gets no EVENT_GRID_* setting and storage no dead-letter container.
+    names = ("eventGridAzureSubscriptionId", "eventGridResourceGroup", "eventGridPartnerTopic", "eventGridLocation")
+    for name in names:
+        assert re.search(rf"^    {name}: eventGridDelivery \? .+ : ''$", main, re.MULTILINE), name
+    assert "var deadLetterContainerName = eventGridDelivery ? 'eventgrid-deadletter' : ''" in main
+    given = json.loads((INFRA / "main.parameters.json").read_text())["parameters"]
+    assert given["eventGridDelivery"] == {"value": "${EVENT_GRID_DELIVERY=false}"}
+
+
+def test_graph_is_authorized_to_create_the_partner_topic_until_an_expiry() -> None:
+    module = (INFRA / "app" / "eventgrid.bicep").read_text()
+    configuration = _declaration(module, "resource", "partnerConfiguration")
+    assert configuration.startswith("resource partnerConfiguration 'Microsoft.EventGrid/partnerConfigurations@")
+    assert "name: 'default'" in configuration
+    assert "partnerName: 'MicrosoftGraphAPI'" in configuration
+    assert "partnerRegistrationImmutableId: 'c02e0126-707c-436d-b6a1-175d2748fb58'" in configuration
+    assert "authorizationExpirationTimeInUtc: authorizationExpiry" in configuration
+    assert "defaultMaximumExpirationTimeInDays: authorizationDays" in configuration
+    # Counted from each deployment, within Event Grid's 1 to 365 days, 90 unless the operator says otherwise.
+    assert "var authorizationExpiry = dateTimeAdd(now, 'P${authorizationDays}D')" in module
+    assert "param now string = utcNow()" in module
+    assert re.search(r"@minValue\(1\)\n@maxValue\(365\)\n@description\([^\n]*\)\nparam authorizationDays int", module)
+    assert "param eventGridAuthorizationDays int = 90" in (INFRA / "main.bicep").read_text()
+
+
+def test_the_app_gets_the_partner_topic_settings_only_with_the_channel_on() -> None:
+    settings = (INFRA / "app" / "settings.bicep").read_text()
+    block = re.search(r"^var eventGrid = empty\(eventGridPartnerTopic\) \? \{\} : \{\n(.*?)^\}", settings, re.M | re.S)
+    assert block, "the EVENT_GRID_* settings are not conditional on the topic"
+    assert set(re.findall(r"^  (\w+):", block.group(1), re.MULTILINE)) == EVENT_GRID_SETTINGS
+    assert "properties: union(required, tenancy, secret, certificate, eventGrid)" in settings
+    # The same values are azd outputs, for scripts/activate-event-grid.sh and the operator.
+    outputs = set(re.findall(r"^output (EVENT_GRID_\w+) ", (INFRA / "main.bicep").read_text(), re.MULTILINE))
+    assert outputs >= EVENT_GRID_SETTINGS
+
+
+def test_the_dead_letter_container_exists_only_with_the_channel_on() -> None:
+    storage = (INFRA / "app" / "storage.bicep").read_text()
+    container = _declaration(storage, "resource", "deadLetters")
+    assert "= if (!empty(deadLetterContainerName)) {" in container.splitlines()[0]
+    assert "publicAccess: 'None'" in container

@@ -66,6 +66,7 @@ _SECRET = "whsec_" + base64.b64encode(b"0123456789abcdef0123").decode()
 _RICH_ENTRY = {"resource": "users/u1/messages", "changeType": "created,updated", "includeResourceData": True}
 _SET_ENTRY = {"resource": "users/{member}/drive/root", "changeType": "updated", "forEachMemberOf": "g1"}
 _DRIVE_ENTRY = {"resource": "drives/d1/root", "changeType": "updated"}
+_EVENT_GRID_ENTRY = {"resource": "users", "changeType": "updated", "delivery": "eventGrid"}
 # Every optional feature on: a secret, rich notifications with a previous certificate, SharePoint lists,
 # another account for graph-changes, telemetry, and one sink of each type.
 MAXIMAL: dict[str, str] = {
@@ -80,7 +81,11 @@ MAXIMAL: dict[str, str] = {
     "NOTIFICATION_URL": "https://app.example.net/api/notifications?code=k",
     "LIFECYCLE_NOTIFICATION_URL": "https://app.example.net/api/lifecycle?code=k",
     "HTTP_AUTH_LEVEL": "function",
-    "GRAPH_SUBSCRIPTIONS": json.dumps([_DRIVE_ENTRY, _RICH_ENTRY, _SET_ENTRY]),
+    "GRAPH_SUBSCRIPTIONS": json.dumps([_DRIVE_ENTRY, _RICH_ENTRY, _SET_ENTRY, _EVENT_GRID_ENTRY]),
+    "EVENT_GRID_AZURE_SUBSCRIPTION_ID": "55555555-5555-5555-5555-555555555555",
+    "EVENT_GRID_RESOURCE_GROUP": "rg-app",
+    "EVENT_GRID_PARTNER_TOPIC": "app-topic",
+    "EVENT_GRID_LOCATION": "westeurope",
     "INITIAL_SYNC": "full",
     "CALENDAR_WINDOW_DAYS_PAST": "7",
     "CALENDAR_WINDOW_DAYS_AHEAD": "90",

@@ -2,7 +2,8 @@
 
 Deviation from Graph: ``notificationUrl``/``lifecycleNotificationUrl`` must be https,
 except that plain http is accepted for loopback hosts (localhost, 127.0.0.0/8, ::1),
-because the local Functions host and test receivers have no TLS.
+because the local Functions host and test receivers have no TLS. Either may also name an
+Event Grid partner topic (``EventGrid:?...``, eventgrid.py).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from urllib.parse import urlsplit
 
 from ..clock import graph_time, parse_time
 from ..errors import GraphError
+from ..eventgrid import is_eventgrid, parse_url
 from ..rich import check_encryption
 
 DRIVE_MAX_MINUTES = 42300
@@ -161,9 +163,12 @@ def _is_loopback(host: str | None) -> bool:
 
 
 def check_url(url: Any, field: str) -> str:
-    """Validate a notification URL: absolute https, or http on a loopback host."""
+    """Validate a notification URL: absolute https, http on a loopback host, or an Event Grid partner topic."""
     if not isinstance(url, str) or not url:
         raise GraphError(400, "InvalidRequest", f"{field} is a required property.")
+    if is_eventgrid(url):
+        parse_url(url, field)
+        return url
     parts = urlsplit(url)
     if parts.scheme == "https" and parts.hostname:
         return url

@@ -12,6 +12,7 @@ from aiohttp import web
 
 from .. import handshake
 from ..errors import GraphError, empty_response, json_response
+from ..eventgrid import is_eventgrid, parse_url
 from ..models.subscriptions import RULE_KIND, build, check_expiration, max_minutes, resource_path, rule_for
 from ..rich import checked_certificate
 from ..state import SimState
@@ -71,10 +72,14 @@ async def create(request: web.Request, state: SimState, m: re.Match[str], claims
     # (GD concepts/change-notifications-delivery-webhooks.md). The 409 of the Event Hubs and Event Grid
     # pages is not a webhook's.
     timeout = state.config.validation_timeout_seconds
-    await handshake.validate(state.session(), sub.notification_url, timeout)
-    if sub.lifecycle_url:
-        # Graph validates the lifecycle URL separately, even when it equals notificationUrl.
-        await handshake.validate(state.session(), sub.lifecycle_url, timeout)
+    for name, url in (("notificationUrl", sub.notification_url), ("lifecycleNotificationUrl", sub.lifecycle_url)):
+        if url and is_eventgrid(url):
+            # No handshake for Event Grid; Graph creates the partner topic with its first subscription.
+            source = f"/tenants/{state.tenant_id}/applications/{sub.application_id}"
+            state.deliverer.eventgrid.topics.ensure(parse_url(url, name), source, now)
+        elif url:
+            # Graph validates the lifecycle URL separately, even when it equals notificationUrl.
+            await handshake.validate(state.session(), url, timeout)
     state.subs.subs[sub.id] = sub
     log.info("created subscription %s on %s", sub.id, sub.resource)
     return json_response(request, sub.to_json(state.graph_url), status=201)
