@@ -1,7 +1,8 @@
 """A consumer of change events: the smallest program that reads the `graph-changes` queue.
 
 Copy it into your own service. Each message is one change event (JSON, base64-encoded
-as the Functions host writes it); see the README's "The change event". Delivery is at
+as the Functions host writes it, or with EVENT_FORMAT=cloudevents a CloudEvent holding
+it in ``data``); see the README's "The change event". Delivery is at
 least once: the same event can arrive twice, always with the same ``id``, so keep what
 you do idempotent (or remember the ids you handled). Delete a message only once you
 have handled it: if your program dies first, the message shows again after the
@@ -46,7 +47,9 @@ def consume(queue: QueueClient, count: int | None = None, idle_seconds: float = 
         # Invisible to other consumers for 5 minutes: enough to handle a batch.
         messages = list(queue.receive_messages(messages_per_page=batch, max_messages=batch, visibility_timeout=300))
         for message in messages:
-            handle(json.loads(message.content))
+            event = json.loads(message.content)
+            # EVENT_FORMAT=cloudevents: a CloudEvent whose data is the same event.
+            handle(event["data"] if "specversion" in event else event)
             queue.delete_message(message)  # only after handling it: at least once
             handled += 1
         if not messages:

@@ -4,7 +4,8 @@ Peeking graph-changes sees only its first 32 messages, so the command opens a ta
 queue ``tap-<random>`` registered in table ``taps`` (renewed every 30 s) that the app's
 event outlet copies every event to while the command runs. Ctrl-C deletes the queue and
 its row; a tap whose watcher died lapses after two minutes and is cleaned up by the
-next ``events tail``.
+next ``events tail``. Events come as the app sends them (EVENT_FORMAT): native events or
+CloudEvents, printed alike (``--json`` prints each message as it is).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import typer
 from rich.markup import escape
 
 from shared.clock import utcnow
+from shared.model.event_formats import native_event
 from shared.model.names import TAPS_TABLE
 from shared.stores.taps import CACHE_SECONDS, HEARTBEAT, TAP_PREFIX, TapStore
 
@@ -82,10 +84,15 @@ def _print(text: str, as_json: bool) -> None:
         print(text, flush=True)
         return
     try:
-        event: dict[str, Any] = json.loads(text)
+        message = json.loads(text)
     except json.JSONDecodeError:
         console.print(escape(text), highlight=False)
         return
+    if not isinstance(message, dict):
+        console.print(escape(text), highlight=False)
+        return
+    # EVENT_FORMAT=cloudevents: the line shows the CloudEvent's data, the native event.
+    event: dict[str, Any] = native_event(message)
     item = event.get("item")
     name = ""
     if isinstance(item, dict):

@@ -144,6 +144,7 @@ async def build_worker(environ: Mapping[str, str]) -> Worker:
         [MessageQueue(owned.own(queue_client(connection, q, token, **PATIENT))) for q in sink_queues(environ)],
         taps=taps,
         tenants=sink_tenants(environ),
+        event_format=settings.event_format,
     )
     from shared.app.credentials import build_sharepoint_client
     from shared.sharepoint.subscriptions import StoreView

@@ -8,6 +8,7 @@ from datetime import timedelta
 from urllib.parse import urlsplit
 
 from shared.config.environment import check_url, optional, required, seconds
+from shared.config.events import event_format
 from shared.config.security import ResourceDataSettings, resource_data_settings
 from shared.config.storage import changes_connection, storage_connection
 from shared.config.subscriptions import parse_desired, parse_sharepoint, sharepoint_notification_url
@@ -77,6 +78,8 @@ class Settings:
     suspended_remove_after: timedelta | None = None
     # multi: GRAPH_TENANT_ID was set but is not used (the app says so at start-up).
     ignored_tenant_id: bool = False
+    # EVENT_FORMAT: native (the default) or cloudevents, on graph-changes and the sink queues.
+    event_format: str = "native"
 
     @property
     def multi_tenant(self) -> bool:
@@ -159,6 +162,7 @@ class Settings:
             consent_redirect_url=consent_redirect_url(environ, notification_url),
             suspended_remove_after=suspended_remove_after(environ),
             ignored_tenant_id=mode == MULTI and optional(environ, "GRAPH_TENANT_ID") is not None,
+            event_format=event_format(environ),
         )
 
 

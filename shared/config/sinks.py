@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 
 from shared.config.storage import STORAGE_SETTING, storage_connection
 from shared.errors import InvalidSettingError, InvalidTenantError, MissingSettingError
+from shared.model.event_formats import CONTENT_MODES, ContentMode
 from shared.model.hosts import is_loopback
 from shared.model.schedule import DEFAULT_HORIZON_HOURS, MAX_HORIZON_HOURS
 from shared.model.sinks import (
@@ -74,6 +75,7 @@ def _entry(index: int, entry: Any, environ: Mapping[str, str]) -> SinkConfig:
             concurrency=_int(index, entry, "concurrency", 8, 1),
             rate_per_second=_positive(index, entry, "ratePerSecond", None),
             timeout_seconds=_positive(index, entry, "timeoutSeconds", 10.0) or 10.0,
+            cloudevents=_content_mode(index, entry),
         )
     if kind == "teams":
         window = _positive(index, entry, "windowSeconds", DEFAULT_TEAMS_WINDOW) or DEFAULT_TEAMS_WINDOW
@@ -175,6 +177,17 @@ def _valid_secret(secret: str) -> bool:
         return len(base64.b64decode(secret.removeprefix("whsec_") + "==", validate=False)) >= 16
     except (binascii.Error, ValueError):
         return False
+
+
+def _content_mode(index: int, entry: dict[str, Any]) -> ContentMode | None:
+    """``cloudevents``: the CloudEvents HTTP content mode a webhook sends in; absent: the native event."""
+    mode = entry.get("cloudevents")
+    if mode is None:
+        return None
+    for known in CONTENT_MODES:
+        if mode == known:
+            return known
+    raise _invalid(index, f"cloudevents must be {' or '.join(repr(m) for m in CONTENT_MODES)}")
 
 
 def _int(index: int, entry: dict[str, Any], key: str, default: int, low: int) -> int:

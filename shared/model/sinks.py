@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 from shared.model.connection import StorageConnection
+from shared.model.event_formats import ContentMode
 from shared.model.schedule import DEFAULT_HORIZON_HOURS, RetryPolicy
 
 # The connection a blob sink uses unless its entry names another.
@@ -49,6 +50,8 @@ class WebhookSink:
     concurrency: int = 8
     rate_per_second: float | None = None
     timeout_seconds: float = 10.0
+    # "cloudevents": send a CloudEvent in "binary" or "structured" HTTP content mode; None: the native event.
+    cloudevents: ContentMode | None = None
     type: str = "webhook"
 
 

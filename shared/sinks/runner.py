@@ -10,6 +10,7 @@ an item waits, re-enqueued, while an earlier one is retried, for the same horizo
 when re-enqueuing itself fails does the host's own retry apply (poisoned on its last
 attempt, like the core's queue). The poison queue holds the original message text, so
 moving it back onto the sink's queue replays it. Every poisoning is counted by reason.
+A message in either event form (EVENT_FORMAT) reaches the sink as the native event.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from typing import Any
 
 from shared.clock import format_time, optional_time, utcnow
 from shared.errors import DeliveryDeferredError, DeliveryRejectedError, DeliveryRetryError
+from shared.model.event_formats import native_event
 from shared.model.names import MAX_DEQUEUE_COUNT
 from shared.model.schedule import RetryPolicy
 from shared.model.sinks import Delivery
@@ -54,6 +56,11 @@ class SinkMessage:
             since = optional_time(data.get("sinkSince"))
             return cls(data["payload"], int(data["sinkRetry"]), int(data.get("sinkDeferrals", 0)), since)
         return cls(data)
+
+    @property
+    def event(self) -> dict[str, Any]:
+        """What the sink is handed: the native event, whichever form the queue holds it in."""
+        return native_event(self.payload)
 
     def payload_text(self) -> str:
         """The payload alone: what the poison queue keeps, ready to replay."""
@@ -105,7 +112,7 @@ class SinkRunner:
             await move_to_poison(self._poison, text)
             return "poisoned"
         try:
-            await self.sink.deliver([message.payload])
+            await self.sink.deliver([message.event])
         except DeliveryRejectedError as exc:
             log.error("sink %s: event %s refused (%s): moved to poison", self.queue, _id(message), exc)
             return await self._give_up(message, "refused")
@@ -155,9 +162,9 @@ class SinkRunner:
     async def _give_up(self, message: SinkMessage, reason: str) -> str:
         count(POISONED, sink=self.queue, reason=reason)
         await move_to_poison(self._poison, message.payload_text())
-        await self.sink.abandon([message.payload])
+        await self.sink.abandon([message.event])
         return "poisoned"
 
 
 def _id(message: SinkMessage) -> str:
-    return str(message.payload.get("id", "?"))
+    return str(message.event.get("id", "?"))

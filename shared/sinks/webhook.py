@@ -4,8 +4,11 @@ Headers ``webhook-id`` (the event id, so receivers can drop duplicates),
 ``webhook-timestamp`` (the time of this attempt, so a retried or replayed event
 still passes a receiver's 5-minute tolerance) and ``webhook-signature``
 (``v1,<base64 HMAC-SHA256>``, made by the standardwebhooks package); the body is
-the event's JSON. A short in-process retry (tenacity) covers brief failures and a
-small ``Retry-After``; longer waits go back to the runner, which re-enqueues.
+the event's JSON, or, with ``"cloudevents": "binary"`` or ``"structured"`` in the sink's
+entry, a CloudEvent in that HTTP content mode (``ce-*`` headers and the event as the
+body, or ``application/cloudevents+json``), the signature covering the exact body sent.
+A short in-process retry (tenacity) covers brief failures and a small ``Retry-After``;
+longer waits go back to the runner, which re-enqueues.
 Per-item order is kept by the OrderBook (see ordering.py). Concurrency and rate
 limits apply per instance. The secret and the signature are never logged.
 """
@@ -120,6 +123,25 @@ class WebhookForward:
             "webhook-signature": self._signer.sign(event_id, now, body),
         }
 
+    def request(self, event: dict[str, Any], now: datetime) -> tuple[dict[str, str], bytes]:
+        """The headers and body of one attempt: the native event, or a CloudEvent in the sink's content mode.
+
+        The signature covers the exact body sent; a CloudEvent's own headers (``ce-*``, its
+        content type) go beside the Standard Webhooks ones.
+        """
+        event_id = str(event.get("id", ""))
+        if self._config.cloudevents is None:
+            text = json.dumps(event, separators=(",", ":"), ensure_ascii=False)
+            return self.headers(event_id, text, now), text.encode()
+        from shared.model.event_formats import http_message
+
+        try:
+            cloud_headers, body = http_message(event, self._config.cloudevents)
+        except ValueError as exc:
+            raise DeliveryRejectedError(f"not a change event a CloudEvent can carry: {type(exc).__name__}") from exc
+        signed = self.headers(event_id, body.decode("utf-8"), now)
+        return {**signed, **{name.lower(): value for name, value in cloud_headers.items()}}, body
+
     async def deliver(self, messages: Sequence[dict[str, Any]]) -> None:
         """Deliver each event in order, keeping per-item order."""
         for event in messages:
@@ -136,14 +158,13 @@ class WebhookForward:
         """POST one event once, signed for this attempt; raise a delivery error for a failed status."""
         import aiohttp
 
-        body = json.dumps(event, separators=(",", ":"), ensure_ascii=False)
-        headers = self.headers(str(event.get("id", "")), body, datetime.now(UTC))
+        headers, body = self.request(event, datetime.now(UTC))
         limiter = self._rate()
         async with self._gate:
             if limiter is not None:
                 await limiter.acquire()
             try:
-                async with self._client().post(self._config.url, data=body.encode(), headers=headers) as response:
+                async with self._client().post(self._config.url, data=body, headers=headers) as response:
                     await response.read()
                     classify(response.status, response.headers.get("Retry-After"))
             except (TimeoutError, aiohttp.ClientError) as exc:

@@ -2,6 +2,8 @@
 
 graph-changes is written first and never waits on a sink: a sink queue write that
 fails fails the page, which is retried with the same event ids (at least once).
+With EVENT_FORMAT=cloudevents each native event is sent as a structured CloudEvent
+(model/event_formats.py), the same text on every queue and tap.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import json
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Protocol
 
+from shared.model.event_formats import NATIVE, fit_structured, native_event
 from shared.queues.message_queue import MessageQueue
 
 
@@ -29,12 +32,14 @@ class EventFanout:
         sinks: Sequence[MessageQueue] = (),
         taps: Copier | None = None,
         tenants: Mapping[str, frozenset[str]] | None = None,
+        event_format: str = NATIVE,
     ) -> None:
         self._changes = changes
         self._sinks = tuple(sinks)
         self._taps = taps
         # A sink queue's name -> the only tenants whose events it receives (SINKS "tenants"); absent: every tenant's.
         self._tenants = dict(tenants or {})
+        self._native = event_format == NATIVE
 
     @property
     def name(self) -> str:
@@ -47,7 +52,7 @@ class EventFanout:
 
     async def send_all(self, texts: Iterable[str]) -> None:
         """Store the messages on graph-changes, then on every sink queue."""
-        batch = list(texts)
+        batch = list(texts) if self._native else [fit_structured(text) for text in texts]
         await self._changes.send_all(batch)
         if self._sinks and batch:
             await asyncio.gather(*(sink.send_all(self._for(sink, batch)) for sink in self._sinks))
@@ -62,6 +67,6 @@ class EventFanout:
 
 
 def _tenant_of(text: str) -> str:
-    """The event's tenantId ('' when it has none)."""
-    value = json.loads(text).get("tenantId")
+    """The event's tenantId, in either form ('' when it has none)."""
+    value = native_event(json.loads(text)).get("tenantId")
     return value if isinstance(value, str) else ""

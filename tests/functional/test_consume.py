@@ -46,3 +46,24 @@ async def test_the_consumer_prints_each_event_and_takes_only_what_it_handled(azu
         "created driveItem item-1 file-1.txt (event event-1)",
     ]
     assert await peek_count(azurite.connection_string, queue) == 1  # the third is left for the next run
+
+
+async def test_the_consumer_reads_cloudevents_too(azurite, unique_name):
+    from shared.model.event_formats import structured_json
+
+    queue = unique_name("changes")
+    event = _event(7) | {"resource": "drives/b!d/root", "observedAt": "2026-11-22T10:00:01.123456Z"}
+    async with queue_client(azurite.connection_string, queue) as client:
+        await client.create_queue()
+        await client.send_message(structured_json(event))
+    done = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "devtools.consume", "--queue", queue, "--count", "1"],
+        cwd=ROOT,
+        env={**os.environ, "AzureWebJobsStorage": azurite.connection_string},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["created driveItem item-7 file-7.txt (event event-7)"]

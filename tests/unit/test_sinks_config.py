@@ -196,3 +196,18 @@ def test_refuses_more_sinks_than_triggers() -> None:
     assert "at most 8" in refused(
         *[{"type": "teams", "url": "https://e.org/w", "name": f"cards-{i}"} for i in range(9)]
     )
+
+
+def test_a_webhook_sends_native_events_unless_its_entry_names_a_cloudevents_mode() -> None:
+    plain, binary, structured = parse(
+        {"type": "webhook", "url": "https://example.org/a", "secret": SECRET},
+        {"type": "webhook", "url": "https://example.org/b", "secret": SECRET, "cloudevents": "binary"},
+        {"type": "webhook", "url": "https://example.org/c", "secret": SECRET, "cloudevents": "structured"},
+    )
+    assert (plain.cloudevents, binary.cloudevents, structured.cloudevents) == (None, "binary", "structured")
+
+
+@pytest.mark.parametrize("mode", ["batch", "Binary", True, ""])
+def test_refuses_an_unknown_cloudevents_mode(mode: Any) -> None:
+    entry = {"type": "webhook", "url": "https://example.org/a", "secret": SECRET, "cloudevents": mode}
+    assert "entry 0: cloudevents must be 'binary' or 'structured'" in refused(entry)
