@@ -14,7 +14,7 @@ import traceback
 import warnings
 from collections.abc import Awaitable, Callable
 
-from . import coalescing, ingest, largedrive, latency, renewal, rich, sets, sinks, startup, tenants
+from . import coalescing, eventgrid, ingest, largedrive, latency, renewal, rich, sets, sinks, startup, tenants
 from .report import Row, machine, say, table
 
 Benchmark = Callable[[bool], Awaitable[list[Row]]]
@@ -29,6 +29,7 @@ BENCHMARKS: dict[str, Benchmark] = {
     sinks.NAME: sinks.run,
     rich.NAME: rich.run,
     tenants.NAME: tenants.run,
+    eventgrid.NAME: eventgrid.run,
 }
 
 
