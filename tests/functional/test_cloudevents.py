@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,7 +24,6 @@ from cloudevents.core.formats.json import JSONFormat
 from standardwebhooks import Webhook
 from standardwebhooks.webhooks import WebhookVerificationError
 
-from devtools.azurite import free_port
 from devtools.messages import receive_json
 from shared.clock import parse_time, utcnow
 from shared.errors import DeliveryRejectedError
@@ -193,16 +192,10 @@ class Receiver:
 
 
 @pytest.fixture
-async def receiver() -> AsyncIterator[Receiver]:
-    port = free_port()
-    hook = Receiver(f"http://127.0.0.1:{port}/hook")
-    app = web.Application()
-    app.router.add_post("/hook", hook.handle)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    yield hook
-    await runner.cleanup()
+async def receiver(hook_server: Callable[..., Awaitable[str]]) -> Receiver:
+    hook = Receiver("")
+    hook.url = await hook_server(hook.handle)
+    return hook
 
 
 @pytest.mark.parametrize("queued", ["native", "cloudevents"])

@@ -25,21 +25,26 @@ def _event(n: int) -> dict[str, object]:
     }
 
 
+async def consume(connection: str, queue: str, count: int) -> subprocess.CompletedProcess[str]:
+    """Run the sample consumer on ``queue`` for ``count`` events, as a user would."""
+    return await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "devtools.consume", "--queue", queue, "--count", str(count)],
+        cwd=ROOT,
+        env={**os.environ, "AzureWebJobsStorage": connection},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
 async def test_the_consumer_prints_each_event_and_takes_only_what_it_handled(azurite, unique_name):
     queue = unique_name("changes")
     async with queue_client(azurite.connection_string, queue) as client:  # base64, as the app writes
         await client.create_queue()
         for n in range(3):
             await client.send_message(json.dumps(_event(n)))
-    done = await asyncio.to_thread(
-        subprocess.run,
-        [sys.executable, "-m", "devtools.consume", "--queue", queue, "--count", "2"],
-        cwd=ROOT,
-        env={**os.environ, "AzureWebJobsStorage": azurite.connection_string},
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    done = await consume(azurite.connection_string, queue, 2)
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines() == [
         "created driveItem item-0 file-0.txt (event event-0)",
@@ -56,14 +61,6 @@ async def test_the_consumer_reads_cloudevents_too(azurite, unique_name):
     async with queue_client(azurite.connection_string, queue) as client:
         await client.create_queue()
         await client.send_message(structured_json(event))
-    done = await asyncio.to_thread(
-        subprocess.run,
-        [sys.executable, "-m", "devtools.consume", "--queue", queue, "--count", "1"],
-        cwd=ROOT,
-        env={**os.environ, "AzureWebJobsStorage": azurite.connection_string},
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    done = await consume(azurite.connection_string, queue, 1)
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines() == ["created driveItem item-7 file-7.txt (event event-7)"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -15,7 +15,6 @@ from aiohttp import web
 from standardwebhooks import Webhook
 from standardwebhooks.webhooks import WebhookVerificationError
 
-from devtools.azurite import free_port
 from devtools.messages import receive_json
 from shared.app.sinks import SinkRuntime, build_sinks
 from shared.model.names import MAX_DEQUEUE_COUNT
@@ -63,16 +62,10 @@ class Receiver:
 
 
 @pytest.fixture
-async def receiver() -> AsyncIterator[Receiver]:
-    port = free_port()
-    hook = Receiver(f"http://127.0.0.1:{port}/hook")
-    app = web.Application()
-    app.router.add_post("/hook", hook.handle)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    yield hook
-    await runner.cleanup()
+async def receiver(hook_server: Callable[..., Awaitable[str]]) -> Receiver:
+    hook = Receiver("")
+    hook.url = await hook_server(hook.handle)
+    return hook
 
 
 def event(**changes: Any) -> dict[str, Any]:

