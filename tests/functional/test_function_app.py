@@ -22,9 +22,10 @@ def post(route: str, body: bytes = b"", **params: str) -> func.HttpRequest:
     return func.HttpRequest("POST", f"http://localhost/api/{route}", params=params, body=body)
 
 
-def test_the_app_declares_the_four_functions_with_their_bindings():
+def test_the_app_declares_its_functions_with_their_bindings():
     assert set(FUNCTIONS) == {
-        "notifications", "lifecycle", "process", "renew", "health", "sharepoint", "consent_start", "consent"
+        "notifications", "lifecycle", "process", "renew", "health", "sharepoint", "consent_start", "consent",
+        "eventgrid",
     }  # fmt: skip
     triggers = {name: f.get_trigger() for name, f in FUNCTIONS.items()}
     assert triggers["sharepoint"].route == "sharepoint"
@@ -33,6 +34,8 @@ def test_the_app_declares_the_four_functions_with_their_bindings():
     assert triggers["notifications"].route == "notifications"
     assert triggers["lifecycle"].route == "lifecycle"
     assert triggers["renew"].schedule == DEFAULT_RENEW_SCHEDULE
+    # scripts/activate-event-grid.sh routes the partner topic to <app>/functions/eventgrid.
+    assert triggers["eventgrid"].get_binding_name() == "eventGridTrigger"
 
 
 @pytest.mark.parametrize("route", ["notifications", "lifecycle"])
