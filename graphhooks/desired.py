@@ -50,8 +50,8 @@ def tenant_scope(current: Session, tenant: str | None) -> str:
 
 
 def seed(values: dict[str, str]) -> tuple[DesiredSubscription, ...]:
-    """The app setting's entries, validated as the app validates them."""
-    return parse_desired(values.get(SEED, "").strip() or "[]")
+    """The app setting's entries, validated as the app validates them (its tenant mode and partner topic too)."""
+    return parse_desired(values.get(SEED, "").strip() or "[]", multi=tenant_mode(values) == MULTI, environ=values)
 
 
 def validated(

@@ -93,6 +93,30 @@ async def test_a_seed_entry_cannot_be_removed_from_the_table(azurite, tmp_path):
     assert "GRAPH_SUBSCRIPTIONS" in result.stderr and "seed" in result.stderr
 
 
+async def test_desired_list_reads_seed_entries_delivered_through_event_grid(azurite, tmp_path):
+    seed = json.dumps([{"resource": "users", "delivery": "eventGrid"}])
+    values = {
+        "AzureWebJobsStorage": azurite.connection_string,
+        "GRAPH_SUBSCRIPTIONS": seed,
+        "EVENT_GRID_AZURE_SUBSCRIPTION_ID": "8a8a8a8a-4b4b-4c4c-4d4d-12e12e12e12e",
+        "EVENT_GRID_RESOURCE_GROUP": "rg-app",
+        "EVENT_GRID_PARTNER_TOPIC": "app-topic",
+        "EVENT_GRID_LOCATION": "westeurope",
+    }
+    listed = await cli(write_settings(tmp_path / "grid.json", values), "desired", "list")
+    assert listed.exit_code == 0, listed.output
+    assert "users" in listed.stdout and "seed" in listed.stdout
+
+
+async def test_desired_list_reads_a_multi_tenant_seed_naming_its_tenants(azurite, tmp_path):
+    tenant = "0b0b0b0b-0000-4000-8000-000000000b0b"
+    seed = json.dumps([{"resource": "users", "tenants": [tenant]}])
+    values = {"AzureWebJobsStorage": azurite.connection_string, "GRAPH_SUBSCRIPTIONS": seed, "TENANT_MODE": "multi"}
+    listed = await cli(write_settings(tmp_path / "multi.json", values), "desired", "list")
+    assert listed.exit_code == 0, listed.output
+    assert "users" in listed.stdout
+
+
 async def _ready(value: Any) -> Any:
     return value
 
