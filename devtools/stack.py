@@ -163,14 +163,17 @@ async def wait_for_subscriptions(env: dict[str, str], within: float = 60.0) -> b
 
     from shared.config.storage import storage_connection
     from shared.config.subscriptions import parse_desired
+    from shared.config.tenants import tenant_mode
     from shared.model.names import SUBSCRIPTIONS_TABLE
     from shared.model.subscription import ACTIVE
+    from shared.model.tenant import MULTI
     from shared.stores.clients import table_client
     from shared.stores.subscriptions import SubscriptionStore
 
     values: dict[str, str] = dict(env)
     load_local_settings(ROOT, values)
-    wanted = len(parse_desired(values.get("GRAPH_SUBSCRIPTIONS") or "[]"))
+    multi = tenant_mode(values) == MULTI
+    wanted = len(parse_desired(values.get("GRAPH_SUBSCRIPTIONS") or "[]", multi=multi, environ=values))
     deadline = time.monotonic() + within
     async with table_client(storage_connection(values), SUBSCRIPTIONS_TABLE) as client:
         store = SubscriptionStore(client)

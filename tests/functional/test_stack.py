@@ -329,3 +329,18 @@ def test_after_make_run_the_cli_the_simulator_control_and_a_consumer_work(tmp_pa
             stack.wait(timeout=60)
         finally:
             _kill_all(settings)
+
+
+async def test_waiting_for_subscriptions_reads_entries_delivered_through_event_grid(azurite: Azurite) -> None:
+    from devtools.stack import wait_for_subscriptions
+
+    env = {
+        "AzureWebJobsStorage": azurite.connection_string,
+        "GRAPH_SUBSCRIPTIONS": json.dumps([{"resource": "users", "delivery": "eventGrid"}]),
+        "EVENT_GRID_AZURE_SUBSCRIPTION_ID": "8a8a8a8a-4b4b-4c4c-4d4d-12e12e12e12e",
+        "EVENT_GRID_RESOURCE_GROUP": "rg-app",
+        "EVENT_GRID_PARTNER_TOPIC": "app-topic",
+        "EVENT_GRID_LOCATION": "westeurope",
+    }
+    # Nothing is subscribed here: it waits, then says so, rather than failing on the entry.
+    assert await wait_for_subscriptions(env, within=0.2) is False
