@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from . import cursor, desired, events, poison, subscriptions, tenants
+from . import cursor, desired, eventgrid, events, poison, subscriptions, tenants
 from .runtime import Session, console, quiet_sdk_logs
 
 PIPED_WIDTH = 240
@@ -26,6 +26,7 @@ app.add_typer(poison.app, name="poison", no_args_is_help=True)
 app.add_typer(cursor.app, name="cursor", no_args_is_help=True)
 app.add_typer(events.app, name="events", no_args_is_help=True)
 app.add_typer(tenants.app, name="tenants", no_args_is_help=True)
+app.add_typer(eventgrid.app, name="eventgrid", no_args_is_help=True)
 
 
 @app.callback()

@@ -111,16 +111,9 @@ class ClaimStore:
 def _container_client(
     connection: StorageConnection, credential: AsyncTokenCredential | None, **options: Any
 ) -> ContainerClient:
-    from azure.storage.blob.aio import ContainerClient
+    from shared.stores.clients import container_client
 
-    from shared.stores.clients import expand_connection
-
-    if connection.connection_string is not None:
-        return ContainerClient.from_connection_string(
-            expand_connection(connection.connection_string), CONTAINER, **options
-        )
-    assert connection.blob_service_uri is not None  # claims_for returns None without one
-    return ContainerClient(connection.blob_service_uri, CONTAINER, credential=credential, **options)
+    return container_client(connection, CONTAINER, credential, **options)
 
 
 def claims_for(

@@ -15,6 +15,7 @@ from shared.model.connection import StorageConnection
 if TYPE_CHECKING:
     from azure.core.credentials_async import AsyncTokenCredential
     from azure.data.tables.aio import TableClient
+    from azure.storage.blob.aio import ContainerClient
     from azure.storage.queue.aio import QueueClient
 
 # Azurite's well-known development account (public, documented by Microsoft).
@@ -84,6 +85,23 @@ def queue_client(
     assert conn.queue_service_uri is not None  # storage_connection guarantees it
     token = credential or storage_credential(conn)
     return QueueClient(conn.queue_service_uri, name, credential=token, **codecs, **options)
+
+
+def container_client(
+    connection: str | StorageConnection,
+    name: str,
+    credential: AsyncTokenCredential | None = None,
+    **options: Any,
+) -> ContainerClient:
+    """An async blob container client; ValueError when the connection names no blob endpoint."""
+    from azure.storage.blob.aio import ContainerClient
+
+    conn = as_connection(connection)
+    if conn.connection_string is not None:
+        return ContainerClient.from_connection_string(expand_connection(conn.connection_string), name, **options)
+    if conn.blob_service_uri is None:
+        raise ValueError("the storage connection names no blob endpoint")
+    return ContainerClient(conn.blob_service_uri, name, credential=credential or storage_credential(conn), **options)
 
 
 def table_client(
