@@ -99,6 +99,17 @@ def start_simulator(state_dir: Path, *options: str, port: int = 0, tls_port: int
     return sim
 
 
+def terminate(process: subprocess.Popen[bytes], timeout: float = 15.0) -> None:
+    """SIGTERM a process started without a session of its own; kill it if it lingers."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(5)
+
+
 def start_host(
     env: dict[str, str], log_path: Path, port: int | None = None, without: tuple[str, ...] = ()
 ) -> tuple[Child, int]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import signal
 import ssl
 import subprocess
 import sys
@@ -20,6 +19,7 @@ from aiohttp import web
 
 from devtools.azurite import free_port
 from devtools.graphsim.server import SimHandle
+from devtools.launch import terminate
 
 ROOT = Path(__file__).resolve().parents[2]
 AZURE_SUB = "8a8a8a8a-4b4b-4c4c-4d4d-12e12e12e12e"
@@ -168,13 +168,7 @@ def start_host(script_root: Path, logs: Path, args: list[str] | None = None) -> 
 
 def stop_host(host: LocalHost) -> None:
     """SIGTERM, then kill if it lingers."""
-    if host.proc.poll() is None:
-        host.proc.send_signal(signal.SIGTERM)
-        try:
-            host.proc.wait(15)
-        except subprocess.TimeoutExpired:
-            host.proc.kill()
-            host.proc.wait(5)
+    terminate(host.proc)
 
 
 # A throwaway v2 app: one Event Grid function that appends what it got to EG_RECORD (a JSONL

@@ -26,6 +26,7 @@ from azure.core.exceptions import ResourceExistsError
 from azure.storage.queue import QueueClient
 
 from devtools.azurite import Azurite, free_port
+from devtools.launch import terminate
 
 ROOT = Path(__file__).resolve().parents[2]
 APP = ROOT / "tests" / "functional" / "hostapp"
@@ -110,13 +111,7 @@ def start_host(azurite: Azurite, tmp_path: Path) -> Iterator[Callable[..., Host]
 
     yield start
     for host in started:
-        if host.proc.poll() is None:
-            host.proc.send_signal(signal.SIGTERM)
-            try:
-                host.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                host.proc.kill()
-                host.proc.wait(5)
+        terminate(host.proc)
 
 
 @dataclass
