@@ -103,11 +103,14 @@ class E2E:
         stats = await self.control.stats()
         return int(stats["drives"].get(DEMO_DRIVE, {}).get("deltaRuns", 0))
 
-    async def idle(self, within: float = DEADLINE) -> None:
+    async def idle(self, within: float = MAX_DEFER.total_seconds() + DEADLINE) -> None:
         """Wait until the simulator has nothing left to deliver and graph-notifications is empty.
 
         Storage counts invisible (running or delayed) messages too, so an empty queue
-        means every stored notification was processed and its events are written.
+        means every stored notification was processed and its events are written. A pass
+        request that finds another pass under the resource's lease waits up to MAX_DEFER
+        before it runs (after a restart, or beside a new subscription's first sync), so the
+        default wait covers that delay as well.
         """
 
         async def check() -> bool:
@@ -131,7 +134,7 @@ class E2E:
         await eventually(synced, what="the first sync after subscribing")
         # The second request may find the first pass under its lease and wait MAX_DEFER before it runs:
         # idle counts that delayed message, so every request of the subscription's start is done.
-        await self.idle(within=MAX_DEFER.total_seconds() + DEADLINE)
+        await self.idle()
         await self.changes.read()  # start from an empty graph-changes
         return sub
 
