@@ -18,6 +18,7 @@ from shared.model.notifications import Envelope
 from shared.model.subscription import SubscriptionRecord
 from shared.queues.claims import redeem
 from shared.queues.message_queue import MessageQueue, move_to_poison
+from shared.queues.waiting import WaitingMessages
 from shared.reconcile.reconciler import Reconciler
 from shared.security.resource_data import resolves
 from shared.stores.subscriptions import SubscriptionStore
@@ -67,6 +68,8 @@ class Processor:
         # TENANT_MODE=multi: each tenant's reconciler (``reconciler`` given as tenant -> Reconciler), its status,
         # and its onboarding; None in a single-tenant deployment.
         self._tenants = tenants
+        # A tenant's notifications put off while one of the same subscription waits ride on it (queues/waiting.py).
+        self._waiting = WaitingMessages(notifications) if tenants is not None else None
         # Turns notifications with encryptedContent into events; None when no certificate is configured.
         self._resource_data = resource_data
         self._store = store
@@ -180,7 +183,7 @@ class Processor:
         """A tenant's items, kept from holding a worker while the tenant throttles or has its fill of passes."""
         wait = tenants.hold(record.tenant, envelope.deferrals)
         if wait is not None:
-            await self._defer(envelope, items, timedelta(seconds=wait), notified_at)
+            await self._defer(envelope, items, timedelta(seconds=wait), notified_at, record)
             return Summary(deferred=1)
         with tenants.running(record.tenant):
             try:
@@ -192,7 +195,7 @@ class Processor:
                 wait = tenants.throttled(record.tenant, exc)
                 if wait is not None:
                     log.info("tenant %s throttles: its notification put off %.0f s", record.tenant, wait)
-                    await self._defer(envelope, items, timedelta(seconds=wait), notified_at)
+                    await self._defer(envelope, items, timedelta(seconds=wait), notified_at, record)
                     return Summary(deferred=1)
                 if not await tenants.lost(record.tenant, exc, self._clock()):
                     raise
@@ -292,12 +295,27 @@ class Processor:
         return Summary(runs=1, events=outcome.events)
 
     async def _defer(
-        self, envelope: Envelope, items: list[dict[str, Any]], delay: timedelta, notified_at: datetime | None = None
+        self,
+        envelope: Envelope,
+        items: list[dict[str, Any]],
+        delay: timedelta,
+        notified_at: datetime | None = None,
+        joinable: SubscriptionRecord | None = None,
     ) -> None:
+        """Re-queue ``items`` with a delay; a tenant's (``joinable``) may ride on its subscription's waiting message."""
         later = replace(
             envelope, items=items, deferrals=envelope.deferrals + 1, notified_at=notified_at or envelope.notified_at
         )
-        await self._notifications.send(later.to_json(), delay_seconds=delay.total_seconds())
+        seconds = delay.total_seconds()
+        if joinable is not None and self._waiting is not None and _asks_for_a_pass(items, joinable):
+            await self._waiting.put_off(joinable.key, later, seconds)
+            return
+        await self._notifications.send(later.to_json(), delay_seconds=seconds)
+
+
+def _asks_for_a_pass(items: list[dict[str, Any]], record: SubscriptionRecord) -> bool:
+    """True when the items ask only for a delta pass: no lifecycle event, no resource data to apply."""
+    return all(not item.get("lifecycleEvent") and not resolves(item, record.resource) for item in items)
 
 
 def _sum(summaries: list[Summary]) -> Summary:

@@ -18,7 +18,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from devtools.messages import receive_json
+from devtools.messages import peek_count, receive_json
 from devtools.simctl import TenantControl
 from shared.clock import utcnow
 from shared.model.names import CURSORS_TABLE, NOTIFICATIONS_QUEUE, SUBSCRIPTIONS_TABLE, TENANTS_TABLE
@@ -236,6 +236,52 @@ async def test_a_tenant_in_a_429_storm_delays_no_other_tenant_and_loses_nothing(
         await stack.pump(lambda: bool(stack.for_item(stormed["id"])), within=30)
         [event] = stack.for_item(stormed["id"])
         assert (event["tenantId"], event["changeType"]) == (B, "created")
+    finally:
+        await _close(controls)
+
+
+async def _handle_delivered(stack: Stack, control: TenantControl, crash_before_delete: bool = False) -> None:
+    """Once the simulator has delivered, handle the visible notifications as the host would.
+
+    With ``crash_before_delete`` the instance dies after handling, before deleting: each
+    message comes back (after its visibility timeout) and is handled again.
+    """
+
+    deadline = time.monotonic() + 20
+    while (await control.stats())["delivery"]["pending"]:
+        assert time.monotonic() < deadline, "the simulator did not deliver"
+        await asyncio.sleep(0.1)
+    async with queue_client(stack.connection, NOTIFICATIONS_QUEUE) as client:
+        messages = [m async for m in client.receive_messages(max_messages=16, visibility_timeout=1)]
+        assert messages, "no notification reached the queue"
+        for message in messages:
+            await stack.worker.processor.handle(message.content, message.inserted_on, message.dequeue_count)
+        if crash_before_delete:
+            await asyncio.sleep(1.5)
+            messages = [m async for m in client.receive_messages(max_messages=16, visibility_timeout=30)]
+            for message in messages:
+                await stack.worker.processor.handle(message.content, message.inserted_on, message.dequeue_count)
+        for message in messages:
+            await client.delete_message(message)
+
+
+async def test_a_throttled_tenants_notifications_wait_on_one_message_per_subscription(stack_factory: Any) -> None:
+    stack, tenants, controls = await _three_tenants(stack_factory)
+    home = tenants[0]
+    try:
+        await controls[home].call("POST", f"/tenants/{B}/throttle", {"seconds": 600, "status": 429, "retryAfter": 8})
+        items = []
+        for n in range(3):
+            items.append(await controls[B].create_item(DRIVE, f"in-the-storm-{n}.txt", "x"))
+            await _handle_delivered(stack, controls[home], crash_before_delete=n == 2)
+        # Put off three times (the last one twice), yet one message waits: each later one rode on the first.
+        assert await peek_count(stack.connection, NOTIFICATIONS_QUEUE) == 1
+
+        await controls[home].call("POST", f"/tenants/{B}/throttle", {"seconds": 0})
+        await stack.pump(lambda: all(stack.for_item(i["id"]) for i in items), within=30)
+        for item in items:
+            [event] = stack.for_item(item["id"])
+            assert (event["tenantId"], event["changeType"]) == (B, "created")
     finally:
         await _close(controls)
 
