@@ -5,7 +5,8 @@ Over a long storm each would come back again and again, a receive, a send and a 
 each time, on the storage account and the instance the other tenants share. Instead, a
 notification that asks only for a delta pass joins the message its subscription already
 has waiting, sent by this instance: storage updates that message, moving its time forward
-to the joiner's, and the joiner's own message is deleted.
+to the joiner's (and its count of deferrals to the joiner's), and the joiner's own
+message is deleted.
 
 Why that loses nothing: storage updates a message only with the pop receipt it was last
 given, so an update succeeds only while nobody has received the message since. Its run,
@@ -90,7 +91,13 @@ class WaitingMessages:
                 del self._waiting[key]
                 return False
             delay = min(left, max(delay_seconds, self._horizon))
-            joined = replace(waiting.envelope, notified_at=_latest(waiting.envelope, envelope))
+            # It takes on the joiner's time and its count of deferrals: put off again while the throttling lasts,
+            # it comes back as soon as the joiner would have, not after the longer backoff its own count has earned.
+            joined = replace(
+                waiting.envelope,
+                notified_at=_latest(waiting.envelope, envelope),
+                deferrals=min(waiting.envelope.deferrals, envelope.deferrals),
+            )
             try:
                 receipt = await self._queue.update(waiting.receipt, joined.to_json(), delay)
             except Exception:

@@ -108,6 +108,8 @@ async def test_a_joiner_pulls_a_far_off_message_in_to_the_horizon(queue):
 
     [(_, body)] = await visible(connection, wait=2.5)
     assert notified_at(body) == STARTED + timedelta(seconds=7)
+    # Put off again, it backs off from the joiner's count (1), not its own (6): back in seconds, not minutes.
+    assert body["deferrals"] == 1
 
 
 async def test_a_waiting_message_received_meanwhile_is_not_joined(queue):
