@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from shared.clock import utcnow
 from shared.config.sinks import parse_sinks
@@ -14,6 +14,12 @@ from shared.model.connection import StorageConnection
 from shared.model.sinks import BlobSink, Delivery, SinkConfig, WebhookSink
 from shared.queues.message_queue import MessageQueue
 from shared.sinks.runner import SinkRunner
+
+if TYPE_CHECKING:
+    from shared.app.tenant_graphs import TenantGraphs
+    from shared.config.settings import Settings
+    from shared.graph import GraphGateway
+    from shared.reconcile.reconciler import Reconciler
 
 _PATIENT = {"retry_total": 3, "initial_backoff": 1, "increment_base": 2, "random_jitter_range": 1}
 _PATIENT_TABLE = {"retry_total": 3, "retry_backoff_factor": 0.5}
@@ -83,7 +89,7 @@ async def _parts(
         from shared.sinks.webhook import WebhookForward
 
         table = own(table_client(connection, ORDER_TABLE, token, **_PATIENT_TABLE))
-        order = OrderBook(table, config.delivery.queue, wait=tempo)
+        order = OrderBook(table, config.delivery.queue, wait=tempo, by_tenant=_multi(environ))
         await order.setup()
         sink = WebhookForward(config, order)
     elif isinstance(config, BlobSink):
@@ -95,6 +101,41 @@ async def _parts(
         await summary.setup()
         sink = summary
     return sink, config.delivery, queue, poison
+
+
+def _multi(environ: Mapping[str, str]) -> bool:
+    """TENANT_MODE=multi: the sinks' rows are kept by tenant."""
+    from shared.config.tenants import tenant_mode
+    from shared.model.tenant import MULTI
+
+    return tenant_mode(environ) == MULTI
+
+
+async def _tenant_graphs(settings: Settings, own: Callable[[Any], Any]) -> TenantGraphs:
+    """Every tenant's Graph client, built on first use; the mirror reads files only (no sources, no reconciler)."""
+    from shared.app.credentials import tenants_credentials
+    from shared.app.tenant_graphs import TenantGraphs
+    from shared.graph import graph_scope
+    from shared.model.changes import SourceRegistry
+
+    credentials = own(await tenants_credentials(settings))
+    graphs: TenantGraphs = own(
+        TenantGraphs(
+            credentials(),
+            graph_scope(settings.graph_base_url),
+            settings.graph_base_url,
+            lambda graph: SourceRegistry(()),
+            _no_reconciler,
+            fresh=credentials,
+        )
+    )
+    return graphs
+
+
+def _no_reconciler(tenant: str, graph: GraphGateway) -> Reconciler:
+    from shared.errors import UnsupportedResourceError
+
+    raise UnsupportedResourceError("the blob mirror keeps no subscriptions")
 
 
 async def _mirror(
@@ -111,13 +152,16 @@ async def _mirror(
     from shared.stores.clients import expand_connection, storage_credential, table_client
 
     settings = Settings.from_env(environ)
+    graph: GraphGateway | None = None
+    tenant_graphs: Callable[[str], GraphGateway] | None = None
     if settings.multi_tenant:
-        from shared.errors import InvalidSettingError
-
-        # Its downloads would need each event's tenant's token: not built yet (docs/tenants.md says so).
-        raise InvalidSettingError("SINKS", "the blob mirror is not available with TENANT_MODE=multi yet")
-    client, credential = build_client(settings)
-    own(credential)
+        # Each event's tenant's files are read with a token from that tenant's authority.
+        graphs = await _tenant_graphs(settings, own)
+        tenant_graphs = lambda tenant: graphs.graph(tenant).gateway  # noqa: E731
+    else:
+        client, credential = build_client(settings)
+        own(credential)
+        graph = GraphGateway(client)
     blobs = config.connection
     if blobs.connection_string is not None:
         container = ContainerClient.from_connection_string(expand_connection(blobs.connection_string), config.container)
@@ -128,7 +172,8 @@ async def _mirror(
         container = ContainerClient(blobs.blob_service_uri, config.container, credential=blob_token)
     own(container)
     index = own(table_client(connection, MIRROR_TABLE, token, **_PATIENT_TABLE))
-    order = OrderBook(own(table_client(connection, ORDER_TABLE, token, **_PATIENT_TABLE)), config.delivery.queue, tempo)
-    mirror = BlobMirror(config, GraphGateway(client), settings.graph_base_url, container, index, order)
+    order_table = own(table_client(connection, ORDER_TABLE, token, **_PATIENT_TABLE))
+    order = OrderBook(order_table, config.delivery.queue, tempo, by_tenant=settings.multi_tenant)
+    mirror = BlobMirror(config, graph, settings.graph_base_url, container, index, order, tenant_graphs)
     await mirror.setup()
     return mirror

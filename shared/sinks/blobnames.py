@@ -38,13 +38,27 @@ MAX_LENGTH = 1024 - len(DELETED_PREFIX)
 MAX_SEGMENTS = 254 - 1
 
 
-def blob_name(drive_id: str, item: dict[str, Any]) -> str:
-    """``{drive-id}/{path}/{name}`` from a GET of the item; DeliveryRejectedError if it cannot be one."""
+def tenant_root(tenant: str) -> str:
+    """What every blob name of a tenant begins with: ``{tenant-id}/``."""
+    return f"{_checked(tenant, 'the tenant id')}/"
+
+
+def drive_root(drive_id: str, tenant: str = "") -> str:
+    """Where a drive's blobs live: ``{drive-id}``, or ``{tenant-id}/{drive-id}`` for a tenant's drive."""
+    root = _checked(drive_id, "the drive id")
+    return tenant_root(tenant) + root if tenant else root
+
+
+def blob_name(drive_id: str, item: dict[str, Any], tenant: str = "") -> str:
+    """``{drive-id}/{path}/{name}`` (under ``{tenant-id}/`` for a tenant's drive) from a GET of the item.
+
+    DeliveryRejectedError if it cannot be one.
+    """
     parent = str((item.get("parentReference") or {}).get("path") or "")
     _, colon, folder = parent.partition(":")
     segments = [_decoded(segment) for segment in _split(folder if colon else "")]
     name = str(item.get("name", ""))
-    parts = [_checked(drive_id, "the drive id")]
+    parts = [drive_root(drive_id, tenant)]
     parts += [_stored(_checked(segment, "a folder in the path")) for segment in segments]
     parts.append(_stored(_checked(name, "the item's name")))
     return checked_blob("/".join(parts))

@@ -25,23 +25,34 @@ finished by the replay. A folder is known from its own events and from the files
 written directly in it; a folder never seen (``INITIAL_SYNC=latest``, no event,
 no file of its own written since) is renamed without its blobs moving, and its
 files move on their next change.
+
+With TENANT_MODE=multi each event's tenant reads through its own Graph client, its
+blobs live under ``{tenant-id}/`` and its rows are keyed by tenant, so two tenants'
+drives of the same id never meet. A ``tenant.removed`` event deletes the tenant's blobs
+(``deleted/`` copies too) and rows, and records when it was removed: an event of that
+tenant observed before then, retried late, is dropped rather than written back.
 """
 
 from __future__ import annotations
 
 import base64
 import contextlib
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, unquote
 
-from shared.errors import DeliveryRetryError, GraphRequestError, TransientGraphError
+from shared.clock import parse_time
+from shared.errors import DeliveryRejectedError, DeliveryRetryError, GraphRequestError, TransientGraphError
+from shared.model.events import TENANT_KIND, TENANT_REMOVED
 from shared.model.names import SINK_MIRROR_TABLE
 from shared.model.resources import resource_key
 from shared.model.sinks import BlobSink
-from shared.sinks.blobnames import DELETED_PREFIX, blob_name, checked_blob
+from shared.model.tenant import scoped_key
+from shared.sinks.blobnames import DELETED_PREFIX, blob_name, checked_blob, drive_root, tenant_root
 from shared.sinks.ordering import OrderBook
-from shared.stores.tables import ensure_table, quote_filter
+from shared.stores.tables import ensure_table, prefix_filter, quote_filter
 
 if TYPE_CHECKING:
     import aiohttp
@@ -52,6 +63,20 @@ if TYPE_CHECKING:
 
 MIRROR_TABLE = SINK_MIRROR_TABLE
 RANGE = 8 * 1024 * 1024
+# How long an instance trusts what it read of a tenant's removal (one point read per tenant and minute).
+REMOVAL_CACHE_SECONDS = 60.0
+
+
+@dataclass(frozen=True)
+class MirroredDrive:
+    """One drive of one tenant ('' in a single-tenant deployment), and where its blobs live."""
+
+    tenant: str
+    drive_id: str
+
+    @property
+    def root(self) -> str:
+        return drive_root(self.drive_id, self.tenant)
 
 
 def content_hash(item: dict[str, Any]) -> str:
@@ -81,14 +106,18 @@ class BlobMirror:
     def __init__(
         self,
         config: BlobSink,
-        graph: GraphGateway,
+        graph: GraphGateway | None,
         graph_base_url: str,
         container: ContainerClient,
         index: TableClient,
         order: OrderBook,
+        tenant_graphs: Callable[[str], GraphGateway] | None = None,
     ) -> None:
         self._config = config
         self._graph = graph
+        # TENANT_MODE=multi: each tenant's Graph client; its blobs and rows are then kept by tenant.
+        self._tenant_graphs = tenant_graphs
+        self._removed: dict[str, tuple[float, str]] = {}  # tenant -> (monotonic read time, removedAt or '')
         self._base = graph_base_url.rstrip("/")
         self._container = container
         self._index = index
@@ -104,26 +133,38 @@ class BlobMirror:
         await ensure_table(self._index)
         await self._order.setup()
 
-    def _partition(self, drive_id: str) -> str:
-        return resource_key(f"{self._config.delivery.queue}|{drive_id}")
+    def _partition(self, drive: MirroredDrive) -> str:
+        return scoped_key(drive.tenant, resource_key(f"{self._config.delivery.queue}|{drive.drive_id}"))
 
-    def _folders(self, drive_id: str) -> str:
-        return resource_key(f"{self._config.delivery.queue}|{drive_id}|folders")
+    def _folders(self, drive: MirroredDrive) -> str:
+        return scoped_key(drive.tenant, resource_key(f"{self._config.delivery.queue}|{drive.drive_id}|folders"))
+
+    def _removals(self) -> str:
+        return resource_key(f"{self._config.delivery.queue}|removed-tenants")
 
     async def deliver(self, messages: Sequence[dict[str, Any]]) -> None:
-        """Apply each driveItem event to the container."""
+        """Apply each driveItem event to the container; forget a removed tenant."""
         for event in messages:
+            tenant = str(event.get("tenantId") or "") if self._tenant_graphs is not None else ""
+            if event.get("kind") == TENANT_KIND and event.get("changeType") == TENANT_REMOVED and tenant:
+                await self._forget(tenant, str(event.get("observedAt", "")))
+                continue
             if event.get("kind") != "driveItem":
                 continue
+            if self._tenant_graphs is not None:
+                if not tenant:
+                    raise DeliveryRejectedError("a driveItem event with no tenantId in a multi-tenant deployment")
+                if await self._removed_after(tenant, str(event.get("observedAt", ""))):
+                    continue  # retried after its tenant was removed: writing it would bring the tenant back
             item = event.get("item")
-            drive_id, item_id = str(event.get("containerId", "")), str(event.get("itemId", ""))
+            drive, item_id = MirroredDrive(tenant, str(event.get("containerId", ""))), str(event.get("itemId", ""))
             etag = await self._order.claim(event)
             if event.get("changeType") == "deleted" or item is None:
-                await self._remove(drive_id, item_id)
+                await self._remove(drive, item_id)
             elif isinstance(item, dict) and "folder" in item:
-                await self._follow_folder(drive_id, item_id)  # no blob: only its prefix, if it moved
+                await self._follow_folder(drive, item_id)  # no blob: only its prefix, if it moved
             else:
-                await self._write(drive_id, item_id)
+                await self._write(drive, item_id)
             await self._order.release(event, etag)
 
     async def abandon(self, messages: Sequence[dict[str, Any]]) -> None:
@@ -131,9 +172,15 @@ class BlobMirror:
         for event in messages:
             await self._order.release(event)
 
-    async def _current(self, drive_id: str, item_id: str) -> dict[str, Any] | None:
+    def _graph_of(self, tenant: str) -> GraphGateway:
+        if self._tenant_graphs is not None:
+            return self._tenant_graphs(tenant)
+        assert self._graph is not None
+        return self._graph
+
+    async def _current(self, drive: MirroredDrive, item_id: str) -> dict[str, Any] | None:
         try:
-            return await self._graph.fetch_url(f"{self._base}/drives/{drive_id}/items/{item_id}")
+            return await self._graph_of(drive.tenant).fetch_url(f"{self._base}/drives/{drive.drive_id}/items/{item_id}")
         except TransientGraphError as exc:
             raise DeliveryRetryError(f"Graph: {exc}", exc.retry_after) from exc
         except GraphRequestError as exc:
@@ -141,16 +188,16 @@ class BlobMirror:
                 return None  # deleted since: its deletion event follows
             raise
 
-    async def _write(self, drive_id: str, item_id: str) -> None:
+    async def _write(self, drive: MirroredDrive, item_id: str) -> None:
         from azure.core.exceptions import ResourceNotFoundError
 
-        item = await self._current(drive_id, item_id)
+        item = await self._current(drive, item_id)
         if item is None or "folder" in item or "file" not in item:
             return
-        target = blob_name(drive_id, item)
+        target = blob_name(drive.drive_id, item, drive.tenant)
         wanted = content_hash(item)
         metadata = blob_metadata(item)
-        partition = self._partition(drive_id)
+        partition = self._partition(drive)
         try:
             row: dict[str, Any] | None = dict(await self._index.get_entity(partition, item_id))
         except ResourceNotFoundError:
@@ -168,30 +215,30 @@ class BlobMirror:
         await self._index.upsert_entity({"PartitionKey": partition, "RowKey": item_id, "blob": target})
         if previous and previous != target:
             await self._delete(self._blob(previous))
-        await self._learn_folder(drive_id, item, target)
+        await self._learn_folder(drive, item, target)
 
-    async def _learn_folder(self, drive_id: str, item: dict[str, Any], target: str) -> None:
+    async def _learn_folder(self, drive: MirroredDrive, item: dict[str, Any], target: str) -> None:
         """Record the file's folder's prefix if none is: only the folder's own event may change it."""
         from azure.core.exceptions import ResourceExistsError
 
         folder_id = str((item.get("parentReference") or {}).get("id") or "")
         prefix = target.rsplit("/", 1)[0]
-        if not folder_id or prefix == drive_id:
+        if not folder_id or prefix == drive.root:
             return  # the root never moves
         with contextlib.suppress(ResourceExistsError):
             await self._index.create_entity(
-                {"PartitionKey": self._folders(drive_id), "RowKey": folder_id, "prefix": prefix}
+                {"PartitionKey": self._folders(drive), "RowKey": folder_id, "prefix": prefix}
             )
 
-    async def _follow_folder(self, drive_id: str, folder_id: str) -> None:
+    async def _follow_folder(self, drive: MirroredDrive, folder_id: str) -> None:
         """Move the blobs under a renamed or moved folder; record its prefix."""
         from azure.core.exceptions import ResourceNotFoundError
 
-        item = await self._current(drive_id, folder_id)
+        item = await self._current(drive, folder_id)
         if item is None or "folder" not in item or "root" in item:
             return
-        prefix = blob_name(drive_id, item)
-        partition = self._folders(drive_id)
+        prefix = blob_name(drive.drive_id, item, drive.tenant)
+        partition = self._folders(drive)
         try:
             old: str | None = str((await self._index.get_entity(partition, folder_id))["prefix"])
         except ResourceNotFoundError:
@@ -199,14 +246,14 @@ class BlobMirror:
         if old == prefix:
             return
         if old is not None:
-            await self._move_tree(drive_id, old, prefix)
+            await self._move_tree(drive, old, prefix)
         await self._index.upsert_entity({"PartitionKey": partition, "RowKey": folder_id, "prefix": prefix})
 
-    async def _move_tree(self, drive_id: str, old: str, new: str) -> None:
+    async def _move_tree(self, drive: MirroredDrive, old: str, new: str) -> None:
         """Every blob under ``old/`` to ``new/``, with its item's row; then the folder rows beneath."""
         from azure.core.exceptions import ResourceNotFoundError
 
-        files = self._partition(drive_id)
+        files = self._partition(drive)
         async for listed in self._container.list_blobs(name_starts_with=f"{old}/", include=["metadata"]):
             metadata = dict(listed.metadata or {})
             target = new + listed.name[len(old) :]
@@ -219,7 +266,7 @@ class BlobMirror:
             if item_id:
                 await self._index.upsert_entity({"PartitionKey": files, "RowKey": item_id, "blob": target})
             await self._delete(source)
-        folders = self._folders(drive_id)
+        folders = self._folders(drive)
         # Prefixes under old/ sort from "old/" up to, not including, "old0" ('0' follows '/').
         query = (
             f"PartitionKey eq {quote_filter(folders)} and prefix ge {quote_filter(old + '/')} "
@@ -233,15 +280,15 @@ class BlobMirror:
         """The blob client for ``name``, once it is known to stay inside its prefix (rows and listings too)."""
         return self._container.get_blob_client(checked_blob(name))
 
-    async def _remove(self, drive_id: str, item_id: str) -> None:
+    async def _remove(self, drive: MirroredDrive, item_id: str) -> None:
         from azure.core.exceptions import ResourceNotFoundError
 
-        partition = self._partition(drive_id)
+        partition = self._partition(drive)
         try:
             row = await self._index.get_entity(partition, item_id)
         except ResourceNotFoundError:
             with contextlib.suppress(ResourceNotFoundError):
-                await self._index.delete_entity(self._folders(drive_id), item_id)  # a folder's, if it was one
+                await self._index.delete_entity(self._folders(drive), item_id)  # a folder's, if it was one
             return  # never mirrored, or already removed
         source = self._blob(str(row["blob"]))
         if self._config.keep_deleted and await self._hash_of(source) is not None:
@@ -250,6 +297,45 @@ class BlobMirror:
         await self._delete(source)
         with contextlib.suppress(ResourceNotFoundError):
             await self._index.delete_entity(partition, item_id)
+
+    async def _forget(self, tenant: str, removed_at: str) -> None:
+        """Delete a removed tenant's blobs and rows; record the removal first, so nothing of it is written back.
+
+        Every step can be repeated: a crash midway is finished when the event is retried.
+        """
+        from azure.core.exceptions import ResourceNotFoundError
+
+        await self._index.upsert_entity({"PartitionKey": self._removals(), "RowKey": tenant, "removedAt": removed_at})
+        self._removed[tenant] = (time.monotonic(), removed_at)
+        root = tenant_root(tenant)
+        for prefix in (root, DELETED_PREFIX + root):
+            async for listed in self._container.list_blobs(name_starts_with=prefix):
+                await self._delete(self._blob(listed.name))
+        mine = scoped_key(tenant, resource_key(f"{self._config.delivery.queue}|"))
+        query = prefix_filter("PartitionKey", mine)
+        async for row in self._index.query_entities(query, select=["PartitionKey", "RowKey"]):
+            with contextlib.suppress(ResourceNotFoundError):
+                await self._index.delete_entity(row["PartitionKey"], row["RowKey"])
+        await self._order.forget(tenant)
+
+    async def _removed_after(self, tenant: str, observed_at: str) -> bool:
+        """True when ``tenant`` was removed after this event was observed (read at most once a minute)."""
+        from azure.core.exceptions import ResourceNotFoundError
+
+        known = self._removed.get(tenant)
+        if known is None or time.monotonic() - known[0] > REMOVAL_CACHE_SECONDS:
+            try:
+                removed_at = str((await self._index.get_entity(self._removals(), tenant)).get("removedAt", ""))
+            except ResourceNotFoundError:
+                removed_at = ""
+            known = (time.monotonic(), removed_at)
+            self._removed[tenant] = known
+        if not known[1]:
+            return False
+        try:
+            return parse_time(observed_at) <= parse_time(known[1])
+        except ValueError:
+            return True  # no time to tell it from a late retry: the tenant is gone
 
     @classmethod
     async def _hash_of(cls, blob: BlobClient) -> str | None:

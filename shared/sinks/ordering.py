@@ -12,6 +12,7 @@ sequence: one subscription's delta runs are serialised by the cursor lease, and 
 item has at most one event per page, so later runs observe later changes.
 What this cannot order: an earlier event that was never dequeued before a later
 one was delivered (the later one is written at least a delta run afterwards).
+With TENANT_MODE=multi the rows are keyed by tenant, and a removed tenant's are forgotten.
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ from typing import TYPE_CHECKING, Any
 from shared.errors import DeliveryDeferredError
 from shared.model.names import SINK_ORDER_TABLE
 from shared.model.resources import resource_key
-from shared.stores.tables import ensure_table
+from shared.model.tenant import scope_prefix, scoped_key
+from shared.stores.tables import ensure_table, prefix_filter, quote_filter
 
 if TYPE_CHECKING:
     from azure.data.tables.aio import TableClient
@@ -30,21 +32,23 @@ if TYPE_CHECKING:
 ORDER_TABLE = SINK_ORDER_TABLE
 
 
-def item_key(event: dict[str, Any]) -> str | None:
-    """The row key of the event's item, or None for a message that is not an item's event."""
+def item_key(event: dict[str, Any], by_tenant: bool = False) -> str | None:
+    """The row key of the event's item (within its tenant, ``by_tenant``); None if it is not an item's event."""
     item_id = event.get("itemId")
     if not isinstance(item_id, str) or not item_id:
         return None
-    return resource_key(f"{event.get('containerId', '')}|{item_id}")
+    key = resource_key(f"{event.get('containerId', '')}|{item_id}")
+    return scoped_key(str(event.get("tenantId") or ""), key) if by_tenant else key
 
 
 class OrderBook:
     """Claims and releases items for one sink (the partition is the sink's queue)."""
 
-    def __init__(self, client: TableClient, sink: str, wait: float = 1.0) -> None:
+    def __init__(self, client: TableClient, sink: str, wait: float = 1.0, by_tenant: bool = False) -> None:
         self._client = client
         self._sink = sink
         self._wait = wait
+        self._by_tenant = by_tenant  # TENANT_MODE=multi: rows keyed by the event's tenant
 
     async def setup(self) -> None:
         """Create the table if needed."""
@@ -59,7 +63,7 @@ class OrderBook:
         from azure.core import MatchConditions
         from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
 
-        key = item_key(event)
+        key = item_key(event, self._by_tenant)
         if key is None:
             return None
         at = str(event.get("observedAt", ""))
@@ -94,7 +98,7 @@ class OrderBook:
         from azure.core import MatchConditions
         from azure.core.exceptions import ResourceModifiedError, ResourceNotFoundError
 
-        key = item_key(event)
+        key = item_key(event, self._by_tenant)
         if key is None:
             return
         if etag is None:
@@ -109,3 +113,14 @@ class OrderBook:
         # A failed condition means a later event claimed the item: no longer ours to clear.
         with contextlib.suppress(ResourceModifiedError, ResourceNotFoundError):
             await self._client.update_entity(entity, etag=etag, match_condition=MatchConditions.IfNotModified)
+
+    async def forget(self, tenant: str) -> None:
+        """Delete a removed tenant's rows (TENANT_MODE=multi); each can go again after a crash."""
+        from azure.core.exceptions import ResourceNotFoundError
+
+        if not self._by_tenant or not tenant:
+            return
+        query = f"PartitionKey eq {quote_filter(self._sink)} and {prefix_filter('RowKey', scope_prefix(tenant))}"
+        async for row in self._client.query_entities(query, select=["PartitionKey", "RowKey"]):
+            with contextlib.suppress(ResourceNotFoundError):
+                await self._client.delete_entity(row["PartitionKey"], row["RowKey"])

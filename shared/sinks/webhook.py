@@ -23,6 +23,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from shared.errors import DeliveryRejectedError, DeliveryRetryError
+from shared.model.events import TENANT_KIND, TENANT_REMOVED
 from shared.model.sinks import WebhookSink
 from shared.sinks.ordering import OrderBook
 
@@ -143,11 +144,13 @@ class WebhookForward:
         return {**signed, **{name.lower(): value for name, value in cloud_headers.items()}}, body
 
     async def deliver(self, messages: Sequence[dict[str, Any]]) -> None:
-        """Deliver each event in order, keeping per-item order."""
+        """Deliver each event in order, keeping per-item order; a removed tenant's order rows go after its event."""
         for event in messages:
             etag = await self._order.claim(event)
             await post_with_retries(lambda event=event: self.post(event))
             await self._order.release(event, etag)
+            if event.get("kind") == TENANT_KIND and event.get("changeType") == TENANT_REMOVED:
+                await self._order.forget(str(event.get("tenantId") or ""))
 
     async def abandon(self, messages: Sequence[dict[str, Any]]) -> None:
         """The event was poisoned: later events of its item may go."""

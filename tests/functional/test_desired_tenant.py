@@ -20,15 +20,14 @@ from devtools.simctl import TenantControl
 from graphhooks.cli import app
 from shared.clock import utcnow
 from shared.model.names import DESIRED_TABLE, SUBSCRIPTIONS_TABLE, TENANTS_TABLE
-from shared.model.tenant import ACTIVE, new_tenant, scope_of
+from shared.model.tenant import scope_of
 from shared.stores.clients import table_client
 from shared.stores.desired import DesiredStore
 from shared.stores.subscriptions import SubscriptionStore
 from shared.stores.tenants import TenantStore
-from tests.functional.stacks import DRIVE, RESOURCE, Stack
+from tests.functional.stacks import RESOURCE, Stack
+from tests.functional.tenant_stacks import B, C, close_controls, three_tenants
 
-B = str(uuid.UUID(int=0xB0B))
-C = str(uuid.UUID(int=0xC0C))
 UNKNOWN = str(uuid.UUID(int=0xDEAD))
 B_DRIVE = "b!only-in-b"
 B_RESOURCE = f"drives/{B_DRIVE}/root"
@@ -44,28 +43,10 @@ async def cli(settings: Path, *args: str) -> Any:
 
 
 async def _three_tenants(stack_factory: Any) -> tuple[Stack, list[str], dict[str, TenantControl]]:
-    """A multi-mode stack with the home tenant, B and C registered; every tenant has DRIVE, B also B_DRIVE."""
-    stack = await stack_factory(
-        env={"TENANT_MODE": "multi", "GRAPH_SUBSCRIPTIONS": json.dumps([{"resource": RESOURCE}])}
-    )
-    home = stack.env["GRAPH_TENANT_ID"].lower()
-    tenants = [home, B, C]
-    controls = {t: await TenantControl(stack.sim.control_url, None if t == home else t).__aenter__() for t in tenants}
-    for tenant in (B, C):
-        await controls[home].call("POST", "/tenants", {"tenant": tenant, "consented": True})
-        await controls[tenant].create_drive(DRIVE)
+    """The three tenants, not yet subscribed; B also has B_DRIVE."""
+    stack, tenants, controls = await three_tenants(stack_factory, subscribe=False)
     await controls[B].create_drive(B_DRIVE)
-    async with table_client(stack.connection, TENANTS_TABLE) as client:
-        store = TenantStore(client)
-        await store.setup()
-        for tenant in tenants:
-            assert await store.add(new_tenant(tenant, f"tenant {tenant[:4]}", utcnow(), status=ACTIVE))
     return stack, tenants, controls
-
-
-async def _close(controls: dict[str, TenantControl]) -> None:
-    for control in controls.values():
-        await control.__aexit__(None, None, None)
 
 
 async def _graph_resources(controls: dict[str, TenantControl]) -> dict[str, list[str]]:
@@ -113,7 +94,7 @@ async def test_a_tenants_own_entry_is_subscribed_only_in_that_tenant_and_removed
         await stack.worker.renew(utcnow())
         assert await _graph_resources(controls) == {t: [RESOURCE] for t in tenants}
     finally:
-        await _close(controls)
+        await close_controls(controls)
 
 
 async def test_an_entry_added_without_a_tenant_is_a_template_every_tenant_gets(
@@ -131,7 +112,7 @@ async def test_an_entry_added_without_a_tenant_is_a_template_every_tenant_gets(
         expected = sorted(["drives/b!everywhere/root", RESOURCE])
         assert await _graph_resources(controls) == {t: expected for t in tenants}
     finally:
-        await _close(controls)
+        await close_controls(controls)
 
 
 async def test_an_unknown_or_malformed_tenant_is_refused_and_nothing_is_written(
@@ -158,7 +139,7 @@ async def test_an_unknown_or_malformed_tenant_is_refused_and_nothing_is_written(
         assert listed.exit_code == 1 and "is not a tenant id" in listed.stderr
         assert await _stored_entries(stack) == []
     finally:
-        await _close(controls)
+        await close_controls(controls)
 
 
 async def test_a_tenant_is_refused_in_single_mode(azurite_factory: Any, tmp_path: Path) -> None:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-import uuid
 from datetime import timedelta
 from typing import Any
 
@@ -22,39 +21,16 @@ from devtools.messages import peek_count, receive_json
 from devtools.simctl import TenantControl
 from shared.clock import utcnow
 from shared.model.names import CURSORS_TABLE, NOTIFICATIONS_QUEUE, SUBSCRIPTIONS_TABLE, TENANTS_TABLE
-from shared.model.tenant import ACTIVE, SUSPENDED, new_tenant, scope_of
+from shared.model.tenant import ACTIVE, SUSPENDED, scope_of
 from shared.queues.message_queue import MessageQueue
 from shared.stores.clients import queue_client, table_client
 from shared.stores.subscriptions import SubscriptionStore
 from shared.stores.tenants import TenantStore
 from shared.tenants.onboarding import register_consent, schedule
 from tests.functional.stacks import DRIVE, RESOURCE, Stack
+from tests.functional.tenant_stacks import B, C, close_controls, rows_of, three_tenants
 
-B = str(uuid.UUID(int=0xB0B))
 SINK_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
-C = str(uuid.UUID(int=0xC0C))
-
-
-async def _three_tenants(stack_factory: Any, **settings: str) -> tuple[Stack, list[str], dict[str, TenantControl]]:
-    env = {"TENANT_MODE": "multi", "GRAPH_SUBSCRIPTIONS": json.dumps([{"resource": RESOURCE}]), **settings}
-    stack = await stack_factory(env=env)
-    home = stack.env["GRAPH_TENANT_ID"].lower()
-    tenants = [home, B, C]
-    controls: dict[str, TenantControl] = {}
-    for tenant in tenants:
-        control = await TenantControl(stack.sim.control_url, None if tenant == home else tenant).__aenter__()
-        controls[tenant] = control
-        if tenant != home:
-            await controls[home].call("POST", "/tenants", {"tenant": tenant, "consented": True})
-            await control.create_drive(DRIVE)  # the same drive id in every tenant
-    async with table_client(stack.connection, TENANTS_TABLE) as client:
-        store = TenantStore(client)
-        await store.setup()
-        for tenant in tenants:
-            assert await store.add(new_tenant(tenant, f"tenant {tenant[:4]}", utcnow(), status=ACTIVE))
-    await stack.worker.renew(utcnow())
-    await stack.pump(lambda: True)  # the syncs asked for at creation: nothing changed yet
-    return stack, tenants, controls
 
 
 async def _records(stack: Stack) -> list[Any]:
@@ -68,27 +44,8 @@ async def _tenant(stack: Stack, tenant: str) -> Any:
         return stored.tenant if stored is not None else None
 
 
-async def _rows_of(stack: Stack, tenant: str) -> list[tuple[str, str, str]]:
-    """Every row of every table whose keys name ``tenant``."""
-    from azure.data.tables.aio import TableServiceClient
-
-    found: list[tuple[str, str, str]] = []
-    async with TableServiceClient.from_connection_string(stack.connection) as service:
-        async for table in service.list_tables():
-            client = service.get_table_client(table.name)
-            async for row in client.list_entities(select=["PartitionKey", "RowKey"]):
-                if tenant in row["PartitionKey"] or tenant in row["RowKey"]:
-                    found.append((table.name, row["PartitionKey"], row["RowKey"]))
-    return found
-
-
-async def _close(controls: dict[str, TenantControl]) -> None:
-    for control in controls.values():
-        await control.__aexit__(None, None, None)
-
-
 async def test_three_tenants_watching_the_same_drive_id_each_get_their_own_events(stack_factory: Any) -> None:
-    stack, tenants, controls = await _three_tenants(stack_factory)
+    stack, tenants, controls = await three_tenants(stack_factory)
     try:
         records = await _records(stack)
         assert sorted(scope_of(r.key) for r in records) == sorted(tenants)
@@ -104,13 +61,13 @@ async def test_three_tenants_watching_the_same_drive_id_each_get_their_own_event
         async with table_client(stack.connection, TENANTS_TABLE) as client:
             assert set(await TenantStore(client).last_passes()) == set(tenants)  # for `graphhooks tenants list`
     finally:
-        await _close(controls)
+        await close_controls(controls)
 
 
 async def test_an_item_naming_another_tenant_than_its_subscriptions_is_refused_on_the_http_path(
     stack_factory: Any,
 ) -> None:
-    stack, tenants, controls = await _three_tenants(stack_factory)
+    stack, tenants, controls = await three_tenants(stack_factory)
     try:
         of_b = next(r for r in await _records(stack) if r.tenant == B)
         item = {
@@ -137,13 +94,13 @@ async def test_an_item_naming_another_tenant_than_its_subscriptions_is_refused_o
         # Only the item that named B was stored; the other was refused before the queue.
         assert [i["tenantId"] for i in processed] == [B]
     finally:
-        await _close(controls)
+        await close_controls(controls)
 
 
 async def test_a_revoked_tenant_is_suspended_while_the_others_flow_and_resumed_with_what_it_missed(
     stack_factory: Any,
 ) -> None:
-    stack, tenants, controls = await _three_tenants(stack_factory)
+    stack, tenants, controls = await three_tenants(stack_factory)
     home = tenants[0]
     try:
         await controls[home].call("POST", f"/tenants/{B}/revoke", {"code": 65001})
@@ -164,11 +121,11 @@ async def test_a_revoked_tenant_is_suspended_while_the_others_flow_and_resumed_w
         [event] = stack.for_item(missed["id"])
         assert event["tenantId"] == B and event["changeType"] in ("created", "updated")
     finally:
-        await _close(controls)
+        await close_controls(controls)
 
 
 async def test_a_removal_cut_short_by_a_crash_is_finished_by_the_next_tick(stack_factory: Any) -> None:
-    stack, tenants, controls = await _three_tenants(stack_factory)
+    stack, tenants, controls = await three_tenants(stack_factory)
     try:
         # The tenant has had a change: index rows, a last notification time, a last pass to leave behind.
         item = await controls[C].create_item(DRIVE, "before-leaving.txt", "z")
@@ -206,9 +163,9 @@ async def test_a_removal_cut_short_by_a_crash_is_finished_by_the_next_tick(stack
         assert (removed["changeType"], removed["tenantId"]) == ("removed", C)
         # The other tenants keep their subscriptions.
         assert sorted({r.tenant for r in await _records(stack)}) == sorted(tenants[:2])
-        assert await _rows_of(stack, C) == []  # nothing left behind, in any table
+        assert await rows_of(stack, C) == []  # nothing left behind, in any table
     finally:
-        await _close(controls)
+        await close_controls(controls)
 
 
 @pytest.mark.parametrize("mode", ["single"])
@@ -220,7 +177,7 @@ async def test_single_mode_keys_stay_unscoped(stack_factory: Any, mode: str) -> 
 
 
 async def test_a_tenant_in_a_429_storm_delays_no_other_tenant_and_loses_nothing(stack_factory: Any) -> None:
-    stack, tenants, controls = await _three_tenants(stack_factory)
+    stack, tenants, controls = await three_tenants(stack_factory)
     home = tenants[0]
     try:
         await controls[home].call("POST", f"/tenants/{B}/throttle", {"seconds": 600, "status": 429, "retryAfter": 3})
@@ -237,7 +194,7 @@ async def test_a_tenant_in_a_429_storm_delays_no_other_tenant_and_loses_nothing(
         [event] = stack.for_item(stormed["id"])
         assert (event["tenantId"], event["changeType"]) == (B, "created")
     finally:
-        await _close(controls)
+        await close_controls(controls)
 
 
 async def _handle_delivered(stack: Stack, control: TenantControl, crash_before_delete: bool = False) -> None:
@@ -266,7 +223,7 @@ async def _handle_delivered(stack: Stack, control: TenantControl, crash_before_d
 
 
 async def test_a_throttled_tenants_notifications_wait_on_one_message_per_subscription(stack_factory: Any) -> None:
-    stack, tenants, controls = await _three_tenants(stack_factory)
+    stack, tenants, controls = await three_tenants(stack_factory)
     home = tenants[0]
     try:
         await controls[home].call("POST", f"/tenants/{B}/throttle", {"seconds": 600, "status": 429, "retryAfter": 8})
@@ -283,11 +240,11 @@ async def test_a_throttled_tenants_notifications_wait_on_one_message_per_subscri
             [event] = stack.for_item(item["id"])
             assert (event["tenantId"], event["changeType"]) == (B, "created")
     finally:
-        await _close(controls)
+        await close_controls(controls)
 
 
 async def test_a_tenant_that_hangs_holds_up_neither_the_tick_nor_the_other_tenants(stack_factory: Any) -> None:
-    stack, _, controls = await _three_tenants(stack_factory)
+    stack, _, controls = await three_tenants(stack_factory)
     try:
         renewal = stack.worker.tenants
         assert renewal is not None
@@ -303,11 +260,11 @@ async def test_a_tenant_that_hangs_holds_up_neither_the_tick_nor_the_other_tenan
         assert time.monotonic() - started < 5
         assert (report.reconciled, report.timed_out) == (2, 1)
     finally:
-        await _close(controls)
+        await close_controls(controls)
 
 
 async def test_a_suspended_tenant_that_consents_again_is_resynced_at_once(stack_factory: Any) -> None:
-    stack, tenants, controls = await _three_tenants(stack_factory)
+    stack, tenants, controls = await three_tenants(stack_factory)
     try:
         await controls[tenants[0]].call("POST", f"/tenants/{B}/revoke", {"code": 65001})
         await stack.worker.renew(utcnow())
@@ -326,12 +283,12 @@ async def test_a_suspended_tenant_that_consents_again_is_resynced_at_once(stack_
         [event] = stack.for_item(missed["id"])
         assert event["tenantId"] == B
     finally:
-        await _close(controls)
+        await close_controls(controls)
 
 
 async def test_a_sink_naming_tenants_receives_only_their_events(stack_factory: Any) -> None:
     sink = {"type": "webhook", "url": "https://sink.example/h", "secret": SINK_SECRET, "name": "only-b", "tenants": [B]}
-    stack, tenants, controls = await _three_tenants(stack_factory, SINKS=json.dumps([sink]))
+    stack, tenants, controls = await three_tenants(stack_factory, SINKS=json.dumps([sink]))
     try:
         items = {t: await controls[t].create_item(DRIVE, f"to-sink-{t[:4]}.txt", t) for t in tenants}
         await stack.pump(lambda: all(stack.for_item(items[t]["id"]) for t in tenants))
@@ -340,4 +297,4 @@ async def test_a_sink_naming_tenants_receives_only_their_events(stack_factory: A
         assert {event["tenantId"] for event in delivered} == {B}  # the other tenants' never reach its queue
         assert {e["tenantId"] for e in stack.events} == set(tenants)  # while graph-changes has them all
     finally:
-        await _close(controls)
+        await close_controls(controls)

@@ -8,7 +8,7 @@ from urllib.parse import unquote
 import pytest
 
 from shared.errors import DeliveryRejectedError
-from shared.sinks.blobnames import DELETED_PREFIX, MAX_LENGTH, blob_name, checked_blob
+from shared.sinks.blobnames import DELETED_PREFIX, MAX_LENGTH, blob_name, checked_blob, drive_root, tenant_root
 
 DRIVE = "b!drive"
 
@@ -86,3 +86,16 @@ def test_stored_names_are_checked_again_before_use_and_the_deleted_copy_fits() -
         checked_blob(longest + "n")
     with pytest.raises(DeliveryRejectedError):
         checked_blob(f"{DRIVE}/a/../../other/x")  # an old row or a listing cannot take the mirror out either
+
+
+def test_a_tenants_drive_lives_under_the_tenants_prefix() -> None:
+    tenant = "aaaabbbb-0000-cccc-1111-dddd2222eeee"
+    assert blob_name(DRIVE, item("/drive/root:/Documents", "a.txt"), tenant) == f"{tenant}/{DRIVE}/Documents/a.txt"
+    assert drive_root(DRIVE, tenant) == f"{tenant}/{DRIVE}" and tenant_root(tenant) == f"{tenant}/"
+    assert drive_root(DRIVE) == DRIVE  # a single-tenant deployment's names are unchanged
+
+
+@pytest.mark.parametrize("tenant", ["..", ".", "a/b", "a\\b", "t\x00"])
+def test_the_tenant_id_is_a_single_safe_segment(tenant: str) -> None:
+    with pytest.raises(DeliveryRejectedError, match="the tenant id"):
+        blob_name(DRIVE, item("/drive/root:", "a.txt"), tenant)
