@@ -44,7 +44,7 @@ def install(path: str) -> None:
     from shared.ingest.group_commit import GroupCommit
     from shared.ingest.receiver import Ingest
     from shared.model.names import NOTIFICATIONS_QUEUE
-    from shared.queues.message_queue import MessageQueue
+    from shared.queues.message_queue import MessageQueue, Receipt
 
     out = open(path, "a", buffering=1, encoding="utf-8")  # noqa: SIM115 - open for the host's lifetime
     # When each group write began: GroupCommit._flush packs a group the moment it takes it, then sends
@@ -106,10 +106,10 @@ def install(path: str) -> None:
 
         return wrapper
 
-    async def timed_send(self: MessageQueue, text: str, delay_seconds: float = 0) -> None:
+    async def timed_send(self: MessageQueue, text: str, delay_seconds: float = 0) -> Receipt:
         started = time.perf_counter()
         try:
-            await send(self, text, delay_seconds)
+            return await send(self, text, delay_seconds)
         finally:
             if self.name == NOTIFICATIONS_QUEUE:
                 out.write(json.dumps({"send": time.perf_counter() - started}) + "\n")
