@@ -29,30 +29,28 @@ files move on their next change.
 With TENANT_MODE=multi each event's tenant reads through its own Graph client, its
 blobs live under ``{tenant-id}/`` and its rows are keyed by tenant, so two tenants'
 drives of the same id never meet. A ``tenant.removed`` event deletes the tenant's blobs
-(``deleted/`` copies too) and rows, and records when it was removed: an event of that
-tenant observed before then, retried late, is dropped rather than written back.
+and rows (removals.py).
 """
 
 from __future__ import annotations
 
 import base64
 import contextlib
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, unquote
 
-from shared.clock import parse_time
 from shared.errors import DeliveryRejectedError, DeliveryRetryError, GraphRequestError, TransientGraphError
 from shared.model.events import TENANT_KIND, TENANT_REMOVED
 from shared.model.names import SINK_MIRROR_TABLE
 from shared.model.resources import resource_key
 from shared.model.sinks import BlobSink
 from shared.model.tenant import scoped_key
-from shared.sinks.blobnames import DELETED_PREFIX, blob_name, checked_blob, drive_root, tenant_root
+from shared.sinks.blobnames import DELETED_PREFIX, blob_name, checked_blob, drive_root
 from shared.sinks.ordering import OrderBook
-from shared.stores.tables import ensure_table, prefix_filter, quote_filter
+from shared.sinks.removals import RemovedTenants
+from shared.stores.tables import ensure_table, quote_filter
 
 if TYPE_CHECKING:
     import aiohttp
@@ -63,8 +61,6 @@ if TYPE_CHECKING:
 
 MIRROR_TABLE = SINK_MIRROR_TABLE
 RANGE = 8 * 1024 * 1024
-# How long an instance trusts what it read of a tenant's removal (one point read per tenant and minute).
-REMOVAL_CACHE_SECONDS = 60.0
 
 
 @dataclass(frozen=True)
@@ -117,11 +113,11 @@ class BlobMirror:
         self._graph = graph
         # TENANT_MODE=multi: each tenant's Graph client; its blobs and rows are then kept by tenant.
         self._tenant_graphs = tenant_graphs
-        self._removed: dict[str, tuple[float, str]] = {}  # tenant -> (monotonic read time, removedAt or '')
         self._base = graph_base_url.rstrip("/")
         self._container = container
         self._index = index
         self._order = order
+        self._removals = RemovedTenants(config.delivery.queue, index, container, order)
         self._session: aiohttp.ClientSession | None = None
 
     async def setup(self) -> None:
@@ -133,28 +129,26 @@ class BlobMirror:
         await ensure_table(self._index)
         await self._order.setup()
 
+    # Both begin with removals.tenant_rows(queue, tenant), which a removal deletes.
     def _partition(self, drive: MirroredDrive) -> str:
         return scoped_key(drive.tenant, resource_key(f"{self._config.delivery.queue}|{drive.drive_id}"))
 
     def _folders(self, drive: MirroredDrive) -> str:
         return scoped_key(drive.tenant, resource_key(f"{self._config.delivery.queue}|{drive.drive_id}|folders"))
 
-    def _removals(self) -> str:
-        return resource_key(f"{self._config.delivery.queue}|removed-tenants")
-
     async def deliver(self, messages: Sequence[dict[str, Any]]) -> None:
         """Apply each driveItem event to the container; forget a removed tenant."""
         for event in messages:
             tenant = str(event.get("tenantId") or "") if self._tenant_graphs is not None else ""
             if event.get("kind") == TENANT_KIND and event.get("changeType") == TENANT_REMOVED and tenant:
-                await self._forget(tenant, str(event.get("observedAt", "")))
+                await self._removals.forget(tenant, str(event.get("observedAt", "")))
                 continue
             if event.get("kind") != "driveItem":
                 continue
             if self._tenant_graphs is not None:
                 if not tenant:
                     raise DeliveryRejectedError("a driveItem event with no tenantId in a multi-tenant deployment")
-                if await self._removed_after(tenant, str(event.get("observedAt", ""))):
+                if await self._removals.removed_after(tenant, str(event.get("observedAt", ""))):
                     continue  # retried after its tenant was removed: writing it would bring the tenant back
             item = event.get("item")
             drive, item_id = MirroredDrive(tenant, str(event.get("containerId", ""))), str(event.get("itemId", ""))
@@ -297,45 +291,6 @@ class BlobMirror:
         await self._delete(source)
         with contextlib.suppress(ResourceNotFoundError):
             await self._index.delete_entity(partition, item_id)
-
-    async def _forget(self, tenant: str, removed_at: str) -> None:
-        """Delete a removed tenant's blobs and rows; record the removal first, so nothing of it is written back.
-
-        Every step can be repeated: a crash midway is finished when the event is retried.
-        """
-        from azure.core.exceptions import ResourceNotFoundError
-
-        await self._index.upsert_entity({"PartitionKey": self._removals(), "RowKey": tenant, "removedAt": removed_at})
-        self._removed[tenant] = (time.monotonic(), removed_at)
-        root = tenant_root(tenant)
-        for prefix in (root, DELETED_PREFIX + root):
-            async for listed in self._container.list_blobs(name_starts_with=prefix):
-                await self._delete(self._blob(listed.name))
-        mine = scoped_key(tenant, resource_key(f"{self._config.delivery.queue}|"))
-        query = prefix_filter("PartitionKey", mine)
-        async for row in self._index.query_entities(query, select=["PartitionKey", "RowKey"]):
-            with contextlib.suppress(ResourceNotFoundError):
-                await self._index.delete_entity(row["PartitionKey"], row["RowKey"])
-        await self._order.forget(tenant)
-
-    async def _removed_after(self, tenant: str, observed_at: str) -> bool:
-        """True when ``tenant`` was removed after this event was observed (read at most once a minute)."""
-        from azure.core.exceptions import ResourceNotFoundError
-
-        known = self._removed.get(tenant)
-        if known is None or time.monotonic() - known[0] > REMOVAL_CACHE_SECONDS:
-            try:
-                removed_at = str((await self._index.get_entity(self._removals(), tenant)).get("removedAt", ""))
-            except ResourceNotFoundError:
-                removed_at = ""
-            known = (time.monotonic(), removed_at)
-            self._removed[tenant] = known
-        if not known[1]:
-            return False
-        try:
-            return parse_time(observed_at) <= parse_time(known[1])
-        except ValueError:
-            return True  # no time to tell it from a late retry: the tenant is gone
 
     @classmethod
     async def _hash_of(cls, blob: BlobClient) -> str | None:
